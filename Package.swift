@@ -1,0 +1,66 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "GPUBridge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "GPUBridge", targets: ["GPUBridge"]),
+        .library(name: "GPUBridgeOpenCL", targets: ["GPUBridgeOpenCL"]),
+        .library(name: "GPUBridgeCUDA", targets: ["GPUBridgeCUDA"]),
+        .executable(name: "gpubridge", targets: ["gpubridge"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "GPUBridge",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GPUBridgeOpenCL",
+            dependencies: ["GPUBridge", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GPUBridgeCUDA",
+            dependencies: ["GPUBridge", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "gpubridge",
+            dependencies: [
+                "GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GPUBridgeTests",
+            dependencies: ["GPUBridge", .product(name: "Metrics", package: "swift-metrics")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GPUBridgeOpenCLTests",
+            dependencies: ["GPUBridge", "GPUBridgeOpenCL"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GPUBridgeCUDATests",
+            dependencies: ["GPUBridge", "GPUBridgeCUDA"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,87 @@
+import Synchronization
+
+/// Device-measured times of one command, in nanoseconds on the device's clock.
+public struct ExecutionTimings: Sendable, Hashable, Codable {
+    /// When the command was put in the queue.
+    public var queued: UInt64
+    /// When the command was handed to the device.
+    public var submitted: UInt64
+    /// When the device started it.
+    public var start: UInt64
+    /// When the device finished it.
+    public var end: UInt64
+
+    public init(queued: UInt64, submitted: UInt64, start: UInt64, end: UInt64) {
+        self.queued = queued
+        self.submitted = submitted
+        self.start = start
+        self.end = end
+    }
+
+    /// Device time from start to end.
+    public var duration: Duration { .nanoseconds(Int64(clamping: end &- start)) }
+}
+
+/// A one-shot signal that a command a backend enqueued has finished, with its timings or its error.
+///
+/// Backends create one per enqueued command and call `complete(_:)` exactly once, from any thread (an OpenCL event
+/// callback, a CUDA host function, a CPU worker). Any number of tasks may `await wait()`; waiting suspends the task and
+/// never blocks a cooperative thread. Objects passed as `retaining` (host memory of an async copy, for example) are
+/// kept alive until the command completes and released right after.
+public final class Completion: Sendable {
+    private enum State {
+        case pending(waiters: [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>],
+                     retained: [any Sendable])
+        case done(Result<ExecutionTimings?, GPUBridgeError>)
+    }
+
+    private let state: Mutex<State>
+
+    /// A pending completion that keeps `retaining` alive until it completes.
+    public init(retaining: [any Sendable] = []) {
+        state = Mutex(.pending(waiters: [], retained: retaining))
+    }
+
+    /// A completion that has already finished.
+    public init(finished result: Result<ExecutionTimings?, GPUBridgeError>) {
+        state = Mutex(.done(result))
+    }
+
+    /// Marks the command finished. Only the first call counts; later calls are ignored.
+    public func complete(_ result: Result<ExecutionTimings?, GPUBridgeError>) {
+        let (waiters, retained) = state.withLock { state -> ([CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>], [any Sendable]) in
+            guard case let .pending(waiters, retained) = state else { return ([], []) }
+            state = .done(result)
+            return (waiters, retained)
+        }
+        _ = retained  // released here, after the command finished
+        for waiter in waiters { waiter.resume(returning: result) }
+    }
+
+    /// Whether the command has finished.
+    public var isComplete: Bool {
+        state.withLock { if case .done = $0 { return true } else { return false } }
+    }
+
+    /// Suspends until the command finishes; returns its device timings where the backend measured them.
+    ///
+    /// Cancelling the waiting task does not cancel the command: work on a device queue cannot be withdrawn, so the
+    /// wait always lasts until the device is done.
+    @discardableResult
+    public func wait() async throws(GPUBridgeError) -> ExecutionTimings? {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>) in
+            let ready: Result<ExecutionTimings?, GPUBridgeError>? = state.withLock { state in
+                switch state {
+                case let .done(result):
+                    return result
+                case .pending(var waiters, let retained):
+                    waiters.append(continuation)
+                    state = .pending(waiters: waiters, retained: retained)
+                    return nil
+                }
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+        return try result.get()
+    }
+}

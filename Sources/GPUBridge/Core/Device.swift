@@ -1,0 +1,268 @@
+import Logging
+import Synchronization
+
+/// A compiled kernel loaded on one device.
+///
+/// Made by `Device.compile`; launched with `Device.launch`. Immutable and shareable across tasks.
+public final class Kernel: Sendable, CustomStringConvertible {
+    /// The device the kernel is loaded on.
+    public let device: Device
+    /// The kernel's name and declared parameters.
+    public let name: String
+    public let parameters: [KernelParameter]?
+    /// The backend's loaded program.
+    public let program: any KernelProgram
+
+    init(device: Device, source: KernelSource, program: any KernelProgram) {
+        self.device = device
+        self.name = source.name
+        self.parameters = source.parameters
+        self.program = program
+    }
+
+    public var description: String { "Kernel(\(name) on \(device.id))" }
+}
+
+/// What one launch did: where it ran, its shape, the host-observed time and the device's own timings.
+public struct ExecutionResult: Sendable, Hashable {
+    public var device: DeviceID
+    public var kernel: String
+    public var launch: Launch
+    /// Time from enqueue to observed completion, measured on the host.
+    public var hostDuration: Duration
+    /// Queued/submitted/start/end on the device clock, where the backend measures them.
+    public var timings: ExecutionTimings?
+}
+
+/// One device, ready to use: its backend, its buffer pool and its compiled kernels.
+///
+/// Ownership: a `Device` owns its `BufferPool` and its loaded kernels; buffers keep their device alive. Thread safety:
+/// every method may be called from any task concurrently. Cost: allocation goes through the pool (a hit is well under a
+/// microsecond); `launch` validates arguments in O(arguments) and allocates no device memory.
+public final class Device: Sendable, CustomStringConvertible, Hashable {
+    /// The backend driving this device.
+    public let backend: any DeviceBackend
+    /// The caching allocator for this device's memory.
+    public let pool: BufferPool
+    /// The compiled-binary cache shared with other devices.
+    public let cache: KernelCache
+    let metrics: DeviceMetrics
+    private let programs = Mutex<[String: any KernelProgram]>([:])
+    private let logger = Logger(label: "gpubridge.device")
+
+    /// Wraps `backend` with a pool capped at `poolLimit` bytes (default: the device's memory) and a kernel cache.
+    public init(backend: any DeviceBackend, poolLimit: Int? = nil, cache: KernelCache = KernelCache(directory: nil)) throws(GPUBridgeError) {
+        self.backend = backend
+        self.pool = try BufferPool(backend: backend, limit: poolLimit)
+        self.cache = cache
+        self.metrics = DeviceMetrics(device: backend.info.id.description)
+    }
+
+    /// The device's identity, names and limits.
+    public var info: DeviceInfo { backend.info }
+    public var id: DeviceID { backend.info.id }
+    /// Counts of native operations (allocations, copies, launches, compiles) made on this device.
+    public var counters: DeviceCounters { backend.counters }
+    /// Device memory the driver reports free now.
+    public func freeMemory() throws(GPUBridgeError) -> Int { try backend.freeMemory() }
+
+    public var description: String { "\(id) \(info.name)" }
+    public static func == (a: Device, b: Device) -> Bool { a === b }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
+    // MARK: Memory
+
+    /// Allocates `byteCount` bytes of device memory from the pool. Contents are undefined.
+    public func makeRawBuffer(byteCount: Int) throws(GPUBridgeError) -> RawBuffer {
+        guard byteCount > 0 else {
+            throw .invalidArgument(name: "byteCount", value: String(byteCount), limit: "1...\(pool.limit) bytes")
+        }
+        let block = try pool.allocate(byteCount: byteCount)
+        return RawBuffer(device: self, owner: BlockOwner(pool: pool, block: block), parent: nil, offset: 0, byteCount: byteCount)
+    }
+
+    /// Allocates room for `count` elements of `Element`. Contents are undefined.
+    public func makeBuffer<Element: BitwiseCopyable>(of type: Element.Type, count: Int) throws(GPUBridgeError) -> Buffer<Element> {
+        let stride = MemoryLayout<Element>.stride
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: stride)
+        guard count > 0, !overflow else {
+            throw .invalidArgument(name: "count", value: String(count), limit: "1...\(pool.limit / stride) elements of \(Element.self)")
+        }
+        return Buffer(unchecked: try makeRawBuffer(byteCount: bytes))
+    }
+
+    /// Allocates a buffer holding a copy of `values` (a synchronous upload).
+    public func makeBuffer<Element: BitwiseCopyable>(copying values: [Element]) throws(GPUBridgeError) -> Buffer<Element> {
+        let buffer = try makeBuffer(of: Element.self, count: values.count)
+        try buffer.copy(from: values)
+        return buffer
+    }
+
+    /// Allocates host memory for asynchronous transfers with this device; pinned where the backend supports it.
+    public func makeHostBuffer(byteCount: Int, pinned: Bool = true) throws(GPUBridgeError) -> HostBuffer {
+        guard byteCount > 0 else {
+            throw .invalidArgument(name: "byteCount", value: String(byteCount), limit: "1...\(Int.max) bytes")
+        }
+        return HostBuffer(device: self, allocation: try backend.allocateHost(byteCount: byteCount, pinned: pinned))
+    }
+
+    // MARK: Kernels
+
+    /// Compiles `source` for this device, or finds it in the kernel cache (memory, then disk).
+    public func compile(_ source: KernelSource, options: CompileOptions = CompileOptions()) throws(GPUBridgeError) -> Kernel {
+        guard !source.name.isEmpty else {
+            throw .invalidArgument(name: "source.name", value: "\"\"", limit: "a non-empty name")
+        }
+        guard !source.entryPoint.isEmpty else {
+            throw .invalidArgument(name: "source.entryPoint", value: "\"\"", limit: "a non-empty function name")
+        }
+        guard backend.languages.contains(source.language) else {
+            throw .unsupported(feature: "kernels in \(source.language.rawValue) ('\(source.name)')", backend: id.backend.rawValue)
+        }
+        switch source.body {
+        case let .swift(function):
+            return Kernel(device: self, source: source, program: try backend.makeProgram(function, source: source))
+        case let .text(text):
+            let key = KernelCache.Key(backend: id.backend.rawValue, architecture: info.architecture,
+                                      compiler: backend.compilerVersion, flags: backend.compilerFlags(for: options),
+                                      language: source.language.rawValue, entryPoint: source.entryPoint, source: text)
+            let digest = key.digest
+            if let program = programs.withLock({ $0[digest] }) {
+                cache.recordLoadedHit()
+                return Kernel(device: self, source: source, program: program)
+            }
+            let binary: KernelBinary
+            do {
+                binary = try cache.binary(for: key) { () throws(GPUBridgeError) -> KernelBinary in
+                    counters.recordCompile()
+                    metrics.compiles.increment()
+                    return try backend.compile(source, options: options)
+                }
+            } catch {
+                metrics.compileFailures.increment()
+                logger.error("kernel compilation failed", metadata: ["kernel": "\(source.name)", "device": "\(id)"])
+                throw error
+            }
+            let loaded = try backend.load(binary, source: source)
+            let program = programs.withLock { programs -> any KernelProgram in
+                if let existing = programs[digest] { return existing }
+                programs[digest] = loaded
+                return loaded
+            }
+            return Kernel(device: self, source: source, program: program)
+        }
+    }
+
+    /// Enqueues `kernel` with `arguments` in declared order and returns at once; the completion reports the end.
+    ///
+    /// Checks before anything reaches the device: the launch shape against the device's limits, every buffer's
+    /// device, and (where the kernel declares parameters or the binary says) the argument count, kinds, scalar
+    /// types and buffer lengths. Buffers are handed over by handle: nothing is allocated or copied.
+    public func enqueue(_ kernel: Kernel, _ launch: Launch, arguments: [KernelArgument]) throws(GPUBridgeError) -> Completion {
+        guard kernel.device === self else {
+            throw .wrongDevice(name: "kernel '\(kernel.name)'", expected: id.description, actual: kernel.device.id.description)
+        }
+        try launch.validate(for: info)
+        let resolved = try resolve(arguments, for: kernel, launch: launch)
+        counters.recordLaunch()
+        metrics.launches.increment()
+        do {
+            return try kernel.program.enqueue(launch, arguments: resolved)
+        } catch {
+            metrics.launchFailures.increment()
+            logger.error("launch failed", metadata: ["kernel": "\(kernel.name)", "device": "\(id)", "error": "\(error)"])
+            throw error
+        }
+    }
+
+    /// Launches `kernel` and suspends until it has finished.
+    @discardableResult
+    public func launch(_ kernel: Kernel, _ launch: Launch, arguments: [KernelArgument]) async throws(GPUBridgeError) -> ExecutionResult {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let completion = try enqueue(kernel, launch, arguments: arguments)
+        let timings: ExecutionTimings?
+        do {
+            timings = try await completion.wait()
+        } catch {
+            metrics.launchFailures.increment()
+            throw error
+        }
+        let elapsed = clock.now - start
+        metrics.launchLatency.recordNanoseconds(elapsed.nanoseconds)
+        return ExecutionResult(device: id, kernel: kernel.name, launch: launch, hostDuration: elapsed, timings: timings)
+    }
+
+    /// Suspends until all work enqueued on this device has finished.
+    public func synchronize() async throws(GPUBridgeError) { try await backend.synchronize() }
+
+    private func resolve(_ arguments: [KernelArgument], for kernel: Kernel, launch: Launch) throws(GPUBridgeError) -> [ResolvedArgument] {
+        if let declared = kernel.parameters {
+            guard arguments.count == declared.count else {
+                throw .argumentMismatch(kernel: kernel.name, detail: "expected \(declared.count) arguments (\(declared.map(\.name).joined(separator: ", "))), got \(arguments.count)")
+            }
+        } else if let count = kernel.program.parameterCount, arguments.count != count {
+            throw .argumentMismatch(kernel: kernel.name, detail: "the compiled kernel takes \(count) arguments, got \(arguments.count)")
+        }
+        var resolved: [ResolvedArgument] = []
+        resolved.reserveCapacity(arguments.count)
+        for (index, argument) in arguments.enumerated() {
+            switch argument {
+            case let .buffer(buffer):
+                guard buffer.device === self else {
+                    throw .wrongDevice(name: "argument \(index) of '\(kernel.name)'", expected: id.description, actual: buffer.device.id.description)
+                }
+                if let declared = kernel.parameters {
+                    guard case let .buffer(name, elementSize, extent) = declared[index] else {
+                        throw .argumentMismatch(kernel: kernel.name, detail: "argument \(index) ('\(declared[index].name)') is a scalar, got a buffer")
+                    }
+                    try checkExtent(buffer, name: name, index: index, elementSize: elementSize, extent: extent,
+                                    arguments: arguments, kernel: kernel, launch: launch)
+                }
+                resolved.append(.memory(buffer.region))
+            case let .scalar(value):
+                if let declared = kernel.parameters {
+                    guard case let .scalar(name, type) = declared[index] else {
+                        throw .argumentMismatch(kernel: kernel.name, detail: "argument \(index) ('\(declared[index].name)') is a buffer, got \(value)")
+                    }
+                    guard type == value.type else {
+                        throw .argumentMismatch(kernel: kernel.name, detail: "argument \(index) ('\(name)') is \(type.rawValue), got \(value)")
+                    }
+                }
+                resolved.append(.scalar(value))
+            }
+        }
+        return resolved
+    }
+
+    private func checkExtent(_ buffer: RawBuffer, name: String, index: Int, elementSize: Int, extent: BufferExtent,
+                             arguments: [KernelArgument], kernel: Kernel, launch: Launch) throws(GPUBridgeError) {
+        let needed: Int
+        switch extent {
+        case .any:
+            return
+        case let .elements(n):
+            needed = n
+        case .globalSize:
+            needed = launch.globalSize?.product ?? Int.max
+        case let .argument(countIndex):
+            guard countIndex >= 0, countIndex < arguments.count, case let .scalar(value) = arguments[countIndex],
+                  let n = value.integerValue else {
+                throw .argumentMismatch(kernel: kernel.name, detail: "the length of '\(name)' is given by argument \(countIndex), which is not an integer scalar")
+            }
+            needed = n
+        }
+        let (bytes, overflow) = needed.multipliedReportingOverflow(by: elementSize)
+        guard !overflow, buffer.byteCount >= bytes else {
+            throw .argumentMismatch(kernel: kernel.name, detail: "argument \(index) ('\(name)') holds \(buffer.byteCount / max(1, elementSize)) elements (\(buffer.byteCount) bytes) but the launch reaches \(needed) elements")
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds.
+    public var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

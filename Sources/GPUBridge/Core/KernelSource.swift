@@ -1,0 +1,145 @@
+/// The language a kernel's text is written in.
+public enum KernelLanguage: String, Sendable, Hashable, Codable {
+    /// OpenCL C, compiled by the OpenCL driver.
+    case openCLC = "opencl-c"
+    /// CUDA C++, compiled by NVRTC.
+    case cuda
+    /// A Swift function, run by the CPU backend.
+    case swift
+}
+
+/// How many elements a buffer parameter must hold for a launch to be safe, where the runtime can know it.
+public enum BufferExtent: Sendable, Hashable {
+    /// Nothing is known; any length is accepted.
+    case any
+    /// At least this many elements.
+    case elements(Int)
+    /// At least as many elements as the launch has work-items in total.
+    case globalSize
+    /// At least as many elements as the integer scalar argument at this index says.
+    case argument(Int)
+}
+
+/// A declared kernel parameter, used to check an argument list before launch.
+public enum KernelParameter: Sendable, Hashable {
+    /// A buffer whose elements have `elementSize` bytes and whose length must satisfy `extent`.
+    case buffer(name: String, elementSize: Int, extent: BufferExtent)
+    /// A scalar of this type.
+    case scalar(name: String, type: ScalarType)
+
+    /// A buffer of `Element`.
+    public static func buffer<Element: BitwiseCopyable>(_ name: String, _ element: Element.Type, extent: BufferExtent = .any) -> KernelParameter {
+        .buffer(name: name, elementSize: MemoryLayout<Element>.stride, extent: extent)
+    }
+
+    public var name: String {
+        switch self {
+        case let .buffer(name, _, _), let .scalar(name, _): return name
+        }
+    }
+}
+
+/// A Swift function that the CPU backend runs as a kernel, over a range of work-groups at a time.
+///
+/// The function is called concurrently from several threads with disjoint group ranges; it must only write the
+/// elements its work-items own.
+public final class SwiftKernel: Sendable {
+    public typealias Body = @Sendable (CPUKernelContext) throws -> Void
+    public let body: Body
+
+    public init(_ body: @escaping Body) { self.body = body }
+}
+
+/// A kernel: its name, the language and text it is written in, and the function to enter.
+public struct KernelSource: Sendable {
+    /// The kernel's body: text for a device compiler, or a Swift function for the CPU backend.
+    public enum Body: Sendable {
+        case text(String)
+        case swift(SwiftKernel)
+    }
+
+    /// A readable name (used in logs, errors and cache keys).
+    public var name: String
+    public var language: KernelLanguage
+    public var body: Body
+    /// The function the launch enters (`__global__` / `__kernel` name).
+    public var entryPoint: String
+    /// Declared parameters, where known: the runtime checks count, kinds, types and buffer extents before launch.
+    public var parameters: [KernelParameter]?
+
+    /// A kernel written as text for a device compiler.
+    public init(name: String, language: KernelLanguage, text: String, entryPoint: String, parameters: [KernelParameter]? = nil) {
+        self.name = name
+        self.language = language
+        self.body = .text(text)
+        self.entryPoint = entryPoint
+        self.parameters = parameters
+    }
+
+    /// A kernel written as a Swift function for the CPU backend.
+    public init(name: String, parameters: [KernelParameter]? = nil, swift body: @escaping SwiftKernel.Body) {
+        self.name = name
+        self.language = .swift
+        self.body = .swift(SwiftKernel(body))
+        self.entryPoint = name
+        self.parameters = parameters
+    }
+
+    /// The source text, or nil for a Swift kernel.
+    public var text: String? {
+        if case let .text(text) = body { return text }
+        return nil
+    }
+}
+
+/// Options for a kernel compilation. Part of the cache key.
+public struct CompileOptions: Sendable, Hashable, Codable {
+    /// Preprocessor macros, `-D NAME=VALUE` (or `-D NAME` for an empty value).
+    public var defines: [String: String]
+    /// Optimisation on (the default) or off (`-cl-opt-disable`, `-G`/`-O0`-like where available).
+    public var optimize: Bool
+    /// Fast, less exact math (`-use_fast_math`, `-cl-fast-relaxed-math`).
+    public var fastMath: Bool
+    /// Target override, for example `sm_80` or `compute_90` for CUDA (PTX). Nil: the device's own architecture.
+    public var target: String?
+    /// Emit line information for profilers (`-lineinfo`).
+    public var lineInfo: Bool
+    /// Register cap per thread (CUDA `-maxrregcount`).
+    public var maxRegisters: Int?
+    /// Extra flags passed through unchanged.
+    public var extraFlags: [String]
+
+    public init(defines: [String: String] = [:], optimize: Bool = true, fastMath: Bool = false, target: String? = nil,
+                lineInfo: Bool = false, maxRegisters: Int? = nil, extraFlags: [String] = []) {
+        self.defines = defines
+        self.optimize = optimize
+        self.fastMath = fastMath
+        self.target = target
+        self.lineInfo = lineInfo
+        self.maxRegisters = maxRegisters
+        self.extraFlags = extraFlags
+    }
+
+    /// `-D` flags in a stable (sorted) order.
+    public var defineFlags: [String] {
+        defines.keys.sorted().map { key in
+            let value = defines[key] ?? ""
+            return value.isEmpty ? "-D\(key)" : "-D\(key)=\(value)"
+        }
+    }
+}
+
+/// What a compiler produced: the binary a backend can load, its format and the compiler's log.
+public struct KernelBinary: Sendable, Hashable {
+    /// Format tag, for example `cubin`, `ptx`, `opencl-binary`.
+    public var format: String
+    public var bytes: [UInt8]
+    /// The compiler's log (warnings); may be empty.
+    public var log: String
+
+    public init(format: String, bytes: [UInt8], log: String = "") {
+        self.format = format
+        self.bytes = bytes
+        self.log = log
+    }
+}

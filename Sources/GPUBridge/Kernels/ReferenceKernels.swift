@@ -1,0 +1,150 @@
+/// Element types the reference kernels are written for, with their names in OpenCL C and CUDA.
+public protocol ReferenceElement: BitwiseCopyable, Sendable, Equatable {
+    /// The type's name in OpenCL C and CUDA C (`float`, `int`, `double`).
+    static var kernelTypeName: String { get }
+    static func + (a: Self, b: Self) -> Self
+    /// A deterministic test value for index `i`.
+    static func sample(_ i: Int, _ salt: Int) -> Self
+}
+
+extension Float: ReferenceElement {
+    public static var kernelTypeName: String { "float" }
+    public static func sample(_ i: Int, _ salt: Int) -> Float { Float((i &* 7 &+ salt) % 1000) * 0.25 }
+}
+
+extension Double: ReferenceElement {
+    public static var kernelTypeName: String { "double" }
+    public static func sample(_ i: Int, _ salt: Int) -> Double { Double((i &* 13 &+ salt) % 100_000) * 0.125 }
+}
+
+extension Int32: ReferenceElement {
+    public static var kernelTypeName: String { "int" }
+    public static func sample(_ i: Int, _ salt: Int) -> Int32 { Int32(truncatingIfNeeded: (i &* 31 &+ salt) % 1_000_003) - 500_000 }
+}
+
+/// The kernels every backend runs in `gpubridge run` and `gpubridge selftest`, in each backend's language.
+public enum ReferenceKernels {
+    /// `c[i] = a[i] + b[i]` for `i < n`, with parameters `(a, b, c, n)` where `n` is `int32`.
+    public static func vectorAdd<Element: ReferenceElement>(_ element: Element.Type, language: KernelLanguage) -> KernelSource {
+        let t = Element.kernelTypeName
+        let name = "vector_add_\(t)"
+        let parameters: [KernelParameter] = [
+            .buffer("a", Element.self, extent: .argument(3)),
+            .buffer("b", Element.self, extent: .argument(3)),
+            .buffer("c", Element.self, extent: .argument(3)),
+            .scalar(name: "n", type: .int32),
+        ]
+        switch language {
+        case .openCLC:
+            let pragma = t == "double" ? "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" : ""
+            return KernelSource(name: name, language: .openCLC, text: """
+                \(pragma)__kernel void \(name)(__global const \(t)* restrict a, __global const \(t)* restrict b,
+                                         __global \(t)* restrict c, const int n) {
+                    int i = (int)get_global_id(0);
+                    if (i < n) c[i] = a[i] + b[i];
+                }
+                """, entryPoint: name, parameters: parameters)
+        case .cuda:
+            return KernelSource(name: name, language: .cuda, text: """
+                extern "C" __global__ void \(name)(const \(t)* __restrict__ a, const \(t)* __restrict__ b,
+                                                  \(t)* __restrict__ c, int n) {
+                    int i = blockIdx.x * blockDim.x + threadIdx.x;
+                    if (i < n) c[i] = a[i] + b[i];
+                }
+                """, entryPoint: name, parameters: parameters)
+        case .swift:
+            return KernelSource(name: name, parameters: parameters) { context in
+                let a = try context.buffer(0, as: Element.self)
+                let b = try context.buffer(1, as: Element.self)
+                let c = try context.buffer(2, as: Element.self)
+                let n = try context.integer(3)
+                let range = context.items
+                let upper = min(range.upperBound, n)
+                var i = range.lowerBound
+                while i < upper {
+                    c[i] = a[i] + b[i]
+                    i += 1
+                }
+            }
+        }
+    }
+
+    /// The language a device's backend compiles reference kernels from.
+    public static func language(for device: Device) -> KernelLanguage {
+        switch device.id.backend {
+        case .cpu: return .swift
+        case .opencl: return .openCLC
+        case .cuda: return .cuda
+        }
+    }
+}
+
+/// The reference end-to-end VectorAdd: allocate, copy in, compile, launch, copy out, verify against a host result.
+public struct VectorAddRun: Sendable {
+    /// Time each phase took on the host.
+    public struct Phases: Sendable, Hashable, Codable {
+        public var allocate: Duration = .zero
+        public var copyIn: Duration = .zero
+        public var compile: Duration = .zero
+        public var launch: Duration = .zero
+        public var copyOut: Duration = .zero
+        public var verify: Duration = .zero
+    }
+
+    public var device: DeviceID
+    public var elements: Int
+    public var elementType: String
+    public var phases: Phases
+    /// Device time of the kernel, where the backend measures it.
+    public var kernelTime: Duration?
+    /// Elements that differed from the host result (0 when verified and correct; nil when not verified).
+    public var mismatches: Int?
+
+    /// Runs VectorAdd of `count` elements on `device`; verifies every element when `verify` is true.
+    public static func run<Element: ReferenceElement>(
+        _ element: Element.Type, count: Int, on device: Device, verify: Bool = true, options: CompileOptions = CompileOptions()
+    ) async throws(GPUBridgeError) -> VectorAddRun {
+        guard count >= 1, count <= Int(Int32.max) else {
+            throw .invalidArgument(name: "size", value: String(count), limit: "1...\(Int32.max) elements")
+        }
+        let clock = ContinuousClock()
+        var phases = Phases()
+        let a = (0 ..< count).map { Element.sample($0, 1) }
+        let b = (0 ..< count).map { Element.sample($0, 2) }
+
+        var t = clock.now
+        let da = try device.makeBuffer(of: Element.self, count: count)
+        let db = try device.makeBuffer(of: Element.self, count: count)
+        let dc = try device.makeBuffer(of: Element.self, count: count)
+        phases.allocate = clock.now - t
+
+        t = clock.now
+        try da.copy(from: a)
+        try db.copy(from: b)
+        phases.copyIn = clock.now - t
+
+        t = clock.now
+        let kernel = try device.compile(ReferenceKernels.vectorAdd(Element.self, language: ReferenceKernels.language(for: device)), options: options)
+        phases.compile = clock.now - t
+
+        t = clock.now
+        let result = try await device.launch(kernel, .covering(count, groupSize: min(256, device.info.maxGroupItems)),
+                                             arguments: [.buffer(da), .buffer(db), .buffer(dc), .int32(Int32(count))])
+        phases.launch = clock.now - t
+
+        t = clock.now
+        let c = try dc.toArray()
+        phases.copyOut = clock.now - t
+
+        var mismatches: Int?
+        if verify {
+            t = clock.now
+            var bad = 0
+            for i in 0 ..< count where c[i] != a[i] + b[i] { bad += 1 }
+            mismatches = bad
+            phases.verify = clock.now - t
+        }
+        return VectorAddRun(device: device.id, elements: count, elementType: Element.kernelTypeName, phases: phases,
+                            kernelTime: result.timings?.duration, mismatches: mismatches)
+    }
+}
