@@ -134,7 +134,6 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             let binary: KernelBinary
             do {
                 binary = try cache.binary(for: key) { () throws(GPUBridgeError) -> KernelBinary in
-                    counters.recordCompile()
                     metrics.compiles.increment()
                     return try backend.compile(source, options: options)
                 }
@@ -164,7 +163,6 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         }
         try launch.validate(for: info)
         let resolved = try resolve(arguments, for: kernel, launch: launch)
-        counters.recordLaunch()
         metrics.launches.increment()
         do {
             return try kernel.program.enqueue(launch, arguments: resolved)
