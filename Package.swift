@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
     ],
     targets: [
         .target(
@@ -26,7 +27,14 @@ let package = Package(
             dependencies: [
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GPUBridgeTestSupport",
+            dependencies: ["GPUBridge"],
+            path: "Tests/Support",
             swiftSettings: strict
         ),
         .target(
@@ -49,12 +57,12 @@ let package = Package(
         ),
         .testTarget(
             name: "GPUBridgeTests",
-            dependencies: ["GPUBridge", .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: ["GPUBridge", "GPUBridgeTestSupport", .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "GPUBridgeOpenCLTests",
-            dependencies: ["GPUBridge", "GPUBridgeOpenCL"],
+            dependencies: ["GPUBridge", "GPUBridgeOpenCL", "GPUBridgeTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

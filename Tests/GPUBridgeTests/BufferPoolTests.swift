@@ -1,4 +1,5 @@
 import GPUBridge
+import GPUBridgeTestSupport
 import Testing
 
 @Suite("Buffer pool")
@@ -111,7 +112,7 @@ struct BufferPoolTests {
 
     @Test("driver out-of-memory -> trim -> retry once")
     func driverOutOfMemory() throws {
-        let backend = CappedBackend(capacity: 4 * mib)
+        let backend = FaultInjectingBackend(wrapping: CPUBackend(ordinal: 7), plan: .init(capacity: 4 * mib))
         let pool = try BufferPool(backend: backend, limit: 64 * mib)  // the device, not the pool limit, is in the way
         pool.release(try pool.allocate(byteCount: 2 * mib))
         let block = try pool.allocate(byteCount: 3 * mib)  // driver refuses, pool trims the cached 2 MiB, retries

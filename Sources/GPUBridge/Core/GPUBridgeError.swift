@@ -29,6 +29,8 @@ public enum GPUBridgeError: Error, Sendable, Equatable, CustomStringConvertible 
     case notFound(kind: String, name: String)
     /// A cache or file operation failed.
     case io(path: String, operation: String, errno: Int32, message: String)
+    /// Every device the runtime tried failed; `attempts` names each device and its error, in order.
+    case allAttemptsFailed(operation: String, attempts: [String])
 
     public var description: String {
         switch self {
@@ -58,6 +60,8 @@ public enum GPUBridgeError: Error, Sendable, Equatable, CustomStringConvertible 
             return "unknown \(kind) '\(name)'"
         case let .io(path, operation, errno, message):
             return "\(operation) '\(path)' failed: \(message) (errno \(errno))"
+        case let .allAttemptsFailed(operation, attempts):
+            return "\(operation) failed on every device tried (\(attempts.count) attempts): " + attempts.joined(separator: "; ")
         }
     }
 }
