@@ -1,0 +1,119 @@
+/// The portable kernel dialect: one kernel text that compiles under NVRTC (CUDA C++) and OpenCL C.
+///
+/// A portable kernel is written against a few macros; `PortablePrelude.text(for:)` defines them for each compiler and
+/// `PortableKernel.source(for:)` puts the prelude in front of the kernel text. See docs/PORTABLE-KERNELS.md.
+///
+/// | Macro | CUDA | OpenCL C |
+/// | --- | --- | --- |
+/// | `GB_KERNEL` | `extern "C" __global__ void` | `__kernel void` |
+/// | `GB_GLOBAL` (pointer parameters) | nothing | `__global` |
+/// | `GB_SHARED` (group-shared arrays) | `__shared__` | `__local` |
+/// | `GB_RESTRICT` | `__restrict__` | `restrict` |
+/// | `GB_DEVICE` (helper functions) | `__device__ inline` | `inline` |
+/// | `GB_GLOBAL_ID(d)`, `GB_LOCAL_ID(d)`, `GB_GROUP_ID(d)` | from `blockIdx`, `threadIdx` | `get_global_id` ... |
+/// | `GB_LOCAL_SIZE(d)`, `GB_NUM_GROUPS(d)`, `GB_GLOBAL_SIZE(d)` | from `blockDim`, `gridDim` | `get_local_size` ... |
+/// | `GB_BARRIER()` | `__syncthreads()` | `barrier(CLK_LOCAL_MEM_FENCE \| CLK_GLOBAL_MEM_FENCE)` |
+/// | `GB_ATOMIC_ADD_INT(p, v)`, `GB_ATOMIC_ADD_UINT(p, v)` | `atomicAdd` | `atomic_add` |
+/// | `GB_INFINITY` | `__int_as_float(0x7f800000)` | `INFINITY` |
+/// | `GB_EXPF`, `GB_SQRTF`, `GB_FMAXF` (float math) | `expf`, `sqrtf`, `fmaxf` | `exp`, `sqrt`, `fmax` |
+/// | `uint` | `unsigned int` | built in |
+/// | `GB_HAS_FP64`, `GB_HAS_FP16` | defined (fp64); fp16 not defined | defined where the device has the extension |
+public enum PortablePrelude {
+    /// The prelude for one compiler. `language` is `.cuda` or `.openCLC`.
+    public static func text(for language: KernelLanguage) -> String {
+        switch language {
+        case .cuda: return cuda
+        case .openCLC: return openCL
+        case .swift: return ""
+        }
+    }
+
+    static let cuda = """
+        // GPUBridge portable prelude (CUDA)
+        #define GB_CUDA 1
+        #define GB_KERNEL extern "C" __global__ void
+        #define GB_GLOBAL
+        #define GB_SHARED __shared__
+        #define GB_RESTRICT __restrict__
+        #define GB_DEVICE __device__ __forceinline__
+        typedef unsigned int uint;
+        typedef unsigned long long gb_ulong;
+        typedef long long gb_long;
+        __device__ __forceinline__ int gb_u3(uint3 v, int d) { return (int)(d == 0 ? v.x : (d == 1 ? v.y : v.z)); }
+        __device__ __forceinline__ int gb_d3(dim3 v, int d) { return (int)(d == 0 ? v.x : (d == 1 ? v.y : v.z)); }
+        #define GB_LOCAL_ID(d) gb_u3(threadIdx, (d))
+        #define GB_GROUP_ID(d) gb_u3(blockIdx, (d))
+        #define GB_LOCAL_SIZE(d) gb_d3(blockDim, (d))
+        #define GB_NUM_GROUPS(d) gb_d3(gridDim, (d))
+        #define GB_GLOBAL_ID(d) (GB_GROUP_ID(d) * GB_LOCAL_SIZE(d) + GB_LOCAL_ID(d))
+        #define GB_GLOBAL_SIZE(d) (GB_NUM_GROUPS(d) * GB_LOCAL_SIZE(d))
+        #define GB_BARRIER() __syncthreads()
+        #define GB_ATOMIC_ADD_INT(p, v) atomicAdd((int*)(p), (int)(v))
+        #define GB_ATOMIC_ADD_UINT(p, v) atomicAdd((unsigned int*)(p), (unsigned int)(v))
+        #define GB_INFINITY __int_as_float(0x7f800000)
+        #define GB_EXPF(x) expf(x)
+        #define GB_SQRTF(x) sqrtf(x)
+        #define GB_FMAXF(a, b) fmaxf((a), (b))
+        #define GB_HAS_FP64 1
+
+        """
+
+    static let openCL = """
+        // GPUBridge portable prelude (OpenCL C)
+        #define GB_OPENCL 1
+        #define GB_KERNEL __kernel void
+        #define GB_GLOBAL __global
+        #define GB_SHARED __local
+        #define GB_RESTRICT restrict
+        #define GB_DEVICE inline
+        typedef ulong gb_ulong;
+        typedef long gb_long;
+        #define GB_LOCAL_ID(d) ((int)get_local_id(d))
+        #define GB_GROUP_ID(d) ((int)get_group_id(d))
+        #define GB_LOCAL_SIZE(d) ((int)get_local_size(d))
+        #define GB_NUM_GROUPS(d) ((int)get_num_groups(d))
+        #define GB_GLOBAL_ID(d) ((int)get_global_id(d))
+        #define GB_GLOBAL_SIZE(d) ((int)get_global_size(d))
+        #define GB_BARRIER() barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
+        #define GB_ATOMIC_ADD_INT(p, v) atomic_add((p), (int)(v))
+        #define GB_ATOMIC_ADD_UINT(p, v) atomic_add((p), (uint)(v))
+        #define GB_INFINITY INFINITY
+        #define GB_EXPF(x) exp(x)
+        #define GB_SQRTF(x) sqrt(x)
+        #define GB_FMAXF(a, b) fmax((a), (b))
+        #ifdef cl_khr_fp64
+        #pragma OPENCL EXTENSION cl_khr_fp64 : enable
+        #define GB_HAS_FP64 1
+        #endif
+        #ifdef cl_khr_fp16
+        #pragma OPENCL EXTENSION cl_khr_fp16 : enable
+        #define GB_HAS_FP16 1
+        #endif
+
+        """
+}
+
+/// A kernel written once in the portable dialect, with its entry point and declared parameters.
+public struct PortableKernel: Sendable, Hashable {
+    public var name: String
+    /// The kernel text, without the prelude.
+    public var text: String
+    public var entryPoint: String
+    public var parameters: [KernelParameter]?
+
+    public init(name: String, text: String, entryPoint: String, parameters: [KernelParameter]? = nil) {
+        self.name = name
+        self.text = text
+        self.entryPoint = entryPoint
+        self.parameters = parameters
+    }
+
+    /// The kernel for one compiler: the prelude followed by the text. `language` is `.cuda` or `.openCLC`.
+    public func source(for language: KernelLanguage) throws(GPUBridgeError) -> KernelSource {
+        guard language == .cuda || language == .openCLC else {
+            throw .unsupported(feature: "portable kernel '\(name)' in \(language.rawValue)", backend: language.rawValue)
+        }
+        return KernelSource(name: name, language: language, text: PortablePrelude.text(for: language) + text,
+                            entryPoint: entryPoint, parameters: parameters)
+    }
+}
