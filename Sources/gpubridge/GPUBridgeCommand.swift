@@ -7,6 +7,6 @@ struct GPUBridgeCommand: AsyncParsableCommand {
         commandName: "gpubridge",
         abstract: "Run compute kernels on GPUs (CUDA, OpenCL) or the CPU from Swift.",
         version: GPUBridgeVersion.string,
-        subcommands: [DevicesCommand.self, RunCommand.self, SelfTestCommand.self, DemoCommand.self]
+        subcommands: [DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, DemoCommand.self]
     )
 }

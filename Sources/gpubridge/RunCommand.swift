@@ -4,11 +4,16 @@ import GPUBridge
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run a reference kernel end to end and print each phase's time.",
-        discussion: "Kernels: vector-add (allocate, copy in, compile, launch, copy out, verify against the host)."
+        abstract: "Run a built-in operation end to end on one device and check it against the host.",
+        discussion: """
+            vector-add runs the reference VectorAdd phase by phase (allocate, copy in, compile, launch, copy out, \
+            verify) in float32, int32 or float64. The other operations (saxpy, scale, dot, sum, matmul, softmax, topk, \
+            histogram) run through the kernel catalog; --size is their element count, the matrix side for matmul, \
+            the columns of 64 rows for softmax, and the rows searched for topk.
+            """
     )
 
-    @Argument(help: "The kernel to run: vector-add.")
+    @Argument(help: "The operation to run: vector-add, saxpy, scale, dot, sum, matmul, softmax, topk, histogram.")
     var kernel: String
 
     @Option(name: .long, help: "Backend: auto, cpu, opencl or cuda.")
@@ -27,8 +32,8 @@ struct RunCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        guard kernel == "vector-add" else {
-            throw ValidationError("unknown kernel '\(kernel)'; available: vector-add")
+        guard KernelRunner.names.contains(kernel) else {
+            throw ValidationError("unknown kernel '\(kernel)'; available: \(KernelRunner.names.joined(separator: ", "))")
         }
         guard BackendChoice(rawValue: backend) != nil else {
             throw ValidationError("invalid --backend '\(backend)'; expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -53,9 +58,36 @@ struct RunCommand: AsyncParsableCommand {
         var mismatches: Int?
     }
 
+    struct OperationJSON: Encodable {
+        var operation: String
+        var device: String
+        var deviceName: String
+        var size: Int
+        var summary: String
+        var milliseconds: Double
+        var verified: Bool?
+        var detail: String
+    }
+
     func run() async throws {
         let (reports, devices, _) = Backends.discover()
         let device = try BackendChoice(rawValue: backend)!.select(from: devices, reports: reports)[0]  // validated above
+        if kernel != "vector-add" {
+            let outcome = try await KernelRunner.run(kernel, size: size, on: device, verify: verify)
+            if json {
+                try printJSON(OperationJSON(operation: kernel, device: device.id.description, deviceName: device.info.name, size: size,
+                                            summary: outcome.summary, milliseconds: outcome.duration.milliseconds,
+                                            verified: outcome.verified, detail: outcome.detail))
+            } else {
+                print("\(kernel) on \(device.id) (\(device.info.name)): \(outcome.summary)")
+                print("  \(outcome.duration.short) end to end (upload, compile or cache, launch, download) — \(outcome.detail)")
+                if let verified = outcome.verified {
+                    print(verified ? "  verified against the host reference" : "  VERIFY FAILED: result differs from the host reference")
+                }
+            }
+            if outcome.verified == false { throw ExitCode(1) }
+            return
+        }
         let result: VectorAddRun
         switch type {
         case "int32": result = try await VectorAddRun.run(Int32.self, count: size, on: device, verify: verify)

@@ -142,6 +142,11 @@ public enum SelfTest {
                 return (.passed, "\(error)")
             }
         }
+        await record("built-in kernels agree with the host reference") {
+            let failures = await BuiltinKernelChecks.run(on: device)
+            return (failures.isEmpty ? .passed : .failed, failures.isEmpty
+                ? "vector_add, saxpy, scale, dot, sum, matmul, softmax, cosine top-k, histogram" : failures.joined(separator: "; "))
+        }
         await record("no memory leaked") {
             let now = device.pool.statistics.bytesInUse
             return (now == baseline ? .passed : .failed, "pool bytes in use \(now), baseline \(baseline)")

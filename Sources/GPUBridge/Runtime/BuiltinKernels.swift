@@ -75,17 +75,19 @@ public enum BuiltinKernels {
             let c = try context.buffer(2, as: Float.self)
             let m = try context.integer(3), n = try context.integer(4), k = try context.integer(5)
             let gx = context.launch.groups.x
-            var row = [Float](repeating: 0, count: tile)
+            let accumulator = UnsafeMutableBufferPointer<Float>.allocate(capacity: tile)
+            defer { accumulator.deallocate() }
             for g in context.groups {
                 let col0 = (g % gx) * tile, row0 = (g / gx) * tile
+                let width = max(0, min(tile, n - col0))
                 for r in row0 ..< min(m, row0 + tile) {
-                    for j in 0 ..< tile { row[j] = 0 }
+                    for j in 0 ..< width { accumulator[j] = 0 }
                     for p in 0 ..< k {
                         let av = a[r * k + p]
-                        let base = p * n
-                        for j in 0 ..< min(tile, n - col0) where col0 + j < n { row[j] += av * b[base + col0 + j] }
+                        let base = p * n + col0
+                        for j in 0 ..< width { accumulator[j] += av * b[base + j] }
                     }
-                    for j in 0 ..< min(tile, max(0, n - col0)) { c[r * n + col0 + j] = row[j] }
+                    for j in 0 ..< width { c[r * n + col0 + j] = accumulator[j] }
                 }
             }
         },

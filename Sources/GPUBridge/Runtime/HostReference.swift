@@ -1,4 +1,7 @@
-/// Deterministic pseudo-random test data (SplitMix64), so a failing test fails the same way every run.
+import Glibc
+
+/// Deterministic pseudo-random data (SplitMix64) for checks and benchmarks, so a failing check fails the same way
+/// every run.
 public struct SplitMix64: Sendable {
     private var state: UInt64
 
@@ -77,6 +80,3 @@ public enum HostReference {
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif

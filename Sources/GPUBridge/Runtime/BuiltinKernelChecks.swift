@@ -1,8 +1,6 @@
-import GPUBridge
-
 /// Runs every built-in operation on one device against the host reference, on deterministic pseudo-random inputs,
 /// and returns a list of failures (empty when all agree within the stated tolerances). Shared by the CPU, OpenCL and
-/// CUDA test suites so every backend is held to the same checks.
+/// CUDA test suites and by `gpubridge selftest`, so every backend is held to the same checks.
 ///
 /// Tolerances: elementwise float32 results exact (vector add, scale) or within 1e-6 relative (saxpy, which may fuse);
 /// reductions (dot, sum) within 1e-4 relative of a double-precision sum; matmul within 1e-3 * (1 + |c|);
