@@ -66,6 +66,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "GPUBridgeRuntimeTests",
+            dependencies: ["GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "GPUBridgeCUDATests",
             dependencies: ["GPUBridge", "GPUBridgeCUDA"],
             swiftSettings: strict

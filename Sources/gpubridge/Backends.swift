@@ -1,8 +1,10 @@
 import GPUBridge
+import GPUBridgeCUDA
+import GPUBridgeOpenCL
 
 /// Every backend the CLI knows, in order of preference for `--backend auto` (best first).
 enum Backends {
-    static let providers: [any BackendProvider] = [CPUBackendProvider()]
+    static let providers: [any BackendProvider] = [CUDABackendProvider(), OpenCLBackendProvider(), CPUBackendProvider()]
     static let preference: [BackendKind] = [.cuda, .opencl, .cpu]
 
     /// Discovers every backend once; devices share one on-disk kernel cache.
