@@ -52,6 +52,7 @@ let package = Package(
             dependencies: [
                 "GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

@@ -184,6 +184,9 @@ public final class CUDABackend: DeviceBackend {
         housekeeping.stop()
     }
 
+    /// `cuDriverGetVersion`: 1000 * major + 10 * minor (13000 for CUDA 13.0).
+    public var driverVersion: Int { Int(driver.driverVersion) }
+
     public func freeMemory() throws(GPUBridgeError) -> Int {
         try context.makeCurrent()
         var free = 0
@@ -460,22 +463,41 @@ public final class CUDABackend: DeviceBackend {
     }
 }
 
-/// Existing host memory page-locked with `cuMemHostRegister_v2`; unregistered when this object goes.
+/// Existing host memory page-locked with `cuMemHostRegister_v2`.
 ///
 /// Pass `allocation` with `self` as the owner to `CUDABackend.enqueueCopy(from:offset:owner:to:)` (and the
-/// device-to-host counterpart): the copy then keeps the registration alive until it has completed. Thread safety:
-/// immutable.
+/// device-to-host counterpart): the copy then keeps the registration alive until it has completed. End it with
+/// `unregister()` before freeing the memory (after the copies using it have completed); if the object goes first,
+/// the housekeeping thread unregisters it later. Thread safety: any thread.
 public final class CUDAHostRegistration: Sendable {
     /// The registered range (`pinned == true`).
     public let allocation: HostAllocation
     private let backend: CUDABackend
+    private let registered = Mutex<Bool>(true)
 
     init(backend: CUDABackend, allocation: HostAllocation) {
         self.backend = backend
         self.allocation = allocation
     }
 
+    /// Whether the range is still registered.
+    public var isRegistered: Bool { registered.withLock { $0 } }
+
+    /// Unregisters the range now (`cuMemHostUnregister`), on the calling thread; it may wait for the device.
+    /// Later calls do nothing.
+    public func unregister() throws(GPUBridgeError) {
+        let backend = backend
+        let address = UInt(allocation.address)
+        try registered.withLock { (registered: inout Bool) throws(GPUBridgeError) in
+            guard registered else { return }
+            try backend.context.makeCurrent()
+            try backend.driver.check(backend.driver.cuMemHostUnregister(UnsafeMutableRawPointer(bitPattern: address)), "cuMemHostUnregister")
+            registered = false
+        }
+    }
+
     deinit {
+        guard registered.withLock({ $0 }) else { return }
         let backend = backend
         let address = UInt(allocation.address)
         backend.releaseLater {

@@ -139,7 +139,7 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
                 }
             } catch {
                 metrics.compileFailures.increment()
-                logger.error("kernel compilation failed", metadata: ["kernel": "\(source.name)", "device": "\(id)"])
+                logger.notice("kernel compilation failed", metadata: ["kernel": "\(source.name)", "device": "\(id)"])
                 throw error
             }
             let loaded = try backend.load(binary, source: source)
