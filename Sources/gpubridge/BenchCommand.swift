@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import GPUBridge
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure GPUBridge: medians of repeated runs, verified, per device.",
+        discussion: """
+            Suites: stream (copy, mul, add, triad, dot in float32/float64; GB/s as bytes read + written), launch \
+            (launch+wait latency, queued launches per second), alloc (pooled vs raw allocate+release), transfer \
+            (host<->device, pageable vs pinned), compile (cold vs memory vs disk cache), kernels (each built-in \
+            operation end to end), batching (10 000 small requests, batched vs one launch each), all. \
+            The actors suite needs the GPU actors, which are not built yet. \
+            scripts/compare-peers runs these next to numpy and pyopencl.
+            """
+    )
+
+    static let suites = ["stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "all"]
+
+    @Argument(help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching or all.")
+    var suite: String
+
+    @Option(name: .long, help: "Backend: auto, all, cpu, opencl or cuda.")
+    var backend: String = "all"
+
+    @Option(name: .long, help: "Problem size (elements for stream and kernels, largest bytes for transfer).")
+    var size: Int?
+
+    @Option(name: .long, help: "Samples per figure after one warm-up (1...1000).")
+    var `repeat`: Int = 10
+
+    @Flag(name: .long, help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard Self.suites.contains(suite) else {
+            throw ValidationError("unknown suite '\(suite)'; available: \(Self.suites.joined(separator: ", "))")
+        }
+        guard backend == "all" || BackendChoice(rawValue: backend) != nil else {
+            throw ValidationError("invalid --backend '\(backend)'; expected all, auto, cpu, opencl or cuda")
+        }
+        guard (1 ... 1000).contains(`repeat`) else { throw ValidationError("invalid --repeat \(`repeat`); expected 1...1000") }
+        if let size, size < 1024 || size > Int(Int32.max) {
+            throw ValidationError("invalid --size \(size); expected 1024...\(Int32.max)")
+        }
+    }
+
+    func run() async throws {
+        let (reports, devices, _) = Backends.discover()
+        let chosen = backend == "all" ? devices : try BackendChoice(rawValue: backend)!.select(from: devices, reports: reports)
+        let suites = Suites(repeats: `repeat`, size: size)
+        let names = suite == "all" ? Array(Self.suites.dropLast()) : [suite]
+        var figures: [Figure] = []
+        for device in chosen {
+            for name in names {
+                switch name {
+                case "stream": figures += try await suites.stream(device)
+                case "launch": figures += try await suites.launch(device)
+                case "alloc": figures += try await suites.alloc(device)
+                case "transfer": figures += try await suites.transfer(device)
+                case "compile": figures += try await suites.compile(device)
+                case "kernels": figures += try await suites.kernels(device)
+                default: figures += try await suites.batching(device)
+                }
+            }
+        }
+        suites.progress.done()
+        if json { return try printJSON(figures) }
+        print("suite     figure                                        device     median        min           max           unit        ok")
+        for f in figures {
+            func fmt(_ v: Double) -> String { v.isNaN ? "-" : (abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.3g", v)) }
+            let ok = f.verified.map { $0 ? "yes" : "NO" } ?? ""
+            print(f.suite.padding(toLength: 10, withPad: " ", startingAt: 0)
+                + f.name.padding(toLength: 46, withPad: " ", startingAt: 0)
+                + f.device.padding(toLength: 11, withPad: " ", startingAt: 0)
+                + fmt(f.median).padding(toLength: 14, withPad: " ", startingAt: 0)
+                + fmt(f.min).padding(toLength: 14, withPad: " ", startingAt: 0)
+                + fmt(f.max).padding(toLength: 14, withPad: " ", startingAt: 0)
+                + f.unit.padding(toLength: 12, withPad: " ", startingAt: 0) + ok
+                + (f.note.map { "  (\($0))" } ?? ""))
+        }
+        if figures.contains(where: { $0.verified == false }) { throw ExitCode(1) }
+    }
+}
