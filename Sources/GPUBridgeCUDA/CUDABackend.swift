@@ -439,7 +439,9 @@ public final class CUDABackend: DeviceBackend {
 
     public func compile(_ source: KernelSource, options: CompileOptions) throws(GPUBridgeError) -> KernelBinary {
         switch nvrtc {
-        case let .success(compiler): return try compiler.compile(source, options: options, architecture: info.architecture)
+        case let .success(compiler):
+            counters.recordCompile()
+            return try compiler.compile(source, options: options, architecture: info.architecture)
         case let .failure(reason): throw .backendUnavailable(backend: "cuda", reason: "cannot compile '\(source.name)': \(reason)")
         }
     }

@@ -114,7 +114,7 @@ final class CUDAProgram: KernelProgram {
         let block = (UInt32(clamping: launch.groupSize.x), UInt32(clamping: launch.groupSize.y), UInt32(clamping: launch.groupSize.z))
         let function = function
         let entryPoint = entryPoint
-        return try backend.nextLane().submit(label, retaining: [self]) { stream throws(GPUBridgeError) in
+        let completion = try backend.nextLane().submit(label, retaining: [self]) { stream throws(GPUBridgeError) in
             try packing.withParameterPointers { parameters throws(GPUBridgeError) in
                 let status = driver.cuLaunchKernel(function.pointer, grid.0, grid.1, grid.2, block.0, block.1, block.2,
                                                    UInt32(clamping: shared), stream, parameters, nil)
@@ -123,6 +123,8 @@ final class CUDAProgram: KernelProgram {
                 }
             }
         }
+        backend.counters.recordLaunch()
+        return completion
     }
 
     /// Raises the function's dynamic shared memory limit to `bytes` (the device's opt-in limit was checked by

@@ -211,6 +211,7 @@ struct CUDADeviceTests {
         #expect(after.copies == before.copies)
         #expect(after.bytesCopied == before.bytesCopied)
         #expect(after.launches == before.launches + 1)
+        #expect(after.compiles == 1)
         let timings = try #require(result.timings)
         #expect(timings.end >= timings.start)
         #expect(timings.duration < result.hostDuration + .milliseconds(1))
