@@ -116,3 +116,28 @@ struct ConcurrencyTests {
         #expect(bad == 0)
     }
 }
+
+@Suite("Launch lifetimes")
+struct LaunchLifetimeTests {
+    @Test("buffers dropped right after enqueue stay allocated until the launch completes")
+    func enqueueRetainsBuffers() async throws {
+        let device = try makeCPUDevice()
+        let kernel = try device.compile(addConstantKernel)
+        let n = 4_000_000  // split across the cores, completed by a worker after enqueue returns
+        var completion: Completion?
+        do {
+            let data = try device.makeBuffer(copying: [Float](repeating: 0, count: n))
+            completion = try device.enqueue(kernel, .covering(n), arguments: [.buffer(data), .float(1), .int32(Int32(n))])
+        }
+        // The caller's last reference is gone; the pool must not have the block back while the launch may run.
+        if completion?.isComplete == false {
+            #expect(device.pool.statistics.blocksInUse == 1)
+        }
+        try await completion?.wait()
+        completion = nil
+        // Released on a worker shortly after completion: wait for the pool to see it.
+        var spins = 0
+        while device.pool.statistics.blocksInUse != 0 && spins < 10_000 { await Task.yield(); spins += 1 }
+        #expect(device.pool.statistics.blocksInUse == 0)
+    }
+}

@@ -209,7 +209,8 @@ final class CPUProgram: KernelProgram {
         let groupCount = launch.groups.x * launch.groups.y * launch.groups.z
         let items = groupCount * (launch.groupSize.x * launch.groupSize.y * launch.groupSize.z)
         let queued = monotonicNanoseconds()
-        let chunks = items <= CPUBackend.inlineWorkItems ? 1 : min(groupCount, backend.cores * 4)
+        let small = kernel.scheduling == .perItem && items <= CPUBackend.inlineWorkItems
+        let chunks = small || backend.cores == 1 ? 1 : min(groupCount, backend.cores * 4)
         if chunks == 1 {
             let start = monotonicNanoseconds()
             do {

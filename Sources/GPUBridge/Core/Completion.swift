@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 
 /// Device-measured times of one command, in nanoseconds on the device's clock.
@@ -26,8 +27,8 @@ public struct ExecutionTimings: Sendable, Hashable, Codable {
 ///
 /// Backends create one per enqueued command and call `complete(_:)` exactly once, from any thread (an OpenCL event
 /// callback, a CUDA host function, a CPU worker). Any number of tasks may `await wait()`; waiting suspends the task and
-/// never blocks a cooperative thread. Objects passed as `retaining` (host memory of an async copy, for example) are
-/// kept alive until the command completes and released right after.
+/// never blocks a cooperative thread. Objects passed as `retaining` or to `retain(_:)` (host memory of an async copy,
+/// the buffers of an enqueued launch) are kept alive until the command completes, then released on a worker thread.
 public final class Completion: Sendable {
     private enum State {
         case pending(waiters: [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>],
@@ -54,8 +55,24 @@ public final class Completion: Sendable {
             state = .done(result)
             return (waiters, retained)
         }
-        _ = retained  // released here, after the command finished
         for waiter in waiters { waiter.resume(returning: result) }
+        if !retained.isEmpty {
+            // Released on a worker, never on the completing thread: that may be a driver callback thread, and the last
+            // release of a buffer or host buffer calls back into the driver.
+            DispatchQueue.global().async { withExtendedLifetime(retained) {} }
+        }
+    }
+
+    /// Keeps `objects` alive until the command completes (at once released if it already has). Returns whether the
+    /// command was still pending.
+    @discardableResult
+    public func retain(_ objects: [any Sendable]) -> Bool {
+        state.withLock { state in
+            guard case .pending(let waiters, var retained) = state else { return false }
+            retained.append(contentsOf: objects)
+            state = .pending(waiters: waiters, retained: retained)
+            return true
+        }
     }
 
     /// Whether the command has finished.

@@ -156,7 +156,8 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
     ///
     /// Checks before anything reaches the device: the launch shape against the device's limits, every buffer's
     /// device, and (where the kernel declares parameters or the binary says) the argument count, kinds, scalar
-    /// types and buffer lengths. Buffers are handed over by handle: nothing is allocated or copied.
+    /// types and buffer lengths. Buffers are handed over by handle: nothing is allocated or copied. The completion
+    /// keeps the argument buffers alive until the launch has finished.
     public func enqueue(_ kernel: Kernel, _ launch: Launch, arguments: [KernelArgument]) throws(GPUBridgeError) -> Completion {
         guard kernel.device === self else {
             throw .wrongDevice(name: "kernel '\(kernel.name)'", expected: id.description, actual: kernel.device.id.description)
@@ -165,7 +166,15 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         let resolved = try resolve(arguments, for: kernel, launch: launch)
         metrics.launches.increment()
         do {
-            return try kernel.program.enqueue(launch, arguments: resolved)
+            let completion = try kernel.program.enqueue(launch, arguments: resolved)
+            // The buffers must outlive the launch even if the caller drops them right after enqueueing: otherwise
+            // their blocks could return to the pool and be handed out while the kernel still uses them.
+            if !completion.isComplete {
+                var buffers: [RawBuffer] = []
+                for case let .buffer(buffer) in arguments { buffers.append(buffer) }
+                if !buffers.isEmpty { completion.retain(buffers) }
+            }
+            return completion
         } catch {
             metrics.launchFailures.increment()
             logger.error("launch failed", metadata: ["kernel": "\(kernel.name)", "device": "\(id)", "error": "\(error)"])

@@ -45,9 +45,23 @@ public enum KernelParameter: Sendable, Hashable {
 /// elements its work-items own.
 public final class SwiftKernel: Sendable {
     public typealias Body = @Sendable (CPUKernelContext) throws -> Void
-    public let body: Body
 
-    public init(_ body: @escaping Body) { self.body = body }
+    /// How the CPU backend spreads a launch over its cores.
+    public enum Scheduling: Sendable, Hashable {
+        /// Work grows with the number of work-items: small launches run on the calling thread, large ones are split.
+        case perItem
+        /// Each group may do unbounded work (grid-stride loops, reductions): any launch of two or more groups is
+        /// split across the cores.
+        case perGroup
+    }
+
+    public let body: Body
+    public let scheduling: Scheduling
+
+    public init(scheduling: Scheduling = .perItem, _ body: @escaping Body) {
+        self.body = body
+        self.scheduling = scheduling
+    }
 }
 
 /// A kernel: its name, the language and text it is written in, and the function to enter.
@@ -77,10 +91,11 @@ public struct KernelSource: Sendable {
     }
 
     /// A kernel written as a Swift function for the CPU backend.
-    public init(name: String, parameters: [KernelParameter]? = nil, swift body: @escaping SwiftKernel.Body) {
+    public init(name: String, parameters: [KernelParameter]? = nil, scheduling: SwiftKernel.Scheduling = .perItem,
+                swift body: @escaping SwiftKernel.Body) {
         self.name = name
         self.language = .swift
-        self.body = .swift(SwiftKernel(body))
+        self.body = .swift(SwiftKernel(scheduling: scheduling, body))
         self.entryPoint = name
         self.parameters = parameters
     }

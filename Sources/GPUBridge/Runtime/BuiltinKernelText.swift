@@ -2,6 +2,8 @@
 ///
 /// Reductions (`gb_dot_partial`, `gb_sum_partial`, `gb_softmax_rows`, `gb_topk_select`) are tree reductions in group
 /// shared memory and need a group size of exactly `BuiltinKernelText.reductionGroupSize` (a power of two).
+/// `gb_dot_partial`, `gb_sum_partial` and `gb_histogram` visit their input with `GB_FOR_EACH_ITEM`: grid-stride on
+/// GPUs, one contiguous chunk per work-item on CPU devices (the catalog defines `GB_CONTIGUOUS_ITEMS` there).
 enum BuiltinKernelText {
     static let reductionGroupSize = 256
     static let matmulTile = 16
@@ -36,7 +38,7 @@ enum BuiltinKernelText {
             GB_SHARED float scratch[256];
             int lid = GB_LOCAL_ID(0);
             float acc = 0.0f;
-            for (int i = GB_GLOBAL_ID(0); i < n; i += GB_GLOBAL_SIZE(0)) acc += x[i] * y[i];
+            GB_FOR_EACH_ITEM(i, n) acc += x[i] * y[i];
             scratch[lid] = acc;
             GB_BARRIER();
             for (int s = GB_LOCAL_SIZE(0) / 2; s > 0; s >>= 1) {
@@ -53,7 +55,7 @@ enum BuiltinKernelText {
             GB_SHARED float scratch[256];
             int lid = GB_LOCAL_ID(0);
             float acc = 0.0f;
-            for (int i = GB_GLOBAL_ID(0); i < n; i += GB_GLOBAL_SIZE(0)) acc += x[i];
+            GB_FOR_EACH_ITEM(i, n) acc += x[i];
             scratch[lid] = acc;
             GB_BARRIER();
             for (int s = GB_LOCAL_SIZE(0) / 2; s > 0; s >>= 1) {
@@ -193,7 +195,7 @@ enum BuiltinKernelText {
             for (int b = lid; b < bins; b += size) bucket[b] = 0u;
             GB_BARRIER();
             float scale = (float)bins / (hi - lo);
-            for (int i = GB_GLOBAL_ID(0); i < n; i += GB_GLOBAL_SIZE(0)) {
+            GB_FOR_EACH_ITEM(i, n) {
                 float v = values[i];
                 if (v >= lo && v <= hi) {
                     int b = (int)((v - lo) * scale);

@@ -44,10 +44,10 @@ public enum BuiltinKernels {
             for i in context.items.clamped(to: 0 ..< (try context.integer(3))) { y[i] = alpha * x[i] }
         },
         KernelDefinition(
-            id: "dot_partial", summary: "partial[g] = sum of x[i] * y[i] over group g's grid-stride range (reduction stage)",
+            id: "dot_partial", summary: "partial[g] = sum of x[i] * y[i] over group g's share of the input (reduction stage)",
             parameters: [.buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
                          .buffer("partial", Float.self, extent: .any), .scalar(name: "n", type: .int32)],
-            portableText: BuiltinKernelText.dotPartial, entryPoint: "gb_dot_partial"
+            portableText: BuiltinKernelText.dotPartial, entryPoint: "gb_dot_partial", scheduling: .perGroup
         ) { context in
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
             let partial = try context.buffer(2, as: Float.self)
@@ -55,10 +55,10 @@ public enum BuiltinKernels {
             try reduceGroups(context, n: n, into: partial) { i in Double(x[i]) * Double(y[i]) }
         },
         KernelDefinition(
-            id: "sum_partial", summary: "partial[g] = sum of x[i] over group g's grid-stride range (reduction stage)",
+            id: "sum_partial", summary: "partial[g] = sum of x[i] over group g's share of the input (reduction stage)",
             parameters: [.buffer("x", Float.self, extent: .argument(2)), .buffer("partial", Float.self, extent: .any),
                          .scalar(name: "n", type: .int32)],
-            portableText: BuiltinKernelText.sumPartial, entryPoint: "gb_sum_partial"
+            portableText: BuiltinKernelText.sumPartial, entryPoint: "gb_sum_partial", scheduling: .perGroup
         ) { context in
             let x = try context.buffer(0, as: Float.self)
             let partial = try context.buffer(1, as: Float.self)
@@ -160,7 +160,7 @@ public enum BuiltinKernels {
             parameters: [.buffer("values", Float.self, extent: .argument(2)), .buffer("counts", UInt32.self, extent: .argument(3)),
                          .scalar(name: "n", type: .int32), .scalar(name: "bins", type: .int32),
                          .scalar(name: "lo", type: .float32), .scalar(name: "hi", type: .float32)],
-            portableText: BuiltinKernelText.histogram, entryPoint: "gb_histogram"
+            portableText: BuiltinKernelText.histogram, entryPoint: "gb_histogram", scheduling: .perGroup
         ) { context in
             let values = try context.buffer(0, as: Float.self), counts = try context.buffer(1, as: UInt32.self)
             let n = try context.integer(2), bins = try context.integer(3)
@@ -175,32 +175,27 @@ public enum BuiltinKernels {
         },
     ]
 
-    /// Visits every index a set of groups owns under a grid-stride loop: group g owns the blocks of `groupSize`
-    /// elements starting at g * groupSize, g * groupSize + globalSize, ...
+    /// Group g's share of `0 ..< n` on the CPU: one contiguous chunk of about n / groups (the GB_CONTIGUOUS_ITEMS
+    /// layout), which streams memory far better on a CPU than a grid-stride walk.
+    static func share(_ g: Int, n: Int, groups: Int) -> Range<Int> {
+        let chunk = (n + groups - 1) / groups
+        let start = min(n, g * chunk)
+        return start ..< min(n, start + chunk)
+    }
+
+    /// Visits every index the call's groups own.
     static func forEachStrided(_ context: CPUKernelContext, n: Int, _ body: (Int) throws -> Void) throws {
-        let size = context.launch.groupSize.x
-        let global = context.launch.groups.x * size
         for g in context.groups {
-            var start = g * size
-            while start < n {
-                for i in start ..< min(n, start + size) { try body(i) }
-                start += global
-            }
+            for i in share(g, n: n, groups: context.launch.groups.x) { try body(i) }
         }
     }
 
-    /// partial[g] = sum of `term(i)` over group g's grid-stride range, accumulated in double.
+    /// partial[g] = sum of `term(i)` over group g's share, accumulated in double.
     static func reduceGroups(_ context: CPUKernelContext, n: Int, into partial: UnsafeMutableBufferPointer<Float>,
                              _ term: (Int) -> Double) throws {
-        let size = context.launch.groupSize.x
-        let global = context.launch.groups.x * size
         for g in context.groups {
             var acc = 0.0
-            var start = g * size
-            while start < n {
-                for i in start ..< min(n, start + size) { acc += term(i) }
-                start += global
-            }
+            for i in share(g, n: n, groups: context.launch.groups.x) { acc += term(i) }
             partial[g] = Float(acc)
         }
     }

@@ -67,7 +67,13 @@ public enum Operations {
             throw .unsupported(feature: "reductions with \(size)-item groups (device allows \(device.info.maxGroupItems))",
                                backend: device.id.backend.rawValue)
         }
-        return max(1, min(1024, (n + size - 1) / size, device.info.maxGroups.first ?? 1))
+        return max(1, min(reductionGroupLimit(device), (n + size - 1) / size, device.info.maxGroups.first ?? 1))
+    }
+
+    /// Most groups a reduction uses: 1024 on a discrete GPU (enough to fill it), 4 per compute unit on a device
+    /// that shares host memory (a CPU: fewer, longer-running groups stream memory better than many short ones).
+    public static func reductionGroupLimit(_ device: Device) -> Int {
+        device.info.capabilities.unifiedMemory ? max(1, 4 * device.info.computeUnits) : 1024
     }
 
     /// Sums `partial[0 ..< count]` on the device with one group; returns the total.

@@ -15,12 +15,12 @@ public struct KernelDefinition: Sendable {
     public var swift: SwiftKernel?
 
     public init(id: String, summary: String, parameters: [KernelParameter], portableText: String?, entryPoint: String,
-                swift: SwiftKernel.Body?) {
+                scheduling: SwiftKernel.Scheduling = .perItem, swift: SwiftKernel.Body?) {
         self.id = id
         self.summary = summary
         self.parameters = parameters
         self.portable = portableText.map { PortableKernel(name: id, text: $0, entryPoint: entryPoint, parameters: parameters) }
-        self.swift = swift.map { SwiftKernel($0) }
+        self.swift = swift.map { SwiftKernel(scheduling: scheduling, $0) }
     }
 
     /// The backends this kernel has an implementation for.
@@ -82,8 +82,11 @@ public final class KernelCatalog: Sendable {
         definitions.withLock { Array($0.values) }.sorted { $0.id < $1.id }
     }
 
-    /// Compiles (or finds cached) kernel `id` for `device`.
+    /// Compiles (or finds cached) kernel `id` for `device`. On a device that shares host memory (a CPU OpenCL
+    /// device) `GB_CONTIGUOUS_ITEMS` is defined, so `GB_FOR_EACH_ITEM` loops give each work-item one contiguous chunk.
     public func kernel(_ id: String, on device: Device, options: CompileOptions = CompileOptions()) throws(GPUBridgeError) -> Kernel {
-        try device.compile(try definition(id).source(for: device.id.backend), options: options)
+        var options = options
+        if device.info.capabilities.unifiedMemory, device.id.backend != .cpu { options.defines["GB_CONTIGUOUS_ITEMS"] = "1" }
+        return try device.compile(try definition(id).source(for: device.id.backend), options: options)
     }
 }

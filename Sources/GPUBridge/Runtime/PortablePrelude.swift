@@ -51,10 +51,19 @@ public enum PortablePrelude {
         #define GB_ATOMIC_ADD_INT(p, v) atomicAdd((int*)(p), (int)(v))
         #define GB_ATOMIC_ADD_UINT(p, v) atomicAdd((unsigned int*)(p), (unsigned int)(v))
         #define GB_INFINITY __int_as_float(0x7f800000)
+        #define GB_MIN_INT(a, b) min((a), (b))
         #define GB_EXPF(x) expf(x)
         #define GB_SQRTF(x) sqrtf(x)
         #define GB_FMAXF(a, b) fmaxf((a), (b))
         #define GB_HAS_FP64 1
+        // GB_FOR_EACH_ITEM(i, n): every index below n, spread over all work-items. Grid-stride (coalesced) by
+        // default; one contiguous chunk per work-item when GB_CONTIGUOUS_ITEMS is defined (CPU devices).
+        #ifdef GB_CONTIGUOUS_ITEMS
+        #define GB_FOR_EACH_ITEM(i, n) for (int i = GB_GLOBAL_ID(0) * (((n) + GB_GLOBAL_SIZE(0) - 1) / GB_GLOBAL_SIZE(0)), \\
+            gb_end_##i = GB_MIN_INT((n), i + (((n) + GB_GLOBAL_SIZE(0) - 1) / GB_GLOBAL_SIZE(0))); i < gb_end_##i; ++i)
+        #else
+        #define GB_FOR_EACH_ITEM(i, n) for (int i = GB_GLOBAL_ID(0); i < (n); i += GB_GLOBAL_SIZE(0))
+        #endif
 
         """
 
@@ -78,6 +87,7 @@ public enum PortablePrelude {
         #define GB_ATOMIC_ADD_INT(p, v) atomic_add((p), (int)(v))
         #define GB_ATOMIC_ADD_UINT(p, v) atomic_add((p), (uint)(v))
         #define GB_INFINITY INFINITY
+        #define GB_MIN_INT(a, b) min((a), (b))
         #define GB_EXPF(x) exp(x)
         #define GB_SQRTF(x) sqrt(x)
         #define GB_FMAXF(a, b) fmax((a), (b))
@@ -88,6 +98,14 @@ public enum PortablePrelude {
         #ifdef cl_khr_fp16
         #pragma OPENCL EXTENSION cl_khr_fp16 : enable
         #define GB_HAS_FP16 1
+        #endif
+        // GB_FOR_EACH_ITEM(i, n): every index below n, spread over all work-items. Grid-stride (coalesced) by
+        // default; one contiguous chunk per work-item when GB_CONTIGUOUS_ITEMS is defined (CPU devices).
+        #ifdef GB_CONTIGUOUS_ITEMS
+        #define GB_FOR_EACH_ITEM(i, n) for (int i = GB_GLOBAL_ID(0) * (((n) + GB_GLOBAL_SIZE(0) - 1) / GB_GLOBAL_SIZE(0)), \\
+            gb_end_##i = GB_MIN_INT((n), i + (((n) + GB_GLOBAL_SIZE(0) - 1) / GB_GLOBAL_SIZE(0))); i < gb_end_##i; ++i)
+        #else
+        #define GB_FOR_EACH_ITEM(i, n) for (int i = GB_GLOBAL_ID(0); i < (n); i += GB_GLOBAL_SIZE(0))
         #endif
 
         """

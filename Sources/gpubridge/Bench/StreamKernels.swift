@@ -26,7 +26,7 @@ enum StreamKernels {
             GB_SHARED T scratch[256];
             int lid = GB_LOCAL_ID(0);
             T acc = 0;
-            for (int i = GB_GLOBAL_ID(0); i < n; i += GB_GLOBAL_SIZE(0)) acc += a[i] * b[i];
+            GB_FOR_EACH_ITEM(i, n) acc += a[i] * b[i];
             scratch[lid] = acc;
             GB_BARRIER();
             for (int s = GB_LOCAL_SIZE(0) / 2; s > 0; s >>= 1) {
@@ -39,10 +39,12 @@ enum StreamKernels {
 
     /// The kernel `name` (`copy`, `mul`, `add`, `triad`, `dot`) for `device`, with elements of `T`.
     static func source<T: StreamElement>(_ name: String, _ type: T.Type, for device: Device) throws -> (KernelSource, CompileOptions) {
-        let options = CompileOptions(defines: ["T": T.kernelTypeName])
+        var options = CompileOptions(defines: ["T": T.kernelTypeName])
+        if device.info.capabilities.unifiedMemory { options.defines["GB_CONTIGUOUS_ITEMS"] = "1" }
         switch device.id.backend {
         case .cpu:
-            return (KernelSource(name: "stream_\(name)_\(T.kernelTypeName)", swift: swiftKernel(name, T.self)), options)
+            return (KernelSource(name: "stream_\(name)_\(T.kernelTypeName)", scheduling: name == "dot" ? .perGroup : .perItem,
+                                 swift: swiftKernel(name, T.self)), options)
         case .cuda, .opencl:
             let kernel = PortableKernel(name: "stream_\(name)", text: text, entryPoint: "stream_\(name)")
             return (try kernel.source(for: device.id.backend == .cuda ? .cuda : .openCLC), options)
@@ -80,15 +82,23 @@ enum StreamKernels {
                 let a = try context.buffer(0, as: T.self), b = try context.buffer(1, as: T.self)
                 let partial = try context.buffer(2, as: T.self)
                 let n = try context.integer(3)
-                let size = context.launch.groupSize.x, global = context.launch.groups.x * size
+                let groups = context.launch.groups.x
+                let pa = UnsafeRawPointer(a.baseAddress!), pb = UnsafeRawPointer(b.baseAddress!)
+                let stride = MemoryLayout<T>.stride
                 for g in context.groups {
+                    // Group g's share: one contiguous chunk (the GB_CONTIGUOUS_ITEMS layout of CPU devices).
+                    let chunk = (n + groups - 1) / groups
+                    let start = Swift.min(n, g * chunk), end = Swift.min(n, start + chunk)
+                    var lanes = SIMD8<T>()
                     var acc: T = 0
-                    var start = g * size
-                    while start < n {
-                        for i in start ..< Swift.min(n, start + size) { acc += a[i] * b[i] }
-                        start += global
+                    var i = start
+                    while i + 8 <= end {
+                        lanes += pa.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<T>.self)
+                            * pb.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<T>.self)
+                        i += 8
                     }
-                    partial[g] = acc
+                    while i < end { acc += a[i] * b[i]; i += 1 }
+                    partial[g] = acc + lanes.sum()
                 }
             }
         }
@@ -96,7 +106,7 @@ enum StreamKernels {
 }
 
 /// float32 and float64, as the STREAM kernels use them.
-protocol StreamElement: BinaryFloatingPoint, BitwiseCopyable, Sendable {
+protocol StreamElement: BinaryFloatingPoint, BitwiseCopyable, Sendable, SIMDScalar, Codable {
     static var kernelTypeName: String { get }
     static func argument(_ value: Self) -> KernelArgument
     static func scalar(_ context: CPUKernelContext, _ index: Int) throws -> Self

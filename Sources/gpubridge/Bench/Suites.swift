@@ -58,7 +58,7 @@ struct Suites {
 
         progress.say("stream dot \(t) on \(device.id)")
         let dot = try kernel("dot")
-        let groups = min(1024, (n + 255) / 256)
+        let groups = min(Operations.reductionGroupLimit(device), (n + 255) / 256)
         let partial = try device.makeBuffer(of: T.self, count: groups)
         var total: T = 0
         samples = try await sample(repeats: repeats) {
