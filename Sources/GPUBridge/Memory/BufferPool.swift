@@ -14,7 +14,9 @@ public struct PoolBlock: Sendable, Hashable {
 /// - Sizes are rounded up to the backend's granularity (at least 512 bytes, like CuPy).
 /// - Requests up to 1 MiB are carved from 2 MiB segments; larger ones get a segment of their own size.
 /// - A request takes the best-fitting free chunk (the smallest that fits) and splits off the rest; a released block
-///   merges with free neighbours in its segment, so fragments coalesce.
+///   merges with free neighbours in its segment, so fragments coalesce. The last 64 released blocks are kept
+///   unmerged by exact size, so the common allocate-release-allocate of one size is O(1); they are merged before any
+///   best-fit search and before trimming.
 /// - `limit` caps the bytes the pool reserves from the driver. When a request would pass it, or the driver reports
 ///   out-of-memory, the pool releases its cached segments (`trim()`) and retries once, then throws `outOfMemory`
 ///   with what was asked, what is in use, what is cached and the limit.
@@ -65,6 +67,26 @@ public final class BufferPool: Sendable {
         var bins: [Int: [ChunkKey]] = [:]
         var freeSizes: [Int] = []
         var stats = Statistics()
+        /// Recently released small blocks by exact size, not yet merged: a request of the same rounded size takes one
+        /// back in O(1). Flushed into the free lists (and merged) before any best-fit search and before trimming.
+        var recent: [Int: [ChunkKey]] = [:]
+        var recentCount = 0
+
+        /// Merges every recently released block into the free lists.
+        mutating func flushRecent() {
+            guard recentCount > 0 else { return }
+            for (_, keys) in recent { for key in keys { _ = give(key) } }
+            recent.removeAll(keepingCapacity: true)
+            recentCount = 0
+        }
+
+        /// Takes a recently released block of exactly `size` bytes, if there is one.
+        mutating func takeRecent(_ size: Int, requested: Int) -> PoolBlock? {
+            guard recentCount > 0, var stack = recent[size], let key = stack.popLast() else { return nil }
+            recent[size] = stack
+            recentCount -= 1
+            return handOut(key, requested: requested, hit: true)
+        }
 
         mutating func addFree(_ key: ChunkKey, size: Int) {
             chunks[key] = Chunk(size: size, free: true)
@@ -188,6 +210,8 @@ public final class BufferPool: Sendable {
     /// Requests up to this size share segments of `smallSegmentSize`.
     public static let smallRequestLimit = 1 << 20
     public static let smallSegmentSize = 2 << 20
+    /// Most released small blocks kept unmerged for O(1) reuse.
+    public static let recentLimit = 64
 
     private let state = Mutex(State())
     private let logger = Logger(label: "gpubridge.pool")
@@ -227,8 +251,10 @@ public final class BufferPool: Sendable {
         guard let size = roundedSize(byteCount), size <= limit else {
             throw outOfMemory(requested: byteCount, detail: "request larger than the pool limit")
         }
-        // Fast path: a cached chunk.
+        // Fast path: a recently released block of the same size, else the best-fitting cached chunk.
         if let block = state.withLock({ s -> PoolBlock? in
+            if let recent = s.takeRecent(size, requested: byteCount) { return recent }
+            s.flushRecent()
             guard let key = s.take(size, granularity: granularity) else { return nil }
             return s.handOut(key, requested: byteCount, hit: true)
         }) {
@@ -291,16 +317,26 @@ public final class BufferPool: Sendable {
     public func release(_ block: PoolBlock) {
         backend.regionRetired(block.region)
         state.withLock { s in
-            let released = s.give(ChunkKey(segment: block.region.handle, offset: block.region.offset))
-            s.stats.bytesInUse -= released
+            let key = ChunkKey(segment: block.region.handle, offset: block.region.offset)
+            let size = block.region.byteCount
+            s.stats.bytesInUse -= size
             s.stats.blocksInUse -= 1
+            if s.recentCount < Self.recentLimit {
+                s.recent[size, default: []].append(key)
+                s.recentCount += 1
+            } else {
+                _ = s.give(key)
+            }
         }
     }
 
     /// Frees every cached segment that holds no block in use; returns the bytes given back to the driver.
     @discardableResult
     public func trim() -> Int {
-        let segments = state.withLock { $0.takeFreeSegments() }
+        let segments = state.withLock { s -> [(UInt64, Int)] in
+            s.flushRecent()
+            return s.takeFreeSegments()
+        }
         var bytes = 0
         for (handle, size) in segments {
             backend.free(handle: handle, byteCount: size)
@@ -323,7 +359,10 @@ public final class BufferPool: Sendable {
 
     deinit {
         // Whatever is cached goes back to the driver; blocks still in use keep the pool alive, so none are left.
-        let segments = state.withLock { $0.takeFreeSegments() }
+        let segments = state.withLock { s -> [(UInt64, Int)] in
+            s.flushRecent()
+            return s.takeFreeSegments()
+        }
         for (handle, size) in segments { backend.free(handle: handle, byteCount: size) }
     }
 }
