@@ -58,7 +58,11 @@ let package = Package(
         ),
         .testTarget(
             name: "GPUBridgeTests",
-            dependencies: ["GPUBridge", "GPUBridgeTestSupport", .product(name: "Metrics", package: "swift-metrics")],
+            dependencies: [
+                "GPUBridge", "GPUBridgeTestSupport", .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
