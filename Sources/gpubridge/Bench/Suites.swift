@@ -229,8 +229,17 @@ struct Suites {
                     let outcome = try await KernelRunner.run(name, size: s, on: device, verify: i == 0)
                     if i == 0 { verified = outcome.verified } else { durations.append(outcome.duration) }
                 }
-                figures.append(figure("kernels", "\(name) size \(s)", device: device, unit: "ms", size: s, sizeUnit: "size", samples: durations,
-                                      verified: verified, note: "end to end: upload, launch, download") { $0 * 1e3 })
+                // Work per run: bytes each kernel must read and write, or floating-point operations.
+                let (unit, work): (String, Double) = switch name {
+                case "vector-add", "saxpy": ("GB/s", 12 * Double(s))
+                case "scale", "dot": ("GB/s", 8 * Double(s))
+                case "sum", "histogram": ("GB/s", 4 * Double(s))
+                case "softmax": ("GB/s", 8 * 64 * Double(s))
+                case "matmul": ("GFLOP/s", 2 * Double(s) * Double(s) * Double(s))
+                default: ("GFLOP/s", 6 * 8 * 64 * Double(s))  // topk: 8 queries x s rows x 64 dims, 3 multiply-adds each
+                }
+                figures.append(figure("kernels", "\(name) size \(s)", device: device, unit: unit, size: s, sizeUnit: "size", samples: durations,
+                                      verified: verified, note: "end to end: upload, launch, download") { work / $0 / 1e9 })
             }
         }
         return figures
