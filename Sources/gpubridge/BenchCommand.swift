@@ -67,12 +67,12 @@ struct BenchCommand: AsyncParsableCommand {
         }
         suites.progress.done()
         if json { return try printJSON(figures) }
-        print("suite     figure                                        device     median        min           max           unit        ok")
+        print("suite     figure                                                device     median        min           max           unit        ok")
         for f in figures {
             func fmt(_ v: Double) -> String { v.isNaN ? "-" : (abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.3g", v)) }
             let ok = f.verified.map { $0 ? "yes" : "NO" } ?? ""
             print(f.suite.padding(toLength: 10, withPad: " ", startingAt: 0)
-                + f.name.padding(toLength: 46, withPad: " ", startingAt: 0)
+                + f.name.padding(toLength: 54, withPad: " ", startingAt: 0)
                 + f.device.padding(toLength: 11, withPad: " ", startingAt: 0)
                 + fmt(f.median).padding(toLength: 14, withPad: " ", startingAt: 0)
                 + fmt(f.min).padding(toLength: 14, withPad: " ", startingAt: 0)

@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 
 /// The built-in kernel library: each kernel in the portable dialect (CUDA and OpenCL) and in Swift (CPU backend).
@@ -95,7 +96,7 @@ public enum BuiltinKernels {
             id: "softmax_rows", summary: "y = softmax(x) along each row (float32, one group per row)",
             parameters: [.buffer("x", Float.self, extent: .any), .buffer("y", Float.self, extent: .any),
                          .scalar(name: "rows", type: .int32), .scalar(name: "cols", type: .int32)],
-            portableText: BuiltinKernelText.softmaxRows, entryPoint: "gb_softmax_rows"
+            portableText: BuiltinKernelText.softmaxRows, entryPoint: "gb_softmax_rows", scheduling: .perGroup
         ) { context in
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
             let rows = try context.integer(2), cols = try context.integer(3)
@@ -104,8 +105,13 @@ public enum BuiltinKernels {
                 var m = -Float.infinity
                 for c in 0 ..< cols { m = max(m, x[base + c]) }
                 var sum: Float = 0
-                for c in 0 ..< cols { sum += (x[base + c] - m).exponential }
-                for c in 0 ..< cols { y[base + c] = (x[base + c] - m).exponential / sum }
+                for c in 0 ..< cols {
+                    let e = (x[base + c] - m).exponential
+                    y[base + c] = e
+                    sum += e
+                }
+                let inverse = 1 / sum
+                for c in 0 ..< cols { y[base + c] *= inverse }
             }
         },
         KernelDefinition(
@@ -139,7 +145,7 @@ public enum BuiltinKernels {
             parameters: [.buffer("scores", Float.self, extent: .any), .buffer("outIndex", Int32.self, extent: .any),
                          .buffer("outScore", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
                          .scalar(name: "rows", type: .int32), .scalar(name: "k", type: .int32)],
-            portableText: BuiltinKernelText.topkSelect, entryPoint: "gb_topk_select"
+            portableText: BuiltinKernelText.topkSelect, entryPoint: "gb_topk_select", scheduling: .perGroup
         ) { context in
             let scores = try context.buffer(0, as: Float.self)
             let outIndex = try context.buffer(1, as: Int32.self), outScore = try context.buffer(2, as: Float.self)
@@ -202,22 +208,6 @@ public enum BuiltinKernels {
 }
 
 extension Float {
-    /// e^self (Glibc-free, via the standard library's `exp` on Double for accuracy).
-    var exponential: Float { Float(_exp(Double(self))) }
-}
-
-@inline(__always) private func _exp(_ x: Double) -> Double {
-    // Range reduction e^x = 2^k * e^r with |r| <= ln2/2, then a degree-12 Taylor series: accurate to ~1 ulp in double.
-    if x.isNaN { return x }
-    if x > 709.78 { return .infinity }
-    if x < -745.13 { return 0 }
-    let ln2 = 0.693_147_180_559_945_3
-    let k = (x / ln2).rounded()
-    let r = x - k * ln2
-    var term = 1.0, sum = 1.0
-    for i in 1 ... 12 {
-        term *= r / Double(i)
-        sum += term
-    }
-    return Double(sign: .plus, exponent: Int(k), significand: sum)
+    /// e^self, by the C library's `expf`.
+    var exponential: Float { expf(self) }
 }
