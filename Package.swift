@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "GPUBridge", targets: ["GPUBridge"]),
         .library(name: "GPUBridgeOpenCL", targets: ["GPUBridgeOpenCL"]),
         .library(name: "GPUBridgeCUDA", targets: ["GPUBridgeCUDA"]),
+        .library(name: "GPUBridgeActors", targets: ["GPUBridgeActors"]),
         .executable(name: "gpubridge", targets: ["gpubridge"]),
     ],
     dependencies: [
@@ -20,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         .target(
@@ -47,10 +49,17 @@ let package = Package(
             dependencies: ["GPUBridge", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        .target(
+            name: "GPUBridgeActors",
+            dependencies: [
+                "GPUBridge", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "gpubridge",
             dependencies: [
-                "GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA",
+                "GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeActors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -73,6 +82,11 @@ let package = Package(
         .testTarget(
             name: "GPUBridgeRuntimeTests",
             dependencies: ["GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GPUBridgeActorsTests",
+            dependencies: ["GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport", "GPUBridgeOpenCL"],
             swiftSettings: strict
         ),
         .testTarget(

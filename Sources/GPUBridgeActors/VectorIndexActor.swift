@@ -1,0 +1,468 @@
+import Distributed
+import GPUBridge
+
+/// One answer of a vector index query.
+public struct VectorHit: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The vector's id.
+    public var id: Int
+    /// Cosine similarity to the query.
+    public var score: Float
+
+    public init(id: Int, score: Float) {
+        self.id = id
+        self.score = score
+    }
+
+    public var description: String { "\(id):\(score)" }
+}
+
+/// What a vector index holds and what it has moved.
+public struct VectorIndexStats: Sendable, Hashable, Codable {
+    public var count: Int
+    /// Rows the device matrix has room for.
+    public var capacity: Int
+    public var dim: Int
+    /// The device the matrix lives on.
+    public var device: DeviceID?
+    /// Host-to-device bytes of matrix rows (upserts, restores, migrations) over this instance's life.
+    public var matrixBytesUploaded: Int
+    /// Host-to-device bytes of query vectors over this instance's life.
+    public var queryBytesUploaded: Int
+    /// Device-to-device bytes copied (growth, rows moved by deletes).
+    public var deviceBytesCopied: Int
+    /// Times the matrix moved to another device after its device failed.
+    public var migrations: Int
+    /// Activations of this instance.
+    public var activations: Int
+}
+
+/// The snapshot format of a vector index: little-endian
+/// `"GBVI"`, format version (UInt32 = 1), dim (UInt32), count (Int64), ids (Int64 x count, in row order),
+/// rows (Float32 x count x dim, row-major). Rows keep their order, so a restored index answers ties identically.
+enum VectorIndexSnapshot {
+    static let magic: [UInt8] = Array("GBVI".utf8)
+    static let headerBytes = 20
+
+    static func encode(dim: Int, ids: [Int], rows: [Float]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(headerBytes + 8 * ids.count + 4 * rows.count)
+        out += magic
+        withUnsafeBytes(of: UInt32(1).littleEndian) { out += $0 }
+        withUnsafeBytes(of: UInt32(dim).littleEndian) { out += $0 }
+        withUnsafeBytes(of: Int64(ids.count).littleEndian) { out += $0 }
+        for id in ids { withUnsafeBytes(of: Int64(id).littleEndian) { out += $0 } }
+        rows.withUnsafeBytes { out += $0 }  // Float32 in host order; GPUBridge targets little-endian hosts
+        return out
+    }
+
+    static func decode(_ bytes: [UInt8], dim: Int, name: String) throws(GPUBridgeError) -> (ids: [Int], rows: [Float]) {
+        func read<T: FixedWidthInteger>(_ offset: Int, as: T.Type) -> T {
+            var value: T = 0
+            withUnsafeMutableBytes(of: &value) { dst in
+                bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[offset ..< offset + MemoryLayout<T>.size])) }
+            }
+            return T(littleEndian: value)
+        }
+        guard bytes.count >= headerBytes, Array(bytes[0 ..< 4]) == magic else {
+            throw .invalidArgument(name: "snapshot of \(name)", value: "\(bytes.count) bytes", limit: "a GBVI vector index snapshot")
+        }
+        let version = read(4, as: UInt32.self)
+        guard version == 1 else {
+            throw .unsupported(feature: "vector index snapshot format \(version) of \(name) (this build reads format 1)", backend: "actors")
+        }
+        let savedDim = Int(read(8, as: UInt32.self))
+        guard savedDim == dim else { throw .sizeMismatch(name: "snapshot dim of \(name)", expected: dim, actual: savedDim) }
+        let count = Int(read(12, as: Int64.self))
+        let (rowBytes, o1) = count.multipliedReportingOverflow(by: 4 * dim)
+        let (idBytes, o2) = count.multipliedReportingOverflow(by: 8)
+        guard count >= 0, !o1, !o2, bytes.count == headerBytes + idBytes + rowBytes else {
+            throw .sizeMismatch(name: "snapshot bytes of \(name) (\(count) rows of dim \(dim))",
+                                expected: o1 || o2 || count < 0 ? -1 : headerBytes + idBytes + rowBytes, actual: bytes.count)
+        }
+        var ids = [Int]()
+        ids.reserveCapacity(count)
+        for i in 0 ..< count { ids.append(Int(read(headerBytes + 8 * i, as: Int64.self))) }
+        let start = headerBytes + idBytes
+        let rows = [Float](unsafeUninitializedCapacity: count * dim) { out, initialized in
+            bytes.withUnsafeBytes { src in
+                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[start ..< start + rowBytes]))
+            }
+            initialized = count * dim
+        }
+        guard Set(ids).count == ids.count else {
+            throw .invalidArgument(name: "snapshot ids of \(name)", value: "\(ids.count - Set(ids).count) duplicates", limit: "unique ids")
+        }
+        return (ids, rows)
+    }
+}
+
+/// A resident vector index: a `count x dim` float32 matrix that lives in device memory across calls, queried for
+/// top-k cosine similarity on the device with the built-in `cosine_scores` + `topk_select` kernels. A query uploads
+/// only its query vectors; the matrix is never uploaded again.
+///
+/// - Rows: an upsert overwrites the row of a known id or appends one; past capacity the matrix is reallocated
+///   (capacity doubles) and the old rows move with one device-to-device copy. A delete moves the last row into the
+///   hole (device-to-device) and keeps the host-side id <-> row maps in step.
+/// - Ties: equal scores go to the lower row (rows are in insertion order, with deletes moving the last row into the
+///   hole), so answers are deterministic and survive a snapshot and restore.
+/// - Concurrency: queries run concurrently; upserts, deletes and checkpoints wait for them and run alone.
+/// - Lifecycle: activation places the matrix with the system's `place` (free memory, load) and restores the last
+///   snapshot; deactivation saves a snapshot (`VectorIndexSnapshot`) to `actorSystem.storage` and releases the matrix.
+/// - Faults: a query that fails on its device is retried per `BridgeOptions.attemptsPerDevice`; then, with fallback
+///   on, the matrix is read back and moved to another device and the query runs there. If the matrix cannot be read
+///   back, the call fails with every attempt named and the index stays where it was, usable once its device recovers.
+public distributed actor VectorIndexActor: VirtualActor {
+    public typealias ActorSystem = EmbeddedActorSystem
+
+    /// Largest dim and k accepted.
+    public static let maxDim = 65_536
+    public static let maxK = 1_024
+
+    public let lifecycle = ActivationLifecycle()
+    /// Floats per vector.
+    public let dim: Int
+    /// Rows the matrix has room for when the index is first activated.
+    public let initialCapacity: Int
+
+    private var device: Device?
+    private var matrix: Buffer<Float>?
+    private var capacity = 0
+    private var count = 0
+    private var rowToID: [Int] = []
+    private var idToRow: [Int: Int] = [:]
+
+    private var matrixBytesUploaded = 0
+    private var queryBytesUploaded = 0
+    private var deviceBytesCopied = 0
+    private var migrations = 0
+
+    // Readers-writer gate: queries share it; mutations and snapshots hold it alone. Waiting writers block new readers.
+    private var readers = 0
+    private var writing = false
+    private var waitingReaders: [CheckedContinuation<Void, Never>] = []
+    private var waitingWriters: [CheckedContinuation<Void, Never>] = []
+
+    public init(actorSystem: EmbeddedActorSystem, dim: Int, initialCapacity: Int = 1024) {
+        self.actorSystem = actorSystem
+        self.dim = dim
+        self.initialCapacity = max(1, initialCapacity)
+    }
+
+    // MARK: Lifecycle hooks
+
+    public func activate() async throws -> DeviceID? {
+        guard dim >= 1, dim <= Self.maxDim else {
+            throw GPUBridgeError.invalidArgument(name: "dim", value: String(dim), limit: "1...\(Self.maxDim)")
+        }
+        var ids: [Int] = [], rows: [Float] = []
+        if let bytes = try await actorSystem.storage.load(type: id.type, key: id.key) {
+            (ids, rows) = try VectorIndexSnapshot.decode(bytes, dim: dim, name: id.description)
+        }
+        let capacity = max(initialCapacity, ids.count)
+        let device = try actorSystem.place(footprint: capacity * dim * 4)
+        let matrix = try device.makeBuffer(of: Float.self, count: capacity * dim)
+        if !ids.isEmpty {
+            try matrix.copy(from: rows)
+            matrixBytesUploaded += rows.count * 4
+        }
+        self.device = device
+        self.matrix = matrix
+        self.capacity = capacity
+        count = ids.count
+        rowToID = ids
+        idToRow = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        return device.id
+    }
+
+    public func deactivate() async throws {
+        try await saveSnapshot()
+        matrix = nil
+        device = nil
+        capacity = 0
+        count = 0
+        rowToID = []
+        idToRow = [:]
+    }
+
+    private func saveSnapshot() async throws {
+        guard let matrix else { return }
+        let rows = count > 0 ? try matrix.toArray(offset: 0, count: count * dim) : []
+        try await actorSystem.storage.save(type: id.type, key: id.key,
+                                           bytes: VectorIndexSnapshot.encode(dim: dim, ids: rowToID, rows: rows))
+    }
+
+    // MARK: Calls
+
+    /// Inserts or overwrites `ids.count` vectors (`vectors` is `ids.count x dim`, row-major). A repeated id in one
+    /// call keeps its last vector. Returns the number of vectors in the index.
+    @discardableResult
+    public distributed func upsert(ids: [Int], vectors: [Float]) async throws -> Int {
+        try await withActivation {
+            let (expected, overflow) = ids.count.multipliedReportingOverflow(by: dim)
+            guard !overflow, vectors.count == expected else {
+                throw GPUBridgeError.sizeMismatch(name: "vectors.count (ids.count x dim \(dim))", expected: overflow ? -1 : expected, actual: vectors.count)
+            }
+            guard !ids.isEmpty else { return count }
+            await beginWrite()
+            defer { endWrite() }
+            // Rows for each id (last occurrence wins), then grow, then copy, then commit the maps.
+            var plan: [Int: Int] = [:]  // row -> index in `ids`
+            var appended: [Int: Int] = [:]  // new id -> its new row
+            var newCount = count
+            for (i, id) in ids.enumerated() {
+                let row: Int
+                if let existing = idToRow[id] ?? appended[id] {
+                    row = existing
+                } else {
+                    row = newCount
+                    appended[id] = row
+                    newCount += 1
+                }
+                plan[row] = i
+            }
+            try await reserve(rows: newCount)
+            guard let matrix else { throw notActive() }
+            let rows = plan.keys.sorted()
+            var start = 0
+            while start < rows.count {
+                var end = start + 1
+                while end < rows.count, rows[end] == rows[end - 1] + 1, plan[rows[end]]! == plan[rows[end - 1]]! + 1 { end += 1 }
+                let source = plan[rows[start]]!
+                try matrix.copy(from: vectors, sourceOffset: source * dim, toOffset: rows[start] * dim, count: (end - start) * dim)
+                matrixBytesUploaded += (end - start) * dim * 4
+                start = end
+            }
+            for (id, row) in appended.sorted(by: { $0.value < $1.value }) {
+                rowToID.append(id)
+                idToRow[id] = row
+            }
+            count = newCount
+            return count
+        }
+    }
+
+    /// Removes the vectors of `ids` (unknown ids are ignored); the last row moves into each hole. Returns how many
+    /// were removed.
+    @discardableResult
+    public distributed func delete(ids: [Int]) async throws -> Int {
+        try await withActivation {
+            await beginWrite()
+            defer { endWrite() }
+            guard let matrix else { throw notActive() }
+            var removed = 0
+            for id in ids {
+                guard let row = idToRow[id] else { continue }
+                let last = count - 1
+                if row != last {
+                    try await matrix.copy(from: matrix, sourceOffset: last * dim, toOffset: row * dim, count: dim)
+                    deviceBytesCopied += dim * 4
+                    let moved = rowToID[last]
+                    rowToID[row] = moved
+                    idToRow[moved] = row
+                }
+                rowToID.removeLast()
+                idToRow[id] = nil
+                count -= 1
+                removed += 1
+            }
+            return removed
+        }
+    }
+
+    /// The `k` most similar vectors (cosine) to each query (`queries` is `n x dim`), best first; ties go to the
+    /// lower row. Fewer than `k` when the index holds fewer vectors.
+    public distributed func query(_ queries: [Float], k: Int) async throws -> [[VectorHit]] {
+        try await withActivation {
+            guard !queries.isEmpty, queries.count % dim == 0 else {
+                throw GPUBridgeError.invalidArgument(name: "queries.count", value: String(queries.count), limit: "a positive multiple of dim \(dim)")
+            }
+            guard k >= 1, k <= Self.maxK else {
+                throw GPUBridgeError.invalidArgument(name: "k", value: String(k), limit: "1...\(Self.maxK)")
+            }
+            let queryCount = queries.count / dim
+            var attempts: [String] = []
+            var failed: Set<DeviceID> = []
+            while true {
+                await beginRead()
+                guard let device, let matrix else {
+                    endRead()
+                    throw notActive()
+                }
+                if count == 0 {
+                    endRead()
+                    return [[VectorHit]](repeating: [], count: queryCount)
+                }
+                let rows = count, ids = rowToID, kk = min(k, count)
+                let outcome = await attempt(on: device, attempts: &attempts) { () async throws(GPUBridgeError) -> [[VectorHit]] in
+                    let q = try device.makeBuffer(copying: queries)
+                    let matches = try await Operations.cosineTopK(
+                        queries: q, queryCount: queryCount, matrix: matrix, rows: rows, dim: dim, k: kk,
+                        context: ExecutionContext(device: device, catalog: actorSystem.bridge.catalog))
+                    return matches.map { $0.map { VectorHit(id: ids[$0.index], score: $0.score) } }
+                }
+                endRead()
+                switch outcome {
+                case let .success(hits):
+                    queryBytesUploaded += queries.count * 4
+                    return hits
+                case let .failure(error):
+                    if Self.isCallerError(error) { throw error }
+                    failed.insert(device.id)
+                    guard actorSystem.bridge.options.fallback else {
+                        throw GPUBridgeError.allAttemptsFailed(operation: "vector-index query", attempts: attempts)
+                    }
+                    try await migrate(from: device, excluding: failed, attempts: &attempts)
+                }
+            }
+        }
+    }
+
+    /// Saves a snapshot now, without deactivating.
+    public distributed func checkpoint() async throws {
+        try await withActivation {
+            await beginWrite()
+            defer { endWrite() }
+            try await saveSnapshot()
+        }
+    }
+
+    /// Vectors in the index.
+    public distributed func vectorCount() async throws -> Int {
+        try await withActivation { count }
+    }
+
+    /// The device the matrix lives on (activating the index if needed).
+    public distributed func placement() async throws -> DeviceID? {
+        try await withActivation { device?.id }
+    }
+
+    public distributed func stats() async throws -> VectorIndexStats {
+        try await withActivation {
+            VectorIndexStats(count: count, capacity: capacity, dim: dim, device: device?.id,
+                             matrixBytesUploaded: matrixBytesUploaded, queryBytesUploaded: queryBytesUploaded,
+                             deviceBytesCopied: deviceBytesCopied, migrations: migrations, activations: lifecycle.activations)
+        }
+    }
+
+    /// The id of each row, in row order (the order ties are broken in).
+    public distributed func idsInRowOrder() async throws -> [Int] {
+        try await withActivation { rowToID }
+    }
+
+    // MARK: Internals
+
+    private func notActive() -> GPUBridgeError {
+        .backendUnavailable(backend: "actors", reason: "\(id) holds no device matrix (it is not active)")
+    }
+
+    /// Makes room for `rows` rows: a bigger buffer on the same device and one device-to-device copy of the rows held.
+    private func reserve(rows: Int) async throws {
+        guard rows > capacity else { return }
+        guard let device, let old = matrix else { throw notActive() }
+        let newCapacity = max(rows, capacity * 2, initialCapacity)
+        let grown = try device.makeBuffer(of: Float.self, count: newCapacity * dim)
+        if count > 0 {
+            try await grown.copy(from: old, sourceOffset: 0, toOffset: 0, count: count * dim)
+            deviceBytesCopied += count * dim * 4
+        }
+        matrix = grown
+        capacity = newCapacity
+    }
+
+    /// Runs `body` on `device` with a launch slot from the broker, retrying transient failures.
+    private func attempt<T>(on device: Device, attempts: inout [String],
+                            _ body: () async throws(GPUBridgeError) -> T) async -> Result<T, GPUBridgeError> {
+        let broker = actorSystem.bridge.broker
+        let others = Set(broker.devices.map(\.id)).subtracting([device.id])
+        var last = GPUBridgeError.backendUnavailable(backend: device.id.backend.rawValue, reason: "\(device.id) was not tried")
+        for n in 1 ... actorSystem.bridge.options.attemptsPerDevice {
+            guard let lease = await broker.acquire(backends: [device.id.backend], excluding: others) else {
+                last = .backendUnavailable(backend: device.id.backend.rawValue, reason: "\(device.id)'s circuit is open")
+                attempts.append("\(device.id) attempt \(n): \(last)")
+                return .failure(last)
+            }
+            do throws(GPUBridgeError) {
+                let value = try await body()
+                broker.release(lease, succeeded: true)
+                return .success(value)
+            } catch {
+                let caller = Self.isCallerError(error)
+                broker.release(lease, succeeded: false, countsAsFailure: !caller)
+                if caller { return .failure(error) }
+                attempts.append("\(device.id) attempt \(n): \(error)")
+                last = error
+                guard case .backendFailure = error else { return .failure(error) }
+            }
+        }
+        return .failure(last)
+    }
+
+    /// Moves the matrix off `failing` to the best other device (not in `excluding`). Throws `allAttemptsFailed` with
+    /// every attempt when the matrix cannot be read back or no other device can take it; the index then stays put.
+    private func migrate(from failing: Device, excluding: Set<DeviceID>, attempts: inout [String]) async throws {
+        await beginWrite()
+        defer { endWrite() }
+        guard let matrix, self.device === failing else { return }  // another call moved it already
+        do throws(GPUBridgeError) {
+            let rows = count > 0 ? try matrix.toArray(offset: 0, count: count * dim) : []
+            let target = try actorSystem.place(footprint: capacity * dim * 4, excluding: excluding)
+            let moved = try target.makeBuffer(of: Float.self, count: capacity * dim)
+            if !rows.isEmpty { try moved.copy(from: rows) }
+            matrixBytesUploaded += rows.count * 4
+            self.matrix = moved
+            self.device = target
+            migrations += 1
+            actorSystem.recordPlacement(id, device: target.id)
+            actorSystem.logger.notice("vector index moved after device failures", metadata: [
+                "actor": "\(id)", "from": "\(failing.id)", "to": "\(target.id)"])
+        } catch {
+            attempts.append("moving the matrix off \(failing.id): \(error)")
+            throw GPUBridgeError.allAttemptsFailed(operation: "vector-index query", attempts: attempts)
+        }
+    }
+
+    static func isCallerError(_ error: GPUBridgeError) -> Bool {
+        switch error {
+        case .invalidArgument, .outOfBounds, .sizeMismatch, .argumentMismatch, .notFound, .wrongDevice: return true
+        default: return false
+        }
+    }
+
+    private func beginRead() async {
+        if writing || !waitingWriters.isEmpty {
+            await withCheckedContinuation { waitingReaders.append($0) }  // endWrite counts us in
+        } else {
+            readers += 1
+        }
+    }
+
+    private func endRead() {
+        readers -= 1
+        if readers == 0, !waitingWriters.isEmpty {
+            writing = true
+            waitingWriters.removeFirst().resume()
+        }
+    }
+
+    private func beginWrite() async {
+        if writing || readers > 0 {
+            await withCheckedContinuation { waitingWriters.append($0) }  // the releaser sets `writing` for us
+        } else {
+            writing = true
+        }
+    }
+
+    private func endWrite() {
+        if !waitingReaders.isEmpty {
+            writing = false
+            readers += waitingReaders.count
+            let woken = waitingReaders
+            waitingReaders = []
+            for r in woken { r.resume() }
+        } else if !waitingWriters.isEmpty {
+            waitingWriters.removeFirst().resume()  // stays `writing`, handed over
+        } else {
+            writing = false
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import Distributed
+import GPUBridge
+import Synchronization
+
+/// Where an activation is in its life.
+public enum ActivationPhase: String, Sendable, Hashable, Codable {
+    case inactive, activating, active, deactivating
+}
+
+/// The lifecycle bookkeeping of one virtual actor instance. Used from the owning actor's isolation only; the lock
+/// makes it `Sendable` (the protocol hands it across its requirement) and costs an uncontended lock per step.
+public final class ActivationLifecycle: Sendable {
+    struct State {
+        var phase: ActivationPhase = .inactive
+        /// Calls running now (after their activation completed).
+        var inFlight = 0
+        /// Tasks waiting for the phase to leave `activating` or `deactivating`.
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        /// Deactivations waiting for the calls in flight to finish.
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Bumped by every call; a timer that fires with an older generation does nothing.
+        var generation = 0
+        var idleTimer: Task<Void, Never>?
+        var activations = 0
+    }
+
+    let state = Mutex(State())
+
+    public init() {}
+
+    /// Activations of this instance so far.
+    public var activations: Int { state.withLock { $0.activations } }
+    /// The current phase.
+    public var phase: ActivationPhase { state.withLock { $0.phase } }
+
+    /// Resumes every task waiting for a phase change.
+    func setPhase(_ phase: ActivationPhase) {
+        let woken = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.phase = phase
+            if phase == .active || phase == .inactive {
+                defer { s.waiters = [] }
+                return s.waiters
+            }
+            return []
+        }
+        for w in woken { w.resume() }
+    }
+
+    deinit { state.withLock { $0.idleTimer?.cancel() } }
+}
+
+/// A distributed actor with a virtual lifecycle: created on first use by the `EmbeddedActorSystem` directory,
+/// activated by its first call (`activate`: place on a device, allocate, restore state), deactivated after
+/// `options.idleTimeout` without calls (`deactivate`: snapshot, release device memory), activated again by the next call.
+///
+/// Each distributed method wraps its body in `withActivation { ... }`, which runs the activation once (concurrent
+/// first calls wait for the same one), counts the call in flight and re-arms the idle timer when the last call ends.
+public protocol VirtualActor: DistributedActor where ActorSystem == EmbeddedActorSystem {
+    /// Lifecycle state; implement as `public let lifecycle = ActivationLifecycle()`.
+    var lifecycle: ActivationLifecycle { get }
+    /// Activation hook: choose a device, allocate, upload the restored state. Returns the device the activation
+    /// lives on (nil if it holds no device memory). On error the actor stays inactive and the call fails.
+    func activate() async throws -> DeviceID?
+    /// Deactivation hook: snapshot the state, then release device memory. On error the actor stays active.
+    func deactivate() async throws
+}
+
+extension VirtualActor {
+    /// Runs `body` as one call of an active activation, activating first if needed.
+    public func withActivation<T>(_ body: () async throws -> T) async throws -> T {
+        lifecycle.state.withLock { s in
+            s.generation += 1
+            s.idleTimer?.cancel()
+            s.idleTimer = nil
+        }
+        try await ensureActive()
+        lifecycle.state.withLock { $0.inFlight += 1 }
+        defer { callEnded() }
+        return try await body()
+    }
+
+    private func callEnded() {
+        let (drained, idle) = lifecycle.state.withLock { s -> ([CheckedContinuation<Void, Never>], Bool) in
+            s.inFlight -= 1
+            guard s.inFlight == 0 else { return ([], false) }
+            defer { s.drainWaiters = [] }
+            return (s.drainWaiters, s.phase == .active)
+        }
+        for w in drained { w.resume() }
+        if idle { armIdleTimer() }
+    }
+
+    private func waitForPhaseChange() async {
+        await withCheckedContinuation { c in lifecycle.state.withLock { $0.waiters.append(c) } }
+    }
+
+    /// Activates once; concurrent callers wait for the same activation (or for a deactivation to finish first).
+    func ensureActive() async throws {
+        while true {
+            switch lifecycle.phase {
+            case .active:
+                return
+            case .activating, .deactivating:
+                await waitForPhaseChange()
+            case .inactive:
+                lifecycle.setPhase(.activating)
+                do {
+                    let device = try await activate()
+                    lifecycle.state.withLock { $0.activations += 1 }
+                    actorSystem.recordActivation(id, device: device)
+                    actorSystem.logger.debug("activated", metadata: ["actor": "\(id)", "device": "\(device.map(\.description) ?? "none")"])
+                    lifecycle.setPhase(.active)
+                    return
+                } catch {
+                    lifecycle.setPhase(.inactive)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Deactivates now: new calls wait, calls in flight finish, then the deactivation hook runs.
+    public func deactivateNow() async throws {
+        while lifecycle.phase == .activating || lifecycle.phase == .deactivating {
+            await waitForPhaseChange()
+        }
+        guard lifecycle.phase == .active else { return }
+        lifecycle.setPhase(.deactivating)
+        lifecycle.state.withLock { s in
+            s.idleTimer?.cancel()
+            s.idleTimer = nil
+        }
+        while lifecycle.state.withLock({ $0.inFlight }) > 0 {
+            await withCheckedContinuation { c in lifecycle.state.withLock { $0.drainWaiters.append(c) } }
+        }
+        do {
+            try await deactivate()
+            actorSystem.recordPlacement(id, device: nil)
+            actorSystem.logger.debug("deactivated", metadata: ["actor": "\(id)"])
+            lifecycle.setPhase(.inactive)
+        } catch {
+            actorSystem.logger.error("deactivation failed; the activation stays", metadata: ["actor": "\(id)", "error": "\(error)"])
+            lifecycle.setPhase(.active)
+            armIdleTimer()
+            throw error
+        }
+    }
+
+    private func armIdleTimer() {
+        let timeout = actorSystem.options.idleTimeout
+        lifecycle.state.withLock { s in
+            let generation = s.generation
+            s.idleTimer?.cancel()
+            s.idleTimer = Task { [weak self] in
+                // The idle timer (real time, not simulated work): deactivate if no call came for `idleTimeout`.
+                do { try await Task.sleep(for: timeout) } catch { return }
+                guard let self else { return }
+                _ = try? await self.whenLocal { local in try await local.idleTimerFired(generation: generation) }
+            }
+        }
+    }
+
+    private func idleTimerFired(generation: Int) async throws {
+        let idle = lifecycle.state.withLock { s -> Bool in
+            guard s.generation == generation, s.inFlight == 0, s.phase == .active else { return false }
+            s.idleTimer = nil  // this task runs the deactivation now: it must not be cancelled as a stale timer
+            return true
+        }
+        guard idle else { return }
+        try await deactivateNow()
+    }
+}
