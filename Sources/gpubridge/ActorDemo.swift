@@ -1,0 +1,118 @@
+import Distributed
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+
+/// The actors showcase: a resident vector index of `vectors` x `dim` float32 vectors in device memory, bulk-loaded,
+/// queried concurrently, deactivated to a SQLite file, reactivated from it and queried again with identical answers;
+/// then the cost of an actor call around a 1M-element vector add against the same request made directly.
+func runActorDemo(bridge: Bridge, vectors: Int, dim: Int) async throws {
+    guard vectors >= 1, vectors <= 10_000_000 else {
+        throw GPUBridgeError.invalidArgument(name: "vectors", value: String(vectors), limit: "1...10000000")
+    }
+    guard dim >= 1, dim <= VectorIndexActor.maxDim else {
+        throw GPUBridgeError.invalidArgument(name: "dim", value: String(dim), limit: "1...\(VectorIndexActor.maxDim)")
+    }
+    let clock = ContinuousClock()
+    func ms(_ d: Duration) -> String { String(format: "%.1f ms", Double(d.nanoseconds) / 1e6) }
+    func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+
+    let path = NSTemporaryDirectory() + "gpubridge-actor-demo-\(getpid()).sqlite"
+    defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+    let system = try EmbeddedActorSystem(bridge: bridge, storage: try SQLiteActorStorage(path: path))
+    try system.register(VectorIndexActor.self, as: "vector-index") { VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: vectors) }
+    try system.register(BatchActor<FloatPair, [Float]>.self, as: "vector-add") {
+        BatchActor(actorSystem: $0, operation: ActorOperations.vectorAdd, maxInFlight: 4)
+    }
+    print("Actors: a resident vector index of \(vectors) x \(dim) float32 (\(mib(vectors * dim * 4))), state in SQLite at \(path)")
+
+    // Data.
+    var t = clock.now
+    var random = SplitMix64(seed: 2024)
+    let data = random.floats(vectors * dim, -1, 1)
+    let queryCount = 32, k = 10
+    let queries = (0 ..< queryCount).map { _ in random.floats(dim, -1, 1) }
+    print("  generated the vectors in \(ms(clock.now - t))")
+
+    // Bulk load: activation (placement, allocation) then chunked upserts straight into the device matrix.
+    let index = try system.actor(VectorIndexActor.self, key: "demo")
+    t = clock.now
+    let chunk = max(1, min(vectors, (16 << 20) / (4 * dim)))
+    var start = 0
+    while start < vectors {
+        let end = min(vectors, start + chunk)
+        try await index.upsert(ids: Array(start ..< end), vectors: Array(data[start * dim ..< end * dim]))
+        start = end
+    }
+    let loaded = clock.now - t
+    let placed = try system.placement(of: index.id) ?? { throw GPUBridgeError.notFound(kind: "placement", name: "\(index.id)") }()
+    guard let device = bridge.devices.first(where: { $0.id == placed }) else {
+        throw GPUBridgeError.notFound(kind: "device", name: placed.description)
+    }
+    print("  activated on \(device.id) (\(device.info.name)) and bulk-loaded \(vectors) vectors in \(ms(loaded))")
+
+    // Concurrent queries on the resident matrix.
+    func queryAll() async throws -> (answers: [[VectorHit]], elapsed: Duration) {
+        let t = clock.now
+        let answers = try await withThrowingTaskGroup(of: (Int, [VectorHit]).self) { group in
+            for (i, q) in queries.enumerated() { group.addTask { (i, try await index.query(q, k: k)[0]) } }
+            var answers = [[VectorHit]](repeating: [], count: queryCount)
+            for try await (i, hits) in group { answers[i] = hits }
+            return answers
+        }
+        return (answers, clock.now - t)
+    }
+    let before = try await index.stats()
+    let copiedBefore = device.counters.bytesCopied
+    let first = try await queryAll()
+    let after = try await index.stats()
+    let copied = device.counters.bytesCopied - copiedBefore
+    print("  \(queryCount) concurrent top-\(k) queries in \(ms(first.elapsed)) (\(ms(first.elapsed / queryCount)) per query)")
+    print("    bytes uploaded per query: matrix \((after.matrixBytesUploaded - before.matrixBytesUploaded) / queryCount), "
+        + "query vector \((after.queryBytesUploaded - before.queryBytesUploaded) / queryCount); "
+        + "all bytes copied per query incl. results: \(copied / queryCount) (the matrix is \(vectors * dim * 4))")
+    print("    query 0: \(first.answers[0].prefix(3).map { "id \($0.id) (\(String(format: "%.4f", $0.score)))" }.joined(separator: ", ")) ...")
+
+    // Deactivate: snapshot to SQLite, device memory released.
+    let inUse = device.pool.statistics.bytesInUse
+    t = clock.now
+    try await system.deactivate(index.id)
+    let deactivated = clock.now - t
+    let file = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+    print("  deactivated in \(ms(deactivated)): snapshot saved (\(file.map(mib) ?? "size unknown") database file), "
+        + "device memory in use \(mib(inUse)) -> \(mib(device.pool.statistics.bytesInUse)), placement \(system.placement(of: index.id).map(\.description) ?? "none")")
+
+    // Reactivate from SQLite on the next call, and query again.
+    t = clock.now
+    let count = try await index.vectorCount()
+    let reactivated = clock.now - t
+    let second = try await queryAll()
+    let same = first.answers == second.answers
+    print("  reactivated from SQLite on \(system.placement(of: index.id).map(\.description) ?? "?") with \(count) vectors in \(ms(reactivated))")
+    print("  \(queryCount) concurrent queries again in \(ms(second.elapsed)): answers \(same ? "identical" : "DIFFERENT") to before deactivation")
+    guard same else {
+        throw GPUBridgeError.sizeMismatch(name: "queries answered identically after reactivation", expected: queryCount,
+                                          actual: zip(first.answers, second.answers).filter { $0 == $1 }.count)
+    }
+    try await system.deactivate(index.id)
+
+    // An actor call around a 1M-element vector add against the same request made directly through the bridge.
+    let n = 1 << 20
+    let a = random.floats(n), b = random.floats(n)
+    let adder = try system.actor(BatchActor<FloatPair, [Float]>.self, key: "overhead")
+    let pair = FloatPair(a, b), direct = Operations.VectorPair(a, b)
+    _ = try await adder.run([pair])
+    _ = try await bridge.run(Operations.vectorAdd, direct)
+    var actorTimes: [Duration] = [], directTimes: [Duration] = []
+    for _ in 0 ..< 15 {
+        t = clock.now
+        _ = try await adder.run([pair])
+        actorTimes.append(clock.now - t)
+        t = clock.now
+        _ = try await bridge.run(Operations.vectorAdd, direct)
+        directTimes.append(clock.now - t)
+    }
+    let actorMedian = actorTimes.sorted()[actorTimes.count / 2], directMedian = directTimes.sorted()[directTimes.count / 2]
+    print("  1M-element vector add (upload, launch, download), median of 15: actor call \(ms(actorMedian)), direct \(ms(directMedian)), "
+        + "ratio \(String(format: "%.3f", Double(actorMedian.nanoseconds) / Double(max(1, directMedian.nanoseconds))))")
+}
