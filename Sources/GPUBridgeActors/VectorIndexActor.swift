@@ -222,13 +222,14 @@ public distributed actor VectorIndexActor: VirtualActor {
             }
             try await reserve(rows: newCount)
             guard let matrix else { throw notActive() }
-            let rows = plan.keys.sorted()
+            // (row, source index) by row; runs consecutive in both are one copy.
+            let copies = plan.sorted { $0.key < $1.key }
             var start = 0
-            while start < rows.count {
+            while start < copies.count {
                 var end = start + 1
-                while end < rows.count, rows[end] == rows[end - 1] + 1, plan[rows[end]]! == plan[rows[end - 1]]! + 1 { end += 1 }
-                let source = plan[rows[start]]!
-                try matrix.copy(from: vectors, sourceOffset: source * dim, toOffset: rows[start] * dim, count: (end - start) * dim)
+                while end < copies.count, copies[end].key == copies[end - 1].key + 1, copies[end].value == copies[end - 1].value + 1 { end += 1 }
+                try matrix.copy(from: vectors, sourceOffset: copies[start].value * dim, toOffset: copies[start].key * dim,
+                                count: (end - start) * dim)
                 matrixBytesUploaded += (end - start) * dim * 4
                 start = end
             }
