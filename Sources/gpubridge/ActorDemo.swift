@@ -6,7 +6,31 @@ import GPUBridgeActors
 /// The actors showcase: a resident vector index of `vectors` x `dim` float32 vectors in device memory, bulk-loaded,
 /// queried concurrently, deactivated to a SQLite file, reactivated from it and queried again with identical answers;
 /// then the cost of an actor call around a 1M-element vector add against the same request made directly.
-func runActorDemo(bridge: Bridge, vectors: Int, dim: Int) async throws {
+/// What the actors showcase measured, for `gpubridge demo --json`.
+struct ActorDemoReport: Encodable {
+    var device = ""
+    var vectors = 0
+    var dim = 0
+    var bulkLoadMilliseconds = 0.0
+    var queries = 0
+    var queryMilliseconds = 0.0
+    var matrixBytesUploadedPerQuery = 0
+    var bytesCopiedPerQuery = 0
+    var deactivateMilliseconds = 0.0
+    var snapshotBytes: Int?
+    var reactivateMilliseconds = 0.0
+    var identicalAnswersAfterReactivation = false
+    var actorCallMilliseconds = 0.0
+    var directCallMilliseconds = 0.0
+    var actorOverDirect = 0.0
+}
+
+/// `log` receives the human-readable lines (the CLI prints them, or drops them for `--json`).
+@discardableResult
+func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void = { print($0) }) async throws -> ActorDemoReport {
+    var report = ActorDemoReport()
+    report.vectors = vectors
+    report.dim = dim
     guard vectors >= 1, vectors <= 10_000_000 else {
         throw GPUBridgeError.invalidArgument(name: "vectors", value: String(vectors), limit: "1...10000000")
     }
@@ -24,7 +48,7 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int) async throws {
     try system.register(BatchActor<FloatPair, [Float]>.self, as: "vector-add") {
         BatchActor(actorSystem: $0, operation: ActorOperations.vectorAdd, maxInFlight: 4)
     }
-    print("Actors: a resident vector index of \(vectors) x \(dim) float32 (\(mib(vectors * dim * 4))), state in SQLite at \(path)")
+    log("Actors: a resident vector index of \(vectors) x \(dim) float32 (\(mib(vectors * dim * 4))), state in SQLite at \(path)")
 
     // Data.
     var t = clock.now
@@ -32,7 +56,7 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int) async throws {
     let data = random.floats(vectors * dim, -1, 1)
     let queryCount = 32, k = 10
     let queries = (0 ..< queryCount).map { _ in random.floats(dim, -1, 1) }
-    print("  generated the vectors in \(ms(clock.now - t))")
+    log("  generated the vectors in \(ms(clock.now - t))")
 
     // Bulk load: activation (placement, allocation) then chunked upserts straight into the device matrix.
     let index = try system.actor(VectorIndexActor.self, key: "demo")
@@ -49,7 +73,9 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int) async throws {
     guard let device = bridge.devices.first(where: { $0.id == placed }) else {
         throw GPUBridgeError.notFound(kind: "device", name: placed.description)
     }
-    print("  activated on \(device.id) (\(device.info.name)) and bulk-loaded \(vectors) vectors in \(ms(loaded))")
+    log("  activated on \(device.id) (\(device.info.name)) and bulk-loaded \(vectors) vectors in \(ms(loaded))")
+    report.device = device.id.description
+    report.bulkLoadMilliseconds = Double(loaded.nanoseconds) / 1e6
 
     // Concurrent queries on the resident matrix.
     func queryAll() async throws -> (answers: [[VectorHit]], elapsed: Duration) {
@@ -67,11 +93,15 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int) async throws {
     let first = try await queryAll()
     let after = try await index.stats()
     let copied = device.counters.bytesCopied - copiedBefore
-    print("  \(queryCount) concurrent top-\(k) queries in \(ms(first.elapsed)) (\(ms(first.elapsed / queryCount)) per query)")
-    print("    bytes uploaded per query: matrix \((after.matrixBytesUploaded - before.matrixBytesUploaded) / queryCount), "
+    log("  \(queryCount) concurrent top-\(k) queries in \(ms(first.elapsed)) (\(ms(first.elapsed / queryCount)) per query)")
+    log("    bytes uploaded per query: matrix \((after.matrixBytesUploaded - before.matrixBytesUploaded) / queryCount), "
         + "query vector \((after.queryBytesUploaded - before.queryBytesUploaded) / queryCount); "
         + "all bytes copied per query incl. results: \(copied / queryCount) (the matrix is \(vectors * dim * 4))")
-    print("    query 0: \(first.answers[0].prefix(3).map { "id \($0.id) (\(String(format: "%.4f", $0.score)))" }.joined(separator: ", ")) ...")
+    report.queries = queryCount
+    report.queryMilliseconds = Double(first.elapsed.nanoseconds) / 1e6
+    report.matrixBytesUploadedPerQuery = (after.matrixBytesUploaded - before.matrixBytesUploaded) / queryCount
+    report.bytesCopiedPerQuery = copied / queryCount
+    log("    query 0: \(first.answers[0].prefix(3).map { "id \($0.id) (\(String(format: "%.4f", $0.score)))" }.joined(separator: ", ")) ...")
 
     // Deactivate: snapshot to SQLite, device memory released.
     let inUse = device.pool.statistics.bytesInUse
@@ -79,8 +109,11 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int) async throws {
     try await system.deactivate(index.id)
     let deactivated = clock.now - t
     let file = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
-    print("  deactivated in \(ms(deactivated)): snapshot saved (\(file.map(mib) ?? "size unknown") database file), "
+    log("  deactivated in \(ms(deactivated)): snapshot saved (\(file.map(mib) ?? "size unknown") database file), "
         + "device memory in use \(mib(inUse)) -> \(mib(device.pool.statistics.bytesInUse)), placement \(system.placement(of: index.id).map(\.description) ?? "none")")
+
+    report.deactivateMilliseconds = Double(deactivated.nanoseconds) / 1e6
+    report.snapshotBytes = file
 
     // Reactivate from SQLite on the next call, and query again.
     t = clock.now
@@ -88,8 +121,10 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int) async throws {
     let reactivated = clock.now - t
     let second = try await queryAll()
     let same = first.answers == second.answers
-    print("  reactivated from SQLite on \(system.placement(of: index.id).map(\.description) ?? "?") with \(count) vectors in \(ms(reactivated))")
-    print("  \(queryCount) concurrent queries again in \(ms(second.elapsed)): answers \(same ? "identical" : "DIFFERENT") to before deactivation")
+    log("  reactivated from SQLite on \(system.placement(of: index.id).map(\.description) ?? "?") with \(count) vectors in \(ms(reactivated))")
+    log("  \(queryCount) concurrent queries again in \(ms(second.elapsed)): answers \(same ? "identical" : "DIFFERENT") to before deactivation")
+    report.reactivateMilliseconds = Double(reactivated.nanoseconds) / 1e6
+    report.identicalAnswersAfterReactivation = same
     guard same else {
         throw GPUBridgeError.sizeMismatch(name: "queries answered identically after reactivation", expected: queryCount,
                                           actual: zip(first.answers, second.answers).filter { $0 == $1 }.count)
@@ -113,6 +148,10 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int) async throws {
         directTimes.append(clock.now - t)
     }
     let actorMedian = actorTimes.sorted()[actorTimes.count / 2], directMedian = directTimes.sorted()[directTimes.count / 2]
-    print("  1M-element vector add (upload, launch, download), median of 15: actor call \(ms(actorMedian)), direct \(ms(directMedian)), "
+    log("  1M-element vector add (upload, launch, download), median of 15: actor call \(ms(actorMedian)), direct \(ms(directMedian)), "
         + "ratio \(String(format: "%.3f", Double(actorMedian.nanoseconds) / Double(max(1, directMedian.nanoseconds))))")
+    report.actorCallMilliseconds = Double(actorMedian.nanoseconds) / 1e6
+    report.directCallMilliseconds = Double(directMedian.nanoseconds) / 1e6
+    report.actorOverDirect = Double(actorMedian.nanoseconds) / Double(max(1, directMedian.nanoseconds))
+    return report
 }

@@ -10,15 +10,15 @@ struct BenchCommand: AsyncParsableCommand {
             Suites: stream (copy, mul, add, triad, dot in float32/float64; GB/s as bytes read + written), launch \
             (launch+wait latency, queued launches per second), alloc (pooled vs raw allocate+release), transfer \
             (host<->device, pageable vs pinned), compile (cold vs memory vs disk cache), kernels (each built-in \
-            operation end to end), batching (10 000 small requests, batched vs one launch each), all. \
-            The actors suite needs the GPU actors, which are not built yet. \
-            scripts/compare-peers runs these next to numpy and pyopencl.
+            operation end to end), batching (10 000 small requests, batched vs one launch each), actors (an actor \
+            call against the same request made directly; a batch actor, one launch per request against coalesced), \
+            all. scripts/compare-peers runs these next to numpy and pyopencl.
             """
     )
 
-    static let suites = ["stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "all"]
+    static let suites = ["stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "actors", "all"]
 
-    @Argument(help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching or all.")
+    @Argument(help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching, actors or all.")
     var suite: String
 
     @Option(name: .long, help: "Backend: auto, all, cpu, opencl or cuda.")
@@ -61,6 +61,7 @@ struct BenchCommand: AsyncParsableCommand {
                 case "transfer": figures += try await suites.transfer(device)
                 case "compile": figures += try await suites.compile(device)
                 case "kernels": figures += try await suites.kernels(device)
+                case "actors": figures += try await suites.actors(device)
                 default: figures += try await suites.batching(device)
                 }
             }

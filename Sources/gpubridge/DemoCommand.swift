@@ -4,36 +4,65 @@ import GPUBridge
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "A short showcase on the best device available: discovery, buffers, views, kernels, pool and cache."
+        abstract: "A showcase on the best device available: kernels, views, pool and cache, then GPU actors.",
+        discussion: """
+            Part 1 runs the reference VectorAdd, the same kernel on views, and shows the pool and cache. Part 2 runs \
+            a resident vector index actor (--vectors x --dim float32 in device memory): bulk load, concurrent top-k \
+            queries, deactivation to a SQLite file, reactivation and the same queries again, and an actor call \
+            measured against the same request made directly.
+            """
     )
 
-    @Option(name: .long, help: "Elements in the demo's vectors.")
+    @Option(name: .long, help: "Elements in the vector-add part.")
     var size: Int = 10_000_000
+
+    @Option(name: .long, help: "Vectors in the resident vector index.")
+    var vectors: Int = 100_000
+
+    @Option(name: .long, help: "Dimensions of each indexed vector.")
+    var dim: Int = 384
+
+    @Flag(name: .long, help: "Print JSON instead of text.")
+    var json = false
 
     func validate() throws {
         guard size >= 1024, size <= Int(Int32.max) else { throw ValidationError("invalid --size \(size); expected 1024...\(Int32.max)") }
+        guard vectors >= 1, vectors <= 10_000_000 else { throw ValidationError("invalid --vectors \(vectors); expected 1...10000000") }
+        guard dim >= 1, dim <= 4096 else { throw ValidationError("invalid --dim \(dim); expected 1...4096") }
+    }
+
+    struct DemoJSON: Encodable {
+        var device: String
+        var vectorAdd: [String: Double]
+        var vectorAddVerified: Bool
+        var viewLaunchAllocations: Int
+        var viewLaunchCopies: Int
+        var pool: BufferPool.Statistics
+        var actors: ActorDemoReport
     }
 
     func run() async throws {
+        let json = self.json
+        let say: (String) -> Void = { if !json { print($0) } }
         let clock = ContinuousClock()
         var t = clock.now
         let (reports, devices, _) = Backends.discover()
-        print("GPUBridge \(GPUBridgeVersion.string) — discovered \(devices.count) device(s) in \((clock.now - t).short)")
+        say("GPUBridge \(GPUBridgeVersion.string) — discovered \(devices.count) device(s) in \((clock.now - t).short)")
         for report in reports {
             let state = report.isAvailable ? "\(report.devices.count) device(s)" : "unavailable: \(report.unavailableReason ?? "no device")"
-            print("  \(report.backend): \(state)")
+            say("  \(report.backend): \(state)")
         }
         let device = try BackendChoice.auto.select(from: devices, reports: reports)[0]
-        print("\nUsing \(device.id): \(device.info.name), \(formatBytes(device.info.totalMemory)), \(device.info.computeUnits) compute units")
+        say("\nUsing \(device.id): \(device.info.name), \(formatBytes(device.info.totalMemory)), \(device.info.computeUnits) compute units")
 
         // 1. The reference VectorAdd, end to end and verified.
         let run = try await VectorAddRun.run(Float.self, count: size, on: device, verify: true)
         let p = run.phases
-        print("\n1. vector-add of \(size) float32 (c = a + b), verified against the host: \(run.mismatches == 0 ? "correct" : "\(run.mismatches ?? -1) mismatches")")
-        print("   allocate \(p.allocate.short) · copy in \(p.copyIn.short) · compile \(p.compile.short) · launch \(p.launch.short) · copy out \(p.copyOut.short)")
+        say("\n1. vector-add of \(size) float32 (c = a + b), verified against the host: \(run.mismatches == 0 ? "correct" : "\(run.mismatches ?? -1) mismatches")")
+        say("   allocate \(p.allocate.short) · copy in \(p.copyIn.short) · compile \(p.compile.short) · launch \(p.launch.short) · copy out \(p.copyOut.short)")
         if let k = run.kernelTime {
             let gbps = Double(3 * 4 * size) / (Double(k.nanoseconds) + 1) // bytes per ns = GB/s
-            print("   kernel on the device clock: \(k.short) (\(Int(gbps.rounded())) GB/s counted as 2 reads + 1 write)")
+            say("   kernel on the device clock: \(k.short) (\(Int(gbps.rounded())) GB/s counted as 2 reads + 1 write)")
         }
 
         // 2. Views: the same kernel over the middle half of the buffers, no copies.
@@ -55,20 +84,37 @@ struct DemoCommand: AsyncParsableCommand {
         let after = device.counters.snapshot
         let sample = try c.toArray(offset: offset, count: 4)
         let outside = try c.toArray(offset: 0, count: 4)
-        print("\n2. the same kernel on views [\(offset) ..< \(offset + half)]: \(elapsed.short)")
-        print("   c[\(offset)...] = \(sample) (2·a), outside the view still \(outside)")
-        print("   device allocations during the launch: \(after.allocations - before.allocations), copies: \(after.copies - before.copies)")
+        say("\n2. the same kernel on views [\(offset) ..< \(offset + half)]: \(elapsed.short)")
+        say("   c[\(offset)...] = \(sample) (2·a), outside the view still \(outside)")
+        let newObjects = after.allocations - before.allocations
+        say("   bytes copied during the launch: \(after.bytesCopied - before.bytesCopied); new device objects: \(newObjects)"
+            + (newObjects > 0 ? " (OpenCL sub-buffers for the views, made once per view region and cached)" : ""))
 
         // 3. Pool and cache.
         let stats = device.pool.statistics
         _ = try device.compile(ReferenceKernels.vectorAdd(Float.self, language: language))
         let cache = device.cache.statistics
-        print("\n3. buffer pool: \(formatBytes(stats.bytesInUse)) in use, \(formatBytes(stats.bytesCached)) cached, peak \(formatBytes(stats.peakBytesInUse)), \(stats.hits) hits / \(stats.misses) misses")
+        say("\n3. buffer pool: \(formatBytes(stats.bytesInUse)) in use, \(formatBytes(stats.bytesCached)) cached, peak \(formatBytes(stats.peakBytesInUse)), \(stats.hits) hits / \(stats.misses) misses")
         if language == .swift {
-            print("   kernel cache: not used — CPU kernels are Swift functions compiled with the package")
+            say("   kernel cache: not used — CPU kernels are Swift functions compiled with the package")
         } else {
-            print("   kernel cache: \(cache.loadedHits) loaded hits, \(cache.memoryHits) memory hits, \(cache.diskHits) disk hits, \(cache.misses) compiles")
+            say("   kernel cache: \(cache.loadedHits) loaded hits, \(cache.memoryHits) memory hits, \(cache.diskHits) disk hits, \(cache.misses) compiles")
         }
-        print("\nDone. `gpubridge devices` lists every backend; `gpubridge selftest` checks each device.")
+
+        // 4. GPU actors: a resident vector index, placed by the broker, persisted in SQLite.
+        say("\n4. GPU actors")
+        let bridge = try Bridge(backends: reports.flatMap(\.devices), reports: reports)
+        let actors = try await runActorDemo(bridge: bridge, vectors: vectors, dim: dim, log: say)
+        say("\nDone. `gpubridge devices` lists every backend; `gpubridge selftest` checks each device; `gpubridge bench` measures.")
+        if json {
+            try printJSON(DemoJSON(
+                device: device.id.description,
+                vectorAdd: ["allocate": p.allocate.milliseconds, "copyIn": p.copyIn.milliseconds, "compile": p.compile.milliseconds,
+                            "launch": p.launch.milliseconds, "copyOut": p.copyOut.milliseconds],
+                vectorAddVerified: run.mismatches == 0,
+                viewLaunchAllocations: after.allocations - before.allocations,
+                viewLaunchCopies: after.copies - before.copies,
+                pool: stats, actors: actors))
+        }
     }
 }
