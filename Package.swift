@@ -90,6 +90,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "GPUBridgeReliabilityTests",
+            dependencies: ["GPUBridge", "GPUBridgeActors", "GPUBridgeOpenCL", "GPUBridgeTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "GPUBridgeCUDATests",
             dependencies: ["GPUBridge", "GPUBridgeCUDA"],
             swiftSettings: strict

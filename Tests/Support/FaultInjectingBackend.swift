@@ -1,11 +1,24 @@
+import Dispatch
 import GPUBridge
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Test support: wraps a real backend and fails chosen operations, so tests can drive the pool's out-of-memory path,
 /// the runtime's retries, fallback and circuit breaker against real devices. Not part of the shipping library.
 ///
-/// Faults are deterministic: a given call number, every n-th call, or every call while `failing` is set. A capacity cap
-/// makes `allocate` report out-of-memory once the wrapped device has handed out that many bytes through it.
+/// Faults are deterministic: a given call number, every n-th call, every call while `always` holds the operation, or a
+/// fraction of calls (`rate`) drawn from a seeded SplitMix64 stream per operation, one draw per call in call order, so
+/// the set of failing call numbers is the same on every run whatever the thread interleaving. A capacity cap makes
+/// `allocate` report out-of-memory once the wrapped device has handed out that many bytes through it.
+///
+/// Stalls (`stalls`) delay an operation instead of failing it: this is a test-only injected stall, standing in for a
+/// slow driver or a busy device. Synchronous operations (allocate, copies, compile) sleep on the calling thread; a
+/// launch runs on the real device, then its `Completion` is completed later from a Dispatch worker after a real wait;
+/// `synchronize` sleeps (suspends) before it synchronizes.
 public final class FaultInjectingBackend: DeviceBackend {
     /// The operations a fault can be injected into.
     public enum Operation: String, Sendable, Hashable, CaseIterable {
@@ -22,13 +35,36 @@ public final class FaultInjectingBackend: DeviceBackend {
         public var always: Set<Operation> = []
         /// Refuse allocations beyond this many outstanding bytes (driver out-of-memory).
         public var capacity: Int?
+        /// Fail this fraction (0...1) of the calls of an operation, chosen by SplitMix64 seeded with `seed`.
+        public var rate: [Operation: Double] = [:]
+        /// Seed of the `rate` and stall draws.
+        public var seed: UInt64 = 0
+        /// Delay calls of an operation (test-only injected stall; see the type's documentation).
+        public var stalls: [Operation: Stall] = [:]
 
         public init(calls: [Operation: Set<Int>] = [:], every: [Operation: Int] = [:], always: Set<Operation> = [],
-                    capacity: Int? = nil) {
+                    capacity: Int? = nil, rate: [Operation: Double] = [:], seed: UInt64 = 0,
+                    stalls: [Operation: Stall] = [:]) {
             self.calls = calls
             self.every = every
             self.always = always
             self.capacity = capacity
+            self.rate = rate
+            self.seed = seed
+            self.stalls = stalls
+        }
+    }
+
+    /// A delay injected into a fraction of an operation's calls.
+    public struct Stall: Sendable, Hashable {
+        /// How long each stalled call is delayed.
+        public var duration: Duration
+        /// Fraction (0...1) of calls stalled, drawn from the seeded stream; 1 stalls every call.
+        public var rate: Double
+
+        public init(_ duration: Duration, rate: Double = 1) {
+            self.duration = duration
+            self.rate = rate
         }
     }
 
@@ -36,7 +72,32 @@ public final class FaultInjectingBackend: DeviceBackend {
         var plan: Plan
         var counts: [Operation: Int] = [:]
         var injected: [Operation: Int] = [:]
+        var stalled: [Operation: Int] = [:]
         var outstanding = 0
+        var faultDraws: [Operation: SplitMix64] = [:]
+        var stallDraws: [Operation: SplitMix64] = [:]
+
+        init(plan: Plan) {
+            self.plan = plan
+            reseed()
+        }
+
+        /// One stream per operation and purpose, so adding a stall does not change which calls fail.
+        mutating func reseed() {
+            for (index, operation) in Operation.allCases.enumerated() {
+                let salt = UInt64(index + 1) &* 0xA24B_AED4_963E_E407
+                faultDraws[operation] = SplitMix64(seed: plan.seed ^ salt)
+                stallDraws[operation] = SplitMix64(seed: plan.seed ^ salt ^ 0x5851_F42D_4C95_7F2D)
+            }
+        }
+
+        /// The next draw in [0, 1) from `stream`.
+        static func draw(_ stream: inout SplitMix64?) -> Double {
+            guard var generator = stream else { return 1 }
+            let value = Double(generator.next() >> 11) / Double(UInt64(1) << 53)
+            stream = generator
+            return value
+        }
     }
 
     public let inner: any DeviceBackend
@@ -53,24 +114,59 @@ public final class FaultInjectingBackend: DeviceBackend {
         self.state = Mutex(State(plan: plan))
     }
 
-    /// Replaces the plan (for example to make a device fail permanently, or heal it).
-    public func setPlan(_ plan: Plan) { state.withLock { $0.plan = plan } }
+    /// Replaces the plan (for example to make a device fail permanently, or heal it). The rate and stall streams
+    /// restart from the new plan's seed; call counts go on.
+    public func setPlan(_ plan: Plan) {
+        state.withLock {
+            $0.plan = plan
+            $0.reseed()
+        }
+    }
 
     /// Faults injected so far, per operation.
     public func injected(_ operation: Operation) -> Int { state.withLock { $0.injected[operation, default: 0] } }
     /// Calls seen so far, per operation.
     public func calls(_ operation: Operation) -> Int { state.withLock { $0.counts[operation, default: 0] } }
+    /// Calls delayed by an injected stall so far, per operation.
+    public func stalled(_ operation: Operation) -> Int { state.withLock { $0.stalled[operation, default: 0] } }
+    /// Bytes allocated through this wrapper and not freed yet.
+    public var outstandingBytes: Int { state.withLock { $0.outstanding } }
 
-    /// Counts a call and says whether it must fail.
-    private func shouldFail(_ operation: Operation) -> Bool {
+    /// Counts a call and says whether it must fail and how long it must stall (nil: not at all). A failing call is
+    /// not stalled.
+    private func decide(_ operation: Operation) -> (fail: Bool, stall: Duration?) {
         state.withLock { s in
             let n = s.counts[operation, default: 0] + 1
             s.counts[operation] = n
+            // Both streams advance on every call, so call n's decision depends only on n and the seed.
+            let faultDraw = State.draw(&s.faultDraws[operation])
+            let stallDraw = State.draw(&s.stallDraws[operation])
             let fail = s.plan.always.contains(operation) || s.plan.calls[operation]?.contains(n) == true
                 || (s.plan.every[operation].map { $0 > 0 && n % $0 == 0 } ?? false)
-            if fail { s.injected[operation, default: 0] += 1 }
-            return fail
+                || (s.plan.rate[operation].map { faultDraw < $0 } ?? false)
+            if fail {
+                s.injected[operation, default: 0] += 1
+                return (true, nil)
+            }
+            guard let stall = s.plan.stalls[operation], stall.duration > .zero, stallDraw < stall.rate else { return (false, nil) }
+            s.stalled[operation, default: 0] += 1
+            return (false, stall.duration)
         }
+    }
+
+    /// Counts a call and says whether it must fail; a stalled call sleeps on the calling thread first.
+    private func shouldFail(_ operation: Operation) -> Bool {
+        let (fail, stall) = decide(operation)
+        if let stall { Self.sleep(stall) }
+        return fail
+    }
+
+    /// Blocks the calling thread for `duration` (synchronous operations only: a test-only injected stall).
+    static func sleep(_ duration: Duration) {
+        var request = timespec(tv_sec: Int(duration.components.seconds),
+                               tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 { request = remaining }
     }
 
     func fault(_ operation: Operation) -> GPUBridgeError {
@@ -159,7 +255,9 @@ public final class FaultInjectingBackend: DeviceBackend {
         return FaultInjectingProgram(inner: try inner.makeProgram(kernel, source: source), backend: self)
     }
     public func synchronize() async throws(GPUBridgeError) {
-        if shouldFail(.synchronize) { throw fault(.synchronize) }
+        let (fail, stall) = decide(.synchronize)
+        if fail { throw fault(.synchronize) }
+        if let stall { try? await Task.sleep(for: stall) }  // test-only injected stall
         try await inner.synchronize()
     }
 
@@ -173,8 +271,24 @@ public final class FaultInjectingBackend: DeviceBackend {
         var entryPoint: String { inner.entryPoint }
         var parameterCount: Int? { inner.parameterCount }
         func enqueue(_ launch: Launch, arguments: [ResolvedArgument]) throws(GPUBridgeError) -> Completion {
-            if backend.shouldFail(.launch) { throw backend.fault(.launch) }
-            return try inner.enqueue(launch, arguments: arguments)
+            let (fail, stall) = backend.decide(.launch)
+            if fail { throw backend.fault(.launch) }
+            let real = try inner.enqueue(launch, arguments: arguments)
+            guard let stall else { return real }
+            // Test-only injected stall: the kernel really runs; its completion is reported `stall` later, from a
+            // Dispatch worker after a real timer wait, as a slow device's event callback would be.
+            let delayed = Completion(retaining: [real])
+            Task.detached {
+                let result: Result<ExecutionTimings?, GPUBridgeError>
+                do throws(GPUBridgeError) {
+                    result = .success(try await real.wait())
+                } catch {
+                    result = .failure(error)
+                }
+                let nanoseconds = Int(stall.components.seconds) * 1_000_000_000 + Int(stall.components.attoseconds / 1_000_000_000)
+                DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { delayed.complete(result) }
+            }
+            return delayed
         }
     }
 }
