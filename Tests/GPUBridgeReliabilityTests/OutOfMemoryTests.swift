@@ -133,11 +133,8 @@ struct OutOfMemoryTests {
         #expect(c.count == n && c[n - 1] == Float(n))
         #expect(bridge.devices[0].pool.statistics.trimsForSpace >= 1)
         #expect(bridge.broker.states[1].succeeded >= 2, "\(bridge.broker.states)")
-        // Documented: an out-of-memory attempt goes straight to the next device. Bridge.run retries it on the same
-        // device instead (`break` in its `switch` leaves the switch, not the attempts loop): see docs/RELIABILITY.md.
-        withKnownIssue("Bridge.run retries out-of-memory on the same device (attemptsPerDevice times)") {
-            #expect(bridge.broker.states[0].failed == 1, "\(bridge.broker.states)")
-        }
+        // An out-of-memory attempt goes straight to the next device: one failure on the tiny device, no retry there.
+        #expect(bridge.broker.states[0].failed == 1, "\(bridge.broker.states)")
         await baselines.check()
 
         let alone = FaultInjectingBackend(wrapping: CPUBackend(ordinal: 0), plan: .init(capacity: Self.mib))
@@ -146,9 +143,7 @@ struct OutOfMemoryTests {
         let error = await bridgeError { try await strict.run(unsized, .init(a, b)) }
         guard case let .allAttemptsFailed(_, attempts) = error else { Issue.record("got \(String(describing: error))"); return }
         #expect(attempts.allSatisfy { $0.hasPrefix("cpu:0 attempt") && $0.contains("out of memory") }, "\(attempts)")
-        withKnownIssue("Bridge.run retries out-of-memory on the same device (attemptsPerDevice times)") {
-            #expect(attempts.count == 1, "\(attempts)")
-        }
+        #expect(attempts.count == 1, "\(attempts)")
         await strictBaselines.check()
         #expect(alone.outstandingBytes == 0)
     }

@@ -22,9 +22,8 @@ struct Inputs {
         }
     }
 
-    /// An offset for entry points whose count defaults to "the rest" (count nil): never below -2^62, because those
-    /// entry points compute `count - offset` before checking it (see docs/RELIABILITY.md, "Found").
-    mutating func defaultedOffset(small: Int) -> Int { max(int(small: small), -(1 << 62)) }
+    /// An offset for entry points whose count defaults to "the rest" (count nil): any value, `Int.min` included.
+    mutating func defaultedOffset(small: Int) -> Int { int(small: small) }
 }
 
 /// Counts the inputs each property tried, for docs/RELIABILITY.md.
@@ -126,11 +125,10 @@ struct PropertyTests {
         #expect(ran > 100, "only \(ran) accepted launches were small enough to run")
 
         // Launch.covering: whatever the count and group size, the launch is rejected or covers the count with less than
-        // one group to spare. Counts within a group of Int.max are left out: see docs/RELIABILITY.md, "Found".
+        // one group to spare; counts up to Int.max included.
         for _ in 0 ..< Self.iterations {
             let groupSize = inputs.int(small: 1100, edges: [1024, 1025])
-            var count = inputs.int(small: 100_000)
-            if groupSize > 0, count > Int.max - groupSize { count = Int.max - groupSize }
+            let count = inputs.int(small: 100_000)
             let launch = Launch.covering(count, groupSize: groupSize)
             let valid = (try? launch.validate(for: info)) != nil
             tried.record("Launch.covering", accepted: valid)
@@ -175,7 +173,7 @@ struct PropertyTests {
                     let sourceOffset = explicit ? inputs.int(small: source.count) : inputs.defaultedOffset(small: source.count)
                     let offset = inputs.int(small: n)
                     let count: Int? = explicit ? inputs.int(small: n) : nil
-                    let length = count ?? (source.count - sourceOffset)
+                    let length = count ?? rest(source.count, sourceOffset)
                     let valid = inRange(sourceOffset, length, source.count) && inRange(offset, length, n)
                     let ok = (try? buffer.copy(from: source, sourceOffset: sourceOffset, toOffset: offset, count: count)) != nil
                     tried.record("Buffer.copy(from: [Element])", accepted: ok)
@@ -187,7 +185,7 @@ struct PropertyTests {
                     let destinationOffset = explicit ? inputs.int(small: destination.count) : inputs.defaultedOffset(small: destination.count)
                     let offset = explicit ? inputs.int(small: n) : inputs.defaultedOffset(small: n)
                     let count: Int? = explicit ? inputs.int(small: n) : nil
-                    let length = count ?? min(destination.count - destinationOffset, n - offset)
+                    let length = count ?? min(rest(destination.count, destinationOffset), rest(n, offset))
                     let valid = inRange(destinationOffset, length, destination.count) && inRange(offset, length, n)
                     let ok = (try? buffer.copy(to: &destination, destinationOffset: destinationOffset, fromOffset: offset, count: count)) != nil
                     tried.record("Buffer.copy(to: inout [Element])", accepted: ok)
@@ -197,7 +195,7 @@ struct PropertyTests {
                 case 3:  // read into a new array
                     let offset = explicit ? inputs.int(small: n) : inputs.defaultedOffset(small: n)
                     let count: Int? = explicit ? inputs.int(small: n) : nil
-                    let length = count ?? (n - offset)
+                    let length = count ?? rest(n, offset)
                     let got = try? buffer.toArray(offset: offset, count: count)
                     tried.record("Buffer.toArray", accepted: got != nil)
                     #expect((got != nil) == inRange(offset, length, n), "toArray(offset: \(offset), count: \(String(describing: count))) of \(n)")
@@ -209,7 +207,7 @@ struct PropertyTests {
                     let sourceOffset = explicit ? inputs.int(small: m) : inputs.defaultedOffset(small: m)
                     let offset = explicit ? inputs.int(small: n) : inputs.defaultedOffset(small: n)
                     let count: Int? = explicit ? inputs.int(small: n) : nil
-                    let length = count ?? min(m - sourceOffset, n - offset)
+                    let length = count ?? min(rest(m, sourceOffset), rest(n, offset))
                     let valid = !foreign && inRange(sourceOffset, length, m) && inRange(offset, length, n)
                     var ok = true
                     do throws(GPUBridgeError) {
@@ -227,7 +225,7 @@ struct PropertyTests {
                 case 5:  // fill
                     let offset = explicit ? inputs.int(small: n) : inputs.defaultedOffset(small: n)
                     let count: Int? = explicit ? inputs.int(small: n) : nil
-                    let length = count ?? (n - offset)
+                    let length = count ?? rest(n, offset)
                     var ok = true
                     do throws(GPUBridgeError) { try await buffer.fill(7, offset: offset, count: count) } catch { ok = false }
                     tried.record("Buffer.fill", accepted: ok)
@@ -330,3 +328,7 @@ struct PropertyTests {
         }
     }
 }
+
+/// The model of a defaulted count: what is left of `total` after `offset`, or 0 when the offset is outside
+/// `0...total` (the call then fails its range check).
+func rest(_ total: Int, _ offset: Int) -> Int { offset >= 0 && offset <= total ? total - offset : 0 }

@@ -52,7 +52,7 @@ public struct Launch: Sendable, Hashable, Codable, CustomStringConvertible {
     /// A 1-D launch with enough groups of `groupSize` items to cover `count` items (the last group may be partial).
     /// `count` and `groupSize` are checked when the launch is used, not here.
     public static func covering(_ count: Int, groupSize: Int = 256) -> Launch {
-        let groups = groupSize > 0 && count > 0 ? (count + groupSize - 1) / groupSize : 0
+        let groups = groupSize > 0 && count > 0 ? count / groupSize + (count % groupSize == 0 ? 0 : 1) : 0
         return Launch(groups: Extent3(groups), groupSize: Extent3(groupSize))
     }
 

@@ -38,7 +38,7 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
     /// Copies `count` elements of `source` (from element `sourceOffset`) into this buffer at element `offset`;
     /// returns when done. `count` defaults to the rest of `source`.
     public func copy(from source: [Element], sourceOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil) throws(GPUBridgeError) {
-        let n = count ?? (source.count - sourceOffset)
+        let n = count ?? remaining(source.count, after: sourceOffset)
         try checkRange(name: "source array", offset: sourceOffset, length: n, limit: source.count)
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "destination")
         let result = source.withUnsafeBytes { bytes -> Result<Void, GPUBridgeError> in
@@ -53,7 +53,7 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
     /// Copies `count` elements from this buffer (at element `offset`) into `destination` at element
     /// `destinationOffset`; returns when done. `count` defaults to what fits.
     public func copy(to destination: inout [Element], destinationOffset: Int = 0, fromOffset offset: Int = 0, count: Int? = nil) throws(GPUBridgeError) {
-        let n = count ?? min(destination.count - destinationOffset, self.count - offset)
+        let n = count ?? min(remaining(destination.count, after: destinationOffset), remaining(self.count, after: offset))
         try checkRange(name: "destination array", offset: destinationOffset, length: n, limit: destination.count)
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "source")
         let result = destination.withUnsafeMutableBytes { bytes -> Result<Void, GPUBridgeError> in
@@ -67,7 +67,7 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
 
     /// Reads the whole buffer (or `count` elements from `offset`) into a new array.
     public func toArray(offset: Int = 0, count: Int? = nil) throws(GPUBridgeError) -> [Element] {
-        let n = count ?? (self.count - offset)
+        let n = count ?? remaining(self.count, after: offset)
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "source")
         var failure: GPUBridgeError?
         let result = [Element](unsafeUninitializedCapacity: n) { out, initialized in
@@ -100,7 +100,7 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
     /// Enqueues a copy of `count` elements from `host` (at element `hostOffset`) into this buffer (at `offset`).
     public func enqueueCopy(from host: HostBuffer, hostOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil) throws(GPUBridgeError) -> Completion {
         let stride = MemoryLayout<Element>.stride
-        let n = count ?? min(host.byteCount / stride - hostOffset, self.count - offset)
+        let n = count ?? min(remaining(host.byteCount / stride, after: hostOffset), remaining(self.count, after: offset))
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "destination")
         let (hostByteOffset, _) = try bytes(offset: hostOffset, count: 0, name: "host", limit: host.byteCount / stride)
         return try raw.enqueueCopy(from: host, hostOffset: hostByteOffset, toOffset: byteOffset, byteCount: byteCount)
@@ -109,7 +109,7 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
     /// Enqueues a copy of `count` elements from this buffer (at element `offset`) into `host` (at `hostOffset`).
     public func enqueueCopy(to host: HostBuffer, hostOffset: Int = 0, fromOffset offset: Int = 0, count: Int? = nil) throws(GPUBridgeError) -> Completion {
         let stride = MemoryLayout<Element>.stride
-        let n = count ?? min(host.byteCount / stride - hostOffset, self.count - offset)
+        let n = count ?? min(remaining(host.byteCount / stride, after: hostOffset), remaining(self.count, after: offset))
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "source")
         let (hostByteOffset, _) = try bytes(offset: hostOffset, count: 0, name: "host", limit: host.byteCount / stride)
         return try raw.enqueueCopy(to: host, hostOffset: hostByteOffset, fromOffset: byteOffset, byteCount: byteCount)
@@ -127,7 +127,7 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
 
     /// Copies `count` elements from another buffer of the same device and suspends until done.
     public func copy(from source: Buffer<Element>, sourceOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil) async throws(GPUBridgeError) {
-        let n = count ?? min(source.count - sourceOffset, self.count - offset)
+        let n = count ?? min(remaining(source.count, after: sourceOffset), remaining(self.count, after: offset))
         let (srcByteOffset, byteCount) = try bytes(offset: sourceOffset, count: n, name: "source", limit: source.count)
         let (dstByteOffset, _) = try bytes(offset: offset, count: n, name: "destination")
         try await raw.enqueueCopy(from: source.raw, sourceOffset: srcByteOffset, toOffset: dstByteOffset, byteCount: byteCount).wait()
@@ -135,7 +135,7 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
 
     /// Sets every element (or `count` elements from `offset`) to `value` and suspends until done.
     public func fill(_ value: Element, offset: Int = 0, count: Int? = nil) async throws(GPUBridgeError) {
-        let n = count ?? (self.count - offset)
+        let n = count ?? remaining(self.count, after: offset)
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "fill")
         let pattern = Swift.withUnsafeBytes(of: value) { [UInt8]($0) }
         guard [1, 2, 4, 8].contains(pattern.count) else {

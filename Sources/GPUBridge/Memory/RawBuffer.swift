@@ -92,7 +92,7 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     /// Enqueues a copy of `byteCount` bytes from `host` (at `hostOffset`) into this buffer (at `offset`). The host
     /// buffer is kept alive until the copy completes.
     public func enqueueCopy(from host: HostBuffer, hostOffset: Int = 0, toOffset offset: Int = 0, byteCount: Int? = nil) throws(GPUBridgeError) -> Completion {
-        let length = byteCount ?? min(host.byteCount - hostOffset, self.byteCount - offset)
+        let length = byteCount ?? min(remaining(host.byteCount, after: hostOffset), remaining(self.byteCount, after: offset))
         try checkRange(name: "host", offset: hostOffset, length: length, limit: host.byteCount)
         try checkRange(name: "destination", offset: offset, length: length, limit: self.byteCount)
         try host.check(device: device)
@@ -105,7 +105,7 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     /// Enqueues a copy of `byteCount` bytes from this buffer (at `offset`) into `host` (at `hostOffset`). The host
     /// buffer is kept alive until the copy completes.
     public func enqueueCopy(to host: HostBuffer, hostOffset: Int = 0, fromOffset offset: Int = 0, byteCount: Int? = nil) throws(GPUBridgeError) -> Completion {
-        let length = byteCount ?? min(host.byteCount - hostOffset, self.byteCount - offset)
+        let length = byteCount ?? min(remaining(host.byteCount, after: hostOffset), remaining(self.byteCount, after: offset))
         try checkRange(name: "host", offset: hostOffset, length: length, limit: host.byteCount)
         try checkRange(name: "source", offset: offset, length: length, limit: self.byteCount)
         try host.check(device: device)
@@ -121,7 +121,7 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
         guard source.device === device else {
             throw .wrongDevice(name: "source", expected: device.id.description, actual: source.device.id.description)
         }
-        let length = byteCount ?? min(source.byteCount - sourceOffset, self.byteCount - offset)
+        let length = byteCount ?? min(remaining(source.byteCount, after: sourceOffset), remaining(self.byteCount, after: offset))
         try checkRange(name: "source", offset: sourceOffset, length: length, limit: source.byteCount)
         try checkRange(name: "destination", offset: offset, length: length, limit: self.byteCount)
         guard length > 0 else { return Completion(finished: .success(nil)) }
@@ -134,7 +134,7 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
         guard [1, 2, 4, 8].contains(pattern.count) else {
             throw .invalidArgument(name: "pattern.count", value: String(pattern.count), limit: "1, 2, 4 or 8 bytes")
         }
-        let length = byteCount ?? (self.byteCount - offset)
+        let length = byteCount ?? remaining(self.byteCount, after: offset)
         try checkRange(name: "fill", offset: offset, length: length, limit: self.byteCount)
         guard length % pattern.count == 0 else {
             throw .invalidArgument(name: "byteCount", value: String(length), limit: "multiples of the pattern's \(pattern.count) bytes")
@@ -146,6 +146,13 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     public var description: String {
         "RawBuffer(\(device.id), \(byteCount) bytes at \(region)\(isView ? ", view" : ""))"
     }
+}
+
+/// What is left of `total` after `offset`, or 0 when `offset` is outside `0...total` (the range check then reports it).
+/// Used for default lengths so a wild offset cannot overflow before it is checked.
+@inlinable
+func remaining(_ total: Int, after offset: Int) -> Int {
+    offset >= 0 && offset <= total ? total - offset : 0
 }
 
 /// Throws `outOfBounds` (or `invalidArgument` for negative numbers) unless `offset..<offset+length` lies in `0..<limit`.

@@ -122,7 +122,7 @@ public final class Bridge: Sendable {
             let device = lease.device
             tried.insert(device.id)
             var activeLease: DeviceBroker.Lease? = lease
-            for attempt in 1 ... options.attemptsPerDevice {
+            attempts: for attempt in 1 ... options.attemptsPerDevice {
                 let current: DeviceBroker.Lease
                 if let held = activeLease {
                     current = held
@@ -130,7 +130,7 @@ public final class Bridge: Sendable {
                     // A retry on the same device takes a fresh slot (its circuit may have opened meanwhile).
                     guard let again = await broker.acquire(backends: [device.id.backend],
                                                            excluding: Set(broker.devices.map(\.id)).subtracting([device.id]),
-                                                           footprint: footprint) else { break }
+                                                           footprint: footprint) else { break attempts }
                     current = again
                 }
                 activeLease = nil
@@ -151,7 +151,7 @@ public final class Bridge: Sendable {
                     if kind == .caller { throw error }  // the same input fails everywhere: report it as it is
                     logger.warning("attempt failed", metadata: [
                         "operation": "\(operation.name)", "device": "\(device.id)", "attempt": "\(attempt)", "error": "\(error)"])
-                    if kind != .transient { break }
+                    if kind != .transient { break attempts }  // resource and unsupported errors go to the next device
                 }
             }
             guard options.fallback else { break }
