@@ -34,7 +34,7 @@ func temporaryDatabase() -> (path: String, cleanup: @Sendable () -> Void) {
 }
 
 /// Polls `condition` until it holds or `timeout` passes (for effects of real timers and background tasks).
-func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }

@@ -58,7 +58,7 @@ func expectNames(_ error: GPUBridgeError?, argument: String, value: String? = ni
 }
 
 /// Polls `condition` until it holds or `timeout` passes (buffers held by a completion are released on a worker).
-func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
