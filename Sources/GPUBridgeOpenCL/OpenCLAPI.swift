@@ -118,6 +118,7 @@ enum CL {
 
     // Event status and profiling
     static let complete: Int32 = 0
+    static let eventCommandExecutionStatus: UInt32 = 0x11D3
     static let profilingCommandQueued: UInt32 = 0x1280
     static let profilingCommandSubmit: UInt32 = 0x1281
     static let profilingCommandStart: UInt32 = 0x1282
@@ -170,6 +171,8 @@ final class OpenCLLibrary: Sendable {
     let setEventCallback: CLFunction.SetEventCallback
     let getEventProfilingInfo: CLFunction.GetInfo
     let releaseEvent: CLFunction.ObjectCall
+    let retainEvent: CLFunction.ObjectCall
+    let getEventInfo: CLFunction.GetInfo
     let enqueueMarkerWithWaitList: CLFunction.EnqueueMarkerWithWaitList
 
     /// Why a library could not be used.
@@ -280,6 +283,8 @@ final class OpenCLLibrary: Sendable {
         setEventCallback = try resolve("clSetEventCallback")
         getEventProfilingInfo = try resolve("clGetEventProfilingInfo")
         releaseEvent = try resolve("clReleaseEvent")
+        retainEvent = try resolve("clRetainEvent")
+        getEventInfo = try resolve("clGetEventInfo")
         enqueueMarkerWithWaitList = try resolve("clEnqueueMarkerWithWaitList")
     }
 }

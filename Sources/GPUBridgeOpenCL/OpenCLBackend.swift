@@ -39,6 +39,8 @@ public final class OpenCLBackend: DeviceBackend {
     let hostQueue: CLObject
     /// Whether `queue` records profiling times.
     let profiling: Bool
+    /// Reports the completion of launches on `queue` with few event callbacks.
+    let launches: OpenCLLaunchTracker
     private let memory = Mutex(MemoryTable())
     /// Bytes of device buffers this backend holds from the driver now (pool segments; not sub-buffers, which alias).
     private let bytesAllocated = Atomic<Int>(0)
@@ -134,6 +136,7 @@ public final class OpenCLBackend: DeviceBackend {
         self.context = CLObject(context)
         self.queue = CLObject(queue)
         self.hostQueue = CLObject(hostQueue)
+        self.launches = OpenCLLaunchTracker(library: library, queue: CLObject(queue), profiling: profiling)
     }
 
     deinit {
@@ -398,10 +401,14 @@ public final class OpenCLBackend: DeviceBackend {
 
     /// Enqueues a marker behind everything already queued and suspends until its callback fires; no thread blocks.
     public func synchronize() async throws(GPUBridgeError) {
+        let lastLaunch = launches.lastPending
         let completion = try track("clEnqueueMarkerWithWaitList", owner: nil) { event in
             library.enqueueMarkerWithWaitList(queue.pointer, 0, nil, event)
         }
         try await completion.wait()
+        // The marker ran after every launch before it (one in-order queue): report them now rather than at their
+        // next armed callback.
+        if let lastLaunch { launches.finished(through: lastLaunch) }
     }
 
     /// Runs `enqueue` with an event out-parameter and returns a completion signalled by the event's callback.

@@ -70,7 +70,7 @@ public final class OpenCLProgram: KernelProgram {
         let library = backend.library
         let queue = backend.queue
         let name = name
-        let event = try kernel.withLock { handle throws(GPUBridgeError) -> CLObject in
+        let completion = try kernel.withLock { handle throws(GPUBridgeError) -> Completion in
             var retained: [OpaquePointer] = []
             defer { for sub in retained { _ = library.releaseMemObject(sub) } }
             for (index, argument) in arguments.enumerated() {
@@ -86,22 +86,21 @@ public final class OpenCLProgram: KernelProgram {
                 }
                 guard status == CL.success else { throw Self.argumentError(status, index: index, argument: argument, kernel: name) }
             }
-            var event: OpaquePointer?
-            let status = withUnsafeTemporaryAllocation(of: Int.self, capacity: 6) { sizes -> Int32 in
+            let (status, completion) = withUnsafeTemporaryAllocation(of: Int.self, capacity: 6) { sizes -> (Int32, Completion?) in
                 sizes.initialize(repeating: 1)
                 sizes[0] = global.x; sizes[1] = global.y; sizes[2] = global.z
                 sizes[3] = launch.groupSize.x; sizes[4] = launch.groupSize.y; sizes[5] = launch.groupSize.z
-                guard let base = sizes.baseAddress else { return CL.outOfHostMemory }
-                return library.enqueueNDRangeKernel(queue.pointer, handle.pointer, dimensions, nil, base, base + 3, 0, nil, &event)
+                guard let base = sizes.baseAddress else { return (CL.outOfHostMemory, nil) }
+                // Enqueued and tracked under the tracker's lock, so completions follow the queue's order.
+                return backend.launches.enqueue { event in
+                    library.enqueueNDRangeKernel(queue.pointer, handle.pointer, dimensions, nil, base, base + 3, 0, nil, event)
+                }
             }
-            guard status == CL.success else { throw Self.launchError(status, launch: launch, kernel: name, device: backend.info.id) }
-            guard let event else {
-                throw .backendFailure(backend: "opencl", call: "clEnqueueNDRangeKernel", code: 0, message: "CL_SUCCESS but no event returned")
-            }
-            return CLObject(event)
+            guard status == CL.success, let completion else { throw Self.launchError(status, launch: launch, kernel: name, device: backend.info.id) }
+            return completion
         }
         backend.counters.recordLaunch()
-        return try backend.completion(for: event.pointer, call: "clEnqueueNDRangeKernel", owner: nil)
+        return completion
     }
 
     private static func argumentError(_ status: Int32, index: Int, argument: ResolvedArgument, kernel: String) -> GPUBridgeError {

@@ -1,4 +1,3 @@
-import Dispatch
 import Synchronization
 
 /// Device-measured times of one command, in nanoseconds on the device's clock.
@@ -28,7 +27,8 @@ public struct ExecutionTimings: Sendable, Hashable, Codable {
 /// Backends create one per enqueued command and call `complete(_:)` exactly once, from any thread (an OpenCL event
 /// callback, a CUDA host function, a CPU worker). Any number of tasks may `await wait()`; waiting suspends the task and
 /// never blocks a cooperative thread. Objects passed as `retaining` or to `retain(_:)` (host memory of an async copy,
-/// the buffers of an enqueued launch) are kept alive until the command completes, then released on a worker thread.
+/// the buffers of an enqueued launch) are kept alive until the command completes, then released by the completing
+/// thread.
 public final class Completion: Sendable {
     private enum State {
         case pending(waiters: [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>],
@@ -56,11 +56,11 @@ public final class Completion: Sendable {
             return (waiters, retained)
         }
         for waiter in waiters { waiter.resume(returning: result) }
-        if !retained.isEmpty {
-            // Released on a worker, never on the completing thread: that may be a driver callback thread, and the last
-            // release of a buffer or host buffer calls back into the driver.
-            DispatchQueue.global().async { withExtendedLifetime(retained) {} }
-        }
+        // Released here, on the completing thread, after the waiters were resumed. Backends complete from threads where
+        // that is allowed: the last release of a buffer returns its block to the pool and may release an OpenCL
+        // sub-buffer (`clReleaseMemObject` is allowed in an event callback); a backend whose retained objects must not
+        // be released on its callback thread (pinned host memory) hands the completion to a worker itself.
+        withExtendedLifetime(retained) {}
     }
 
     /// Keeps `objects` alive until the command completes (at once released if it already has). Returns whether the
