@@ -1,4 +1,5 @@
 import GPUBridge
+import GPUBridgeTestSupport
 import GPUBridgeOpenCL
 import Testing
 

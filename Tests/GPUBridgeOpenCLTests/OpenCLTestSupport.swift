@@ -1,4 +1,5 @@
 import GPUBridge
+import GPUBridgeTestSupport
 import GPUBridgeOpenCL
 import Glibc
 import Testing
@@ -45,30 +46,6 @@ func removeFolder(_ path: String) {
     rmdir(path)
 }
 
-/// Runs `body` and returns the `GPUBridgeError` it throws; records an issue if it throws nothing or something else.
-func bridgeError<T>(_ body: () throws -> T, sourceLocation: SourceLocation = #_sourceLocation) -> GPUBridgeError? {
-    do {
-        _ = try body()
-        Issue.record("expected a GPUBridgeError, nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as GPUBridgeError {
-        return error
-    } catch {
-        Issue.record("expected a GPUBridgeError, got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
-
-func bridgeError<T>(_ body: () async throws -> T, sourceLocation: SourceLocation = #_sourceLocation) async -> GPUBridgeError? {
-    do {
-        _ = try await body()
-        Issue.record("expected a GPUBridgeError, nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as GPUBridgeError {
-        return error
-    } catch {
-        Issue.record("expected a GPUBridgeError, got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
 
 /// `out[i] = base + i` for `i < n`: parameters (out, n, base).
 let writeIndexKernel = KernelSource(name: "write_index", language: .openCLC, text: """

@@ -1,4 +1,5 @@
 import GPUBridge
+import GPUBridgeTestSupport
 import GPUBridgeOpenCL
 import Synchronization
 import Testing
@@ -18,30 +19,6 @@ func options(_ configure: (inout BridgeOptions) -> Void = { _ in }) -> BridgeOpt
     return options
 }
 
-/// Runs `body` and returns the `GPUBridgeError` it throws; records an issue if it throws nothing or something else.
-func bridgeError<T>(_ body: () throws -> T, sourceLocation: SourceLocation = #_sourceLocation) -> GPUBridgeError? {
-    do {
-        _ = try body()
-        Issue.record("expected a GPUBridgeError, nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as GPUBridgeError {
-        return error
-    } catch {
-        Issue.record("expected a GPUBridgeError, got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
-
-func bridgeError<T>(_ body: () async throws -> T, sourceLocation: SourceLocation = #_sourceLocation) async -> GPUBridgeError? {
-    do {
-        _ = try await body()
-        Issue.record("expected a GPUBridgeError, nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as GPUBridgeError {
-        return error
-    } catch {
-        Issue.record("expected a GPUBridgeError, got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
 
 /// Checks an error names the argument, shows the value and states the limit (the three parts of every caller error).
 func expectNames(_ error: GPUBridgeError?, argument: String, value: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) {

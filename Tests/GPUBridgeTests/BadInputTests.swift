@@ -1,4 +1,5 @@
 import GPUBridge
+import GPUBridgeTestSupport
 import Testing
 
 /// Every bad input gets a clear error naming the argument, the value and the limit, and leaves the pool as it was.

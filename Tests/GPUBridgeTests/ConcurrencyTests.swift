@@ -1,4 +1,5 @@
 import GPUBridge
+import GPUBridgeTestSupport
 import Testing
 
 @Suite("Concurrency and zero-copy")

@@ -1,4 +1,5 @@
 import GPUBridge
+import GPUBridgeTestSupport
 import Testing
 
 /// A fresh CPU device with its own pool (and optional limit), so pool statistics in one test are not disturbed by others.
@@ -6,30 +7,6 @@ func makeCPUDevice(ordinal: Int = 0, poolLimit: Int? = nil) throws -> Device {
     try Device(backend: CPUBackend(ordinal: ordinal), poolLimit: poolLimit)
 }
 
-/// Runs `body` and returns the `GPUBridgeError` it throws; records an issue if it throws nothing or something else.
-func bridgeError<T>(_ body: () throws -> T, sourceLocation: SourceLocation = #_sourceLocation) -> GPUBridgeError? {
-    do {
-        _ = try body()
-        Issue.record("expected a GPUBridgeError, nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as GPUBridgeError {
-        return error
-    } catch {
-        Issue.record("expected a GPUBridgeError, got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
-
-func bridgeError<T>(_ body: () async throws -> T, sourceLocation: SourceLocation = #_sourceLocation) async -> GPUBridgeError? {
-    do {
-        _ = try await body()
-        Issue.record("expected a GPUBridgeError, nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as GPUBridgeError {
-        return error
-    } catch {
-        Issue.record("expected a GPUBridgeError, got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
 
 /// A kernel that adds `k` to every element of a float buffer: parameters (data, k, n).
 let addConstantKernel = KernelSource(

@@ -58,13 +58,7 @@ extension Suites {
                                  samples: actorSamples, verified: actorOK, note: "upload, launch, download", rate: ms)
         let directFigure = figure("actors", "direct bridge.run, vector add \(n)", device: device, unit: "ms", size: n, sizeUnit: "elements",
                                   samples: directSamples, verified: directOK, rate: ms)
-        var overhead = actorFigure
-        overhead.name = "actor / direct"
-        overhead.unit = "x"
-        overhead.median = actorFigure.median / directFigure.median
-        overhead.min = actorFigure.min / directFigure.max
-        overhead.max = actorFigure.max / directFigure.min
-        overhead.note = "target <= 1.10"
+        let overhead = ratio(actorFigure, over: directFigure, name: "actor / direct", note: "target <= 1.10")
 
         progress.say("actor batching on \(device.id)")
         let requests = 10_000
@@ -79,13 +73,8 @@ extension Suites {
                                sizeUnit: "requests", samples: one, verified: oneOK, rate: perSecond)
         let batchedFigure = figure("actors", "batch actor, requests coalesced", device: device, unit: "requests/s", size: requests,
                                    sizeUnit: "requests", samples: batched, verified: batchedOK, rate: perSecond)
-        var ratio = batchedFigure
-        ratio.name = "coalesced / one per request"
-        ratio.unit = "x"
-        ratio.median = batchedFigure.median / oneFigure.median
-        ratio.min = batchedFigure.min / oneFigure.max
-        ratio.max = batchedFigure.max / oneFigure.min
+        let coalescing = ratio(batchedFigure, over: oneFigure, name: "coalesced / one per request")
         _ = await system.shutdown()
-        return [actorFigure, directFigure, overhead, oneFigure, batchedFigure, ratio]
+        return [actorFigure, directFigure, overhead, oneFigure, batchedFigure, coalescing]
     }
 }

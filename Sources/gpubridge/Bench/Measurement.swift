@@ -54,6 +54,18 @@ func figure(_ suite: String, _ name: String, device: Device, unit: String, size:
                   size: size, sizeUnit: sizeUnit, verified: verified, note: note)
 }
 
+/// `numerator / denominator` as a figure in "x": the ratio of the medians, with the widest range the samples allow.
+func ratio(_ numerator: Figure, over denominator: Figure, name: String, note: String? = nil) -> Figure {
+    var r = numerator
+    r.name = name
+    r.unit = "x"
+    r.median = numerator.median / denominator.median
+    r.min = numerator.min / denominator.max
+    r.max = numerator.max / denominator.min
+    r.note = note
+    return r
+}
+
 /// Progress lines on standard error when it is a terminal.
 struct Progress {
     let enabled = isatty(2) != 0

@@ -130,13 +130,7 @@ struct Suites {
             }
             let p = figure("alloc", "pooled allocate+release \(bytes) B", device: device, unit: "ns", size: bytes, sizeUnit: "bytes", samples: pooled) { $0 / Double(iterations) * 1e9 }
             let r = figure("alloc", "raw allocate+free \(bytes) B", device: device, unit: "ns", size: bytes, sizeUnit: "bytes", samples: raw) { $0 / Double(min(iterations, 200)) * 1e9 }
-            var ratio = p
-            ratio.name = "raw / pooled \(bytes) B"
-            ratio.unit = "x"
-            ratio.median = r.median / p.median
-            ratio.min = r.min / p.max
-            ratio.max = r.max / p.min
-            figures += [p, r, ratio]
+            figures += [p, r, ratio(r, over: p, name: "raw / pooled \(bytes) B")]
         }
         pool.trim()
         return figures
@@ -279,14 +273,7 @@ struct Suites {
         let one = figure("batching", "one launch per request", device: device, unit: "requests/s", size: requests, sizeUnit: "requests", samples: single, rate: perSecond)
         let many = figure("batching", "micro-batched", device: device, unit: "requests/s", size: requests, sizeUnit: "requests", samples: batched,
                           verified: wrong == 0, note: "\(await batcher.batches) batches for \(await batcher.requests) requests", rate: perSecond)
-        var ratio = many
-        ratio.name = "batched / one per request"
-        ratio.unit = "x"
-        ratio.median = many.median / one.median
-        ratio.min = many.min / one.max
-        ratio.max = many.max / one.min
-        ratio.note = nil
-        return [one, many, ratio]
+        return [one, many, ratio(many, over: one, name: "batched / one per request")]
     }
 }
 
