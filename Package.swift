@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "GPUBridgeOpenCL", targets: ["GPUBridgeOpenCL"]),
         .library(name: "GPUBridgeCUDA", targets: ["GPUBridgeCUDA"]),
         .library(name: "GPUBridgeActors", targets: ["GPUBridgeActors"]),
+        .library(name: "GPUBridgeCluster", targets: ["GPUBridgeCluster"]),
         .executable(name: "gpubridge", targets: ["gpubridge"]),
     ],
     dependencies: [
@@ -22,6 +23,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.1.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .target(
@@ -56,10 +61,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "GPUBridgeCluster",
+            dependencies: [
+                "GPUBridge", "GPUBridgeActors",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "gpubridge",
             dependencies: [
-                "GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeActors",
+                "GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeActors", "GPUBridgeCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -92,6 +110,11 @@ let package = Package(
         .testTarget(
             name: "GPUBridgeReliabilityTests",
             dependencies: ["GPUBridge", "GPUBridgeActors", "GPUBridgeOpenCL", "GPUBridgeTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GPUBridgeClusterTests",
+            dependencies: ["GPUBridgeCluster", "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -75,6 +75,7 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
     }
 
     private let directory = Mutex(Directory())
+    private let forwarder = Mutex<(any ActorCallForwarder)?>(nil)
 
     public init(bridge: Bridge, storage: any ActorStorage, options: ActorSystemOptions = ActorSystemOptions()) throws(GPUBridgeError) {
         try options.validate()
@@ -135,6 +136,20 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
     // MARK: DistributedActorSystem
 
     public func resolve<Act>(id: GPUActorID, as actorType: Act.Type) throws -> Act? where Act: DistributedActor, Act.ID == GPUActorID {
+        if forwarder.withLock({ $0 != nil }) {
+            // In a cluster the activation may live on another node: always a proxy; the forwarder routes each call.
+            let registered = directory.withLock { d -> (factory: Bool, type: Bool) in
+                (d.factories[id.type] != nil, d.typeNames[ObjectIdentifier(actorType)] == id.type)
+            }
+            guard registered.factory else {
+                throw GPUBridgeError.notFound(kind: "actor", name: "\(id) (no actor type is registered as '\(id.type)')")
+            }
+            guard registered.type else {
+                throw GPUBridgeError.invalidArgument(name: "actorType for \(id)", value: "\(Act.self)",
+                                                     limit: "the type registered as '\(id.type)'")
+            }
+            return nil
+        }
         let found = try instance(for: id)
         guard let typed = found as? Act else {
             throw GPUBridgeError.invalidArgument(name: "actorType for \(id)", value: "\(Act.self)",
@@ -169,32 +184,63 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
     public func remoteCall<Act, Err, Res>(on actor: Act, target: RemoteCallTarget, invocation: inout EmbeddedInvocationEncoder,
                                           throwing: Err.Type, returning: Res.Type) async throws -> Res
         where Act: DistributedActor, Act.ID == GPUActorID, Err: Error, Res: Codable {
-        let reply = try await deliver(to: actor.id, target: target, invocation: invocation)
-        guard case let .value(bytes) = reply else {
-            throw GPUBridgeError.backendFailure(backend: "embedded actor system", call: target.identifier, code: -1,
+        let reply = try await send(ActorCall(target: target.identifier, envelope: invocation.envelope), to: actor.id)
+        switch reply {
+        case let .value(bytes):
+            do {
+                return try bytes.withUnsafeBytes { try WireCodec.decode(Res.self, from: $0) }
+            } catch {
+                throw GPUBridgeError.backendFailure(backend: "actor system", call: target.identifier, code: -1,
+                                                    message: "could not decode the result as \(Res.self): \(error)")
+            }
+        case .void:
+            throw GPUBridgeError.backendFailure(backend: "actor system", call: target.identifier, code: -1,
                                                 message: "the target returned no value, expected \(Res.self)")
-        }
-        do {
-            return try JSONDecoder().decode(Res.self, from: bytes)
-        } catch {
-            throw GPUBridgeError.backendFailure(backend: "embedded actor system", call: target.identifier, code: -1,
-                                                message: "could not decode the result as \(Res.self): \(error)")
+        case let .error(envelope):
+            throw envelope.error()
         }
     }
 
     public func remoteCallVoid<Act, Err>(on actor: Act, target: RemoteCallTarget, invocation: inout EmbeddedInvocationEncoder,
                                          throwing: Err.Type) async throws where Act: DistributedActor, Act.ID == GPUActorID, Err: Error {
-        _ = try await deliver(to: actor.id, target: target, invocation: invocation)
+        let reply = try await send(ActorCall(target: target.identifier, envelope: invocation.envelope), to: actor.id)
+        if case let .error(envelope) = reply { throw envelope.error() }
     }
 
-    /// The receiving side of a call: decode the invocation and run it on the local instance.
-    private func deliver(to id: GPUActorID, target: RemoteCallTarget, invocation: EmbeddedInvocationEncoder) async throws -> EmbeddedResultHandler.Outcome {
-        let local = try instance(for: id)
-        var decoder = EmbeddedInvocationDecoder(envelope: invocation.envelope)
-        let handler = EmbeddedResultHandler()
-        try await executeDistributedTarget(on: local, target: target, invocationDecoder: &decoder, handler: handler)
-        return try handler.outcome()
+    /// Sends `call` to wherever `id` runs: the forwarder's node when one is attached, else this process.
+    private func send(_ call: ActorCall, to id: GPUActorID) async throws -> ActorReply {
+        if let forwarder = forwarder.withLock({ $0 }) {
+            return try await forwarder.forward(call, to: id)
+        }
+        return await execute(call, on: id)
     }
+
+    /// The receiving side of a call: decodes `call` and runs it on this process's instance of `id` (made by its type's
+    /// factory on first use). Never throws: the target's error, or why it could not run, is the reply.
+    public func execute(_ call: ActorCall, on id: GPUActorID) async -> ActorReply {
+        do {
+            let local = try instance(for: id)
+            var decoder = EmbeddedInvocationDecoder(call: call)
+            let handler = EmbeddedResultHandler()
+            try await executeDistributedTarget(on: local, target: RemoteCallTarget(call.target), invocationDecoder: &decoder,
+                                               handler: handler)
+            return handler.reply()
+        } catch {
+            return .error(RemoteErrorEnvelope(error))
+        }
+    }
+
+    // MARK: Forwarding
+
+    /// Attaches the component that routes calls to other nodes (`GPUBridgeCluster`). From then on `resolve` hands out
+    /// proxies for every registered type and each call goes through `forwarder.forward`, which runs it on the node that
+    /// holds the activation (possibly this one, through `execute`).
+    public func attach(forwarder: any ActorCallForwarder) {
+        self.forwarder.withLock { $0 = forwarder }
+    }
+
+    /// Instances this process holds now, by id (activations of this node in a cluster).
+    public var localInstanceIDs: [GPUActorID] { directory.withLock { Array($0.owned.keys) } }
 
     // MARK: Activations and placement
 
@@ -271,10 +317,101 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
 
 // MARK: Invocation encoding
 
-/// An encoded invocation: generic substitutions (mangled type names) and each argument as JSON.
-public struct InvocationEnvelope: Sendable, Codable {
+/// Routes a call to the node that holds (or will hold) the activation of an actor; `GPUBridgeCluster` implements it.
+public protocol ActorCallForwarder: Sendable {
+    /// Runs `call` on the activation of `id` wherever it lives and returns its reply. Throws when the call could not
+    /// be delivered (the node is unreachable, the deadline passed); the target's own errors come back in the reply.
+    func forward(_ call: ActorCall, to id: GPUActorID) async throws -> ActorReply
+}
+
+/// One encoded invocation of a distributed method: the target's identifier, the generic substitutions (mangled type
+/// names) and the arguments, each a length-prefixed `WireCodec` value in `arguments`.
+public struct ActorCall: Sendable {
+    public var target: String
+    public var genericSubstitutions: [String]
+    public var argumentCount: Int
+    public var arguments: [UInt8]
+
+    public init(target: String, genericSubstitutions: [String], argumentCount: Int, arguments: [UInt8]) {
+        self.target = target
+        self.genericSubstitutions = genericSubstitutions
+        self.argumentCount = argumentCount
+        self.arguments = arguments
+    }
+
+    init(target: String, envelope: InvocationEnvelope) {
+        self.init(target: target, genericSubstitutions: envelope.genericSubstitutions, argumentCount: envelope.argumentCount,
+                  arguments: envelope.arguments.bytes)
+    }
+}
+
+/// What an invocation produced: a value (a `WireCodec` value), nothing, or an error.
+public enum ActorReply: Sendable {
+    case value([UInt8])
+    case void
+    case error(RemoteErrorEnvelope)
+}
+
+/// An error thrown by a remote target, as it crosses the wire: its type's mangled name, and its JSON when the type is
+/// `Codable`. `error()` gives back the typed error when this process knows the type, else a `RemoteActorError`.
+public struct RemoteErrorEnvelope: Sendable, Hashable {
+    /// The mangled name of the error's type (empty when it has none).
+    public var mangledType: String
+    /// The error's type as Swift prints it.
+    public var typeName: String
+    /// `String(describing:)` of the error.
+    public var description: String
+    /// The error encoded as JSON, when its type is `Encodable`.
+    public var json: [UInt8]?
+
+    public init(mangledType: String, typeName: String, description: String, json: [UInt8]?) {
+        self.mangledType = mangledType
+        self.typeName = typeName
+        self.description = description
+        self.json = json
+    }
+
+    public init(_ error: any Error) {
+        let type = Swift.type(of: error)
+        mangledType = _mangledTypeName(type) ?? ""
+        typeName = String(reflecting: type)
+        description = String(describing: error)
+        if let encodable = error as? any Encodable, let data = try? JSONEncoder().encode(encodable) {
+            json = [UInt8](data)
+        } else {
+            json = nil
+        }
+    }
+
+    /// The typed error when its type is `Decodable` and known here; otherwise a `RemoteActorError` carrying its
+    /// type name and description.
+    public func error() -> any Error {
+        if let json, let type = _typeByName(mangledType) as? any (Error & Decodable).Type {
+            func decode<E: Error & Decodable>(_ t: E.Type) -> (any Error)? { try? JSONDecoder().decode(t, from: Data(json)) }
+            if let typed = decode(type) { return typed }
+        }
+        return RemoteActorError(type: typeName, description: description)
+    }
+}
+
+/// A remote target threw an error whose type is not `Codable` (or not known to this process).
+public struct RemoteActorError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The remote error's type, as Swift prints it.
+    public var type: String
+    /// The remote error's description.
+    public var description: String
+
+    public init(type: String, description: String) {
+        self.type = type
+        self.description = description
+    }
+}
+
+/// An invocation as it is being recorded: generic substitutions and the encoded arguments.
+public struct InvocationEnvelope: Sendable {
     public var genericSubstitutions: [String] = []
-    public var arguments: [Data] = []
+    public var argumentCount = 0
+    public var arguments = WireWriter()
 }
 
 public struct EmbeddedInvocationEncoder: DistributedTargetInvocationEncoder, Sendable {
@@ -283,13 +420,14 @@ public struct EmbeddedInvocationEncoder: DistributedTargetInvocationEncoder, Sen
 
     public mutating func recordGenericSubstitution<T>(_ type: T.Type) throws {
         guard let name = _mangledTypeName(type) else {
-            throw GPUBridgeError.unsupported(feature: "generic substitution \(type) (no mangled name)", backend: "embedded actor system")
+            throw GPUBridgeError.unsupported(feature: "generic substitution \(type) (no mangled name)", backend: "actor system")
         }
         envelope.genericSubstitutions.append(name)
     }
 
     public mutating func recordArgument<Value: SerializationRequirement>(_ argument: RemoteCallArgument<Value>) throws {
-        envelope.arguments.append(try JSONEncoder().encode(argument.value))
+        try envelope.arguments.lengthPrefixed { w in try WireCodec.encode(argument.value, into: &w) }
+        envelope.argumentCount += 1
     }
 
     public mutating func recordErrorType<E: Error>(_ type: E.Type) throws {}
@@ -299,24 +437,32 @@ public struct EmbeddedInvocationEncoder: DistributedTargetInvocationEncoder, Sen
 
 public struct EmbeddedInvocationDecoder: DistributedTargetInvocationDecoder {
     public typealias SerializationRequirement = Codable
-    let envelope: InvocationEnvelope
+    let call: ActorCall
     private var next = 0
+    private var offset = 0
 
-    init(envelope: InvocationEnvelope) { self.envelope = envelope }
+    init(call: ActorCall) { self.call = call }
 
     public mutating func decodeGenericSubstitutions() throws -> [Any.Type] {
-        try envelope.genericSubstitutions.map { name in
+        try call.genericSubstitutions.map { name in
             guard let type = _typeByName(name) else { throw GPUBridgeError.notFound(kind: "type", name: name) }
             return type
         }
     }
 
     public mutating func decodeNextArgument<Argument: SerializationRequirement>() throws -> Argument {
-        guard next < envelope.arguments.count else {
-            throw GPUBridgeError.outOfBounds(name: "invocation arguments", offset: next, length: 1, limit: envelope.arguments.count)
+        guard next < call.argumentCount else {
+            throw GPUBridgeError.outOfBounds(name: "invocation arguments", offset: next, length: 1, limit: call.argumentCount)
         }
-        defer { next += 1 }
-        return try JSONDecoder().decode(Argument.self, from: envelope.arguments[next])
+        let start = offset
+        let (value, end) = try call.arguments.withUnsafeBytes { raw throws -> (Argument, Int) in
+            var reader = WireReader(raw, offset: start)
+            let region = try reader.region()
+            return (try WireCodec.decode(Argument.self, from: region), reader.offset)
+        }
+        offset = end
+        next += 1
+        return value
     }
 
     public mutating func decodeErrorType() throws -> Any.Type? { nil }
@@ -327,27 +473,21 @@ public struct EmbeddedInvocationDecoder: DistributedTargetInvocationDecoder {
 public final class EmbeddedResultHandler: DistributedTargetInvocationResultHandler, Sendable {
     public typealias SerializationRequirement = Codable
 
-    enum Outcome: Sendable {
-        case value(Data), void
-    }
-
-    private let result = Mutex<Result<Outcome, any Error>?>(nil)
+    private let result = Mutex<ActorReply?>(nil)
 
     public func onReturn<Success: SerializationRequirement>(value: Success) async throws {
-        let bytes = try JSONEncoder().encode(value)
-        result.withLock { $0 = .success(.value(bytes)) }
+        var writer = WireWriter()
+        try WireCodec.encode(value, into: &writer)
+        let bytes = writer.bytes
+        result.withLock { $0 = .value(bytes) }
     }
 
-    public func onReturnVoid() async throws { result.withLock { $0 = .success(.void) } }
+    public func onReturnVoid() async throws { result.withLock { $0 = .void } }
 
-    // In-process the callee's error is handed back as it is; a transport between nodes encodes it instead.
-    public func onThrow<Err: Error>(error: Err) async throws { result.withLock { $0 = .failure(error) } }
+    public func onThrow<Err: Error>(error: Err) async throws { result.withLock { $0 = .error(RemoteErrorEnvelope(error)) } }
 
-    func outcome() throws -> Outcome {
-        guard let result = result.withLock({ $0 }) else {
-            throw GPUBridgeError.backendFailure(backend: "embedded actor system", call: "executeDistributedTarget", code: -1,
-                                                message: "the target neither returned nor threw")
-        }
-        return try result.get()
+    func reply() -> ActorReply {
+        result.withLock { $0 } ?? .error(RemoteErrorEnvelope(GPUBridgeError.backendFailure(
+            backend: "actor system", call: "executeDistributedTarget", code: -1, message: "the target neither returned nor threw")))
     }
 }

@@ -2,7 +2,7 @@
 ///
 /// Every case carries the numbers a caller needs to understand what went wrong: the argument, the value it had and the
 /// limit it broke. `description` renders them in one sentence.
-public enum GPUBridgeError: Error, Sendable, Equatable, CustomStringConvertible {
+public enum GPUBridgeError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
     /// An argument had a value outside what the call accepts.
     case invalidArgument(name: String, value: String, limit: String)
     /// An offset or length reaches outside the buffer or host memory it refers to.
