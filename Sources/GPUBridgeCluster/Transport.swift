@@ -1,0 +1,294 @@
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+import Synchronization
+
+/// Why a cluster call or a node operation failed, as the caller sees it.
+public enum ClusterError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The node holding the activation could not be reached (connection refused or reset, TLS refused, the node died).
+    /// The call may or may not have run there.
+    case nodeUnreachable(node: String, actor: String, reason: String)
+    /// The call did not complete within its deadline. It may still run on the remote node.
+    case deadlineExceeded(actor: String, node: String, timeout: String)
+    /// The node refused the call because it does not hold that activation (stale directory entry); retried once by
+    /// the caller after a fresh lookup, so callers see it only when the directory keeps pointing elsewhere.
+    case notHere(actor: String, node: String, reason: String)
+    /// No node is active to place an activation on.
+    case noActiveNodes(actor: String, reason: String)
+    /// This node is not running (not started, shutting down, stopped or declared dead).
+    case nodeNotRunning(node: String, state: String)
+    /// A frame on the wire could not be read.
+    case malformedMessage(what: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .nodeUnreachable(node, actor, reason):
+            return "call to \(actor) failed: node \(node) is unreachable (\(reason)); the call may or may not have run"
+        case let .deadlineExceeded(actor, node, timeout):
+            return "call to \(actor) on node \(node) exceeded its deadline of \(timeout)"
+        case let .notHere(actor, node, reason):
+            return "node \(node) does not hold \(actor): \(reason)"
+        case let .noActiveNodes(actor, reason):
+            return "no node can host \(actor): \(reason)"
+        case let .nodeNotRunning(node, state):
+            return "node \(node) is not running (\(state))"
+        case let .malformedMessage(what, detail):
+            return "malformed \(what): \(detail)"
+        }
+    }
+}
+
+/// One call as it crosses the wire: the activation it is for, who sends it, its remaining time and the invocation.
+public struct ClusterRequest: Sendable {
+    public var address: ActorAddress
+    /// The sending node (or client), for logs.
+    public var caller: String
+    /// Nanoseconds the caller still waits; the receiver runs the call under this deadline too.
+    public var timeoutNanoseconds: Int64
+    public var call: ActorCall
+
+    public init(address: ActorAddress, caller: String, timeoutNanoseconds: Int64, call: ActorCall) {
+        self.address = address
+        self.caller = caller
+        self.timeoutNanoseconds = timeoutNanoseconds
+        self.call = call
+    }
+
+    /// Everything but the arguments (which travel as they are, after it).
+    func header() -> [UInt8] {
+        var w = WireWriter(capacity: 256)
+        w.u32(Self.magic)
+        w.string(address.id.type)
+        w.string(address.id.key)
+        w.string(address.node.host)
+        w.u32(UInt32(address.node.port))
+        w.i64(address.node.generation)
+        w.i64(address.activation)
+        w.string(caller)
+        w.i64(timeoutNanoseconds)
+        w.string(call.target)
+        w.u32(UInt32(call.genericSubstitutions.count))
+        for s in call.genericSubstitutions { w.string(s) }
+        w.u32(UInt32(call.argumentCount))
+        w.u64(UInt64(call.arguments.count))
+        return w.bytes
+    }
+
+    static let magic: UInt32 = 0x4742_4331  // "GBC1"
+
+    /// Parses a header; returns the request without arguments and the length of the arguments that follow.
+    static func parseHeader(_ reader: inout WireReader) throws -> (ClusterRequest, argumentBytes: Int) {
+        guard try reader.u32() == magic else { throw ClusterError.malformedMessage(what: "call", detail: "bad magic") }
+        let type = try reader.string(), key = try reader.string(), host = try reader.string()
+        let port = Int(try reader.u32()), generation = try reader.i64(), activation = try reader.i64()
+        let caller = try reader.string(), timeout = try reader.i64(), target = try reader.string()
+        let substitutionCount = Int(try reader.u32())
+        guard substitutionCount <= 64 else {
+            throw ClusterError.malformedMessage(what: "call", detail: "\(substitutionCount) generic substitutions (at most 64)")
+        }
+        var substitutions: [String] = []
+        for _ in 0..<substitutionCount { substitutions.append(try reader.string()) }
+        let argumentCount = Int(try reader.u32())
+        let argumentBytes = try reader.u64()
+        guard argumentBytes <= UInt64(Int.max / 2) else {
+            throw ClusterError.malformedMessage(what: "call", detail: "\(argumentBytes) argument bytes")
+        }
+        let request = ClusterRequest(
+            address: ActorAddress(id: GPUActorID(type: type, key: key), node: NodeID(host: host, port: port, generation: generation),
+                                  activation: activation),
+            caller: caller, timeoutNanoseconds: timeout,
+            call: ActorCall(target: target, genericSubstitutions: substitutions, argumentCount: argumentCount, arguments: []))
+        return (request, Int(argumentBytes))
+    }
+
+    /// Parses a whole request (header and arguments) from one message.
+    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> ClusterRequest {
+        var reader = WireReader(bytes)
+        var (request, argumentBytes) = try parseHeader(&reader)
+        guard reader.remaining == argumentBytes else {
+            throw ClusterError.malformedMessage(what: "call", detail: "\(reader.remaining) argument bytes, header says \(argumentBytes)")
+        }
+        request.call.arguments = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[reader.offset...]))
+        return request
+    }
+}
+
+/// What a node answers to a call.
+public enum ClusterReply: Sendable {
+    /// The call ran on the activation; its outcome (value, void or the target's error).
+    case reply(ActorReply)
+    /// The node does not hold the addressed activation; the caller looks the actor up again.
+    case notHere(reason: String)
+}
+
+extension ClusterReply {
+    enum Kind: UInt8 { case value = 0, void = 1, error = 2, notHere = 3 }
+
+    /// The reply's frame: a kind byte, then its body (the value's bytes, an error envelope or a reason).
+    func header() -> (header: [UInt8], body: [UInt8]) {
+        var w = WireWriter(capacity: 64)
+        switch self {
+        case let .reply(.value(bytes)):
+            w.u8(Kind.value.rawValue)
+            w.u64(UInt64(bytes.count))
+            return (w.bytes, bytes)
+        case .reply(.void):
+            w.u8(Kind.void.rawValue)
+            w.u64(0)
+        case let .reply(.error(e)):
+            w.u8(Kind.error.rawValue)
+            var body = WireWriter()
+            body.string(e.mangledType)
+            body.string(e.typeName)
+            body.string(e.description)
+            body.u8(e.json == nil ? 0 : 1)
+            body.blob(e.json ?? [])
+            w.u64(UInt64(body.bytes.count))
+            return (w.bytes, body.bytes)
+        case let .notHere(reason):
+            w.u8(Kind.notHere.rawValue)
+            let body = Array(reason.utf8)
+            w.u64(UInt64(body.count))
+            return (w.bytes, body)
+        }
+        return (w.bytes, [])
+    }
+
+    static let headerSize = 9
+
+    static func parseHeader(_ bytes: UnsafeRawBufferPointer) throws -> (Kind, bodyBytes: Int) {
+        var r = WireReader(bytes)
+        guard let kind = Kind(rawValue: try r.u8()) else {
+            throw ClusterError.malformedMessage(what: "reply", detail: "unknown kind \(bytes[0])")
+        }
+        let length = try r.u64()
+        guard length <= UInt64(Int.max / 2) else { throw ClusterError.malformedMessage(what: "reply", detail: "\(length) body bytes") }
+        return (kind, Int(length))
+    }
+
+    static func make(kind: Kind, body: [UInt8]) throws -> ClusterReply {
+        switch kind {
+        case .value: return .reply(.value(body))
+        case .void: return .reply(.void)
+        case .notHere: return .notHere(reason: String(decoding: body, as: UTF8.self))
+        case .error:
+            return try body.withUnsafeBytes { raw in
+                var r = WireReader(raw)
+                let mangled = try r.string(), name = try r.string(), description = try r.string()
+                let hasJSON = try r.u8() == 1
+                let json = try r.blob()
+                return .reply(.error(RemoteErrorEnvelope(mangledType: mangled, typeName: name, description: description,
+                                                         json: hasJSON ? json : nil)))
+            }
+        }
+    }
+
+    /// Parses a whole reply from one message.
+    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> ClusterReply {
+        let (kind, length) = try parseHeader(bytes)
+        guard bytes.count - headerSize == length else {
+            throw ClusterError.malformedMessage(what: "reply", detail: "\(bytes.count - headerSize) body bytes, header says \(length)")
+        }
+        return try make(kind: kind, body: [UInt8](UnsafeRawBufferPointer(rebasing: bytes[headerSize...])))
+    }
+}
+
+/// The receiving side of a node: what a transport hands incoming calls and probes to.
+public protocol NodeCallHandler: Sendable {
+    /// Runs a call (never throws: failures are replies).
+    func handle(_ request: ClusterRequest) async -> ClusterReply
+    /// Answers a probe with this node's id (a restarted process answers with a new generation).
+    func ping(from prober: String) -> NodeID?
+}
+
+/// How nodes reach each other. `GRPCNodeTransport` is the real one; `InProcessNodeTransport` connects the nodes of one
+/// process (tests).
+public protocol NodeTransport: Sendable {
+    /// Delivers `request` to `node` and waits at most `timeout` for the reply. Throws `ClusterError.nodeUnreachable`
+    /// when the node cannot be reached and `deadlineExceeded` when the timeout passes.
+    func call(_ request: ClusterRequest, on node: NodeID, timeout: Duration) async throws -> ClusterReply
+    /// Probes `node`; returns the id the process at that address answers with. Throws when it cannot be reached.
+    func ping(_ node: NodeID, from prober: String, timeout: Duration) async throws -> NodeID
+    /// Starts serving `handler` at `node`'s address (a client that hosts no actors never calls it); returns when the
+    /// listener is bound. Returns the port actually bound (for port 0).
+    func serve(_ handler: any NodeCallHandler, at node: NodeID) async throws -> Int
+    /// Stops serving and closes connections to peers.
+    func shutdown() async
+    /// Forgets cached connections to `node` (it died).
+    func forget(_ node: NodeID)
+}
+
+/// Nodes of one process, connected by direct calls through the same frames as the wire (requests and replies are
+/// encoded and decoded), so the in-process cluster tests exercise the codec. `disconnect` makes a node unreachable.
+public final class InProcessNodeTransport: NodeTransport {
+    /// The shared registry of one in-process cluster.
+    public final class Network: Sendable {
+        fileprivate struct State {
+            var handlers: [String: any NodeCallHandler] = [:]
+            var disconnected: Set<String> = []
+        }
+
+        fileprivate let state = Mutex(State())
+
+        public init() {}
+
+        /// Makes the node at `host:port` unreachable (as if its process were killed) or reachable again.
+        public func setReachable(host: String, port: Int, _ reachable: Bool) {
+            state.withLock { s in
+                if reachable { s.disconnected.remove("\(host):\(port)") } else { s.disconnected.insert("\(host):\(port)") }
+            }
+        }
+    }
+
+    let network: Network
+    private let served = Mutex<String?>(nil)
+
+    public init(network: Network) { self.network = network }
+
+    private func handler(for node: NodeID, actor: String) throws -> any NodeCallHandler {
+        let endpoint = "\(node.host):\(node.port)"
+        let found = network.state.withLock { s -> (any NodeCallHandler)? in
+            s.disconnected.contains(endpoint) ? nil : s.handlers[endpoint]
+        }
+        guard let found else { throw ClusterError.nodeUnreachable(node: "\(node)", actor: actor, reason: "connection refused (in-process)") }
+        return found
+    }
+
+    public func call(_ request: ClusterRequest, on node: NodeID, timeout: Duration) async throws -> ClusterReply {
+        let target = try handler(for: node, actor: "\(request.address.id)")
+        // Through the wire format both ways.
+        var bytes = request.header()
+        bytes.append(contentsOf: request.call.arguments)
+        let decoded = try bytes.withUnsafeBytes { try ClusterRequest.parse($0) }
+        let reply = await target.handle(decoded)
+        let (header, body) = reply.header()
+        return try (header + body).withUnsafeBytes { try ClusterReply.parse($0) }
+    }
+
+    public func ping(_ node: NodeID, from prober: String, timeout: Duration) async throws -> NodeID {
+        let target = try handler(for: node, actor: "ping")
+        guard let id = target.ping(from: prober) else {
+            throw ClusterError.nodeUnreachable(node: "\(node)", actor: "ping", reason: "the node is not running")
+        }
+        return id
+    }
+
+    public func serve(_ handler: any NodeCallHandler, at node: NodeID) async throws -> Int {
+        let endpoint = "\(node.host):\(node.port)"
+        try network.state.withLock { s throws(GPUBridgeError) in
+            guard s.handlers[endpoint] == nil else {
+                throw .invalidArgument(name: "listen address", value: endpoint, limit: "an address no in-process node uses")
+            }
+            s.handlers[endpoint] = handler
+        }
+        served.withLock { $0 = endpoint }
+        return node.port
+    }
+
+    public func shutdown() async {
+        guard let endpoint = served.withLock({ $0 }) else { return }
+        _ = network.state.withLock { $0.handlers.removeValue(forKey: endpoint) }
+    }
+
+    public func forget(_ node: NodeID) {}
+}
