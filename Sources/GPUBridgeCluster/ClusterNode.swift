@@ -367,7 +367,10 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             guard let row = snapshot.entry(of: suspect), row.entry.status != .dead else { return }
             var entry = row.entry
             let now = Date()
-            entry.suspicions.removeAll { now.timeIntervalSince($0.time) > options.voteExpiry.seconds }
+            // Expired votes and votes of nodes that are dead themselves do not count (a node cut off from the others
+            // votes them all suspect before it is declared dead; those votes must not outlive it).
+            let voters = Set(snapshot.entries.map(\.entry).filter { $0.status != .dead }.map(\.node))
+            entry.suspicions.removeAll { now.timeIntervalSince($0.time) > options.voteExpiry.seconds || !voters.contains($0.voter) }
             if !entry.suspicions.contains(where: { $0.voter == id }) {
                 entry.suspicions.append(SuspicionVote(voter: id, time: now))
             }
@@ -450,13 +453,23 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             let reply: ClusterReply
             do {
                 if options.role == .node && address.node == self.id {
-                    reply = await handle(request)
-                } else {
+                    reply = try await Self.within(remaining, actor: id, node: address.node) { await self.handle(request) }
+                } else if transport.enforcesDeadlines {
                     reply = try await transport.call(request, on: address.node, timeout: remaining)
+                } else {
+                    reply = try await Self.within(remaining, actor: id, node: address.node) {
+                        try await self.transport.call(request, on: address.node, timeout: remaining)
+                    }
                 }
             } catch let error as ClusterError {
                 guard case .nodeUnreachable = error else { throw error }
                 forgetLocation(of: id)
+                // A node that left gracefully (row Dead without suspicion votes) stopped serving only after its
+                // activations were snapshotted and unregistered: the call never ran there, so it goes to the new one.
+                if let row = (try? await refreshView())?.entry(of: address.node)?.entry, row.status == .dead, row.suspicions.isEmpty,
+                   clock.now < deadline {
+                    continue
+                }
                 guard clock.now < retryUntil, clock.now < deadline else { throw error }
                 logger.debug("node unreachable; retrying after a membership round", metadata: ["actor": "\(id)", "node": "\(address.node)"])
                 try await Task.sleep(for: options.probeInterval)
@@ -480,11 +493,28 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         }
     }
 
+    /// Runs `body`, or throws `deadlineExceeded` (cancelling it) when `timeout` passes first.
+    static func within<T: Sendable>(_ timeout: Duration, actor: GPUActorID, node: NodeID,
+                                    _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else {
+                throw ClusterError.deadlineExceeded(actor: "\(actor)", node: "\(node)", timeout: "\(timeout)")
+            }
+            return value
+        }
+    }
+
     private func forgetLocation(of id: GPUActorID) { _ = state.withLock { $0.locations.removeValue(forKey: id) } }
 
     /// Where `id`'s activation is: the cached location, the directory's live entry, or a new registration on the node
     /// placement chooses.
-    func locate(_ id: GPUActorID) async throws -> ActorAddress {
+    public func locate(_ id: GPUActorID) async throws -> ActorAddress {
         if let cached = state.withLock({ $0.locations[id] }) { return cached }
         if let found = try await directory.lookup(id) {
             if !isDead(found.node) {

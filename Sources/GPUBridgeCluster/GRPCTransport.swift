@@ -347,6 +347,8 @@ public final class GRPCNodeTransport: NodeTransport {
         await task?.value
     }
 
+    public var enforcesDeadlines: Bool { true }
+
     public func forget(_ node: NodeID) {
         let peer = state.withLock { $0.peers.removeValue(forKey: "\(node.host):\(node.port)") }
         peer?.client.beginGracefulShutdown()

@@ -216,6 +216,8 @@ public protocol NodeTransport: Sendable {
     func shutdown() async
     /// Forgets cached connections to `node` (it died).
     func forget(_ node: NodeID)
+    /// True when `call` itself enforces its timeout (gRPC deadlines); otherwise the caller races it with a timer.
+    var enforcesDeadlines: Bool { get }
 }
 
 /// Nodes of one process, connected by direct calls through the same frames as the wire (requests and replies are
@@ -291,4 +293,6 @@ public final class InProcessNodeTransport: NodeTransport {
     }
 
     public func forget(_ node: NodeID) {}
+
+    public var enforcesDeadlines: Bool { false }
 }

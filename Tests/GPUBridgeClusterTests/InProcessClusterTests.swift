@@ -1,0 +1,272 @@
+import Distributed
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeCluster
+import GPUBridgeTestSupport
+import Testing
+
+/// A test actor whose failures and delays are the point: a non-Codable error and a call that outlives its deadline.
+distributed actor TroubleActor: VirtualActor {
+    typealias ActorSystem = EmbeddedActorSystem
+    let lifecycle = ActivationLifecycle()
+
+    init(actorSystem: EmbeddedActorSystem) { self.actorSystem = actorSystem }
+    func activate() async throws -> DeviceID? { nil }
+    func deactivate() async throws {}
+
+    struct Opaque: Error, CustomStringConvertible {
+        var description: String { "an opaque failure 42" }
+    }
+
+    distributed func failOpaque() async throws -> Int { try await withActivation { throw Opaque() } }
+    /// Waits `milliseconds` of real time (a deadline test needs a call that takes longer than its deadline).
+    distributed func wait(milliseconds: Int) async throws -> Int {
+        try await withActivation {
+            try await Task.sleep(for: .milliseconds(milliseconds))
+            return milliseconds
+        }
+    }
+}
+
+/// Several nodes in one process: in-memory membership, directory and storage, the in-process transport.
+struct InProcessCluster {
+    let network = InProcessNodeTransport.Network()
+    let membership = InMemoryMembershipTable()
+    let directory = InMemoryActorDirectory()
+    let storage = InMemoryActorStorage()
+    var nodes: [ClusterNode] = []
+
+    static let dim = 16
+
+    static func options(port: Int) -> ClusterOptions {
+        var options = ClusterOptions()
+        options.port = port
+        options.probeInterval = .milliseconds(50)
+        options.probeTimeout = .milliseconds(200)
+        options.missedProbesLimit = 2
+        options.callTimeout = .seconds(20)
+        return options
+    }
+
+    static func register(_ system: EmbeddedActorSystem) throws {
+        try system.register(VectorIndexActor.self, as: "vector-index") { VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: 64) }
+        try system.register(EchoActor.self, as: "echo") { EchoActor(actorSystem: $0) }
+        try system.register(TroubleActor.self, as: "trouble") { TroubleActor(actorSystem: $0) }
+    }
+
+    func makeSystem() throws -> EmbeddedActorSystem {
+        var bridgeOptions = BridgeOptions()
+        bridgeOptions.cacheDirectory = nil
+        bridgeOptions.backendOrder = [.cpu]
+        let system = try EmbeddedActorSystem(bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]), storage: storage)
+        try Self.register(system)
+        return system
+    }
+
+    mutating func start(count: Int, configure: (inout ClusterOptions) -> Void = { _ in }) async throws {
+        for i in 0 ..< count {
+            var options = Self.options(port: 7000 + nodes.count + i)
+            configure(&options)
+            let node = try ClusterNode(system: try makeSystem(), membership: membership, directory: directory,
+                                       transport: InProcessNodeTransport(network: network), options: options)
+            try await node.start()
+            nodes.append(node)
+        }
+        // Every node sees every other as active before the test calls (views refresh every probe interval).
+        let all = Set(nodes.map(\.id))
+        for node in nodes {
+            _ = await eventually { Set(node.view.active.map(\.node)).isSuperset(of: all) }
+        }
+    }
+
+    func stopAll() async { for node in nodes { await node.stop() } }
+}
+
+@Suite("Cluster in one process: placement, one activation per key, failure detection, errors")
+struct InProcessClusterTests {
+    @Test("indexes spread over three nodes answer exactly as in a single process")
+    func spreadAndEqual() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 3)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let single = InProcessCluster()
+        let reference = try single.makeSystem()
+
+        var random = SplitMix64(seed: 5)
+        let dim = InProcessCluster.dim
+        for t in 0 ..< 12 {
+            let rows = random.floats(40 * dim, -1, 1)
+            let ids = Array(t * 100 ..< t * 100 + 40)
+            let queries = random.floats(3 * dim, -1, 1)
+            let remote = try cluster.nodes[t % 3].system.actor(VectorIndexActor.self, key: "tenant-\(t)")
+            let local = try reference.actor(VectorIndexActor.self, key: "tenant-\(t)")
+            #expect(try await remote.upsert(ids: ids, vectors: rows) == 40)
+            _ = try await local.upsert(ids: ids, vectors: rows)
+            let got = try await remote.query(queries, k: 5)
+            #expect(got == (try await local.query(queries, k: 5)))
+        }
+        let placed = Dictionary(grouping: try await cluster.directory.all(), by: \.node)
+        #expect(placed.count == 3, "12 indexes over 3 nodes: \(placed.mapValues(\.count))")
+        // Every activation runs on the node the directory names, and only there.
+        for node in cluster.nodes {
+            #expect(Set(node.hosted.keys) == Set((placed[node.id] ?? []).map(\.id)))
+        }
+        _ = single
+    }
+
+    @Test("concurrent first calls from three nodes to one key create exactly one activation")
+    func oneActivation() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 3)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        for round in 0 ..< 5 {
+            let key = "hot-\(round)"
+            let counts = try await withThrowingTaskGroup(of: Int.self) { group in
+                for i in 0 ..< 60 {
+                    let system = cluster.nodes[i % 3].system
+                    group.addTask { try await system.actor(EchoActor.self, key: key).echo([UInt8(i)]).count }
+                }
+                return try await group.reduce(0, +)
+            }
+            #expect(counts == 60)
+            let id = GPUActorID(type: "echo", key: key)
+            let instances = cluster.nodes.map { $0.system.instanceCount(of: id) }
+            #expect(instances.reduce(0, +) == 1, "instances per node: \(instances)")
+            let hosting = cluster.nodes.filter { $0.hosted[id] != nil }
+            #expect(hosting.count == 1)
+            #expect(try await hosting.first?.system.actor(EchoActor.self, key: key).callCount() == 60)
+        }
+    }
+
+    @Test("a node that stops answering is voted dead; its actors reactivate elsewhere from the last snapshot")
+    func failover() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 3)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let dim = InProcessCluster.dim
+        var random = SplitMix64(seed: 9)
+        let client = cluster.nodes[0].system
+        // An index on a node other than the first (the caller), checkpointed.
+        var key = ""
+        for k in 0 ..< 64 where key.isEmpty {
+            let address = try await cluster.nodes[0].locate(GPUActorID(type: "vector-index", key: "k\(k)"))
+            if address.node != cluster.nodes[0].id { key = "k\(k)" }
+        }
+        let id = GPUActorID(type: "vector-index", key: key)
+        let index = try client.actor(VectorIndexActor.self, key: key)
+        let rows = random.floats(30 * dim, -1, 1)
+        _ = try await index.upsert(ids: Array(0 ..< 30), vectors: rows)
+        try await index.checkpoint()
+        let queries = random.floats(2 * dim, -1, 1)
+        let before = try await index.query(queries, k: 4)
+        // Rows after the checkpoint are not in the snapshot: they die with the node.
+        _ = try await index.upsert(ids: [500], vectors: random.floats(dim, -1, 1))
+
+        let victim = try #require(cluster.nodes.first { $0.hosted[id] != nil })
+        cluster.network.setReachable(host: victim.id.host, port: victim.id.port, false)
+        // Calls in flight or made before the death is declared fail with a clear error, not silently.
+        do {
+            _ = try await index.vectorCount()
+            Issue.record("a call to an unreachable node succeeded")
+        } catch let error as ClusterError {
+            guard case .nodeUnreachable = error else { Issue.record("unexpected \(error)"); return }
+        }
+        // The survivors vote; the row turns Dead; the victim reads its own row and stops.
+        #expect(await eventually(timeout: .seconds(20)) {
+            (try? await cluster.membership.readAll().entry(of: victim.id)?.entry.status) == .dead
+        })
+        #expect(await eventually(timeout: .seconds(20)) { victim.phase == .dead })
+        // The next call reactivates the index on a survivor with the checkpointed rows.
+        #expect(await eventually(timeout: .seconds(20)) { (try? await index.vectorCount()) == 30 })
+        #expect(try await index.query(queries, k: 4) == before)
+        let now = try #require(try await cluster.directory.lookup(id))
+        #expect(now.node != victim.id)
+    }
+
+    @Test("remote errors come back typed when Codable, as RemoteActorError otherwise; deadlines hold")
+    func errorsAndDeadlines() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 2)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let system = cluster.nodes[0].system
+        for key in ["a", "b", "c", "d"] {
+            let index = try system.actor(VectorIndexActor.self, key: key)
+            await #expect(throws: GPUBridgeError.self) { try await index.query([Float](repeating: 0, count: InProcessCluster.dim), k: 0) }
+            do {
+                _ = try await index.query([Float](repeating: 0, count: InProcessCluster.dim), k: 0)
+            } catch let error as GPUBridgeError {
+                guard case let .invalidArgument(name, value, _) = error else { Issue.record("\(error)"); continue }
+                #expect(name == "k" && value == "0")
+            }
+            let trouble = try system.actor(TroubleActor.self, key: key)
+            do {
+                _ = try await trouble.failOpaque()
+                Issue.record("failOpaque returned")
+            } catch let error as RemoteActorError {
+                #expect(error.description == "an opaque failure 42")
+                #expect(error.type.hasSuffix("Opaque"))
+            }
+            let started = ContinuousClock.now
+            await #expect(throws: ClusterError.self) {
+                try await ClusterCall.$timeout.withValue(.milliseconds(100)) { try await trouble.wait(milliseconds: 5000) }
+            }
+            #expect(ContinuousClock.now - started < .seconds(4))
+        }
+    }
+
+    @Test("a graceful stop snapshots the node's actors, leaves the directory and marks the row Dead")
+    func gracefulStop() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 2)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let dim = InProcessCluster.dim
+        var random = SplitMix64(seed: 3)
+        let system = cluster.nodes[0].system
+        var keys: [String] = []
+        for k in 0 ..< 8 {
+            let index = try system.actor(VectorIndexActor.self, key: "g\(k)")
+            _ = try await index.upsert(ids: [k, k + 100], vectors: random.floats(2 * dim, -1, 1))
+            keys.append("g\(k)")
+        }
+        let leaving = cluster.nodes[1]
+        let hadActors = leaving.hosted.count
+        #expect(hadActors > 0)
+        await leaving.stop()
+        #expect(leaving.phase == .stopped)
+        #expect(try await cluster.membership.readAll().entry(of: leaving.id)?.entry.status == .dead)
+        #expect(try await cluster.directory.all().allSatisfy { $0.node != leaving.id })
+        // Every index answers from the remaining node with its rows (the snapshot taken at shutdown).
+        for (k, key) in keys.enumerated() {
+            #expect(try await system.actor(VectorIndexActor.self, key: key).idsInRowOrder() == [k, k + 100])
+        }
+    }
+
+    @Test("bad options are rejected with the argument, the value and the limit")
+    func badOptions() throws {
+        let cluster = InProcessCluster()
+        for (change, name) in [({ (o: inout ClusterOptions) in o.port = 70_000 }, "port"),
+                               ({ $0.probeInterval = .zero }, "probeInterval"),
+                               ({ $0.votesForDeath = 0 }, "votesForDeath"),
+                               ({ $0.callTimeout = .zero }, "callTimeout"),
+                               ({ $0.missedProbesLimit = 0 }, "missedProbesLimit")] as [((inout ClusterOptions) -> Void, String)] {
+            var options = ClusterOptions()
+            change(&options)
+            let error = bridgeError { _ = try ClusterNode(system: try cluster.makeSystem(), membership: cluster.membership,
+                                                          directory: cluster.directory,
+                                                          transport: InProcessNodeTransport(network: cluster.network), options: options) }
+            guard case let .invalidArgument(got, _, _)? = error else { Issue.record("\(name): \(String(describing: error))"); continue }
+            #expect(got == name)
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
