@@ -95,7 +95,7 @@ struct InProcessClusterTests {
 
         var random = SplitMix64(seed: 5)
         let dim = InProcessCluster.dim
-        for t in 0 ..< 12 {
+        for t in 0 ..< 30 {
             let rows = random.floats(40 * dim, -1, 1)
             let ids = Array(t * 100 ..< t * 100 + 40)
             let queries = random.floats(3 * dim, -1, 1)
@@ -107,7 +107,7 @@ struct InProcessClusterTests {
             #expect(got == (try await local.query(queries, k: 5)))
         }
         let placed = Dictionary(grouping: try await cluster.directory.all(), by: \.node)
-        #expect(placed.count == 3, "12 indexes over 3 nodes: \(placed.mapValues(\.count))")
+        #expect(placed.count == 3, "30 indexes over 3 nodes: \(placed.mapValues(\.count))")
         // Every activation runs on the node the directory names, and only there.
         for node in cluster.nodes {
             #expect(Set(node.hosted.keys) == Set((placed[node.id] ?? []).map(\.id)))
