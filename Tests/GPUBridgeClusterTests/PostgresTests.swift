@@ -1,0 +1,433 @@
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeTestSupport
+import Testing
+
+@testable import GPUBridgeCluster
+
+// MARK: Checks shared by the PostgreSQL and in-memory suites
+
+/// A node with a distinct address and a realistic generation (microseconds since 1970).
+private func testNode(_ index: Int, host: String = "10.0.0.1") -> NodeID {
+    NodeID(host: host, port: 7000 + index, generation: 1_700_000_000_000_000 + Int64(index))
+}
+
+/// An entry whose every field is set (dates with milliseconds, suspicions, capacity with a device, labels).
+private func fullEntry(_ node: NodeID, status: NodeStatus = .joining) -> MembershipEntry {
+    MembershipEntry(
+        node: node, status: status,
+        iAmAlive: Date(timeIntervalSince1970: 1_750_000_000.123),
+        startTime: Date(timeIntervalSince1970: 1_749_999_000.456),
+        suspicions: [SuspicionVote(voter: testNode(99, host: "10.0.0.9"),
+                                   time: Date(timeIntervalSince1970: 1_750_000_001.789))],
+        capacity: NodeCapacity(devices: [.init(id: "cuda:0", backend: "cuda", name: "H100", totalMemory: 80 << 30,
+                                               freeMemory: 70 << 30)],
+                               activations: 3, callsInFlight: 2),
+        labels: ["host": "gpu-01", "version": "1.2.3", "ünïcode": "✓"])
+}
+
+/// Whole milliseconds since 1970 (what a round trip must keep at least).
+private func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+
+/// `a` and `b` agree in every field, dates to the millisecond.
+private func expectSame(_ a: MembershipEntry, _ b: MembershipEntry, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a.node == b.node, sourceLocation: sourceLocation)
+    #expect(a.status == b.status, sourceLocation: sourceLocation)
+    #expect(milliseconds(a.iAmAlive) == milliseconds(b.iAmAlive), sourceLocation: sourceLocation)
+    #expect(milliseconds(a.startTime) == milliseconds(b.startTime), sourceLocation: sourceLocation)
+    #expect(a.suspicions.map(\.voter) == b.suspicions.map(\.voter), sourceLocation: sourceLocation)
+    #expect(a.suspicions.map { milliseconds($0.time) } == b.suspicions.map { milliseconds($0.time) },
+            sourceLocation: sourceLocation)
+    #expect(a.capacity == b.capacity, sourceLocation: sourceLocation)
+    #expect(a.labels == b.labels, sourceLocation: sourceLocation)
+}
+
+/// Insert and update compare-and-swap on the version and the etag.
+private func checkMembershipCAS(_ table: any MembershipTable) async throws {
+    let empty = try await table.readAll()
+    #expect(empty.version == 0)
+    #expect(empty.entries.isEmpty)
+
+    let a = fullEntry(testNode(1))
+    #expect(try await table.insert(a, expectedVersion: 0))
+    var snapshot = try await table.readAll()
+    #expect(snapshot.version == 1)
+    #expect(snapshot.entries.count == 1)
+    #expect(snapshot.entry(of: a.node)?.etag == 1)
+
+    // A second insert from the stale version 0 (another node, or the same one) changes nothing.
+    let b = fullEntry(testNode(2))
+    #expect(try await table.insert(b, expectedVersion: 0) == false)
+    #expect(try await table.insert(a, expectedVersion: 0) == false)
+    // The same node again at the right version: the row exists, nothing changes.
+    #expect(try await table.insert(a, expectedVersion: 1) == false)
+    #expect(try await table.readAll() == snapshot)
+
+    // Update with the right etag and version bumps both.
+    var changed = a
+    changed.status = .active
+    changed.labels["zone"] = "b"
+    #expect(try await table.update(changed, etag: 1, expectedVersion: 1))
+    snapshot = try await table.readAll()
+    #expect(snapshot.version == 2)
+    let row = try #require(snapshot.entry(of: a.node))
+    #expect(row.etag == 2)
+    expectSame(row.entry, changed)
+
+    // A stale etag fails; a stale version fails; neither changes anything.
+    var again = changed
+    again.status = .shuttingDown
+    #expect(try await table.update(again, etag: 1, expectedVersion: 2) == false)
+    #expect(try await table.update(again, etag: 2, expectedVersion: 1) == false)
+    // An update of a node without a row fails too.
+    #expect(try await table.update(fullEntry(testNode(3)), etag: 1, expectedVersion: 2) == false)
+    #expect(try await table.readAll() == snapshot)
+
+    // Inserting the second node at the current version works.
+    #expect(try await table.insert(b, expectedVersion: 2))
+    snapshot = try await table.readAll()
+    #expect(snapshot.version == 3)
+    #expect(snapshot.entries.map(\.entry.node) == [a.node, b.node])
+
+    try await table.reset()
+    let reset = try await table.readAll()
+    #expect(reset.version == 0)
+    #expect(reset.entries.isEmpty)
+    #expect(try await table.insert(a, expectedVersion: 0))
+}
+
+/// Ten writers update the same row from the same snapshot at once: exactly one wins.
+private func checkConcurrentUpdates(_ table: any MembershipTable) async throws {
+    let node = testNode(1)
+    #expect(try await table.insert(fullEntry(node), expectedVersion: 0))
+    let snapshot = try await table.readAll()
+    let row = try #require(snapshot.entry(of: node))
+    let wins = try await withThrowingTaskGroup(of: Bool.self, returning: Int.self) { group in
+        for writer in 0..<10 {
+            var entry = row.entry
+            entry.labels["writer"] = "\(writer)"
+            group.addTask { try await table.update(entry, etag: row.etag, expectedVersion: snapshot.version) }
+        }
+        return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+    }
+    #expect(wins == 1)
+    let after = try await table.readAll()
+    #expect(after.version == snapshot.version + 1)
+    #expect(after.entry(of: node)?.etag == row.etag + 1)
+    #expect(after.entry(of: node)?.entry.labels["writer"] != nil)
+
+    // Concurrent inserts of different nodes from the same version: exactly one wins too.
+    let inserts = try await withThrowingTaskGroup(of: Bool.self, returning: Int.self) { group in
+        for index in 10..<20 {
+            group.addTask { try await table.insert(fullEntry(testNode(index)), expectedVersion: after.version) }
+        }
+        return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+    }
+    #expect(inserts == 1)
+    let finished = try await table.readAll()
+    #expect(finished.version == after.version + 1)
+    #expect(finished.entries.count == 2)
+}
+
+/// IAmAlive writes change the time and capacity only: no version or etag change.
+private func checkIAmAlive(_ table: any MembershipTable) async throws {
+    let entry = fullEntry(testNode(1))
+    #expect(try await table.insert(entry, expectedVersion: 0))
+    let before = try await table.readAll()
+    let time = Date(timeIntervalSince1970: 1_760_000_000.987)
+    let capacity = NodeCapacity(devices: [], activations: 42, callsInFlight: 7)
+    try await table.updateIAmAlive(entry.node, at: time, capacity: capacity)
+    // A node without a row: nothing happens, nothing throws.
+    try await table.updateIAmAlive(testNode(5), at: time, capacity: capacity)
+    let after = try await table.readAll()
+    #expect(after.version == before.version)
+    #expect(after.entries.count == 1)
+    let row = try #require(after.entry(of: entry.node))
+    #expect(row.etag == before.entry(of: entry.node)?.etag)
+    #expect(milliseconds(row.entry.iAmAlive) == milliseconds(time))
+    #expect(row.entry.capacity == capacity)
+    var expected = entry
+    expected.iAmAlive = time
+    expected.capacity = capacity
+    expectSame(row.entry, expected)
+}
+
+/// Every field survives a write and a read, for every status.
+private func checkRoundTrip(_ table: any MembershipTable) async throws {
+    var version: Int64 = 0
+    for (index, status) in NodeStatus.allCases.enumerated() {
+        let entry = fullEntry(testNode(index), status: status)
+        #expect(try await table.insert(entry, expectedVersion: version))
+        version += 1
+        let row = try #require(try await table.readAll().entry(of: entry.node))
+        expectSame(row.entry, entry)
+    }
+    // Empty collections too.
+    let bare = MembershipEntry(node: testNode(50, host: "[::1]"), status: .active,
+                               iAmAlive: Date(timeIntervalSince1970: 0.001), startTime: Date(timeIntervalSince1970: 0))
+    #expect(try await table.insert(bare, expectedVersion: version))
+    let row = try #require(try await table.readAll().entry(of: bare.node))
+    expectSame(row.entry, bare)
+}
+
+/// 32 nodes register the same actor at once: one activation, the same address for all.
+private func checkDirectoryConcurrency(_ directory: any ActorDirectory) async throws {
+    let id = GPUActorID(type: "Index", key: "tenant-7")
+    #expect(try await directory.lookup(id) == nil)
+    let addresses = try await withThrowingTaskGroup(of: ActorAddress.self, returning: [ActorAddress].self) { group in
+        for index in 0..<32 {
+            group.addTask { try await directory.register(id, on: testNode(index)) }
+        }
+        return try await group.reduce(into: []) { $0.append($1) }
+    }
+    #expect(addresses.count == 32)
+    #expect(Set(addresses).count == 1)
+    let winner = try #require(addresses.first)
+    #expect(winner.id == id)
+    #expect(try await directory.lookup(id) == winner)
+    #expect(try await directory.all() == [winner])
+    // A later register on another node returns the registered activation.
+    #expect(try await directory.register(id, on: testNode(77)) == winner)
+}
+
+/// Unregister compares the activation; a re-registration gets a higher number; unregisterAll counts.
+private func checkUnregister(_ directory: any ActorDirectory) async throws {
+    let id = GPUActorID(type: "Index", key: "k")
+    let first = try await directory.register(id, on: testNode(1))
+    var wrong = first
+    wrong.activation += 1_000
+    #expect(try await directory.unregister(wrong) == false)
+    var otherNode = first
+    otherNode.node = testNode(2)
+    #expect(try await directory.unregister(otherNode) == false)
+    #expect(try await directory.lookup(id) == first)
+    #expect(try await directory.unregister(first))
+    #expect(try await directory.unregister(first) == false)
+    #expect(try await directory.lookup(id) == nil)
+    let second = try await directory.register(id, on: testNode(2))
+    #expect(second.node == testNode(2))
+    #expect(second.activation > first.activation)
+
+    // unregisterAll(on:) removes exactly the node's activations.
+    let a = testNode(10)
+    let b = testNode(11)
+    for key in 0..<3 { _ = try await directory.register(GPUActorID(type: "A", key: "\(key)"), on: a) }
+    for key in 0..<2 { _ = try await directory.register(GPUActorID(type: "B", key: "\(key)"), on: b) }
+    #expect(try await directory.all().count == 6)
+    #expect(try await directory.unregisterAll(on: a) == 3)
+    #expect(try await directory.unregisterAll(on: a) == 0)
+    let left = try await directory.all()
+    #expect(left.map(\.id) == [GPUActorID(type: "B", key: "0"), GPUActorID(type: "B", key: "1"), id])
+    #expect(try await directory.unregisterAll(on: b) == 2)
+    #expect(try await directory.all() == [second])
+}
+
+// MARK: PostgreSQL
+
+/// The test server's URL (scripts/test starts one).
+private var databaseURL: String { ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_URL"] ?? "" }
+
+/// A cluster name no other test or run uses.
+private func uniqueCluster() -> String { "test-\(UUID().uuidString)" }
+
+@Suite("PostgreSQL membership, directory and storage",
+       .enabled(if: ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_URL"] != nil,
+                "needs a PostgreSQL server: scripts/test starts one and sets GPUBRIDGE_TEST_DATABASE_URL"))
+struct PostgresTests {
+    @Test("membership: insert and update are compare-and-swaps on the version and the etag")
+    func membershipCAS() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            try await checkMembershipCAS(PostgresMembershipTable(store: store, cluster: uniqueCluster()))
+        }
+    }
+
+    @Test("membership: of 10 concurrent updates from one snapshot exactly one succeeds")
+    func membershipConcurrentUpdates() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            try await checkConcurrentUpdates(PostgresMembershipTable(store: store, cluster: uniqueCluster()))
+        }
+    }
+
+    @Test("membership: IAmAlive writes change the time and capacity, not the version")
+    func membershipIAmAlive() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            try await checkIAmAlive(PostgresMembershipTable(store: store, cluster: uniqueCluster()))
+        }
+    }
+
+    @Test("membership: every field round-trips, dates to the millisecond")
+    func membershipRoundTrip() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            try await checkRoundTrip(PostgresMembershipTable(store: store, cluster: uniqueCluster()))
+        }
+    }
+
+    @Test("membership: dates round-trip to the microsecond")
+    func membershipMicroseconds() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            let table = PostgresMembershipTable(store: store, cluster: uniqueCluster())
+            var entry = fullEntry(testNode(1))
+            entry.iAmAlive = Date(timeIntervalSince1970: 1_750_000_000.123_457)
+            entry.startTime = Date(timeIntervalSince1970: -1.000_001)  // before 1970 too
+            #expect(try await table.insert(entry, expectedVersion: 0))
+            let row = try #require(try await table.readAll().entry(of: entry.node))
+            #expect(PostgresStore.microseconds(row.entry.iAmAlive) == 1_750_000_000_123_457)
+            #expect(PostgresStore.microseconds(row.entry.startTime) == -1_000_001)
+        }
+    }
+
+    @Test("membership: clusters sharing a database do not see each other")
+    func membershipClustersAreSeparate() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            let one = PostgresMembershipTable(store: store, cluster: uniqueCluster())
+            let two = PostgresMembershipTable(store: store, cluster: uniqueCluster())
+            #expect(try await one.insert(fullEntry(testNode(1)), expectedVersion: 0))
+            #expect(try await two.insert(fullEntry(testNode(1)), expectedVersion: 0))
+            #expect(try await one.readAll().version == 1)
+            try await two.reset()
+            #expect(try await one.readAll().entries.count == 1)
+            #expect(try await two.readAll().entries.isEmpty)
+        }
+    }
+
+    @Test("directory: 32 concurrent registrations of one actor get one activation")
+    func directoryConcurrency() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            try await checkDirectoryConcurrency(PostgresActorDirectory(store: store, cluster: uniqueCluster()))
+        }
+    }
+
+    @Test("directory: unregister compares the activation; unregisterAll counts")
+    func directoryUnregister() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            try await checkUnregister(PostgresActorDirectory(store: store, cluster: uniqueCluster()))
+        }
+    }
+
+    @Test("storage: save, load and delete a 1 MiB snapshot; versions increase")
+    func storageRoundTrip() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            let storage = PostgresActorStorage(store: store, cluster: uniqueCluster())
+            let bytes = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
+            #expect(try await storage.load(type: "Index", key: "a") == nil)
+            #expect(try await storage.version(type: "Index", key: "a") == 0)
+            try await storage.save(type: "Index", key: "a", bytes: bytes)
+            #expect(try await storage.load(type: "Index", key: "a") == bytes)
+            #expect(try await storage.version(type: "Index", key: "a") == 1)
+            try await storage.save(type: "Index", key: "a", bytes: [1, 2, 3])
+            #expect(try await storage.load(type: "Index", key: "a") == [1, 2, 3])
+            #expect(try await storage.version(type: "Index", key: "a") == 2)
+            try await storage.save(type: "Index", key: "a", bytes: [])
+            #expect(try await storage.load(type: "Index", key: "a") == [])
+            #expect(try await storage.version(type: "Index", key: "a") == 3)
+            #expect(try await storage.load(type: "Index", key: "b") == nil)
+            #expect(try await storage.load(type: "Other", key: "a") == nil)
+            try await storage.delete(type: "Index", key: "a")
+            #expect(try await storage.load(type: "Index", key: "a") == nil)
+            #expect(try await storage.version(type: "Index", key: "a") == 0)
+            try await storage.delete(type: "Index", key: "a")  // deleting nothing is fine
+        }
+    }
+
+    @Test("schema: concurrent migrations from several stores succeed")
+    func concurrentMigrations() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    try await PostgresStore.withStore(url: databaseURL) { store in try await store.migrate() }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    @Test("a failing query throws backendFailure with the server's message")
+    func backendFailure() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            let error = await bridgeError {
+                try await store.withConnection("select from a missing table") { connection in
+                    _ = try await connection.query("SELECT * FROM gb_no_such_table", logger: store.logger)
+                }
+            }
+            guard case let .backendFailure(backend, call, _, message) = error else {
+                Issue.record("expected backendFailure, got \(String(describing: error))")
+                return
+            }
+            #expect(backend == "postgresql")
+            #expect(call == "select from a missing table")
+            #expect(message.contains("gb_no_such_table"))
+        }
+    }
+}
+
+// MARK: URL parsing (no server needed)
+
+@Suite("PostgreSQL URLs")
+struct PostgresURLTests {
+    @Test("good URLs parse; the port defaults to 5432")
+    func goodURLs() throws {
+        let store = try PostgresStore(url: "postgres://alice:secret@db.example.com:6543/cluster")
+        #expect(store.host == "db.example.com")
+        #expect(store.port == 6543)
+        #expect(store.username == "alice")
+        #expect(store.database == "cluster")
+
+        #expect(try PostgresStore.parse(url: "postgresql://bob@127.0.0.1/gpubridge")
+                == .init(user: "bob", password: nil, host: "127.0.0.1", port: 5432, database: "gpubridge"))
+        #expect(try PostgresStore.parse(url: "POSTGRES://u:p%40ss%3Aw@[::1]:5000/my%20db")
+                == .init(user: "u", password: "p@ss:w", host: "::1", port: 5000, database: "my db"))
+        #expect(try PostgresStore.parse(url: "postgres://u:@h:1/d")
+                == .init(user: "u", password: "", host: "h", port: 1, database: "d"))
+        #expect(try PostgresStore.parse(url: "postgres://u@h:65535/d").port == 65_535)
+    }
+
+    @Test("bad URLs throw invalidArgument naming databaseURL", arguments: [
+        "mysql://u@h:5432/d", "http://u@h/d", "u@h:5432/d", "", "postgres://",
+        "postgres://u@:5432/d", "postgres://u@/d",
+        "postgres://u@h:0/d", "postgres://u@h:70000/d", "postgres://u@h:-1/d", "postgres://u@h:port/d",
+        "postgres://u@h:/d",
+        "postgres://u@h:5432", "postgres://u@h:5432/", "postgres://u@h/d?sslmode=require",
+        "postgres://h:5432/d", "postgres://:p@h:5432/d", "postgres://u@[::1/d",
+    ])
+    func badURLs(url: String) {
+        let error = bridgeError { try PostgresStore(url: url) }
+        guard case let .invalidArgument(name, _, limit) = error else {
+            Issue.record("expected invalidArgument for \(url), got \(String(describing: error))")
+            return
+        }
+        #expect(name == "databaseURL")
+        #expect(limit == "postgres://user[:password]@host[:port]/database")
+    }
+
+    @Test("errors do not show the password")
+    func passwordRedacted() {
+        let error = bridgeError { try PostgresStore(url: "postgres://u:hunter2@h:0/d") }
+        #expect(error != nil)
+        #expect(!(error?.description.contains("hunter2") ?? true))
+        #expect(PostgresStore.redacted("postgres://u:hunter2@h/d") == "postgres://u:***@h/d")
+    }
+}
+
+// MARK: The same checks on the in-memory implementations
+
+@Suite("In-memory membership table and directory")
+struct InMemoryClusterStoreTests {
+    @Test("membership: insert and update are compare-and-swaps on the version and the etag")
+    func membershipCAS() async throws { try await checkMembershipCAS(InMemoryMembershipTable()) }
+
+    @Test("membership: of 10 concurrent updates from one snapshot exactly one succeeds")
+    func membershipConcurrentUpdates() async throws { try await checkConcurrentUpdates(InMemoryMembershipTable()) }
+
+    @Test("membership: IAmAlive writes change the time and capacity, not the version")
+    func membershipIAmAlive() async throws { try await checkIAmAlive(InMemoryMembershipTable()) }
+
+    @Test("membership: every field round-trips")
+    func membershipRoundTrip() async throws { try await checkRoundTrip(InMemoryMembershipTable()) }
+
+    @Test("directory: 32 concurrent registrations of one actor get one activation")
+    func directoryConcurrency() async throws { try await checkDirectoryConcurrency(InMemoryActorDirectory()) }
+
+    @Test("directory: unregister compares the activation; unregisterAll counts")
+    func directoryUnregister() async throws { try await checkUnregister(InMemoryActorDirectory()) }
+}
