@@ -10,7 +10,8 @@ struct GPUBridgeCommand: AsyncParsableCommand {
         abstract: "Run compute kernels on GPUs (CUDA, OpenCL) or the CPU from Swift.",
         discussion: "Logs go to standard error at the level in GPUBRIDGE_LOG_LEVEL (trace, debug, info, notice, warning, error; default warning).",
         version: GPUBridgeVersion.string,
-        subcommands: [DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, BenchCommand.self, DemoCommand.self]
+        subcommands: [DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, BenchCommand.self, DemoCommand.self,
+                      NodeCommand.self]
     )
 
     static func main() async {

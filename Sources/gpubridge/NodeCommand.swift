@@ -1,0 +1,227 @@
+import ArgumentParser
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeCluster
+import Logging
+import ServiceLifecycle
+
+/// The settings of `gpubridge node`, as read from a JSON file (`--config`); every key is optional.
+struct NodeConfigFile: Decodable {
+    var listen: String?
+    var databaseURL: String?
+    var cluster: String?
+    var tlsCertificate: String?
+    var tlsKey: String?
+    var tlsCA: String?
+    var plaintext: Bool?
+    var devices: String?
+    var vectorDim: Int?
+    var probeIntervalMs: Int?
+    var missedProbes: Int?
+    var votesForDeath: Int?
+    var callTimeoutMs: Int?
+    var idleTimeoutS: Int?
+    var statePath: String?
+}
+
+struct NodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node",
+        abstract: "Run a cluster node: host GPU actors, join the membership table, serve calls over gRPC.",
+        discussion: """
+            Settings come from flags, then environment variables (GPUBRIDGE_NODE_LISTEN, GPUBRIDGE_DATABASE_URL, \
+            GPUBRIDGE_CLUSTER, GPUBRIDGE_TLS_CERT, GPUBRIDGE_TLS_KEY, GPUBRIDGE_TLS_CA, GPUBRIDGE_NODE_DEVICES), then \
+            the JSON file given with --config (keys: listen, databaseURL, cluster, tlsCertificate, tlsKey, tlsCA, \
+            plaintext, devices, vectorDim, probeIntervalMs, missedProbes, votesForDeath, callTimeoutMs, idleTimeoutS, \
+            statePath). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
+            between nodes is mutual TLS; --plaintext is for local development only. On SIGTERM or SIGINT the node \
+            deactivates its actors (snapshots saved), leaves the directory, marks itself ShuttingDown then Dead, and \
+            exits 0. If the cluster declares it dead it stops and exits 1. When ready it prints one JSON line: \
+            {"event":"ready","node":"host:port@generation"}.
+            """
+    )
+
+    @Option(name: .long, help: "JSON configuration file.")
+    var config: String?
+    @Option(name: .long, help: "Address to listen on and advertise, host:port (port 0 picks one). Default 127.0.0.1:0.")
+    var listen: String?
+    @Option(name: .long, help: "PostgreSQL URL for membership, directory and actor state: postgres://user[:password]@host:port/db.")
+    var databaseURL: String?
+    @Option(name: .long, help: "Cluster name (rows of several clusters can share a database). Default gpubridge.")
+    var cluster: String?
+    @Option(name: .long, help: "This node's certificate (PEM), signed by the cluster CA.")
+    var tlsCert: String?
+    @Option(name: .long, help: "This node's private key (PEM).")
+    var tlsKey: String?
+    @Option(name: .long, help: "The cluster CA certificate (PEM); peers must present a certificate it signed.")
+    var tlsCA: String?
+    @Flag(name: .long, help: "No TLS between nodes (local development only).")
+    var plaintext = false
+    @Option(name: .long, help: "Devices to use: auto, cpu, opencl or cuda (a backend's devices). Default auto.")
+    var devices: String?
+    @Option(name: .long, help: "Dimension of the vector-index actors this node hosts. Default 384.")
+    var vectorDim: Int?
+    @Option(name: .long, help: "Membership round (IAmAlive, probes) in milliseconds. Default 1000.")
+    var probeIntervalMs: Int?
+    @Option(name: .long, help: "Missed probes before a vote. Default 3.")
+    var missedProbes: Int?
+    @Option(name: .long, help: "Votes that declare a node dead. Default 2.")
+    var votesForDeath: Int?
+    @Option(name: .long, help: "Deadline of calls this node makes, in milliseconds. Default 30000.")
+    var callTimeoutMs: Int?
+    @Option(name: .long, help: "Seconds without calls before an actor is deactivated. Default 300.")
+    var idleTimeoutS: Int?
+    @Option(name: .long, help: "SQLite file for actor state when no database URL is given (default: in memory).")
+    var statePath: String?
+
+    /// Settings after merging flags, environment and file.
+    struct Settings {
+        var host = "127.0.0.1"
+        var port = 0
+        var databaseURL: String?
+        var cluster = "gpubridge"
+        var security = ClusterSecurity.plaintext
+        var devices = BackendChoice.auto
+        var vectorDim = 384
+        var options = ClusterOptions()
+        var idleTimeout: Duration = .seconds(300)
+        var statePath: String?
+    }
+
+    func settings(environment: [String: String]) throws -> Settings {
+        var file = NodeConfigFile()
+        if let config {
+            guard let data = FileManager.default.contents(atPath: config) else {
+                throw ValidationError("invalid --config \(config): not a readable file")
+            }
+            do { file = try JSONDecoder().decode(NodeConfigFile.self, from: data) } catch {
+                throw ValidationError("invalid --config \(config): \(error)")
+            }
+        }
+        var s = Settings()
+        let listen = self.listen ?? environment["GPUBRIDGE_NODE_LISTEN"] ?? file.listen ?? "127.0.0.1:0"
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port),
+              !listen[..<colon].isEmpty else {
+            throw ValidationError("invalid --listen \(listen); expected host:port with port 0...65535")
+        }
+        s.host = String(listen[..<colon])
+        s.port = port
+        s.databaseURL = databaseURL ?? environment["GPUBRIDGE_DATABASE_URL"] ?? file.databaseURL
+        s.cluster = cluster ?? environment["GPUBRIDGE_CLUSTER"] ?? file.cluster ?? "gpubridge"
+        let cert = tlsCert ?? environment["GPUBRIDGE_TLS_CERT"] ?? file.tlsCertificate
+        let key = tlsKey ?? environment["GPUBRIDGE_TLS_KEY"] ?? file.tlsKey
+        let ca = tlsCA ?? environment["GPUBRIDGE_TLS_CA"] ?? file.tlsCA
+        let plain = plaintext || file.plaintext == true
+        switch (cert, key, ca, plain) {
+        case let (cert?, key?, ca?, false):
+            s.security = .mutualTLS(certificate: cert, privateKey: key, trustRoots: ca)
+        case (nil, nil, nil, true):
+            s.security = .plaintext
+        case (_, _, _, true):
+            throw ValidationError("invalid --plaintext with TLS files; give either --tls-cert, --tls-key and --tls-ca, or --plaintext")
+        default:
+            throw ValidationError("node traffic needs --tls-cert, --tls-key and --tls-ca (all three), or --plaintext for local development")
+        }
+        let deviceText = devices ?? environment["GPUBRIDGE_NODE_DEVICES"] ?? file.devices ?? "auto"
+        guard let choice = BackendChoice(rawValue: deviceText) else {
+            throw ValidationError("invalid --devices \(deviceText); expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        s.devices = choice
+        s.vectorDim = vectorDim ?? file.vectorDim ?? 384
+        guard (1...4096).contains(s.vectorDim) else { throw ValidationError("invalid --vector-dim \(s.vectorDim); expected 1...4096") }
+        s.options.host = s.host
+        s.options.port = s.port
+        s.options.probeInterval = .milliseconds(probeIntervalMs ?? file.probeIntervalMs ?? 1000)
+        s.options.probeTimeout = min(.seconds(1), s.options.probeInterval)
+        s.options.missedProbesLimit = missedProbes ?? file.missedProbes ?? 3
+        s.options.votesForDeath = votesForDeath ?? file.votesForDeath ?? 2
+        s.options.callTimeout = .milliseconds(callTimeoutMs ?? file.callTimeoutMs ?? 30_000)
+        s.options.labels = ["pid": "\(ProcessInfo.processInfo.processIdentifier)", "version": GPUBridgeVersion.string]
+        s.idleTimeout = .seconds(idleTimeoutS ?? file.idleTimeoutS ?? 300)
+        s.statePath = statePath ?? file.statePath
+        do { try s.options.validate() } catch { throw ValidationError("invalid node settings: \(error)") }
+        do { try s.security.validate() } catch { throw ValidationError("invalid TLS settings: \(error)") }
+        return s
+    }
+
+    func run() async throws {
+        let s = try settings(environment: ProcessInfo.processInfo.environment)
+        let logger = Logger(label: "gpubridge.node")
+        let (reports, found, _) = Backends.discover()
+        let devices = try s.devices.select(from: found, reports: reports)
+        var bridgeOptions = BridgeOptions()
+        bridgeOptions.backendOrder = Backends.preference.filter { kind in devices.contains { $0.id.backend == kind } }
+        let bridge = try Bridge(options: bridgeOptions, backends: devices.map(\.backend))
+
+        var store: PostgresStore?
+        let membership: any MembershipTable, directory: any ActorDirectory, storage: any ActorStorage
+        if let url = s.databaseURL {
+            let opened = try PostgresStore(url: url)
+            store = opened
+            membership = PostgresMembershipTable(store: opened, cluster: s.cluster)
+            directory = PostgresActorDirectory(store: opened, cluster: s.cluster)
+            storage = PostgresActorStorage(store: opened, cluster: s.cluster)
+        } else {
+            membership = InMemoryMembershipTable()
+            directory = InMemoryActorDirectory()
+            storage = try s.statePath.map { try SQLiteActorStorage(path: $0) } ?? InMemoryActorStorage()
+        }
+        var systemOptions = ActorSystemOptions()
+        systemOptions.idleTimeout = s.idleTimeout
+        let system = try EmbeddedActorSystem(bridge: bridge, storage: storage, options: systemOptions)
+        try NodeActors.register(system, vectorDim: s.vectorDim)
+        let transport = try GRPCNodeTransport(security: s.security)
+        let node = try ClusterNode(system: system, membership: membership, directory: directory, transport: transport,
+                                   options: s.options)
+        let runner = NodeRunner(node: node, store: store)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let store { services.append(.init(service: store)) }
+        services.append(.init(service: runner))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.error("node stopped with an error", metadata: ["error": "\(error)"])
+            NodeOutput.line(#"{"event":"stopped","error":true}"#)
+            throw ExitCode(1)
+        }
+        NodeOutput.line(#"{"event":"stopped","error":false}"#)
+    }
+}
+
+/// The actor types every node hosts (a client registers the same ones to call them).
+enum NodeActors {
+    static func register(_ system: EmbeddedActorSystem, vectorDim: Int) throws {
+        try system.register(VectorIndexActor.self, as: "vector-index") { VectorIndexActor(actorSystem: $0, dim: vectorDim) }
+        try system.register(EchoActor.self, as: "echo") { EchoActor(actorSystem: $0) }
+    }
+}
+
+/// Migrates the schema, runs the node, prints the ready line.
+struct NodeRunner: Service {
+    let node: ClusterNode
+    let store: PostgresStore?
+
+    func run() async throws {
+        if let store { try await store.migrate() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await node.run() }
+            // The ready line, once the node is active (it runs in `node.run()`).
+            while node.phase == .created || node.phase == .joining { try await Task.sleep(for: .milliseconds(5)) }
+            if node.phase == .active {
+                NodeOutput.line(#"{"event":"ready","node":"\#(node.id)"}"#)
+            }
+            try await group.waitForAll()
+        }
+    }
+}
+
+/// Status lines on standard output, written at once (a supervising process reads them through a pipe).
+enum NodeOutput {
+    static func line(_ text: String) {
+        let bytes = Array((text + "\n").utf8)
+        bytes.withUnsafeBytes { raw in _ = write(1, raw.baseAddress, raw.count) }
+    }
+}
