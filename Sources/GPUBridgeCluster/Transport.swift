@@ -43,7 +43,8 @@ public struct ClusterRequest: Sendable {
     public var address: ActorAddress
     /// The sending node (or client), for logs.
     public var caller: String
-    /// Nanoseconds the caller still waits; the receiver runs the call under this deadline too.
+    /// Nanoseconds the caller still waits when it sends the call. The receiver does not cut a call that runs longer
+    /// (an actor's work is not cancelled half-way); the caller stops waiting and reports `deadlineExceeded`.
     public var timeoutNanoseconds: Int64
     public var call: ActorCall
 

@@ -12,13 +12,15 @@ struct BenchCommand: AsyncParsableCommand {
             (host<->device, pageable vs pinned), compile (cold vs memory vs disk cache), kernels (each built-in \
             operation end to end), batching (10 000 small requests, batched vs one launch each), actors (an actor \
             call against the same request made directly; a batch actor, one launch per request against coalesced), \
-            all. scripts/compare-peers runs these next to numpy and pyopencl.
+            cluster (a remote actor call over the cluster's gRPC transport on loopback against a plain grpc-swift-2 \
+            unary call of the same bytes: 64 B and --size bytes (default 64 MiB) round trips, calls per second with 32 \
+            in flight; run once, not per device), all. scripts/compare-peers runs these next to numpy and pyopencl.
             """
     )
 
-    static let suites = ["stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "actors", "all"]
+    static let suites = ["stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "actors", "cluster", "all"]
 
-    @Argument(help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching, actors or all.")
+    @Argument(help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching, actors, cluster or all.")
     var suite: String
 
     @Option(name: .long, help: "Backend: auto, all, cpu, opencl or cuda.")
@@ -53,7 +55,7 @@ struct BenchCommand: AsyncParsableCommand {
         let names = suite == "all" ? Array(Self.suites.dropLast()) : [suite]
         var figures: [Figure] = []
         for device in chosen {
-            for name in names {
+            for name in names where name != "cluster" {
                 switch name {
                 case "stream": figures += try await suites.stream(device)
                 case "launch": figures += try await suites.launch(device)
@@ -66,6 +68,7 @@ struct BenchCommand: AsyncParsableCommand {
                 }
             }
         }
+        if names.contains("cluster") { figures += try await suites.cluster(largeBytes: size ?? 64 << 20) }
         suites.progress.done()
         if json { return try printJSON(figures) }
         print("suite     figure                                                device     median        min           max           unit        ok")

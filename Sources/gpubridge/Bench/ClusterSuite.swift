@@ -1,0 +1,186 @@
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeCluster
+import GRPCCore
+import GRPCNIOTransportHTTP2
+
+/// The reference for the cluster benchmark: a plain grpc-swift-2 unary echo of raw bytes, nothing of ours on the path.
+private struct RawBytes: MessageSerializer, MessageDeserializer {
+    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+        serializedMessageBytes.withUnsafeBytes { [UInt8]($0) }
+    }
+}
+
+private struct PlainEchoService: RegistrableRPCService {
+    static let method = MethodDescriptor(fullyQualifiedService: "bench.Echo", method: "Echo")
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(forMethod: Self.method, deserializer: RawBytes(), serializer: RawBytes()) { request, _ in
+            var message: [UInt8] = []
+            for try await m in request.messages { message = m }
+            return StreamingServerResponse(single: ServerResponse(message: message))
+        }
+    }
+}
+
+extension Suites {
+    /// A remote actor call on loopback (a client node calling `EchoActor.echo` hosted by another node, over the
+    /// cluster's gRPC transport) next to a plain grpc-swift-2 unary echo of the same bytes, interleaved in one run:
+    /// round-trip latency for a small payload and for a large buffer, and throughput with calls in flight. Plaintext
+    /// for both, so the comparison is the actor layer (directory, routing, invocation encoding, framing, chunking).
+    func cluster(largeBytes: Int = 64 << 20) async throws -> [Figure] {
+        let plainLimit = largeBytes + (1 << 20)
+        // The plain server and client, with their message limits raised to carry the large buffer in one message.
+        var serverConfig = HTTP2ServerTransport.Posix.Config.defaults
+        serverConfig.rpc.maxRequestPayloadSize = plainLimit
+        serverConfig.http2.maxFrameSize = 1 << 20
+        serverConfig.http2.targetWindowSize = 16 << 20
+        let serverTransport = HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext,
+                                                         config: serverConfig)
+        let server = GRPCServer(transport: serverTransport, services: [PlainEchoService()])
+        let serverTask = Task { try? await server.serve() }
+        defer { server.beginGracefulShutdown() }
+        guard let port = try await serverTransport.listeningAddress.ipv4?.port else {
+            throw GPUBridgeError.backendFailure(backend: "grpc", call: "listen", code: -1, message: "no IPv4 address")
+        }
+        var clientConfig = HTTP2ClientTransport.Posix.Config.defaults
+        clientConfig.http2.maxFrameSize = 1 << 20
+        clientConfig.http2.targetWindowSize = 16 << 20
+        let plain = GRPCClient(transport: try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port),
+                                                                         transportSecurity: .plaintext, config: clientConfig))
+        let clientTask = Task { try? await plain.runConnections() }
+        defer { plain.beginGracefulShutdown() }
+        let callOptions: CallOptions = {
+            var options = CallOptions.defaults
+            options.maxRequestMessageBytes = plainLimit
+            options.maxResponseMessageBytes = plainLimit
+            return options
+        }()
+        @Sendable func plainEcho(_ bytes: [UInt8]) async throws -> [UInt8] {
+            try await plain.unary(request: ClientRequest(message: bytes), descriptor: PlainEchoService.method, serializer: RawBytes(),
+                                  deserializer: RawBytes(), options: callOptions) { try $0.message }
+        }
+
+        // The cluster: one hosting node and one client node, in-memory membership, gRPC on loopback.
+        let membership = InMemoryMembershipTable(), directory = InMemoryActorDirectory()
+        func system() throws -> EmbeddedActorSystem {
+            var options = BridgeOptions()
+            options.cacheDirectory = nil
+            options.backendOrder = [.cpu]
+            let system = try EmbeddedActorSystem(bridge: try Bridge(options: options, backends: [CPUBackend()]), storage: InMemoryActorStorage())
+            try system.register(EchoActor.self, as: "echo") { EchoActor(actorSystem: $0) }
+            return system
+        }
+        var nodeOptions = ClusterOptions()
+        nodeOptions.probeInterval = .seconds(1)
+        let host = try ClusterNode(system: try system(), membership: membership, directory: directory,
+                                   transport: try GRPCNodeTransport(security: .plaintext), options: nodeOptions)
+        try await host.start()
+        var clientOptions = nodeOptions
+        clientOptions.role = .client
+        let caller = try ClusterNode(system: try system(), membership: membership, directory: directory,
+                                     transport: try GRPCNodeTransport(security: .plaintext), options: clientOptions)
+        try await caller.start()
+        let echo = try caller.system.actor(EchoActor.self, key: "bench")
+
+        var random = SplitMix64(seed: 77)
+        let small = (0 ..< 64).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let large = [UInt8](unsafeUninitializedCapacity: largeBytes) { out, count in
+            for i in 0 ..< largeBytes { out[i] = UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 7) }
+            count = largeBytes
+        }
+        let figures: [Figure]
+        do {
+            figures = try await clusterFigures(small: small, large: large, actorEcho: { try await echo.echo($0) }, plainEcho: plainEcho)
+        } catch {
+            await caller.stop()
+            await host.stop()
+            throw error
+        }
+        await caller.stop()
+        await host.stop()
+        plain.beginGracefulShutdown()
+        server.beginGracefulShutdown()
+        await clientTask.value
+        await serverTask.value
+        return figures
+    }
+
+    private func clusterFigures(small: [UInt8], large: [UInt8], actorEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8],
+                                plainEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8]) async throws -> [Figure] {
+        let clock = ContinuousClock()
+        var figures: [Figure] = []
+        for (label, payload, rounds) in [("64 B", small, max(repeats * 20, 200)), ("\(large.count >> 20) MiB", large, repeats)] {
+            progress.say("cluster round trip \(label)")
+            var actorOK = try await actorEcho(payload) == payload
+            var plainOK = try await plainEcho(payload) == payload
+            var actorSamples: [Duration] = [], plainSamples: [Duration] = []
+            // Interleaved, so both see the same machine state.
+            for _ in 0 ..< rounds {
+                var t = clock.now
+                let a = try await actorEcho(payload)
+                actorSamples.append(clock.now - t)
+                t = clock.now
+                let p = try await plainEcho(payload)
+                plainSamples.append(clock.now - t)
+                actorOK = actorOK && a.count == payload.count
+                plainOK = plainOK && p.count == payload.count
+            }
+            actorOK = try await actorEcho(payload) == payload && actorOK
+            let unit = payload.count > 1 << 20 ? "ms" : "µs"
+            let scale: (Double) -> Double = unit == "ms" ? { $0 * 1e3 } : { $0 * 1e6 }
+            let actor = loopbackFigure("remote actor call, echo \(label)", unit: unit, size: payload.count, samples: actorSamples,
+                                       verified: actorOK, note: "round trip", rate: scale)
+            let plain = loopbackFigure("plain gRPC unary, echo \(label)", unit: unit, size: payload.count, samples: plainSamples,
+                                       verified: plainOK, note: "round trip", rate: scale)
+            figures += [actor, plain, ratio(actor, over: plain, name: "actor / plain gRPC, \(label)", note: "target <= 1.20")]
+        }
+
+        // Throughput: 32 calls in flight, 4 000 calls per sample.
+        progress.say("cluster throughput")
+        let inFlight = 32, perSample = 4000
+        func throughput(_ call: @escaping @Sendable ([UInt8]) async throws -> [UInt8]) async throws -> (Duration, Bool) {
+            let start = clock.now
+            let ok = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for worker in 0 ..< inFlight {
+                    group.addTask {
+                        var ok = true
+                        for _ in stride(from: worker, to: perSample, by: inFlight) { ok = try await call(small) == small && ok }
+                        return ok
+                    }
+                }
+                return try await group.reduce(true) { $0 && $1 }
+            }
+            return (clock.now - start, ok)
+        }
+        var actorSamples: [Duration] = [], plainSamples: [Duration] = []
+        var actorOK = true, plainOK = true
+        _ = try await throughput(actorEcho)
+        _ = try await throughput(plainEcho)
+        for _ in 0 ..< max(3, repeats / 2) {
+            let (a, aok) = try await throughput(actorEcho)
+            let (p, pok) = try await throughput(plainEcho)
+            actorSamples.append(a)
+            plainSamples.append(p)
+            actorOK = actorOK && aok
+            plainOK = plainOK && pok
+        }
+        let perSecond: (Double) -> Double = { Double(perSample) / $0 }
+        let actor = loopbackFigure("remote actor calls, 64 B, \(inFlight) in flight", unit: "calls/s", size: perSample,
+                                   samples: actorSamples, verified: actorOK, rate: perSecond)
+        let plain = loopbackFigure("plain gRPC unary, 64 B, \(inFlight) in flight", unit: "calls/s", size: perSample,
+                                   samples: plainSamples, verified: plainOK, rate: perSecond)
+        figures += [actor, plain, ratio(actor, over: plain, name: "actor / plain gRPC, calls/s", note: "target >= 0.83 (1 / 1.20)")]
+        return figures
+    }
+
+    private func loopbackFigure(_ name: String, unit: String, size: Int, samples: [Duration], verified: Bool, note: String? = nil,
+                                rate: (Double) -> Double) -> Figure {
+        let values = samples.map { rate($0.seconds) }
+        return Figure(suite: "cluster", name: name, device: "loopback", deviceName: "gRPC over 127.0.0.1, plaintext", unit: unit,
+                      median: values.median, min: values.min() ?? .nan, max: values.max() ?? .nan, samples: values.count,
+                      size: size, sizeUnit: unit == "calls/s" ? "calls" : "bytes", verified: verified, note: note)
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeCluster
+import GPUBridgeTestSupport
+import Testing
+
+/// One hosting node and clients in this process, over real gRPC on loopback (in-memory membership and directory).
+struct GRPCPair {
+    let membership = InMemoryMembershipTable()
+    let directory = InMemoryActorDirectory()
+    let storage = InMemoryActorStorage()
+    let certificates: TestCertificates
+    var node: ClusterNode!
+    var clients: [ClusterNode] = []
+
+    init() throws { certificates = try TestCertificates() }
+
+    func system() throws -> EmbeddedActorSystem {
+        var bridgeOptions = BridgeOptions()
+        bridgeOptions.cacheDirectory = nil
+        bridgeOptions.backendOrder = [.cpu]
+        let system = try EmbeddedActorSystem(bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]), storage: storage)
+        try InProcessCluster.register(system)
+        return system
+    }
+
+    mutating func start(limits: WireLimits = WireLimits()) async throws {
+        var options = ClusterOptions()
+        options.probeInterval = .milliseconds(100)
+        node = try ClusterNode(system: try system(), membership: membership, directory: directory,
+                               transport: try GRPCNodeTransport(security: certificates.node, limits: limits), options: options)
+        try await node.start()
+    }
+
+    mutating func client(security: ClusterSecurity? = nil, limits: WireLimits = WireLimits()) async throws -> EmbeddedActorSystem {
+        var options = ClusterOptions()
+        options.role = .client
+        options.probeInterval = .milliseconds(100)
+        let client = try ClusterNode(system: try system(), membership: membership, directory: directory,
+                                     transport: try GRPCNodeTransport(security: security ?? certificates.client, limits: limits),
+                                     options: options)
+        try await client.start()
+        clients.append(client)
+        return client.system
+    }
+
+    func stop() async {
+        for c in clients { await c.stop() }
+        await node?.stop()
+        certificates.remove()
+    }
+}
+
+@Suite("gRPC node transport: chunked payloads, typed errors, deadlines, mutual TLS")
+struct GRPCTransportTests {
+    @Test("a 64 MiB payload crosses in chunks both ways and comes back byte for byte")
+    func largePayload() async throws {
+        var pair = try GRPCPair()
+        try await pair.start()
+        let client = try await pair.client()
+        var random = SplitMix64(seed: 64)
+        let bytes = [UInt8](unsafeUninitializedCapacity: 64 << 20) { out, count in
+            let words = UnsafeMutableRawPointer(out.baseAddress!).assumingMemoryBound(to: UInt64.self)
+            for i in 0 ..< (64 << 20) / 8 { words[i] = random.next() }
+            count = 64 << 20
+        }
+        let echo = try client.actor(EchoActor.self, key: "big")
+        let back = try await echo.echo(bytes)
+        #expect(back.count == bytes.count)
+        #expect(back == bytes)
+        let floats = random.floats(3 << 20, -1, 1)
+        #expect(try await echo.echoFloats(floats) == floats)
+        await pair.stop()
+    }
+
+    @Test("small chunks: payloads of every size around the chunk limit arrive whole", arguments: [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+    func chunkEdges(size: Int) async throws {
+        var limits = WireLimits()
+        limits.maxMessageBytes = 128 * 1024
+        limits.chunkBytes = 4096
+        var pair = try GRPCPair()
+        try await pair.start(limits: limits)
+        let client = try await pair.client(limits: limits)
+        let bytes = (0 ..< size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        #expect(try await client.actor(EchoActor.self, key: "edge").echo(bytes) == bytes)
+        // Above the message limit too (the request and the reply are both streamed).
+        let large = [UInt8](repeating: 0xA5, count: 300 * 1024 + size)
+        #expect(try await client.actor(EchoActor.self, key: "edge").echo(large) == large)
+        await pair.stop()
+    }
+
+    @Test("errors: Codable ones come back typed, others as RemoteActorError; a deadline cuts a slow call")
+    func errorsOverGRPC() async throws {
+        var pair = try GRPCPair()
+        try await pair.start()
+        let client = try await pair.client()
+        let index = try client.actor(VectorIndexActor.self, key: "e")
+        do {
+            _ = try await index.query([Float](repeating: 0, count: InProcessCluster.dim), k: 0)
+            Issue.record("k = 0 was accepted")
+        } catch let error as GPUBridgeError {
+            guard case let .invalidArgument(name, value, _) = error else { Issue.record("\(error)"); return }
+            #expect(name == "k" && value == "0")
+        }
+        let trouble = try client.actor(TroubleActor.self, key: "e")
+        do {
+            _ = try await trouble.failOpaque()
+            Issue.record("failOpaque returned")
+        } catch let error as RemoteActorError {
+            #expect(error.description == "an opaque failure 42")
+        }
+        let started = ContinuousClock.now
+        do {
+            _ = try await ClusterCall.$timeout.withValue(.milliseconds(200)) { try await trouble.wait(milliseconds: 5000) }
+            Issue.record("the slow call returned")
+        } catch let error as ClusterError {
+            guard case .deadlineExceeded = error else { Issue.record("\(error)"); return }
+        }
+        #expect(ContinuousClock.now - started < .seconds(3))
+        await pair.stop()
+    }
+
+    @Test("mutual TLS: another CA's certificate and plaintext are refused; the cluster's certificate works")
+    func mutualTLS() async throws {
+        var pair = try GRPCPair()
+        try await pair.start()
+        let member = try await pair.client()
+        #expect(try await member.actor(EchoActor.self, key: "door").echo([1, 2]) == [1, 2])
+        for security in [pair.certificates.rogue, ClusterSecurity.plaintext] {
+            let outsider = try await pair.client(security: security)
+            do {
+                _ = try await outsider.actor(EchoActor.self, key: "door").echo([3])
+                Issue.record("\(security): the call succeeded")
+            } catch let error as ClusterError {
+                guard case .nodeUnreachable = error else { Issue.record("\(error)"); continue }
+            }
+        }
+        #expect(try await member.actor(EchoActor.self, key: "door").callCount() == 1)
+        await pair.stop()
+    }
+
+    @Test("bad TLS files and wire limits are rejected with the argument, the value and the limit")
+    func badSettings() throws {
+        let missing = bridgeError {
+            _ = try GRPCNodeTransport(security: .mutualTLS(certificate: "/nonexistent/cert.pem", privateKey: "/nonexistent/key.pem",
+                                                           trustRoots: "/nonexistent/ca.pem"))
+        }
+        guard case let .invalidArgument(name, value, _)? = missing else { Issue.record("\(String(describing: missing))"); return }
+        #expect(name == "tls certificate" && value == "/nonexistent/cert.pem")
+        var limits = WireLimits()
+        limits.chunkBytes = 100
+        let small = bridgeError { _ = try GRPCNodeTransport(security: .plaintext, limits: limits) }
+        guard case let .invalidArgument(limitName, _, _)? = small else { Issue.record("\(String(describing: small))"); return }
+        #expect(limitName == "chunkBytes")
+        let authority = try ClusterCertificateAuthority()
+        let badAddress = bridgeError { _ = try authority.issue(name: "n", addresses: ["not-an-ip"]) }
+        guard case let .invalidArgument(addressName, addressValue, _)? = badAddress else { Issue.record("\(String(describing: badAddress))"); return }
+        #expect(addressName == "addresses" && addressValue == "not-an-ip")
+    }
+}

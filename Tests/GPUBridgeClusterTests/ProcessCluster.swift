@@ -1,0 +1,225 @@
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeCluster
+import Synchronization
+import Testing
+
+/// The `gpubridge` executable the node processes run: `GPUBRIDGE_BIN`, else the one built next to the test bundle
+/// (`swift build --build-tests` builds both into the same folder).
+enum NodeBinary {
+    static let path: String? = {
+        let fm = FileManager.default
+        if let given = ProcessInfo.processInfo.environment["GPUBRIDGE_BIN"] { return fm.isExecutableFile(atPath: given) ? given : nil }
+        var folders = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+        folders.append(Bundle.main.bundleURL.deletingLastPathComponent())
+        folders.append(Bundle.main.bundleURL)
+        for folder in folders {
+            let candidate = folder.appendingPathComponent("gpubridge").path
+            if fm.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }()
+}
+
+/// Where the multi-process cluster tests can run: a database and the built `gpubridge`.
+enum ProcessClusterEnvironment {
+    static let databaseURL = ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_URL"]
+    static let available = databaseURL != nil && NodeBinary.path != nil
+}
+
+/// The certificates of one test cluster (its CA, one certificate for the nodes, one for clients) and of a rogue CA.
+struct TestCertificates {
+    let folder: String
+    var ca: String { "\(folder)/cluster/ca.pem" }
+    var node: ClusterSecurity { security("cluster", "node") }
+    var client: ClusterSecurity { security("cluster", "client") }
+    /// A certificate from another CA that trusts only itself: what a process outside the cluster has.
+    var rogue: ClusterSecurity { security("rogue", "rogue") }
+
+    init() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-certs-\(UUID().uuidString)").path
+        try ClusterCertificateAuthority(name: "test cluster CA").write(to: "\(folder)/cluster", names: ["node", "client"])
+        try ClusterCertificateAuthority(name: "rogue CA").write(to: "\(folder)/rogue", names: ["rogue"])
+    }
+
+    func security(_ set: String, _ name: String) -> ClusterSecurity {
+        .mutualTLS(certificate: "\(folder)/\(set)/\(name).pem", privateKey: "\(folder)/\(set)/\(name)-key.pem",
+                   trustRoots: "\(folder)/\(set)/ca.pem")
+    }
+
+    /// The `gpubridge node` flags for `security`.
+    static func flags(_ security: ClusterSecurity) -> [String] {
+        switch security {
+        case .plaintext: return ["--plaintext"]
+        case let .mutualTLS(certificate, key, roots): return ["--tls-cert", certificate, "--tls-key", key, "--tls-ca", roots]
+        }
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: folder) }
+}
+
+/// One `gpubridge node` child process; its standard output and error go to files in `folder`.
+final class NodeProcess: Sendable {
+    let name: String
+    let process: Process
+    let stdoutPath: String
+    let stderrPath: String
+
+    init(name: String, arguments: [String], folder: String) throws {
+        guard let binary = NodeBinary.path else { throw GPUBridgeError.unsupported(feature: "gpubridge binary", backend: "tests") }
+        self.name = name
+        stdoutPath = "\(folder)/\(name).out"
+        stderrPath = "\(folder)/\(name).err"
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["node"] + arguments
+        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+    }
+
+    var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var errors: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    var pid: Int32 { process.processIdentifier }
+
+    /// The node id from the ready line, once it was printed.
+    var readyID: NodeID? {
+        for line in output.split(separator: "\n") where line.contains(#""event":"ready""#) {
+            guard let start = line.range(of: #""node":""#)?.upperBound, let end = line[start...].firstIndex(of: "\"") else { continue }
+            return try? NodeID(parsing: String(line[start..<end]))
+        }
+        return nil
+    }
+
+    /// Waits for the ready line; fails with the process's standard error when it exits or times out first.
+    func waitReady(timeout: Duration = .seconds(60)) async throws -> NodeID {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let id = readyID { return id }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw NodeProcessFailure(node: name, what: process.isRunning ? "no ready line in \(timeout)" : "exited with \(process.terminationStatus)",
+                                 stderr: String(errors.suffix(4000)))
+    }
+
+    /// Waits for the process to exit; its status, or nil after `timeout`.
+    func waitExit(timeout: Duration = .seconds(30)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    func kill9() { if process.isRunning { kill(pid, SIGKILL) } }
+    func sigterm() { if process.isRunning { kill(pid, SIGTERM) } }
+}
+
+struct NodeProcessFailure: Error, CustomStringConvertible {
+    var node: String
+    var what: String
+    var stderr: String
+    var description: String { "node process \(node): \(what); its standard error:\n\(stderr)" }
+}
+
+/// Node processes of one cluster (a fresh cluster name in the test database), their certificates, and clients in
+/// this process. `run` kills every process and stops every client when the body ends, however it ends.
+final class ProcessCluster: @unchecked Sendable {
+    // @unchecked: the arrays are touched only by the test's own task (start, client, run's cleanup), never concurrently.
+    let name = "proc-\(UUID().uuidString.prefix(8))"
+    let certificates: TestCertificates
+    let folder: String
+    let store: PostgresStore
+    private(set) var processes: [NodeProcess] = []
+    private(set) var clients: [ClusterNode] = []
+    static let dim = 16
+
+    private init(store: PostgresStore) throws {
+        self.store = store
+        certificates = try TestCertificates()
+        folder = certificates.folder
+    }
+
+    static func run(_ body: (ProcessCluster) async throws -> Void) async throws {
+        let url = try #require(ProcessClusterEnvironment.databaseURL)
+        try await PostgresStore.withStore(url: url) { store in
+            let cluster = try ProcessCluster(store: store)
+            do {
+                try await body(cluster)
+            } catch {
+                cluster.dumpLogs()
+                await cluster.cleanup()
+                throw error
+            }
+            await cluster.cleanup()
+        }
+    }
+
+    func cleanup() async {
+        for client in clients { await client.stop() }
+        for p in processes { p.kill9() }
+        for p in processes { _ = await p.waitExit(timeout: .seconds(10)) }
+        certificates.remove()
+    }
+
+    func dumpLogs() {
+        for p in processes { print("---- \(p.name) stderr (last 3000 characters) ----\n\(p.errors.suffix(3000))") }
+    }
+
+    /// Starts a node process with this cluster's certificate (or `security`), fast membership rounds and dim-16
+    /// vector indexes on the CPU backend.
+    func startNode(security: ClusterSecurity? = nil, extra: [String] = []) throws -> NodeProcess {
+        let url = try #require(ProcessClusterEnvironment.databaseURL)
+        let process = try NodeProcess(
+            name: "node-\(processes.count)",
+            arguments: ["--listen", "127.0.0.1:0", "--database-url", url, "--cluster", name, "--devices", "cpu",
+                        "--vector-dim", "\(Self.dim)", "--probe-interval-ms", "200", "--missed-probes", "2",
+                        "--call-timeout-ms", "20000"] + TestCertificates.flags(security ?? certificates.node) + extra,
+            folder: folder)
+        processes.append(process)
+        return process
+    }
+
+    /// Starts `count` nodes and waits until each printed its ready line.
+    func startNodes(_ count: Int) async throws -> [NodeID] {
+        let started = try (0..<count).map { _ in try startNode() }
+        var ids: [NodeID] = []
+        for p in started { ids.append(try await p.waitReady()) }
+        return ids
+    }
+
+    /// A client in this process: it hosts nothing, reads membership and the directory from the database and calls
+    /// the nodes over gRPC with `security` (the cluster's client certificate by default).
+    func client(security: ClusterSecurity? = nil, configure: (inout ClusterOptions) -> Void = { _ in }) async throws -> ClusterNode {
+        var bridgeOptions = BridgeOptions()
+        bridgeOptions.cacheDirectory = nil
+        bridgeOptions.backendOrder = [.cpu]
+        let system = try EmbeddedActorSystem(bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]),
+                                             storage: InMemoryActorStorage())
+        try Self.registerActors(system)
+        var options = ClusterOptions()
+        options.role = .client
+        options.probeInterval = .milliseconds(200)
+        options.callTimeout = .seconds(20)
+        configure(&options)
+        let node = try ClusterNode(system: system, membership: PostgresMembershipTable(store: store, cluster: name),
+                                   directory: PostgresActorDirectory(store: store, cluster: name),
+                                   transport: try GRPCNodeTransport(security: security ?? certificates.client), options: options)
+        try await node.start()
+        clients.append(node)
+        return node
+    }
+
+    /// The actor types the nodes host, under the same names (`gpubridge node` registers these).
+    static func registerActors(_ system: EmbeddedActorSystem) throws {
+        try system.register(VectorIndexActor.self, as: "vector-index") { VectorIndexActor(actorSystem: $0, dim: dim) }
+        try system.register(EchoActor.self, as: "echo") { EchoActor(actorSystem: $0) }
+    }
+
+    var membership: PostgresMembershipTable { PostgresMembershipTable(store: store, cluster: name) }
+    var directory: PostgresActorDirectory { PostgresActorDirectory(store: store, cluster: name) }
+}
