@@ -293,7 +293,7 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     // MARK: Membership agent
 
     private func agentLoop() async {
-        while !Task.isCancelled {
+        while !Task.isCancelled, phase != .dead {
             do { try await Task.sleep(for: options.probeInterval) } catch { return }
             do { try await tick() } catch {
                 logger.warning("membership round failed", metadata: ["error": "\(error)"])
