@@ -130,6 +130,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     private let servedCounter = Counter(label: "gpubridge_cluster_calls_served_total")
     private let probeFailures = Counter(label: "gpubridge_cluster_probe_failures_total")
     private let callTimer = Metrics.Timer(label: "gpubridge_cluster_call_duration")
+    private let activationsGauge = Gauge(label: "gpubridge_cluster_activations")
+    private let inFlightGauge = Gauge(label: "gpubridge_cluster_calls_in_flight")
+    private let activeNodesGauge = Gauge(label: "gpubridge_cluster_active_nodes")
 
     public init(system: EmbeddedActorSystem, membership: any MembershipTable, directory: any ActorDirectory,
                 transport: any NodeTransport, options: ClusterOptions = ClusterOptions(),
@@ -307,6 +310,10 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             try await membership.updateIAmAlive(id, at: Date(), capacity: capacity())
         }
         let snapshot = try await refreshView()
+        let (activations, inFlight) = state.withLock { ($0.hosted.count, $0.callsInFlight) }
+        activationsGauge.record(activations)
+        inFlightGauge.record(inFlight)
+        activeNodesGauge.record(snapshot.active.count)
         if options.role == .node, let own = snapshot.entry(of: id), own.entry.status == .dead, phase != .shuttingDown {
             logger.critical("the cluster declared this node dead; stopping", metadata: ["node": "\(id)"])
             state.withLock { $0.phase = .dead }

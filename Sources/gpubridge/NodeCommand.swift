@@ -4,6 +4,8 @@ import GPUBridge
 import GPUBridgeActors
 import GPUBridgeCluster
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 /// The settings of `gpubridge node`, as read from a JSON file (`--config`); every key is optional.
@@ -23,6 +25,7 @@ struct NodeConfigFile: Decodable {
     var callTimeoutMs: Int?
     var idleTimeoutS: Int?
     var statePath: String?
+    var metricsFile: String?
 }
 
 struct NodeCommand: AsyncParsableCommand {
@@ -31,14 +34,18 @@ struct NodeCommand: AsyncParsableCommand {
         abstract: "Run a cluster node: host GPU actors, join the membership table, serve calls over gRPC.",
         discussion: """
             Settings come from flags, then environment variables (GPUBRIDGE_NODE_LISTEN, GPUBRIDGE_DATABASE_URL, \
-            GPUBRIDGE_CLUSTER, GPUBRIDGE_TLS_CERT, GPUBRIDGE_TLS_KEY, GPUBRIDGE_TLS_CA, GPUBRIDGE_NODE_DEVICES), then \
+            GPUBRIDGE_CLUSTER, GPUBRIDGE_TLS_CERT, GPUBRIDGE_TLS_KEY, GPUBRIDGE_TLS_CA, GPUBRIDGE_NODE_DEVICES, \
+            GPUBRIDGE_METRICS_FILE), then \
             the JSON file given with --config (keys: listen, databaseURL, cluster, tlsCertificate, tlsKey, tlsCA, \
             plaintext, devices, vectorDim, probeIntervalMs, missedProbes, votesForDeath, callTimeoutMs, idleTimeoutS, \
-            statePath). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
+            statePath, metricsFile). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
             between nodes is mutual TLS; --plaintext is for local development only. On SIGTERM or SIGINT the node \
             deactivates its actors (snapshots saved), leaves the directory, marks itself ShuttingDown then Dead, and \
             exits 0. If the cluster declares it dead it stops and exits 1. When ready it prints one JSON line: \
-            {"event":"ready","node":"host:port@generation"}.
+            {"event":"ready","node":"host:port@generation"}. With --metrics-file the node's metrics (calls made and \
+            served, call durations, probe failures, activations, launches, pool and copy counters) are written there \
+            in Prometheus' text format every 2 seconds and at exit, replaced atomically (for node_exporter's textfile \
+            collector or any scraper that reads files).
             """
     )
 
@@ -74,6 +81,8 @@ struct NodeCommand: AsyncParsableCommand {
     var idleTimeoutS: Int?
     @Option(name: .long, help: "SQLite file for actor state when no database URL is given (default: in memory).")
     var statePath: String?
+    @Option(name: .long, help: "File to write the node's metrics to, Prometheus text format, every 2 s and at exit.")
+    var metricsFile: String?
 
     /// Settings after merging flags, environment and file.
     struct Settings {
@@ -87,6 +96,7 @@ struct NodeCommand: AsyncParsableCommand {
         var options = ClusterOptions()
         var idleTimeout: Duration = .seconds(300)
         var statePath: String?
+        var metricsFile: String?
     }
 
     func settings(environment: [String: String]) throws -> Settings {
@@ -140,6 +150,15 @@ struct NodeCommand: AsyncParsableCommand {
         s.options.labels = ["pid": "\(ProcessInfo.processInfo.processIdentifier)", "version": GPUBridgeVersion.string]
         s.idleTimeout = .seconds(idleTimeoutS ?? file.idleTimeoutS ?? 300)
         s.statePath = statePath ?? file.statePath
+        s.metricsFile = metricsFile ?? environment["GPUBRIDGE_METRICS_FILE"] ?? file.metricsFile
+        if let path = s.metricsFile {
+            let folder = (path as NSString).deletingLastPathComponent
+            var isFolder: ObjCBool = false
+            guard !path.hasSuffix("/"), FileManager.default.fileExists(atPath: folder.isEmpty ? "." : folder, isDirectory: &isFolder),
+                  isFolder.boolValue else {
+                throw ValidationError("invalid --metrics-file \(path); expected a file path in an existing folder")
+            }
+        }
         do { try s.options.validate() } catch { throw ValidationError("invalid node settings: \(error)") }
         do { try s.security.validate() } catch { throw ValidationError("invalid TLS settings: \(error)") }
         return s
@@ -148,6 +167,13 @@ struct NodeCommand: AsyncParsableCommand {
     func run() async throws {
         let s = try settings(environment: ProcessInfo.processInfo.environment)
         let logger = Logger(label: "gpubridge.node")
+        // Metrics first, so every instrument made below reports into the registry.
+        var metricsWriter: MetricsFileWriter?
+        if let path = s.metricsFile {
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            metricsWriter = MetricsFileWriter(registry: registry, path: path, logger: logger)
+        }
         let (reports, found, _) = Backends.discover()
         let devices = try s.devices.select(from: found, reports: reports)
         var bridgeOptions = BridgeOptions()
@@ -176,7 +202,10 @@ struct NodeCommand: AsyncParsableCommand {
                                    options: s.options)
         let runner = NodeRunner(node: node, store: store)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // Shut down in reverse order: the node first, then the metrics writer (its last write has the final counts),
+        // then the database pool.
         if let store { services.append(.init(service: store)) }
+        if let metricsWriter { services.append(.init(service: metricsWriter)) }
         services.append(.init(service: runner))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -214,6 +243,31 @@ struct NodeRunner: Service {
                 NodeOutput.line(#"{"event":"ready","node":"\#(node.id)"}"#)
             }
             try await group.waitForAll()
+        }
+    }
+}
+
+/// Writes the registry in Prometheus' text format to a file every 2 seconds and once more when it stops; each write
+/// goes to a temporary file renamed over the target, so a reader never sees half a file.
+struct MetricsFileWriter: Service {
+    let registry: PrometheusCollectorRegistry
+    let path: String
+    let logger: Logger
+
+    func run() async throws {
+        defer { write() }
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            write()
+            do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(2)) } } catch { return }
+        }
+    }
+
+    func write() {
+        let temporary = path + ".tmp"
+        let text = registry.emitToString()
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)), rename(temporary, path) == 0 else {
+            logger.warning("could not write the metrics file", metadata: ["path": "\(path)", "errno": "\(errno)"])
+            return
         }
     }
 }

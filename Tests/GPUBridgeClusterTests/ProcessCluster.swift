@@ -22,6 +22,17 @@ enum NodeBinary {
     }()
 }
 
+extension NodeProcess {
+    /// The value of the sample `name` (no labels) in the node's metrics file, if written.
+    func metric(_ name: String, folder: String) -> Double? {
+        guard let text = try? String(contentsOfFile: "\(folder)/\(self.name).prom", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
+    }
+}
+
 /// Where the multi-process cluster tests can run: a database and the built `gpubridge`.
 enum ProcessClusterEnvironment {
     static let databaseURL = ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_URL"]
@@ -174,9 +185,11 @@ final class ProcessCluster: @unchecked Sendable {
     /// vector indexes on the CPU backend.
     func startNode(security: ClusterSecurity? = nil, extra: [String] = []) throws -> NodeProcess {
         let url = try #require(ProcessClusterEnvironment.databaseURL)
+        let nodeName = "node-\(processes.count)"
         let process = try NodeProcess(
-            name: "node-\(processes.count)",
+            name: nodeName,
             arguments: ["--listen", "127.0.0.1:0", "--database-url", url, "--cluster", name, "--devices", "cpu",
+                        "--metrics-file", "\(folder)/\(nodeName).prom",
                         "--vector-dim", "\(Self.dim)", "--probe-interval-ms", "200", "--missed-probes", "2",
                         "--call-timeout-ms", "20000"] + TestCertificates.flags(security ?? certificates.node) + extra,
             folder: folder)

@@ -46,6 +46,15 @@ struct ProcessClusterTests {
             let rows = try await cluster.membership.readAll().entries.map(\.entry)
             #expect(rows.filter { $0.status == .active }.count == 3)
             #expect(rows.allSatisfy { $0.capacity.devices.first?.backend == "cpu" })
+            // Each node's metrics file counts the calls it served: 4 per index, 96 in all.
+            let served = { cluster.processes.map { $0.metric("gpubridge_cluster_calls_served_total", folder: cluster.folder) ?? 0 } }
+            #expect(await eventually(timeout: .seconds(10)) { served().reduce(0, +) == 96 }, "served per node: \(served())")
+            for (process, id) in zip(cluster.processes, ids) {
+                let hosted = Double(placed[id]?.count ?? 0)
+                #expect(await eventually(timeout: .seconds(10)) {
+                    process.metric("gpubridge_cluster_activations", folder: cluster.folder) == hosted
+                }, "\(process.name)")
+            }
         }
     }
 
