@@ -183,7 +183,8 @@ struct NodeCommand: AsyncParsableCommand {
         var store: PostgresStore?
         let membership: any MembershipTable, directory: any ActorDirectory, storage: any ActorStorage
         if let url = s.databaseURL {
-            let opened = try PostgresStore(url: url)
+            let opened: PostgresStore
+            do { opened = try PostgresStore(url: url) } catch { throw ValidationError("invalid --database-url: \(error)") }
             store = opened
             membership = PostgresMembershipTable(store: opened, cluster: s.cluster)
             directory = PostgresActorDirectory(store: opened, cluster: s.cluster)

@@ -295,6 +295,19 @@ struct BadInputMatrixTests {
             (["bench", "stream", "--size", "10"], "--size 10"),
             (["bench", "nothing"], "unknown suite 'nothing'"),
             (["devices", "--no-such-flag"], "--no-such-flag"),
+            (["node"], "node traffic needs --tls-cert, --tls-key and --tls-ca"),
+            (["node", "--plaintext", "--listen", "127.0.0.1:99999"], "invalid --listen 127.0.0.1:99999"),
+            (["node", "--plaintext", "--listen", "nohost"], "invalid --listen nohost"),
+            (["node", "--plaintext", "--tls-cert", "a.pem"], "invalid --plaintext with TLS files"),
+            (["node", "--plaintext", "--devices", "tpu"], "invalid --devices tpu"),
+            (["node", "--plaintext", "--vector-dim", "0"], "invalid --vector-dim 0"),
+            (["node", "--plaintext", "--probe-interval-ms", "1"], "probeInterval"),
+            (["node", "--plaintext", "--votes-for-death", "0"], "votesForDeath"),
+            (["node", "--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem", "--tls-ca", "/no/ca.pem"], "tls certificate"),
+            (["node", "--plaintext", "--metrics-file", "/no/such/folder/m.prom"], "invalid --metrics-file /no/such/folder/m.prom"),
+            (["node", "--plaintext", "--database-url", "mysql://u@h/db"], "invalid --database-url"),
+            (["node", "--config", "/no/such/config.json"], "invalid --config /no/such/config.json"),
+            (["certs", "--out", "/tmp/gpubridge-unused-certs", "--days", "0"], "invalid --days 0"),
         ]
         for (arguments, expected) in cases {
             let process = Process()
