@@ -18,9 +18,11 @@ public final class ActivationLifecycle: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
         /// Deactivations waiting for the calls in flight to finish.
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
-        /// Bumped by every call; a timer that fires with an older generation does nothing.
-        var generation = 0
+        /// The one idle timer of this activation, if armed. It is armed when the last call in flight ends and no timer
+        /// exists, and it ends itself when it finds a call in flight; calls never create or cancel it.
         var idleTimer: Task<Void, Never>?
+        /// When the last call in flight ended.
+        var idleSince = ContinuousClock.now
         var activations = 0
     }
 
@@ -68,11 +70,6 @@ public protocol VirtualActor: DistributedActor where ActorSystem == EmbeddedActo
 extension VirtualActor {
     /// Runs `body` as one call of an active activation, activating first if needed.
     public func withActivation<T>(_ body: () async throws -> T) async throws -> T {
-        lifecycle.state.withLock { s in
-            s.generation += 1
-            s.idleTimer?.cancel()
-            s.idleTimer = nil
-        }
         try await ensureActive()
         lifecycle.state.withLock { $0.inFlight += 1 }
         defer { callEnded() }
@@ -146,26 +143,52 @@ extension VirtualActor {
         }
     }
 
+    /// Marks the activation idle from now and starts the idle timer if none runs. The timer (real time, not simulated
+    /// work) sleeps until `idleTimeout` after the last call ended; it deactivates the actor if it is still idle then,
+    /// sleeps again if a call came and went meanwhile, and ends (to be armed again by the next idle moment) if a call
+    /// is in flight. So a call costs a lock, not a task created and cancelled.
     private func armIdleTimer() {
         let timeout = actorSystem.options.idleTimeout
         lifecycle.state.withLock { s in
-            let generation = s.generation
-            s.idleTimer?.cancel()
+            s.idleSince = ContinuousClock.now
+            guard s.idleTimer == nil else { return }
+            let lifecycle = lifecycle
             s.idleTimer = Task { [weak self] in
-                // The idle timer (real time, not simulated work): deactivate if no call came for `idleTimeout`.
-                do { try await Task.sleep(for: timeout) } catch { return }
-                guard let self else { return }
-                _ = try? await self.whenLocal { local in try await local.idleTimerFired(generation: generation) }
+                var wait = timeout
+                while true {
+                    do { try await Task.sleep(for: wait) } catch { return }
+                    let next = lifecycle.state.withLock { s -> Duration? in
+                        guard s.phase == .active, s.inFlight == 0 else {
+                            s.idleTimer = nil
+                            return nil
+                        }
+                        let idle = ContinuousClock.now - s.idleSince
+                        if idle >= timeout {
+                            s.idleTimer = nil  // this task runs the deactivation now: it must not be cancelled by it
+                            return .zero
+                        }
+                        return timeout - idle
+                    }
+                    guard let next else { return }
+                    if next > .zero {
+                        wait = next
+                        continue
+                    }
+                    guard let self else { return }
+                    _ = try? await self.whenLocal { local in try await local.idleTimerFired(timeout: timeout) }
+                    return
+                }
             }
         }
     }
 
-    private func idleTimerFired(generation: Int) async throws {
+    /// Deactivates if the activation is still idle for `timeout` (a call may have slipped in before this ran).
+    private func idleTimerFired(timeout: Duration) async throws {
         let idle = lifecycle.state.withLock { s -> Bool in
-            guard s.generation == generation, s.inFlight == 0, s.phase == .active else { return false }
-            s.idleTimer = nil  // this task runs the deactivation now: it must not be cancelled as a stale timer
-            return true
+            s.inFlight == 0 && s.phase == .active && ContinuousClock.now - s.idleSince >= timeout
         }
+        // Not idle: a call is in flight or came and went after the timer ended; the end of that call armed (or will
+        // arm) a new timer.
         guard idle else { return }
         try await deactivateNow()
     }
