@@ -16,14 +16,7 @@ struct GRPCPair {
 
     init() throws { certificates = try TestCertificates() }
 
-    func system() throws -> EmbeddedActorSystem {
-        var bridgeOptions = BridgeOptions()
-        bridgeOptions.cacheDirectory = nil
-        bridgeOptions.backendOrder = [.cpu]
-        let system = try EmbeddedActorSystem(bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]), storage: storage)
-        try InProcessCluster.register(system)
-        return system
-    }
+    func system() throws -> EmbeddedActorSystem { try InProcessCluster.cpuSystem(storage: storage, register: InProcessCluster.register) }
 
     mutating func start(limits: WireLimits = WireLimits()) async throws {
         var options = ClusterOptions()
@@ -112,12 +105,12 @@ struct GRPCTransportTests {
         }
         let started = ContinuousClock.now
         do {
-            _ = try await ClusterCall.$timeout.withValue(.milliseconds(200)) { try await trouble.wait(milliseconds: 5000) }
+            _ = try await ClusterCall.$timeout.withValue(.milliseconds(200)) { try await trouble.wait(milliseconds: 2500) }
             Issue.record("the slow call returned")
         } catch let error as ClusterError {
             guard case .deadlineExceeded = error else { Issue.record("\(error)"); return }
         }
-        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(ContinuousClock.now - started < .seconds(2))
         await pair.stop()
     }
 

@@ -55,12 +55,15 @@ struct InProcessCluster {
         try system.register(TroubleActor.self, as: "trouble") { TroubleActor(actorSystem: $0) }
     }
 
-    func makeSystem() throws -> EmbeddedActorSystem {
+    func makeSystem() throws -> EmbeddedActorSystem { try Self.cpuSystem(storage: storage, register: Self.register) }
+
+    /// An actor system on one CPU device with `register`'s actor types (each test node, client and reference has one).
+    static func cpuSystem(storage: any ActorStorage, register: (EmbeddedActorSystem) throws -> Void) throws -> EmbeddedActorSystem {
         var bridgeOptions = BridgeOptions()
         bridgeOptions.cacheDirectory = nil
         bridgeOptions.backendOrder = [.cpu]
         let system = try EmbeddedActorSystem(bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]), storage: storage)
-        try Self.register(system)
+        try register(system)
         return system
     }
 

@@ -139,8 +139,7 @@ struct NodeProcessFailure: Error, CustomStringConvertible {
 
 /// Node processes of one cluster (a fresh cluster name in the test database), their certificates, and clients in
 /// this process. `run` kills every process and stops every client when the body ends, however it ends.
-final class ProcessCluster: @unchecked Sendable {
-    // @unchecked: the arrays are touched only by the test's own task (start, client, run's cleanup), never concurrently.
+final class ProcessCluster {
     let name = "proc-\(UUID().uuidString.prefix(8))"
     let certificates: TestCertificates
     let folder: String
@@ -208,12 +207,7 @@ final class ProcessCluster: @unchecked Sendable {
     /// A client in this process: it hosts nothing, reads membership and the directory from the database and calls
     /// the nodes over gRPC with `security` (the cluster's client certificate by default).
     func client(security: ClusterSecurity? = nil, configure: (inout ClusterOptions) -> Void = { _ in }) async throws -> ClusterNode {
-        var bridgeOptions = BridgeOptions()
-        bridgeOptions.cacheDirectory = nil
-        bridgeOptions.backendOrder = [.cpu]
-        let system = try EmbeddedActorSystem(bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]),
-                                             storage: InMemoryActorStorage())
-        try Self.registerActors(system)
+        let system = try InProcessCluster.cpuSystem(storage: InMemoryActorStorage(), register: Self.registerActors)
         var options = ClusterOptions()
         options.role = .client
         options.probeInterval = .milliseconds(200)

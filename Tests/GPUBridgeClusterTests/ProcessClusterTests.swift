@@ -19,10 +19,7 @@ struct ProcessClusterTests {
         try await ProcessCluster.run { cluster in
             let ids = try await cluster.startNodes(3)
             let client = try await cluster.client()
-            let reference = try EmbeddedActorSystem(bridge: try Bridge(options: { var o = BridgeOptions(); o.cacheDirectory = nil; o.backendOrder = [.cpu]; return o }(),
-                                                                       backends: [CPUBackend()]),
-                                                    storage: InMemoryActorStorage())
-            try ProcessCluster.registerActors(reference)
+            let reference = try InProcessCluster.cpuSystem(storage: InMemoryActorStorage(), register: ProcessCluster.registerActors)
             let dim = ProcessCluster.dim
             var random = SplitMix64(seed: 21)
             for t in 0 ..< 24 {
