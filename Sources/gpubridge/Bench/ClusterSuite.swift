@@ -28,30 +28,63 @@ private struct PlainEchoService: RegistrableRPCService {
 extension Suites {
     /// A remote actor call on loopback (a client node calling `EchoActor.echo` hosted by another node, over the
     /// cluster's gRPC transport) next to a plain grpc-swift-2 unary echo of the same bytes, interleaved in one run:
-    /// round-trip latency for a small payload and for a large buffer, and throughput with calls in flight. Plaintext
-    /// for both, so the comparison is the actor layer (directory, routing, invocation encoding, framing, chunking).
+    /// round-trip latency for a small payload and for a large buffer, and throughput with calls in flight. Once in
+    /// plaintext and once with mutual TLS, the same security on both sides each time, so the ratio is the actor layer
+    /// (directory, routing, invocation encoding, framing, chunking).
     func cluster(largeBytes: Int = 64 << 20) async throws -> [Figure] {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-bench-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try ClusterCertificateAuthority(name: "bench CA").write(to: folder, names: ["node"])
+        let mtls = ClusterSecurity.mutualTLS(certificate: "\(folder)/node.pem", privateKey: "\(folder)/node-key.pem",
+                                             trustRoots: "\(folder)/ca.pem")
+        var figures: [Figure] = []
+        for (label, security) in [("plaintext", ClusterSecurity.plaintext), ("mTLS", mtls)] {
+            figures += try await cluster(largeBytes: largeBytes, security: security, label: label)
+        }
+        return figures
+    }
+
+    private func cluster(largeBytes: Int, security: ClusterSecurity, label: String) async throws -> [Figure] {
         let plainLimit = largeBytes + (1 << 20)
         // The plain server and client, with their message limits raised to carry the large buffer in one message.
         var serverConfig = HTTP2ServerTransport.Posix.Config.defaults
         serverConfig.rpc.maxRequestPayloadSize = plainLimit
         serverConfig.http2.maxFrameSize = 1 << 20
         serverConfig.http2.targetWindowSize = 16 << 20
-        let serverTransport = HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext,
-                                                         config: serverConfig)
-        let server = GRPCServer(transport: serverTransport, services: [PlainEchoService()])
-        let serverTask = Task { try? await server.serve() }
-        defer { server.beginGracefulShutdown() }
-        guard let port = try await serverTransport.listeningAddress.ipv4?.port else {
-            throw GPUBridgeError.backendFailure(backend: "grpc", call: "listen", code: -1, message: "no IPv4 address")
-        }
         var clientConfig = HTTP2ClientTransport.Posix.Config.defaults
         clientConfig.http2.maxFrameSize = 1 << 20
         clientConfig.http2.targetWindowSize = 16 << 20
+        let serverSecurity: HTTP2ServerTransport.Posix.TransportSecurity
+        let clientSecurity: HTTP2ClientTransport.Posix.TransportSecurity
+        switch security {
+        case .plaintext:
+            serverSecurity = .plaintext
+            clientSecurity = .plaintext
+        case let .mutualTLS(certificate, key, roots):
+            serverSecurity = .mTLS(certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: key, format: .pem)) {
+                $0.trustRoots = .certificates([.file(path: roots, format: .pem)])
+                $0.clientCertificateVerification = .noHostnameVerification
+            }
+            clientSecurity = .mTLS(certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: key, format: .pem)) {
+                $0.trustRoots = .certificates([.file(path: roots, format: .pem)])
+                $0.serverCertificateVerification = .noHostnameVerification
+            }
+        }
+        let serverTransport = HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: serverSecurity,
+                                                         config: serverConfig)
+        let server = GRPCServer(transport: serverTransport, services: [PlainEchoService()])
+        let serverTask = Task { try? await server.serve() }
+        guard let port = try await serverTransport.listeningAddress.ipv4?.port else {
+            server.beginGracefulShutdown()
+            throw GPUBridgeError.backendFailure(backend: "grpc", call: "listen", code: -1, message: "no IPv4 address")
+        }
         let plain = GRPCClient(transport: try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port),
-                                                                         transportSecurity: .plaintext, config: clientConfig))
+                                                                         transportSecurity: clientSecurity, config: clientConfig))
         let clientTask = Task { try? await plain.runConnections() }
-        defer { plain.beginGracefulShutdown() }
+        defer {
+            plain.beginGracefulShutdown()
+            server.beginGracefulShutdown()
+        }
         let callOptions: CallOptions = {
             var options = CallOptions.defaults
             options.maxRequestMessageBytes = plainLimit
@@ -75,25 +108,26 @@ extension Suites {
         }
         var nodeOptions = ClusterOptions()
         nodeOptions.probeInterval = .seconds(1)
-        let host = try ClusterNode(system: try system(), membership: membership, directory: directory,
-                                   transport: try GRPCNodeTransport(security: .plaintext), options: nodeOptions)
-        try await host.start()
         var clientOptions = nodeOptions
         clientOptions.role = .client
+        let host = try ClusterNode(system: try system(), membership: membership, directory: directory,
+                                   transport: try GRPCNodeTransport(security: security), options: nodeOptions)
         let caller = try ClusterNode(system: try system(), membership: membership, directory: directory,
-                                     transport: try GRPCNodeTransport(security: .plaintext), options: clientOptions)
-        try await caller.start()
-        let echo = try caller.system.actor(EchoActor.self, key: "bench")
+                                     transport: try GRPCNodeTransport(security: security), options: clientOptions)
 
         var random = SplitMix64(seed: 77)
         let small = (0 ..< 64).map { _ in UInt8(truncatingIfNeeded: random.next()) }
         let large = [UInt8](unsafeUninitializedCapacity: largeBytes) { out, count in
-            for i in 0 ..< largeBytes { out[i] = UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 7) }
+            for i in 0 ..< largeBytes { out[i] = UInt8(truncatingIfNeeded: (i &* 2_654_435_761) >> 7) }
             count = largeBytes
         }
         let figures: [Figure]
         do {
-            figures = try await clusterFigures(small: small, large: large, actorEcho: { try await echo.echo($0) }, plainEcho: plainEcho)
+            try await host.start()
+            try await caller.start()
+            let echo = try caller.system.actor(EchoActor.self, key: "bench")
+            figures = try await clusterFigures(small: small, large: large, security: label, actorEcho: { try await echo.echo($0) },
+                                               plainEcho: plainEcho)
         } catch {
             await caller.stop()
             await host.stop()
@@ -108,12 +142,12 @@ extension Suites {
         return figures
     }
 
-    private func clusterFigures(small: [UInt8], large: [UInt8], actorEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8],
+    private func clusterFigures(small: [UInt8], large: [UInt8], security: String, actorEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8],
                                 plainEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8]) async throws -> [Figure] {
         let clock = ContinuousClock()
         var figures: [Figure] = []
         for (label, payload, rounds) in [("64 B", small, max(repeats * 20, 200)), ("\(large.count >> 20) MiB", large, repeats)] {
-            progress.say("cluster round trip \(label)")
+            progress.say("cluster round trip \(label), \(security)")
             var actorOK = try await actorEcho(payload) == payload
             var plainOK = try await plainEcho(payload) == payload
             var actorSamples: [Duration] = [], plainSamples: [Duration] = []
@@ -131,15 +165,15 @@ extension Suites {
             actorOK = try await actorEcho(payload) == payload && actorOK
             let unit = payload.count > 1 << 20 ? "ms" : "µs"
             let scale: (Double) -> Double = unit == "ms" ? { $0 * 1e3 } : { $0 * 1e6 }
-            let actor = loopbackFigure("remote actor call, echo \(label)", unit: unit, size: payload.count, samples: actorSamples,
-                                       verified: actorOK, note: "round trip", rate: scale)
-            let plain = loopbackFigure("plain gRPC unary, echo \(label)", unit: unit, size: payload.count, samples: plainSamples,
-                                       verified: plainOK, note: "round trip", rate: scale)
+            let actor = loopbackFigure("remote actor call, echo \(label)", security: security, unit: unit, size: payload.count,
+                                       samples: actorSamples, verified: actorOK, note: "round trip", rate: scale)
+            let plain = loopbackFigure("plain gRPC unary, echo \(label)", security: security, unit: unit, size: payload.count,
+                                       samples: plainSamples, verified: plainOK, note: "round trip", rate: scale)
             figures += [actor, plain, ratio(actor, over: plain, name: "actor / plain gRPC, \(label)", note: "target <= 1.20")]
         }
 
         // Throughput: 32 calls in flight, 4 000 calls per sample.
-        progress.say("cluster throughput")
+        progress.say("cluster throughput, \(security)")
         let inFlight = 32, perSample = 4000
         func throughput(_ call: @escaping @Sendable ([UInt8]) async throws -> [UInt8]) async throws -> (Duration, Bool) {
             let start = clock.now
@@ -168,18 +202,18 @@ extension Suites {
             plainOK = plainOK && pok
         }
         let perSecond: (Double) -> Double = { Double(perSample) / $0 }
-        let actor = loopbackFigure("remote actor calls, 64 B, \(inFlight) in flight", unit: "calls/s", size: perSample,
-                                   samples: actorSamples, verified: actorOK, rate: perSecond)
-        let plain = loopbackFigure("plain gRPC unary, 64 B, \(inFlight) in flight", unit: "calls/s", size: perSample,
-                                   samples: plainSamples, verified: plainOK, rate: perSecond)
+        let actor = loopbackFigure("remote actor calls, 64 B, \(inFlight) in flight", security: security, unit: "calls/s",
+                                   size: perSample, samples: actorSamples, verified: actorOK, rate: perSecond)
+        let plain = loopbackFigure("plain gRPC unary, 64 B, \(inFlight) in flight", security: security, unit: "calls/s",
+                                   size: perSample, samples: plainSamples, verified: plainOK, rate: perSecond)
         figures += [actor, plain, ratio(actor, over: plain, name: "actor / plain gRPC, calls/s", note: "target >= 0.83 (1 / 1.20)")]
         return figures
     }
 
-    private func loopbackFigure(_ name: String, unit: String, size: Int, samples: [Duration], verified: Bool, note: String? = nil,
-                                rate: (Double) -> Double) -> Figure {
+    private func loopbackFigure(_ name: String, security: String, unit: String, size: Int, samples: [Duration], verified: Bool,
+                                note: String? = nil, rate: (Double) -> Double) -> Figure {
         let values = samples.map { rate($0.seconds) }
-        return Figure(suite: "cluster", name: name, device: "loopback", deviceName: "gRPC over 127.0.0.1, plaintext", unit: unit,
+        return Figure(suite: "cluster", name: name, device: security, deviceName: "gRPC over 127.0.0.1, \(security)", unit: unit,
                       median: values.median, min: values.min() ?? .nan, max: values.max() ?? .nan, samples: values.count,
                       size: size, sizeUnit: unit == "calls/s" ? "calls" : "bytes", verified: verified, note: note)
     }
