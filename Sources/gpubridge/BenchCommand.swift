@@ -13,8 +13,8 @@ struct BenchCommand: AsyncParsableCommand {
             operation end to end), batching (10 000 small requests, batched vs one launch each), actors (an actor \
             call against the same request made directly; a batch actor, one launch per request against coalesced), \
             cluster (a remote actor call over the cluster's gRPC transport on loopback against a plain grpc-swift-2 \
-            unary call of the same bytes: 64 B and --size bytes (default 64 MiB) round trips, calls per second with 32 \
-            in flight; run once, not per device), all. scripts/compare-peers runs these next to numpy and pyopencl.
+            unary call of the same bytes, in plaintext and with mutual TLS: 64 B and --size bytes (default 64 MiB) round \
+            trips, calls per second with 32 in flight; run once, not per device), all. scripts/compare-peers runs these next to numpy and pyopencl.
             """
     )
 
