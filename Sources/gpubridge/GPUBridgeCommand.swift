@@ -11,7 +11,7 @@ struct GPUBridgeCommand: AsyncParsableCommand {
         discussion: "Logs go to standard error at the level in GPUBRIDGE_LOG_LEVEL (trace, debug, info, notice, warning, error; default warning).",
         version: GPUBridgeVersion.string,
         subcommands: [DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, BenchCommand.self, DemoCommand.self,
-                      NodeCommand.self, CertsCommand.self]
+                      NodeCommand.self, CallCommand.self, CertsCommand.self]
     )
 
     static func main() async {

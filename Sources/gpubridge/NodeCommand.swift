@@ -122,17 +122,7 @@ struct NodeCommand: AsyncParsableCommand {
         let cert = tlsCert ?? environment["GPUBRIDGE_TLS_CERT"] ?? file.tlsCertificate
         let key = tlsKey ?? environment["GPUBRIDGE_TLS_KEY"] ?? file.tlsKey
         let ca = tlsCA ?? environment["GPUBRIDGE_TLS_CA"] ?? file.tlsCA
-        let plain = plaintext || file.plaintext == true
-        switch (cert, key, ca, plain) {
-        case let (cert?, key?, ca?, false):
-            s.security = .mutualTLS(certificate: cert, privateKey: key, trustRoots: ca)
-        case (nil, nil, nil, true):
-            s.security = .plaintext
-        case (_, _, _, true):
-            throw ValidationError("invalid --plaintext with TLS files; give either --tls-cert, --tls-key and --tls-ca, or --plaintext")
-        default:
-            throw ValidationError("node traffic needs --tls-cert, --tls-key and --tls-ca (all three), or --plaintext for local development")
-        }
+        s.security = try Self.security(certificate: cert, key: key, ca: ca, plaintext: plaintext || file.plaintext == true)
         let deviceText = devices ?? environment["GPUBRIDGE_NODE_DEVICES"] ?? file.devices ?? "auto"
         guard let choice = BackendChoice(rawValue: deviceText) else {
             throw ValidationError("invalid --devices \(deviceText); expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -162,6 +152,20 @@ struct NodeCommand: AsyncParsableCommand {
         do { try s.options.validate() } catch { throw ValidationError("invalid node settings: \(error)") }
         do { try s.security.validate() } catch { throw ValidationError("invalid TLS settings: \(error)") }
         return s
+    }
+
+    /// Mutual TLS with all three files, or plaintext when asked for and no file is given; anything else is refused.
+    static func security(certificate: String?, key: String?, ca: String?, plaintext: Bool) throws -> ClusterSecurity {
+        switch (certificate, key, ca, plaintext) {
+        case let (cert?, key?, ca?, false):
+            return .mutualTLS(certificate: cert, privateKey: key, trustRoots: ca)
+        case (nil, nil, nil, true):
+            return .plaintext
+        case (_, _, _, true):
+            throw ValidationError("invalid --plaintext with TLS files; give either --tls-cert, --tls-key and --tls-ca, or --plaintext")
+        default:
+            throw ValidationError("node traffic needs --tls-cert, --tls-key and --tls-ca (all three), or --plaintext for local development")
+        }
     }
 
     func run() async throws {

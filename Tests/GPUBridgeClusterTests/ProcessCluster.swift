@@ -221,6 +221,40 @@ final class ProcessCluster {
         return node
     }
 
+    /// Runs `gpubridge call` processes with these arguments (the cluster's database, name, client certificate and
+    /// dimension added), all started before any is waited for; returns each one's exit status and standard output.
+    func call(_ argumentLists: [[String]]) async throws -> [(status: Int32, output: String)] {
+        let url = try #require(ProcessClusterEnvironment.databaseURL)
+        guard let binary = NodeBinary.path, case let .mutualTLS(certificate, key, roots) = certificates.client else {
+            throw GPUBridgeError.unsupported(feature: "gpubridge binary", backend: "tests")
+        }
+        var running: [(Process, String)] = []
+        for (i, arguments) in argumentLists.enumerated() {
+            let outputPath = "\(folder)/call-\(UUID().uuidString.prefix(8))-\(i).out"
+            _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: outputPath + ".err", contents: nil)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["call"] + arguments + ["--database-url", url, "--cluster", name, "--vector-dim", "\(Self.dim)",
+                                                        "--tls-cert", certificate, "--tls-key", key, "--tls-ca", roots]
+            process.standardOutput = FileHandle(forWritingAtPath: outputPath)
+            process.standardError = FileHandle(forWritingAtPath: outputPath + ".err")
+            try process.run()
+            running.append((process, outputPath))
+        }
+        var results: [(Int32, String)] = []
+        for (process, path) in running {
+            let deadline = ContinuousClock.now + .seconds(60)
+            while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+            let output = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            let errors = (try? String(contentsOfFile: path + ".err", encoding: .utf8)) ?? ""
+            results.append((process.terminationStatus, output + errors))
+        }
+        return results
+    }
+
     /// The actor types the nodes host, under the same names (`gpubridge node` registers these).
     static func registerActors(_ system: EmbeddedActorSystem) throws {
         try system.register(VectorIndexActor.self, as: "vector-index") { VectorIndexActor(actorSystem: $0, dim: dim) }

@@ -79,6 +79,37 @@ struct ProcessClusterTests {
         }
     }
 
+    @Test("gpubridge call: client processes racing to one key make one activation; an index's rows cross processes")
+    func callProcesses() async throws {
+        try await ProcessCluster.run { cluster in
+            let ids = try await cluster.startNodes(2)
+            let racing = try await cluster.call((0 ..< 4).map { ["echo", "race", "echo", "--text", "from-\($0)"] })
+            for (i, outcome) in racing.enumerated() {
+                #expect(outcome.status == 0, "\(outcome.output)")
+                #expect(outcome.output.contains(#""result":"from-\#(i)""#), "\(outcome.output)")
+            }
+            let nodes = Set(racing.compactMap { outcome -> String? in
+                guard let range = outcome.output.range(of: #""node":""#) else { return nil }
+                return String(outcome.output[range.upperBound...].prefix { $0 != "\"" })
+            })
+            #expect(nodes.count == 1, "the racing calls named \(nodes)")
+            #expect(try await cluster.directory.all().filter { $0.id == GPUActorID(type: "echo", key: "race") }.count == 1)
+            let count = try await cluster.call([["echo", "race", "count"]])
+            #expect(count.first?.output.contains(#""result":4"#) == true, "\(count)")
+
+            // One process writes rows, another queries them: the index lives on its node, not in the callers.
+            let upsert = try await cluster.call([["vector-index", "shared", "upsert-random", "--rows", "200", "--seed", "5"]])
+            #expect(upsert.first?.output.contains(#""result":200"#) == true, "\(upsert)")
+            let query = try await cluster.call([["vector-index", "shared", "query-random", "--k", "1", "--seed", "5"]])
+            // The query vector with seed 5 is the first row written with seed 5 (id 0): cosine 1.
+            #expect(query.first?.output.contains(#""id":0"#) == true, "\(query)")
+            #expect(ids.contains { query.first?.output.contains($0.description) == true })
+            let bad = try await cluster.call([["echo", "race", "no-such-method"]])
+            #expect(bad.first?.status == 64, "\(bad)")
+            #expect(bad.first?.output.contains("unknown method 'no-such-method' of echo") == true, "\(bad)")
+        }
+    }
+
     @Test("kill -9 of a node: calls fail clearly or are retried, its row turns Dead, its actors come back elsewhere from their snapshot")
     func killNine() async throws {
         try await ProcessCluster.run { cluster in

@@ -308,6 +308,12 @@ struct BadInputMatrixTests {
             (["node", "--plaintext", "--database-url", "mysql://u@h/db"], "invalid --database-url"),
             (["node", "--config", "/no/such/config.json"], "invalid --config /no/such/config.json"),
             (["certs", "--out", "/tmp/gpubridge-unused-certs", "--days", "0"], "invalid --days 0"),
+            (["call", "echo", "k", "nope"], "unknown method 'nope' of echo"),
+            (["call", "teapot", "k", "echo"], "unknown actor 'teapot'"),
+            (["call", "vector-index", "k", "query-random", "--k", "0"], "invalid --k 0"),
+            (["call", "vector-index", "k", "upsert-random", "--rows", "100001"], "invalid --rows 100001"),
+            (["call", "echo", "k", "echo", "--plaintext"], "call needs the cluster's --database-url"),
+            (["call", "echo", "k", "echo", "--database-url", "postgres://u@127.0.0.1:1/db"], "node traffic needs --tls-cert"),
         ]
         for (arguments, expected) in cases {
             let process = Process()
