@@ -9,7 +9,9 @@ struct DemoCommand: AsyncParsableCommand {
             Part 1 runs the reference VectorAdd, the same kernel on views, and shows the pool and cache. Part 2 runs \
             a resident vector index actor (--vectors x --dim float32 in device memory): bulk load, concurrent top-k \
             queries, deactivation to a SQLite file, reactivation and the same queries again, and an actor call \
-            measured against the same request made directly.
+            measured against the same request made directly. Part 3 runs a cluster of three nodes in this process on \
+            loopback (gRPC with mutual TLS, in-memory membership): vector indexes placed by capacity, one node going \
+            silent, voted dead, and its indexes reactivated on the others from their snapshots.
             """
     )
 
@@ -39,6 +41,7 @@ struct DemoCommand: AsyncParsableCommand {
         var viewLaunchCopies: Int
         var pool: BufferPool.Statistics
         var actors: ActorDemoReport
+        var cluster: ClusterDemoReport
     }
 
     func run() async throws {
@@ -105,6 +108,10 @@ struct DemoCommand: AsyncParsableCommand {
         say("\n4. GPU actors")
         let bridge = try Bridge(backends: reports.flatMap(\.devices), reports: reports)
         let actors = try await runActorDemo(bridge: bridge, vectors: vectors, dim: dim, log: say)
+
+        // 5. A cluster in this process: placement, a node dying, reactivation from snapshots.
+        say("\n5. A cluster of GPU actor nodes")
+        let cluster = try await runClusterDemo(dim: dim, log: say)
         say("\nDone. `gpubridge devices` lists every backend; `gpubridge selftest` checks each device; `gpubridge bench` measures.")
         if json {
             try printJSON(DemoJSON(
@@ -114,7 +121,7 @@ struct DemoCommand: AsyncParsableCommand {
                 vectorAddVerified: run.mismatches == 0,
                 viewLaunchAllocations: after.allocations - before.allocations,
                 viewLaunchCopies: after.copies - before.copies,
-                pool: stats, actors: actors))
+                pool: stats, actors: actors, cluster: cluster))
         }
     }
 }
