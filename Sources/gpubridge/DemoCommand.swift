@@ -123,5 +123,7 @@ struct DemoCommand: AsyncParsableCommand {
                 viewLaunchCopies: after.copies - before.copies,
                 pool: stats, actors: actors, cluster: cluster))
         }
+        // The cluster part checks itself against a single process and against the answers before the node died.
+        if !cluster.answersEqualSingleProcess || !cluster.reactivatedFromSnapshot { throw ExitCode(1) }
     }
 }

@@ -249,3 +249,33 @@ struct ProcessClusterTests {
         }
     }
 }
+
+@Suite("gpubridge demo")
+struct DemoCommandTests {
+    // Runs the built gpubridge executable (swift build --build-tests builds it next to the tests).
+    @Test("the demo's cluster part places indexes on three nodes, survives a node's death and reports it in JSON",
+          .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+    func demoJSON() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(NodeBinary.path))
+        process.arguments = ["demo", "--size", "4096", "--vectors", "200", "--dim", "16", "--json"]
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(errorText.suffix(2000))")
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let cluster = try #require(json["cluster"] as? [String: Any])
+        #expect(cluster["nodes"] as? Int == 3)
+        #expect(cluster["indexes"] as? Int == 12)
+        #expect(cluster["answersEqualSingleProcess"] as? Bool == true)
+        #expect(cluster["reactivatedFromSnapshot"] as? Bool == true)
+        let placement = try #require(cluster["placement"] as? [String: Int])
+        #expect(placement.values.reduce(0, +) == 12)
+        let killed = try #require((cluster["killedNode"] as? String)?.split(separator: "@").first.map(String.init))
+        #expect(cluster["indexesOnKilledNode"] as? Int == placement[killed] ?? 0)
+    }
+}
