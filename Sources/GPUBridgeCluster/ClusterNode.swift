@@ -522,7 +522,17 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     /// Where `id`'s activation is: the cached location, the directory's live entry, or a new registration on the node
     /// placement chooses.
     public func locate(_ id: GPUActorID) async throws -> ActorAddress {
-        if let cached = state.withLock({ $0.locations[id] }) { return cached }
+        // A cached location on a node this view knows dead is dropped (it may have been cached by a lookup that raced
+        // the membership round that saw the death).
+        let cached = state.withLock { s -> ActorAddress? in
+            guard let location = s.locations[id] else { return nil }
+            guard !s.cleaned.contains(location.node) else {
+                s.locations[id] = nil
+                return nil
+            }
+            return location
+        }
+        if let cached { return cached }
         if let found = try await directory.lookup(id) {
             if !isDead(found.node) {
                 state.withLock { $0.locations[id] = found }

@@ -33,18 +33,7 @@ struct CallCommand: AsyncParsableCommand {
     @Argument(help: "Method (see above).")
     var method: String
 
-    @Option(name: .long, help: "PostgreSQL URL of the cluster (or GPUBRIDGE_DATABASE_URL).")
-    var databaseURL: String?
-    @Option(name: .long, help: "Cluster name. Default gpubridge.")
-    var cluster = "gpubridge"
-    @Option(name: .long, help: "Client certificate (PEM), signed by the cluster CA.")
-    var tlsCert: String?
-    @Option(name: .long, help: "Client private key (PEM).")
-    var tlsKey: String?
-    @Option(name: .long, help: "The cluster CA certificate (PEM).")
-    var tlsCA: String?
-    @Flag(name: .long, help: "No TLS (local development only; the nodes must be plaintext too).")
-    var plaintext = false
+    @OptionGroup var connection: ClusterConnectionOptions
     @Option(name: .long, help: "Text for echo.")
     var text = "hello"
     @Option(name: .long, help: "Rows for upsert-random (1...100000).")
@@ -77,12 +66,13 @@ struct CallCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        guard let url = databaseURL ?? environment["GPUBRIDGE_DATABASE_URL"] else {
+        guard let url = connection.databaseURL ?? environment["GPUBRIDGE_DATABASE_URL"] else {
             throw ValidationError("call needs the cluster's --database-url (or GPUBRIDGE_DATABASE_URL)")
         }
-        let security = try NodeCommand.security(certificate: tlsCert ?? environment["GPUBRIDGE_TLS_CERT"],
-                                                key: tlsKey ?? environment["GPUBRIDGE_TLS_KEY"],
-                                                ca: tlsCA ?? environment["GPUBRIDGE_TLS_CA"], plaintext: plaintext)
+        let cluster = connection.cluster ?? environment["GPUBRIDGE_CLUSTER"] ?? "gpubridge"
+        let security = try NodeCommand.security(certificate: connection.tlsCert ?? environment["GPUBRIDGE_TLS_CERT"],
+                                                key: connection.tlsKey ?? environment["GPUBRIDGE_TLS_KEY"],
+                                                ca: connection.tlsCA ?? environment["GPUBRIDGE_TLS_CA"], plaintext: connection.plaintext)
         do { try security.validate() } catch { throw ValidationError("invalid TLS settings: \(error)") }
         do { _ = try PostgresStore(url: url) } catch { throw ValidationError("invalid --database-url: \(error)") }
         let line = try await PostgresStore.withStore(url: url) { store in

@@ -53,18 +53,7 @@ struct NodeCommand: AsyncParsableCommand {
     var config: String?
     @Option(name: .long, help: "Address to listen on and advertise, host:port (port 0 picks one). Default 127.0.0.1:0.")
     var listen: String?
-    @Option(name: .long, help: "PostgreSQL URL for membership, directory and actor state: postgres://user[:password]@host:port/db.")
-    var databaseURL: String?
-    @Option(name: .long, help: "Cluster name (rows of several clusters can share a database). Default gpubridge.")
-    var cluster: String?
-    @Option(name: .long, help: "This node's certificate (PEM), signed by the cluster CA.")
-    var tlsCert: String?
-    @Option(name: .long, help: "This node's private key (PEM).")
-    var tlsKey: String?
-    @Option(name: .long, help: "The cluster CA certificate (PEM); peers must present a certificate it signed.")
-    var tlsCA: String?
-    @Flag(name: .long, help: "No TLS between nodes (local development only).")
-    var plaintext = false
+    @OptionGroup var connection: ClusterConnectionOptions
     @Option(name: .long, help: "Devices to use: auto, cpu, opencl or cuda (a backend's devices). Default auto.")
     var devices: String?
     @Option(name: .long, help: "Dimension of the vector-index actors this node hosts. Default 384.")
@@ -117,12 +106,12 @@ struct NodeCommand: AsyncParsableCommand {
         }
         s.host = String(listen[..<colon])
         s.port = port
-        s.databaseURL = databaseURL ?? environment["GPUBRIDGE_DATABASE_URL"] ?? file.databaseURL
-        s.cluster = cluster ?? environment["GPUBRIDGE_CLUSTER"] ?? file.cluster ?? "gpubridge"
-        let cert = tlsCert ?? environment["GPUBRIDGE_TLS_CERT"] ?? file.tlsCertificate
-        let key = tlsKey ?? environment["GPUBRIDGE_TLS_KEY"] ?? file.tlsKey
-        let ca = tlsCA ?? environment["GPUBRIDGE_TLS_CA"] ?? file.tlsCA
-        s.security = try Self.security(certificate: cert, key: key, ca: ca, plaintext: plaintext || file.plaintext == true)
+        s.databaseURL = connection.databaseURL ?? environment["GPUBRIDGE_DATABASE_URL"] ?? file.databaseURL
+        s.cluster = connection.cluster ?? environment["GPUBRIDGE_CLUSTER"] ?? file.cluster ?? "gpubridge"
+        let cert = connection.tlsCert ?? environment["GPUBRIDGE_TLS_CERT"] ?? file.tlsCertificate
+        let key = connection.tlsKey ?? environment["GPUBRIDGE_TLS_KEY"] ?? file.tlsKey
+        let ca = connection.tlsCA ?? environment["GPUBRIDGE_TLS_CA"] ?? file.tlsCA
+        s.security = try Self.security(certificate: cert, key: key, ca: ca, plaintext: connection.plaintext || file.plaintext == true)
         let deviceText = devices ?? environment["GPUBRIDGE_NODE_DEVICES"] ?? file.devices ?? "auto"
         guard let choice = BackendChoice(rawValue: deviceText) else {
             throw ValidationError("invalid --devices \(deviceText); expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -223,6 +212,23 @@ struct NodeCommand: AsyncParsableCommand {
         }
         NodeOutput.line(#"{"event":"stopped","error":false}"#)
     }
+}
+
+/// How a process reaches a cluster: its database and name, and the TLS files (or plaintext), shared by `node` and
+/// `call`.
+struct ClusterConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: "PostgreSQL URL for membership, directory and actor state: postgres://user[:password]@host:port/db.")
+    var databaseURL: String?
+    @Option(name: .long, help: "Cluster name (rows of several clusters can share a database). Default gpubridge.")
+    var cluster: String?
+    @Option(name: .long, help: "This process's certificate (PEM), signed by the cluster CA.")
+    var tlsCert: String?
+    @Option(name: .long, help: "This process's private key (PEM).")
+    var tlsKey: String?
+    @Option(name: .long, help: "The cluster CA certificate (PEM); peers must present a certificate it signed.")
+    var tlsCA: String?
+    @Flag(name: .long, help: "No TLS (local development only; every node and client of the cluster must be plaintext).")
+    var plaintext = false
 }
 
 /// The actor types every node hosts (a client registers the same ones to call them).

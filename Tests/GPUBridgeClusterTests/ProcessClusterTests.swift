@@ -180,6 +180,9 @@ struct ProcessClusterTests {
             #expect(row.suspicions.count >= 2, "votes: \(row.suspicions)")
 
             #expect(try await patientCall.value == expected[first]!.count)
+            // The client learns of the death at its next membership round (until then a location it cached before the
+            // kill still names the victim: docs/CLUSTER.md, calls during a death).
+            #expect(await eventually(timeout: .seconds(10)) { client.view.entry(of: victimID)?.entry.status == .dead })
             // The victim's indexes answer from a survivor with the rows of their last snapshot; the others lost nothing.
             for (key, want) in expected {
                 let index = try client.system.actor(VectorIndexActor.self, key: key)
