@@ -180,8 +180,9 @@ final class ProcessCluster {
         for p in processes { print("---- \(p.name) stderr (last 3000 characters) ----\n\(p.errors.suffix(3000))") }
     }
 
-    /// Starts a node process with this cluster's certificate (or `security`), fast membership rounds and dim-16
-    /// vector indexes on the CPU backend.
+    /// Starts a node process with this cluster's certificate (or `security`), fast membership rounds (300 ms, 3 missed
+    /// probes: a node is taken for dead after about a second of silence, not after one slow round on a loaded
+    /// machine) and dim-16 vector indexes on the CPU backend.
     func startNode(security: ClusterSecurity? = nil, extra: [String] = []) throws -> NodeProcess {
         let url = try #require(ProcessClusterEnvironment.databaseURL)
         let nodeName = "node-\(processes.count)"
@@ -189,7 +190,7 @@ final class ProcessCluster {
             name: nodeName,
             arguments: ["--listen", "127.0.0.1:0", "--database-url", url, "--cluster", name, "--devices", "cpu",
                         "--metrics-file", "\(folder)/\(nodeName).prom",
-                        "--vector-dim", "\(Self.dim)", "--probe-interval-ms", "200", "--missed-probes", "2",
+                        "--vector-dim", "\(Self.dim)", "--probe-interval-ms", "300", "--missed-probes", "3",
                         "--call-timeout-ms", "20000"] + TestCertificates.flags(security ?? certificates.node) + extra,
             folder: folder)
         processes.append(process)
