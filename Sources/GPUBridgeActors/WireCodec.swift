@@ -21,19 +21,23 @@ public enum WireCodec {
 
     /// Appends `value` (tag and body) to `writer`.
     public static func encode<T: Encodable>(_ value: T, into writer: inout WireWriter) throws {
-        // Chosen by the static type, not by a dynamic cast: an empty array casts to every array type (`[UInt8]()
-        // as? [Float]` succeeds), so a cast would tag an empty `[UInt8]` as floats.
-        if T.self == [Float].self {
-            writer.u8(Tag.floats.rawValue); writer.raw(value as! [Float])  // T is [Float]
-        } else if T.self == [UInt8].self {
-            writer.u8(Tag.bytes.rawValue); writer.raw(value as! [UInt8])  // T is [UInt8]
-        } else if T.self == Data.self {
+        // Chosen by the static type as well as the value: an empty array casts to every array type (`[UInt8]()
+        // as? [Float]` succeeds), so a cast alone would tag an empty `[UInt8]` as floats.
+        if T.self == [Float].self, let v = value as? [Float] {
+            writer.u8(Tag.floats.rawValue)
+            writer.raw(v)
+        } else if T.self == [UInt8].self, let v = value as? [UInt8] {
+            writer.u8(Tag.bytes.rawValue)
+            writer.raw(v)
+        } else if T.self == Data.self, let v = value as? Data {
             writer.u8(Tag.data.rawValue)
-            (value as! Data).withUnsafeBytes { writer.append($0) }  // T is Data
-        } else if T.self == [Int].self {
-            writer.u8(Tag.ints.rawValue); writer.raw((value as! [Int]).map { Int64($0) })  // T is [Int]
-        } else if T.self == [Double].self {
-            writer.u8(Tag.doubles.rawValue); writer.raw(value as! [Double])  // T is [Double]
+            v.withUnsafeBytes { writer.append($0) }
+        } else if T.self == [Int].self, let v = value as? [Int] {
+            writer.u8(Tag.ints.rawValue)
+            writer.raw(v.map { Int64($0) })
+        } else if T.self == [Double].self, let v = value as? [Double] {
+            writer.u8(Tag.doubles.rawValue)
+            writer.raw(v)
         } else {
             writer.u8(Tag.json.rawValue)
             let json = try JSONEncoder().encode(value)
