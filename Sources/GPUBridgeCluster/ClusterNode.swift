@@ -122,6 +122,16 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         var callsInFlight = 0
         var agent: Task<Void, Never>?
         var deathWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Tasks in `waitForView`, resumed by the membership round whose view satisfies their condition.
+        var viewWaiters: [UInt64: ViewWaiter] = [:]
+        /// `waitForView` calls cancelled before they registered.
+        var cancelledViewWaits: Set<UInt64> = []
+        var nextViewWait: UInt64 = 0
+    }
+
+    struct ViewWaiter {
+        let condition: @Sendable (MembershipSnapshot) -> Bool
+        let continuation: CheckedContinuation<MembershipSnapshot?, Never>
     }
 
     private let state: Mutex<State>
@@ -192,8 +202,12 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
 
     /// Runs the node as a service: starts it, waits for a graceful shutdown (SIGTERM through a `ServiceGroup`) or its
     /// death, then stops. Throws `ClusterError.nodeNotRunning` when the cluster declared this node dead.
-    public func run() async throws {
+    public func run() async throws { try await run(onStarted: { _ in }) }
+
+    /// `run()`, calling `onStarted` with the node's id (its bound port) once the node is active.
+    public func run(onStarted: @Sendable (NodeID) -> Void) async throws {
         try await start()
+        onStarted(id)
         let dead = await withTaskGroup(of: Bool.self) { group in
             group.addTask { await self.untilDead(); return true }
             group.addTask {
@@ -401,16 +415,22 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     @discardableResult
     func refreshView() async throws -> MembershipSnapshot {
         let snapshot = try await membership.readAll()
-        let newlyDead = state.withLock { s -> [NodeID] in
+        let (newlyDead, satisfied) = state.withLock { s -> ([NodeID], [(CheckedContinuation<MembershipSnapshot?, Never>, MembershipSnapshot)]) in
             if snapshot.version >= s.view.version { s.view = snapshot }
+            var satisfied: [(CheckedContinuation<MembershipSnapshot?, Never>, MembershipSnapshot)] = []
+            for (key, waiter) in s.viewWaiters where waiter.condition(s.view) {
+                s.viewWaiters[key] = nil
+                satisfied.append((waiter.continuation, s.view))
+            }
             let dead = snapshot.entries.map(\.entry).filter { $0.status == .dead && !s.cleaned.contains($0.node) }.map(\.node)
             for node in dead {
                 s.cleaned.insert(node)
                 s.missed[node] = nil
                 s.locations = s.locations.filter { $0.value.node != node }
             }
-            return dead
+            return (dead, satisfied)
         }
+        for (continuation, view) in satisfied { continuation.resume(returning: view) }
         for node in newlyDead where node != id {
             transport.forget(node)
             if options.role == .node {
@@ -421,6 +441,51 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             }
         }
         return snapshot
+    }
+
+    /// Waits until this node's membership view satisfies `condition` (checked now and after each membership round,
+    /// every `probeInterval`), without polling. Returns that view, or nil when `timeout` passes first or the task is
+    /// cancelled. Any task may call it; it costs one lock per round while it waits.
+    public func waitForView(timeout: Duration,
+                            until condition: @escaping @Sendable (MembershipSnapshot) -> Bool) async -> MembershipSnapshot? {
+        let key = state.withLock { s -> UInt64 in
+            s.nextViewWait += 1
+            return s.nextViewWait
+        }
+        return await withTaskGroup(of: MembershipSnapshot?.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<MembershipSnapshot?, Never>) in
+                        let now = self.state.withLock { s -> MembershipSnapshot?? in
+                            if s.cancelledViewWaits.remove(key) != nil { return .some(nil) }
+                            if condition(s.view) { return .some(s.view) }
+                            s.viewWaiters[key] = ViewWaiter(condition: condition, continuation: continuation)
+                            return nil
+                        }
+                        if let now { continuation.resume(returning: now) }
+                    }
+                } onCancel: {
+                    let waiter = self.state.withLock { s -> ViewWaiter? in
+                        guard let waiter = s.viewWaiters.removeValue(forKey: key) else {
+                            s.cancelledViewWaits.insert(key)
+                            return nil
+                        }
+                        return waiter
+                    }
+                    waiter?.continuation.resume(returning: nil)
+                }
+            }
+            group.addTask {
+                // The timeout: a real timer, cancelled as soon as the view satisfies the condition.
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            // A key put in `cancelledViewWaits` (cancelled before it registered) is always taken out by that
+            // registration, which still runs: the group waits for it.
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
     }
 
     private func isDead(_ node: NodeID) -> Bool {

@@ -12,7 +12,7 @@ struct ClusterDemoReport: Encodable {
     var answersEqualSingleProcess: Bool
     var killedNode: String
     var indexesOnKilledNode: Int
-    /// Milliseconds from the node going silent to its row reading Dead.
+    /// Milliseconds from the node going silent until every survivor's membership view shows it Dead.
     var deathDeclaredMilliseconds: Double
     var reactivatedFromSnapshot: Bool
 }
@@ -49,11 +49,14 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
             nodes.append(node)
         }
         // Each node sees the others once it has read the table again (every probe interval).
-        let clock = ContinuousClock(), start = clock.now
-        while nodes.contains(where: { $0.view.active.count < nodes.count }), clock.now - start < .seconds(10) {
-            try await Task.sleep(for: .milliseconds(20))
+        for node in nodes {
+            let count = nodes.count
+            guard await node.waitForView(timeout: .seconds(10), until: { $0.active.count >= count }) != nil else {
+                throw GPUBridgeError.backendFailure(backend: "cluster", call: "demo", code: -1,
+                                                    message: "node \(node.id) did not see the other nodes in 10 s")
+            }
         }
-        let report = try await clusterDemoSteps(nodes: nodes, membership: membership, directory: directory, reference: try system(),
+        let report = try await clusterDemoSteps(nodes: nodes, directory: directory, reference: try system(),
                                                 dim: dim, log: log)
         for node in nodes { await node.stop() }
         return report
@@ -63,7 +66,7 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
     }
 }
 
-private func clusterDemoSteps(nodes: [ClusterNode], membership: InMemoryMembershipTable, directory: InMemoryActorDirectory,
+private func clusterDemoSteps(nodes: [ClusterNode], directory: InMemoryActorDirectory,
                               reference: EmbeddedActorSystem, dim: Int, log: (String) -> Void) async throws -> ClusterDemoReport {
     log("   3 nodes on 127.0.0.1 (ports \(nodes.map { "\($0.id.port)" }.joined(separator: ", "))), mutual TLS with a fresh CA")
 
@@ -98,24 +101,18 @@ private func clusterDemoSteps(nodes: [ClusterNode], membership: InMemoryMembersh
     let clock = ContinuousClock()
     let silent = clock.now
     await victim.transport.shutdown()
-    var declared: Duration?
-    while clock.now - silent < .seconds(30) {
-        if try await membership.readAll().entry(of: victim.id)?.entry.status == .dead {
-            declared = clock.now - silent
-            break
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    guard let declared else {
-        throw GPUBridgeError.backendFailure(backend: "cluster", call: "demo", code: -1, message: "the silent node was not declared dead in 30 s")
-    }
-    log("   node \(victim.id.port) stopped answering: voted Dead by the others after \(declared.short)")
-    // A survivor learns of the death at its next membership round; until then a call it routes to the dead node fails
-    // with nodeUnreachable (or is retried, with `retryUnreachableFor`). The demo waits for that round.
+    // The survivors vote; each learns of the death in a membership round. Until a survivor has, a call it routes to
+    // the dead node fails with nodeUnreachable (or is retried, with `retryUnreachableFor`): the demo waits for all.
     let survivors = nodes.filter { $0 !== victim }
-    while survivors.contains(where: { $0.view.entry(of: victim.id)?.entry.status != .dead }), clock.now - silent < .seconds(30) {
-        try await Task.sleep(for: .milliseconds(20))
+    let victimID = victim.id
+    for survivor in survivors {
+        guard await survivor.waitForView(timeout: .seconds(30), until: { $0.entry(of: victimID)?.entry.status == .dead }) != nil else {
+            throw GPUBridgeError.backendFailure(backend: "cluster", call: "demo", code: -1,
+                                                message: "node \(survivor.id) did not learn of the silent node's death in 30 s")
+        }
     }
+    let declared = clock.now - silent
+    log("   node \(victim.id.port) stopped answering: voted Dead, and known dead by every survivor after \(declared.short)")
     var restored = true
     for (key, query) in queries.sorted(by: { $0.key < $1.key }) {
         let index = try nodes[0].system.actor(VectorIndexActor.self, key: key)

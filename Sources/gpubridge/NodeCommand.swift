@@ -246,15 +246,7 @@ struct NodeRunner: Service {
 
     func run() async throws {
         if let store { try await store.migrate() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await node.run() }
-            // The ready line, once the node is active (it runs in `node.run()`).
-            while node.phase == .created || node.phase == .joining { try await Task.sleep(for: .milliseconds(5)) }
-            if node.phase == .active {
-                NodeOutput.line(#"{"event":"ready","node":"\#(node.id)"}"#)
-            }
-            try await group.waitForAll()
-        }
+        try await node.run { id in NodeOutput.line(#"{"event":"ready","node":"\#(id)"}"#) }
     }
 }
 

@@ -245,6 +245,31 @@ struct InProcessClusterTests {
         }
     }
 
+    @Test("waitForView: answers when a round brings the awaited view, nil on timeout or cancellation")
+    func waitForView() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 1)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let node = cluster.nodes[0]
+        // Already true: at once.
+        #expect(await node.waitForView(timeout: .seconds(5), until: { $0.active.count == 1 })?.active.count == 1)
+        // Never true: nil after the timeout.
+        let started = ContinuousClock.now
+        #expect(await node.waitForView(timeout: .milliseconds(300), until: { $0.active.count == 5 }) == nil)
+        #expect(ContinuousClock.now - started >= .milliseconds(300))
+        // True after a second node joins: the first node's next round answers.
+        let waiting = Task { await node.waitForView(timeout: .seconds(20), until: { $0.active.count == 2 }) }
+        try await cluster.start(count: 1)
+        #expect(await waiting.value?.active.count == 2)
+        // Cancelled: nil, long before its timeout.
+        let cancelled = Task { await node.waitForView(timeout: .seconds(60), until: { $0.active.count == 9 }) }
+        try await Task.sleep(for: .milliseconds(50))
+        cancelled.cancel()
+        let cancelledAt = ContinuousClock.now
+        #expect(await cancelled.value == nil)
+        #expect(ContinuousClock.now - cancelledAt < .seconds(5))
+    }
+
     @Test("bad options are rejected with the argument, the value and the limit")
     func badOptions() throws {
         let cluster = InProcessCluster()
