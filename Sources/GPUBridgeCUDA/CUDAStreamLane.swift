@@ -99,17 +99,13 @@ final class CUDAStreamLane: Sendable {
         let end: CUHandle
         do { end = try events.take() } catch { events.give(start); throw error }
         let completion = Completion(retaining: retaining)
-        // The driver gives elapsed device time between two events, not absolute device timestamps: the host's
-        // CLOCK_MONOTONIC at enqueue is the base, so queued, submitted and start all carry it and end is
-        // start + the device-measured duration.
-        let queued = monotonicNanoseconds()
         do {
             try submission.withLock { _ throws(GPUBridgeError) in
                 try driver.check(driver.cuEventRecord(start.pointer, stream.pointer), "cuEventRecord")
                 try body(stream.pointer)
                 try driver.check(driver.cuEventRecord(end.pointer, stream.pointer), "cuEventRecord")
                 worker.submit { [self] in
-                    completion.complete(finish(label, start: start, end: end, base: queued))
+                    completion.complete(finish(label, start: start, end: end))
                 }
             }
         } catch {
@@ -120,7 +116,7 @@ final class CUDAStreamLane: Sendable {
     }
 
     /// Runs on the completion thread: waits for `end`, reads the elapsed time, recycles both events.
-    private func finish(_ label: String, start: CUHandle, end: CUHandle, base: UInt64) -> Result<ExecutionTimings?, GPUBridgeError> {
+    private func finish(_ label: String, start: CUHandle, end: CUHandle) -> Result<ExecutionTimings?, GPUBridgeError> {
         let driver = context.driver
         defer { events.give(start, end) }
         let status = driver.cuEventSynchronize(end.pointer)
@@ -131,8 +127,9 @@ final class CUDAStreamLane: Sendable {
         guard driver.cuEventElapsedTime(&milliseconds, start.pointer, end.pointer) == CU.success else {
             return .success(nil)  // the command finished; only its timing is unavailable
         }
-        let nanoseconds = UInt64(max(0, (Double(milliseconds) * 1_000_000).rounded()))
-        return .success(ExecutionTimings(queued: base, submitted: base, start: base, end: base &+ nanoseconds))
+        // The driver measures the time between the two events, not timestamps: only the duration is known.
+        let nanoseconds = Int64(max(0, (Double(milliseconds) * 1_000_000).rounded()))
+        return .success(ExecutionTimings(duration: .nanoseconds(nanoseconds)))
     }
 
     /// Enqueues `body`'s work and blocks the calling thread until it has finished (synchronous copies). Only the
@@ -148,11 +145,4 @@ final class CUDAStreamLane: Sendable {
         }
         try driver.check(driver.cuEventSynchronize(done.pointer), "cuEventSynchronize")
     }
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds.
-func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

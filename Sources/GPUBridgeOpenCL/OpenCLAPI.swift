@@ -234,6 +234,52 @@ final class OpenCLLibrary: Sendable {
         return nil
     }
 
+    /// A copy of `other` with two entry points substituted: tests stand in for a driver that reports a terminated
+    /// command this way (the library is loaded once per process, so the copy is never registered).
+    init(copying other: OpenCLLibrary, enqueueNDRangeKernel: CLFunction.EnqueueNDRangeKernel,
+         getEventInfo: CLFunction.GetInfo) {
+        name = other.name
+        path = other.path
+        getPlatformIDs = other.getPlatformIDs
+        getPlatformInfo = other.getPlatformInfo
+        getDeviceIDs = other.getDeviceIDs
+        getDeviceInfo = other.getDeviceInfo
+        createContext = other.createContext
+        releaseContext = other.releaseContext
+        createCommandQueue = other.createCommandQueue
+        releaseCommandQueue = other.releaseCommandQueue
+        flush = other.flush
+        finish = other.finish
+        createBuffer = other.createBuffer
+        createSubBuffer = other.createSubBuffer
+        retainMemObject = other.retainMemObject
+        releaseMemObject = other.releaseMemObject
+        enqueueReadBuffer = other.enqueueReadBuffer
+        enqueueWriteBuffer = other.enqueueWriteBuffer
+        enqueueCopyBuffer = other.enqueueCopyBuffer
+        enqueueFillBuffer = other.enqueueFillBuffer
+        enqueueMapBuffer = other.enqueueMapBuffer
+        enqueueUnmapMemObject = other.enqueueUnmapMemObject
+        createProgramWithSource = other.createProgramWithSource
+        createProgramWithBinary = other.createProgramWithBinary
+        buildProgram = other.buildProgram
+        getProgramInfo = other.getProgramInfo
+        getProgramBuildInfo = other.getProgramBuildInfo
+        releaseProgram = other.releaseProgram
+        createKernel = other.createKernel
+        getKernelInfo = other.getKernelInfo
+        getKernelWorkGroupInfo = other.getKernelWorkGroupInfo
+        setKernelArg = other.setKernelArg
+        releaseKernel = other.releaseKernel
+        setEventCallback = other.setEventCallback
+        getEventProfilingInfo = other.getEventProfilingInfo
+        releaseEvent = other.releaseEvent
+        retainEvent = other.retainEvent
+        enqueueMarkerWithWaitList = other.enqueueMarkerWithWaitList
+        self.enqueueNDRangeKernel = enqueueNDRangeKernel
+        self.getEventInfo = getEventInfo
+    }
+
     private init(name: String, handle: UnsafeMutableRawPointer) throws(LoadFailure) {
         self.name = name
         // The file the dynamic loader picked, for reports: the mapping that holds one of its functions.

@@ -30,13 +30,16 @@ public final class OpenCLBackend: DeviceBackend {
     public var libraryPath: String { library.path }
 
     let library: OpenCLLibrary
+    let platform: CLObject
     let device: CLObject
-    let context: CLObject
+    /// The context and queues, shared with the launch tracker so they outlive every callback and worker job.
+    let queues: OpenCLQueues
+    var context: CLObject { queues.context }
     /// The in-order queue every copy, fill and launch goes through, so commands run in the order they were issued.
-    let queue: CLObject
+    var queue: CLObject { queues.queue }
     /// A second in-order queue used only to map and unmap pinned host memory, so that allocating a `HostBuffer`
     /// does not wait behind the kernels already queued on `queue`.
-    let hostQueue: CLObject
+    var hostQueue: CLObject { queues.hostQueue }
     /// Whether `queue` records profiling times.
     let profiling: Bool
     /// Reports the completion of launches on `queue` with few event callbacks.
@@ -96,6 +99,7 @@ public final class OpenCLBackend: DeviceBackend {
         let profiling = queueProperties & CL.queueProfilingEnable != 0
 
         self.library = library
+        self.platform = platform
         self.device = device
         self.platformName = platformName
         self.platformVersion = platformVersion
@@ -133,10 +137,16 @@ public final class OpenCLBackend: DeviceBackend {
             _ = library.releaseContext(context)
             throw error
         }
-        self.context = CLObject(context)
-        self.queue = CLObject(queue)
-        self.hostQueue = CLObject(hostQueue)
-        self.launches = OpenCLLaunchTracker(library: library, queue: CLObject(queue), profiling: profiling)
+        let queues = OpenCLQueues(library: library, context: CLObject(context), queue: CLObject(queue),
+                                  hostQueue: CLObject(hostQueue))
+        self.queues = queues
+        self.launches = OpenCLLaunchTracker(queues: queues, profiling: profiling)
+    }
+
+    /// A new backend for the same device, driven through `library` (tests substitute single entry points).
+    func reopened(with library: OpenCLLibrary) throws(GPUBridgeError) -> OpenCLBackend {
+        try OpenCLBackend(library: library, platform: platform, device: device, ordinal: info.id.ordinal,
+                          platformName: platformName, platformVersion: platformVersion)
     }
 
     deinit {
@@ -146,10 +156,7 @@ public final class OpenCLBackend: DeviceBackend {
             return table.subBuffers.values.flatMap(\.values) + table.pinned.values
         }
         for object in leftovers { _ = library.releaseMemObject(object.pointer) }
-        // Releasing a queue flushes it; it is deleted once its commands have finished, so pending callbacks still run.
-        _ = library.releaseCommandQueue(hostQueue.pointer)
-        _ = library.releaseCommandQueue(queue.pointer)
-        _ = library.releaseContext(context.pointer)
+        // The queues and the context go with `queues`, when the tracker and its pending callbacks have let go too.
     }
 
     /// The device's memory minus the device buffers this backend holds now.

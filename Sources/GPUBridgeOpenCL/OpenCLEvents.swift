@@ -73,9 +73,9 @@ final class EventCompletion: Sendable {
             let status = library.getEventProfilingInfo(event, parameter, MemoryLayout<UInt64>.size, &value, nil)
             return status == CL.success ? value : nil
         }
-        guard let queued = read(CL.profilingCommandQueued), let submitted = read(CL.profilingCommandSubmit),
-              let start = read(CL.profilingCommandStart), let end = read(CL.profilingCommandEnd) else { return nil }
-        return ExecutionTimings(queued: queued, submitted: submitted, start: start, end: end)
+        guard let start = read(CL.profilingCommandStart), let end = read(CL.profilingCommandEnd) else { return nil }
+        return ExecutionTimings(queued: read(CL.profilingCommandQueued), submitted: read(CL.profilingCommandSubmit),
+                                start: start, end: end)
     }
 }
 

@@ -86,18 +86,25 @@ public final class OpenCLProgram: KernelProgram {
                 }
                 guard status == CL.success else { throw Self.argumentError(status, index: index, argument: argument, kernel: name) }
             }
-            let (status, completion) = withUnsafeTemporaryAllocation(of: Int.self, capacity: 6) { sizes -> (Int32, Completion?) in
+            let outcome = withUnsafeTemporaryAllocation(of: Int.self, capacity: 6) { sizes -> OpenCLLaunchTracker.Outcome in
                 sizes.initialize(repeating: 1)
                 sizes[0] = global.x; sizes[1] = global.y; sizes[2] = global.z
                 sizes[3] = launch.groupSize.x; sizes[4] = launch.groupSize.y; sizes[5] = launch.groupSize.z
-                guard let base = sizes.baseAddress else { return (CL.outOfHostMemory, nil) }
+                guard let base = sizes.baseAddress else { return .refused(CL.outOfHostMemory) }
                 // Enqueued and tracked under the tracker's lock, so completions follow the queue's order.
                 return backend.launches.enqueue { event in
                     library.enqueueNDRangeKernel(queue.pointer, handle.pointer, dimensions, nil, base, base + 3, 0, nil, event)
                 }
             }
-            guard status == CL.success, let completion else { throw Self.launchError(status, launch: launch, kernel: name, device: backend.info.id) }
-            return completion
+            switch outcome {
+            case let .enqueued(completion):
+                return completion
+            case let .refused(status):
+                throw Self.launchError(status, launch: launch, kernel: name, device: backend.info.id)
+            case .untracked:
+                throw .backendFailure(backend: "opencl", call: "clEnqueueNDRangeKernel", code: 0,
+                                      message: "CL_SUCCESS but no event returned for kernel '\(name)'; the queue was finished and the launch's outcome is unknown")
+            }
         }
         backend.counters.recordLaunch()
         return completion

@@ -10,6 +10,8 @@ enum OpenCLTestEnvironment {
     static let report = OpenCLBackendProvider().discover()
     static var available: Bool { report.isAvailable }
     static let skipReason: Comment = "needs an OpenCL platform with a device (scripts/test installs pocl-opencl-icd)"
+    /// Whether the first device has double precision (`cl_khr_fp64`; PoCL's CPU device has it).
+    static var float64: Bool { report.devices.first?.info.capabilities.float64 ?? false }
 }
 
 struct NoOpenCLDevice: Error {}

@@ -118,25 +118,31 @@ struct CrossBackendTests {
             $0.maxConcurrentLaunchesPerDevice = 1
         }, backends: [Machine.openCL[0], CPUBackend()])
         // OpenCL is preferred and healthy: requests queue for its slot rather than spill to the CPU.
-        let results = try await withThrowingTaskGroup(of: [Float].self) { group in
+        let results = try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
             for i in 0 ..< 64 {
-                group.addTask { try await bridge.run(Operations.scale, (alpha: Float(i), x: [Float](repeating: 1, count: 100_000))) }
+                group.addTask { (i, try await bridge.run(Operations.scale, (alpha: Float(i), x: [Float](repeating: 1, count: 100_000)))) }
             }
-            return try await group.reduce(into: [[Float]]()) { $0.append($1) }
+            return try await group.reduce(into: [Int: [Float]]()) { $0[$1.0] = $1.1 }
         }
         #expect(results.count == 64)
+        for i in 0 ..< 64 { #expect(results[i] == [Float](repeating: Float(i), count: 100_000), "request \(i)") }
         #expect(bridge.broker.states[0].succeeded == 64)  // preference is honoured: every request went to OpenCL
         #expect(bridge.broker.states.allSatisfy { $0.running == 0 && $0.waiting == 0 })
 
-        // Two devices of the same preference: load decides.
+        // Two devices of the same preference: load decides. Two separate PoCL backends (each its own context and
+        // queue); the second is renamed opencl:1 by the (fault-free) wrapper so the broker tells them apart.
+        let second = try #require(OpenCLBackendProvider().discover().devices.first)
+        #expect(second !== Machine.openCL[0])
         let pair = try Bridge(options: noCacheOptions { $0.backendOrder = [.opencl]; $0.maxConcurrentLaunchesPerDevice = 2 },
-                              backends: [Machine.openCL[0], FaultInjectingBackend(wrapping: Machine.openCL[0], ordinal: 1)])
-        try await withThrowingTaskGroup(of: Void.self) { group in
+                              backends: [Machine.openCL[0], FaultInjectingBackend(wrapping: second, ordinal: 1)])
+        let pairResults = try await withThrowingTaskGroup(of: (Int, [Float]).self) { group in
             for i in 0 ..< 64 {
-                group.addTask { _ = try await pair.run(Operations.scale, (alpha: Float(i), x: [Float](repeating: 1, count: 100_000))) }
+                group.addTask { (i, try await pair.run(Operations.scale, (alpha: Float(i), x: [Float](repeating: 1, count: 100_000)))) }
             }
-            try await group.waitForAll()
+            return try await group.reduce(into: [Int: [Float]]()) { $0[$1.0] = $1.1 }
         }
+        #expect(pairResults.count == 64)
+        for i in 0 ..< 64 { #expect(pairResults[i] == [Float](repeating: Float(i), count: 100_000), "request \(i)") }
         let states = pair.broker.states
         #expect(states[0].succeeded > 0 && states[1].succeeded > 0, "\(states)")
         #expect(states[0].succeeded + states[1].succeeded == 64)

@@ -1,3 +1,4 @@
+import Dispatch
 import GPUBridge
 import GPUBridgeTestSupport
 import Testing
@@ -124,21 +125,30 @@ struct LaunchLifetimeTests {
     func enqueueRetainsBuffers() async throws {
         let device = try makeCPUDevice()
         let kernel = try device.compile(addConstantKernel)
-        let n = 4_000_000  // split across the cores, completed by a worker after enqueue returns
+        // A gate holds the device's queue, so the launch below is certainly still pending when its buffer is dropped.
+        let gate = DispatchSemaphore(value: 0)
+        let hold = try device.compile(KernelSource(name: "gate", scheduling: .perGroup) { _ in gate.wait() })
+        let held = try device.enqueue(hold, Launch(groups: Extent3(1), groupSize: Extent3(1)), arguments: [])
+        let n = 4_000_000
         var completion: Completion?
+        var region: DeviceRegion?
         do {
-            let data = try device.makeBuffer(copying: [Float](repeating: 0, count: n))
+            let data = try device.makeBuffer(of: Float.self, count: n)
+            region = data.raw.region
             completion = try device.enqueue(kernel, .covering(n), arguments: [.buffer(data), .float(1), .int32(Int32(n))])
         }
-        // The caller's last reference is gone; the pool must not have the block back while the launch may run.
-        if completion?.isComplete == false {
-            #expect(device.pool.statistics.blocksInUse == 1)
-        }
+        // The caller's last reference is gone; the pool must not have the block back while the launch is pending.
+        #expect(completion?.isComplete == false)
+        #expect(device.pool.statistics.blocksInUse == 1)
+        let other = try device.makeBuffer(of: Float.self, count: n)
+        #expect(other.raw.region != region)
+        gate.signal()
+        try await held.wait()
         try await completion?.wait()
         completion = nil
-        // Released on a worker shortly after completion: wait for the pool to see it.
+        // The completing thread lets go of the launch's buffers just after resuming its waiters.
         var spins = 0
-        while device.pool.statistics.blocksInUse != 0 && spins < 10_000 { await Task.yield(); spins += 1 }
-        #expect(device.pool.statistics.blocksInUse == 0)
+        while device.pool.statistics.blocksInUse != 1 && spins < 100_000 { await Task.yield(); spins += 1 }
+        #expect(device.pool.statistics.blocksInUse == 1)  // `other` only
     }
 }

@@ -74,6 +74,7 @@ public final class FaultInjectingBackend: DeviceBackend {
         var injected: [Operation: Int] = [:]
         var stalled: [Operation: Int] = [:]
         var outstanding = 0
+        var peakOutstanding = 0
         var faultDraws: [Operation: SplitMix64] = [:]
         var stallDraws: [Operation: SplitMix64] = [:]
 
@@ -131,6 +132,8 @@ public final class FaultInjectingBackend: DeviceBackend {
     public func stalled(_ operation: Operation) -> Int { state.withLock { $0.stalled[operation, default: 0] } }
     /// Bytes allocated through this wrapper and not freed yet.
     public var outstandingBytes: Int { state.withLock { $0.outstanding } }
+    /// The most bytes that were outstanding at once.
+    public var peakOutstandingBytes: Int { state.withLock { $0.peakOutstanding } }
 
     /// Counts a call and says whether it must fail and how long it must stall (nil: not at all). A failing call is
     /// not stalled.
@@ -186,6 +189,7 @@ public final class FaultInjectingBackend: DeviceBackend {
         let granted = state.withLock { s -> Bool in
             if let capacity = s.plan.capacity, s.outstanding + byteCount > capacity { return false }
             s.outstanding += byteCount
+            s.peakOutstanding = max(s.peakOutstanding, s.outstanding)
             return true
         }
         guard granted else {

@@ -5,19 +5,31 @@ import Synchronization
 /// The pure-Swift backend: device memory is 64-byte-aligned host memory, kernels are Swift functions, and a launch
 /// is split across the host's cores. Always available.
 ///
-/// Thread safety: stateless apart from lock-free counters; every method may be called from any thread.
+/// Execution contract (the same as CUDA's streams and OpenCL's in-order queues): launches, copies and fills run in
+/// the order they were enqueued, on one `CPUCommandQueue` per device; a synchronous copy runs after everything enqueued
+/// before it; `synchronize()` returns when every command enqueued before it has ended. Small commands run on the
+/// calling thread when the queue is idle; the rest run on the queue's worker.
+///
+/// Thread safety: every method may be called from any thread. Ownership: `Device` owns its backend; queued commands
+/// keep what they touch alive (the `Device` retains buffers, the backend retains host memory owners).
 public final class CPUBackend: DeviceBackend {
     public let info: DeviceInfo
     public let counters = DeviceCounters()
     /// Host threads a large launch is split across.
     public let cores: Int
-    /// Launches with at most this many work-items run on the calling thread (spreading them costs more than it saves).
+    /// Launches with at most this many work-items run on the calling thread when the queue is idle (spreading them
+    /// costs more than it saves); larger ones run on the queue's worker, split across the cores.
     public static let inlineWorkItems = 1 << 15
+    /// Copies and fills of at most this many bytes run on the calling thread when the queue is idle.
+    public static let inlineBytes = 1 << 20
+    /// The device's in-order queue.
+    let queue: CPUCommandQueue
     /// Alignment of every allocation, in bytes (a cache line, and enough for any SIMD type).
     public static let alignment = 64
 
     /// A CPU device. `ordinal` tells several CPU devices apart (tests use two); `cores` defaults to all online cores.
     public init(ordinal: Int = 0, cores: Int? = nil) {
+        queue = CPUCommandQueue(label: "gpubridge.cpu\(ordinal).queue")
         let online = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         let cores = max(1, cores ?? online)
         self.cores = cores
@@ -37,7 +49,7 @@ public final class CPUBackend: DeviceBackend {
             totalMemory: pageSize * pages, computeUnits: cores, maxGroupItems: 1024,
             maxGroupSize: [1024, 1024, 1024], maxGroups: [Int(Int32.max), 65535, 65535],
             capabilities: DeviceCapabilities(
-                pinnedHostMemory: false, asyncCopies: false, sharedMemoryPerGroup: 0, profiling: true,
+                pinnedHostMemory: false, asyncCopies: true, sharedMemoryPerGroup: 0, profiling: true,
                 unifiedMemory: true, float64: true, float16: false, viewOffsetAlignment: 1, memoryPools: false))
     }
 
@@ -76,56 +88,82 @@ public final class CPUBackend: DeviceBackend {
     }
 
     @inline(__always)
-    private func pointer(_ region: DeviceRegion) -> UnsafeMutableRawPointer {
+    private static func address(_ region: DeviceRegion) -> UInt {
         // Regions come from `allocate`, so the handle is a real, non-null address.
-        UnsafeMutableRawPointer(bitPattern: UInt(region.handle) + UInt(region.offset))!
+        UInt(region.handle) + UInt(region.offset)
     }
 
+    @inline(__always)
+    private static func pointer(_ address: UInt) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: address)!  // a non-zero address from `allocate` or `allocateHost`
+    }
+
+    /// A completion for a command of `bytes` bytes, and whether it may run on the calling thread.
+    private func command(bytes: Int, retaining owner: (any Sendable)? = nil,
+                         _ body: @escaping @Sendable () -> Void) -> Completion {
+        let completion = Completion(retaining: owner.map { [$0] } ?? [])
+        let queued = monotonicNanoseconds()
+        queue.enqueue(inline: bytes <= Self.inlineBytes) {
+            let start = monotonicNanoseconds()
+            body()
+            let end = monotonicNanoseconds()
+            completion.complete(.success(ExecutionTimings(queued: queued, start: start, end: end)))
+        }
+        return completion
+    }
+
+    /// Synchronous copies run in queue order: after everything enqueued before them. The host pointer is passed as
+    /// an address because the caller blocks until the copy has run, so it outlives the command.
     public func copy(from source: UnsafeRawBufferPointer, to destination: DeviceRegion) throws(GPUBridgeError) {
         guard let base = source.baseAddress, source.count > 0 else { return }
-        memcpy(pointer(destination), base, source.count)
-        counters.recordCopy(bytes: source.count)
+        let from = UInt(bitPattern: base), to = Self.address(destination), count = source.count
+        queue.performAndWait { memcpy(Self.pointer(to), Self.pointer(from), count) }
+        counters.recordCopy(bytes: count)
     }
 
     public func copy(from source: DeviceRegion, to destination: UnsafeMutableRawBufferPointer) throws(GPUBridgeError) {
         guard let base = destination.baseAddress, destination.count > 0 else { return }
-        memcpy(base, pointer(source), destination.count)
-        counters.recordCopy(bytes: destination.count)
+        let from = Self.address(source), to = UInt(bitPattern: base), count = destination.count
+        queue.performAndWait { memcpy(Self.pointer(to), Self.pointer(from), count) }
+        counters.recordCopy(bytes: count)
     }
 
     public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
-        memmove(pointer(destination), pointer(source), source.byteCount)
-        counters.recordCopy(bytes: source.byteCount)
-        return Completion(finished: .success(nil))
+        let from = Self.address(source), to = Self.address(destination), count = source.byteCount
+        counters.recordCopy(bytes: count)
+        return command(bytes: count) { memmove(Self.pointer(to), Self.pointer(from), count) }
     }
 
     public func enqueueFill(_ destination: DeviceRegion, pattern: [UInt8]) throws(GPUBridgeError) -> Completion {
-        let base = pointer(destination)
-        if pattern.allSatisfy({ $0 == pattern[0] }) {
-            memset(base, Int32(pattern[0]), destination.byteCount)
-        } else {
+        let to = Self.address(destination), count = destination.byteCount
+        counters.recordCopy(bytes: count)
+        return command(bytes: count) {
+            let base = Self.pointer(to)
+            if pattern.allSatisfy({ $0 == pattern[0] }) {
+                memset(base, Int32(pattern[0]), count)
+                return
+            }
             pattern.withUnsafeBytes { p in
+                guard let bytes = p.baseAddress else { return }
                 var offset = 0
-                while offset < destination.byteCount {
-                    memcpy(base + offset, p.baseAddress!, pattern.count)
+                while offset < count {
+                    memcpy(base + offset, bytes, pattern.count)
                     offset += pattern.count
                 }
             }
         }
-        counters.recordCopy(bytes: destination.byteCount)
-        return Completion(finished: .success(nil))
     }
 
     public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
-        memcpy(pointer(destination), UnsafeRawPointer(bitPattern: UInt(source.address) + UInt(offset))!, destination.byteCount)
-        counters.recordCopy(bytes: destination.byteCount)
-        return Completion(finished: .success(nil))
+        let from = UInt(source.address) + UInt(offset), to = Self.address(destination), count = destination.byteCount
+        counters.recordCopy(bytes: count)
+        return command(bytes: count, retaining: owner) { memcpy(Self.pointer(to), Self.pointer(from), count) }
     }
 
     public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable) throws(GPUBridgeError) -> Completion {
-        memcpy(UnsafeMutableRawPointer(bitPattern: UInt(destination.address) + UInt(offset))!, pointer(source), source.byteCount)
-        counters.recordCopy(bytes: source.byteCount)
-        return Completion(finished: .success(nil))
+        let from = Self.address(source), to = UInt(destination.address) + UInt(offset), count = source.byteCount
+        counters.recordCopy(bytes: count)
+        return command(bytes: count, retaining: owner) { memcpy(Self.pointer(to), Self.pointer(from), count) }
     }
 
     public func allocateHost(byteCount: Int, pinned: Bool) throws(GPUBridgeError) -> HostAllocation {
@@ -158,14 +196,17 @@ public final class CPUBackend: DeviceBackend {
     }
 
     public func makeProgram(_ kernel: SwiftKernel, source: KernelSource) throws(GPUBridgeError) -> any KernelProgram {
-        CPUProgram(kernel: kernel, entryPoint: source.entryPoint, backend: self)
+        CPUProgram(kernel: kernel, entryPoint: source.entryPoint, name: source.name, backend: self)
     }
 
     // MARK: Queue
 
-    /// The CPU backend finishes each command before `enqueue` returns or completes it from its worker; there is
-    /// nothing left to wait for once those completions have been delivered.
-    public func synchronize() async throws(GPUBridgeError) {}
+    /// Suspends until every command enqueued before this call has ended (a marker at the end of the queue).
+    public func synchronize() async throws(GPUBridgeError) {
+        let marker = Completion()
+        queue.enqueue(inline: true) { marker.complete(.success(nil)) }
+        try await marker.wait()
+    }
 
     private static func processorName() -> (String, String) {
         var name = "CPU", vendor = "unknown"
@@ -195,12 +236,15 @@ extension Substring {
 final class CPUProgram: KernelProgram {
     let kernel: SwiftKernel
     let entryPoint: String
+    /// The kernel's name, for errors.
+    let name: String
     let backend: CPUBackend
     var parameterCount: Int? { nil }
 
-    init(kernel: SwiftKernel, entryPoint: String, backend: CPUBackend) {
+    init(kernel: SwiftKernel, entryPoint: String, name: String, backend: CPUBackend) {
         self.kernel = kernel
         self.entryPoint = entryPoint
+        self.name = name
         self.backend = backend
     }
 
@@ -211,45 +255,43 @@ final class CPUProgram: KernelProgram {
         let queued = monotonicNanoseconds()
         let small = kernel.scheduling == .perItem && items <= CPUBackend.inlineWorkItems
         let chunks = small || backend.cores == 1 ? 1 : min(groupCount, backend.cores * 4)
-        if chunks == 1 {
-            let start = monotonicNanoseconds()
-            do {
-                try kernel.body(CPUKernelContext(arguments: arguments, launch: launch, groups: 0 ..< groupCount))
-            } catch {
-                return Completion(finished: .failure(Self.wrap(error, entryPoint)))
-            }
-            let end = monotonicNanoseconds()
-            return Completion(finished: .success(ExecutionTimings(queued: queued, submitted: start, start: start, end: end)))
-        }
         let completion = Completion()
         let body = kernel.body
-        let entryPoint = entryPoint
-        DispatchQueue.global().async {
+        let name = name
+        backend.queue.enqueue(inline: small) {
             let start = monotonicNanoseconds()
             let failure = FirstError()
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                let lower = groupCount * chunk / chunks
-                let upper = groupCount * (chunk + 1) / chunks
-                guard lower < upper else { return }
+            if chunks == 1 {
                 do {
-                    try body(CPUKernelContext(arguments: arguments, launch: launch, groups: lower ..< upper))
+                    try body(CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: 0 ..< groupCount))
                 } catch {
-                    failure.record(Self.wrap(error, entryPoint))
+                    failure.record(Self.wrap(error, name))
+                }
+            } else {
+                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                    let lower = groupCount * chunk / chunks
+                    let upper = groupCount * (chunk + 1) / chunks
+                    guard lower < upper else { return }
+                    do {
+                        try body(CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: lower ..< upper))
+                    } catch {
+                        failure.record(Self.wrap(error, name))
+                    }
                 }
             }
             let end = monotonicNanoseconds()
             if let error = failure.value {
                 completion.complete(.failure(error))
             } else {
-                completion.complete(.success(ExecutionTimings(queued: queued, submitted: start, start: start, end: end)))
+                completion.complete(.success(ExecutionTimings(queued: queued, start: start, end: end)))
             }
         }
         return completion
     }
 
-    static func wrap(_ error: any Error, _ entryPoint: String) -> GPUBridgeError {
+    static func wrap(_ error: any Error, _ name: String) -> GPUBridgeError {
         if let error = error as? GPUBridgeError { return error }
-        return .backendFailure(backend: "cpu", call: "kernel \(entryPoint)", code: -1, message: "\(error)")
+        return .backendFailure(backend: "cpu", call: "kernel '\(name)'", code: -1, message: "\(error)")
     }
 }
 

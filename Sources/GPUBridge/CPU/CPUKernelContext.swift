@@ -3,6 +3,8 @@
 /// A launch is split into contiguous ranges of work-groups, one per call, run concurrently on the host's cores. The
 /// kernel processes every work-item of `groups`; `items` gives the matching global range for 1-D launches.
 public struct CPUKernelContext {
+    /// The kernel's name (`KernelSource.name`), for errors.
+    public let kernel: String
     /// The arguments, in declared order.
     public let arguments: [ResolvedArgument]
     /// The launch shape.
@@ -34,10 +36,10 @@ public struct CPUKernelContext {
     /// Argument `index` as a typed buffer pointer over its whole length.
     public func buffer<Element: BitwiseCopyable>(_ index: Int, as type: Element.Type) throws(GPUBridgeError) -> UnsafeMutableBufferPointer<Element> {
         guard index >= 0, index < arguments.count else {
-            throw .argumentMismatch(kernel: "swift", detail: "argument \(index) requested, \(arguments.count) given")
+            throw .argumentMismatch(kernel: kernel, detail: "argument \(index) requested, \(arguments.count) given")
         }
         guard case let .memory(region) = arguments[index] else {
-            throw .argumentMismatch(kernel: "swift", detail: "argument \(index) is a scalar, expected a buffer of \(Element.self)")
+            throw .argumentMismatch(kernel: kernel, detail: "argument \(index) is a scalar, expected a buffer of \(Element.self)")
         }
         let count = region.byteCount / MemoryLayout<Element>.stride
         guard let base = UnsafeMutableRawPointer(bitPattern: UInt(region.handle) + UInt(region.offset)) else {
@@ -49,7 +51,7 @@ public struct CPUKernelContext {
     /// Argument `index` as a scalar.
     public func scalar(_ index: Int) throws(GPUBridgeError) -> ScalarValue {
         guard index >= 0, index < arguments.count, case let .scalar(value) = arguments[index] else {
-            throw .argumentMismatch(kernel: "swift", detail: "argument \(index) is not a scalar")
+            throw .argumentMismatch(kernel: kernel, detail: "argument \(index) is not a scalar")
         }
         return value
     }
@@ -86,6 +88,6 @@ public struct CPUKernelContext {
     }
 
     private func typeError(_ index: Int, _ expected: String) -> GPUBridgeError {
-        .argumentMismatch(kernel: "swift", detail: "argument \(index) is \(arguments[index]), expected \(expected)")
+        .argumentMismatch(kernel: kernel, detail: "argument \(index) is \(arguments[index]), expected \(expected)")
     }
 }

@@ -1,25 +1,39 @@
 import Synchronization
 
-/// Device-measured times of one command, in nanoseconds on the device's clock.
+/// What a backend measured of one command. Every field is a measurement; a field the backend cannot measure is nil,
+/// never filled with a stand-in.
+///
+/// - OpenCL: `queued`, `submitted`, `start` and `end` from the event's profiling info, on the device's clock, in
+///   nanoseconds; `duration` is `end - start`.
+/// - CUDA: the driver gives the elapsed time between two events recorded around the command, not timestamps:
+///   `duration` only, the four points are nil.
+/// - CPU: `queued` (when the command entered the device's queue), `start` and `end` on the host's `CLOCK_MONOTONIC`;
+///   `submitted` is nil (there is no hand-off to a separate device).
 public struct ExecutionTimings: Sendable, Hashable, Codable {
     /// When the command was put in the queue.
-    public var queued: UInt64
+    public var queued: UInt64?
     /// When the command was handed to the device.
-    public var submitted: UInt64
+    public var submitted: UInt64?
     /// When the device started it.
-    public var start: UInt64
+    public var start: UInt64?
     /// When the device finished it.
-    public var end: UInt64
+    public var end: UInt64?
+    /// How long the device ran the command.
+    public var duration: Duration
 
-    public init(queued: UInt64, submitted: UInt64, start: UInt64, end: UInt64) {
+    /// Timings with a measured start and end (and, where measured, queue and submission times).
+    public init(queued: UInt64? = nil, submitted: UInt64? = nil, start: UInt64, end: UInt64) {
         self.queued = queued
         self.submitted = submitted
         self.start = start
         self.end = end
+        self.duration = .nanoseconds(end >= start ? Int64(clamping: end - start) : 0)
     }
 
-    /// Device time from start to end.
-    public var duration: Duration { .nanoseconds(Int64(clamping: end &- start)) }
+    /// Timings where only the duration was measured (CUDA event pairs).
+    public init(duration: Duration) {
+        self.duration = duration
+    }
 }
 
 /// A one-shot signal that a command a backend enqueued has finished, with its timings or its error.

@@ -47,6 +47,10 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
     /// The compiled-binary cache shared with other devices.
     public let cache: KernelCache
     let metrics: DeviceMetrics
+    /// A number unique to this `Device` object in the process (1, 2, ...). Two objects may wrap devices with the same
+    /// id (two `CPUBackend()`s are both `cpu:0`); errors that name two devices use it to tell them apart.
+    public let serial: Int
+    private static let serials = Atomic<Int>(0)
     private let programs = Mutex<[String: any KernelProgram]>([:])
     private let logger = Logger(label: "gpubridge.device")
 
@@ -56,6 +60,14 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         self.pool = try BufferPool(backend: backend, limit: poolLimit)
         self.cache = cache
         self.metrics = DeviceMetrics(device: backend.info.id.description)
+        self.serial = Self.serials.wrappingAdd(1, ordering: .relaxed).newValue
+    }
+
+    /// The two devices' names for a "wrong device" error: their ids, or, where the ids are equal (two `Device` objects
+    /// for one id), the ids with each object's `serial`.
+    static func names(expected: Device, actual: Device) -> (expected: String, actual: String) {
+        guard expected.id == actual.id else { return (expected.id.description, actual.id.description) }
+        return ("\(expected.id) (Device object #\(expected.serial))", "\(actual.id) (Device object #\(actual.serial))")
     }
 
     /// The device's identity, names and limits.
@@ -160,7 +172,8 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
     /// keeps the argument buffers alive until the launch has finished.
     public func enqueue(_ kernel: Kernel, _ launch: Launch, arguments: [KernelArgument]) throws(GPUBridgeError) -> Completion {
         guard kernel.device === self else {
-            throw .wrongDevice(name: "kernel '\(kernel.name)'", expected: id.description, actual: kernel.device.id.description)
+            let names = Device.names(expected: self, actual: kernel.device)
+            throw .wrongDevice(name: "kernel '\(kernel.name)'", expected: names.expected, actual: names.actual)
         }
         try launch.validate(for: info)
         let resolved = try resolve(arguments, for: kernel, launch: launch)
@@ -217,7 +230,9 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             switch argument {
             case let .buffer(buffer):
                 guard buffer.device === self else {
-                    throw .wrongDevice(name: "argument \(index) of '\(kernel.name)'", expected: id.description, actual: buffer.device.id.description)
+                    let names = Device.names(expected: self, actual: buffer.device)
+                    throw .wrongDevice(name: "argument \(index) of '\(kernel.name)'", expected: names.expected,
+                                       actual: names.actual)
                 }
                 if let declared = kernel.parameters {
                     guard case let .buffer(name, elementSize, extent) = declared[index] else {

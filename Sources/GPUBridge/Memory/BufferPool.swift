@@ -55,6 +55,8 @@ public final class BufferPool: Sendable {
     private struct Chunk {
         var size: Int
         var free: Bool
+        /// Released by its user and kept unmerged in `recent` (still `free == false` for the free lists).
+        var recent = false
     }
 
     private struct State {
@@ -67,6 +69,9 @@ public final class BufferPool: Sendable {
         var bins: [Int: [ChunkKey]] = [:]
         var freeSizes: [Int] = []
         var stats = Statistics()
+        /// Bytes of segments being allocated from the driver right now: counted against the limit before the driver
+        /// call, so concurrent misses cannot together pass it.
+        var reserving = 0
         /// Recently released small blocks by exact size, not yet merged: a request of the same rounded size takes one
         /// back in O(1). Flushed into the free lists (and merged) before any best-fit search and before trimming.
         var recent: [Int: [ChunkKey]] = [:]
@@ -85,6 +90,7 @@ public final class BufferPool: Sendable {
             guard recentCount > 0, var stack = recent[size], let key = stack.popLast() else { return nil }
             recent[size] = stack
             recentCount -= 1
+            chunks[key]?.recent = false
             return handOut(key, requested: requested, hit: true)
         }
 
@@ -142,7 +148,7 @@ public final class BufferPool: Sendable {
 
         /// Returns a used chunk to the free lists, merging it with free neighbours.
         mutating func give(_ key: ChunkKey) -> Int {
-            guard let chunk = chunks[key], !chunk.free else { return 0 }
+            guard let chunk = chunks[key], !chunk.free else { return 0 }  // callers pass used or recent chunks
             let released = chunk.size
             var start = key.offset
             var size = chunk.size
@@ -268,18 +274,25 @@ public final class BufferPool: Sendable {
     private func allocateSegment(for size: Int, requested: Int) throws(GPUBridgeError) -> PoolBlock {
         var trimmed = false
         while true {
-            // Decide the segment size under the limit; trim once if the limit is in the way.
-            let reserved = state.withLock { $0.stats.bytesReserved }
-            var segmentSize = size
-            if size <= Self.smallRequestLimit {
-                segmentSize = max(size, min(Self.smallSegmentSize, limit - reserved))
+            // Decide the segment size and reserve it against the limit under the lock, before the driver call, so
+            // concurrent misses cannot together pass the limit; trim once if the limit is in the way.
+            let segmentSize = state.withLock { s -> Int? in
+                let committed = s.stats.bytesReserved + s.reserving
+                guard committed <= limit, size <= limit - committed else { return nil }
+                var segmentSize = size
+                if size <= Self.smallRequestLimit {
+                    segmentSize = max(size, min(Self.smallSegmentSize, limit - committed))
+                }
+                s.reserving += segmentSize
+                return segmentSize
             }
-            if reserved + size > limit {
+            guard let segmentSize else {
                 if trimmed { throw outOfMemory(requested: requested, detail: "pool limit reached after trimming the cache") }
                 trimmed = true
                 trimForSpace()
                 // Memory may have been freed by others in the meantime: try the cache again.
                 if let block = state.withLock({ s -> PoolBlock? in
+                    s.flushRecent()
                     guard let key = s.take(size, granularity: granularity) else { return nil }
                     return s.handOut(key, requested: requested, hit: true)
                 }) { return block }
@@ -289,6 +302,7 @@ public final class BufferPool: Sendable {
             do {
                 handle = try backend.allocate(byteCount: segmentSize)
             } catch {
+                state.withLock { $0.reserving -= segmentSize }
                 if case .outOfMemory = error, !trimmed {
                     trimmed = true
                     logger.debug("driver out of memory; trimming the pool and retrying", metadata: ["requested": "\(requested)"])
@@ -303,6 +317,7 @@ public final class BufferPool: Sendable {
             }
             metrics.bytesAllocated.increment(by: segmentSize)
             return state.withLock { s in
+                s.reserving -= segmentSize
                 s.segments[handle] = segmentSize
                 s.stats.bytesReserved += segmentSize
                 s.stats.segments += 1
@@ -314,13 +329,30 @@ public final class BufferPool: Sendable {
     }
 
     /// Returns a block to the pool. The memory is cached, not freed; `trim()` frees it.
-    public func release(_ block: PoolBlock) {
-        backend.regionRetired(block.region)
-        state.withLock { s in
-            let key = ChunkKey(segment: block.region.handle, offset: block.region.offset)
-            let size = block.region.byteCount
+    ///
+    /// Throws `invalidArgument` and changes nothing when the block is not in use: released already (a second release
+    /// would put it in the reuse lists twice, so two later allocations would share memory), never handed out by this
+    /// pool, or not matching the block that was handed out there.
+    public func release(_ block: PoolBlock) throws(GPUBridgeError) {
+        let key = ChunkKey(segment: block.region.handle, offset: block.region.offset)
+        let size = block.region.byteCount
+        // First claim the block (marked released, but not yet reusable), then let the backend drop per-region objects
+        // (an OpenCL sub-buffer), and only then make the block available: a new owner of the same region must not
+        // have its sub-buffer dropped by this release.
+        let accepted = state.withLock { s -> Bool in
+            guard let chunk = s.chunks[key], !chunk.free, !chunk.recent, chunk.size == size else { return false }
+            s.chunks[key]?.recent = true
             s.stats.bytesInUse -= size
             s.stats.blocksInUse -= 1
+            return true
+        }
+        guard accepted else {
+            logger.error("refused the release of a block that is not in use", metadata: ["block": "\(block.region)", "device": "\(backend.info.id)"])
+            throw .invalidArgument(name: "block", value: "\(block.region)",
+                                   limit: "a block of this pool that is in use (it was released already, or never handed out here)")
+        }
+        backend.regionRetired(block.region)
+        state.withLock { s in
             if s.recentCount < Self.recentLimit {
                 s.recent[size, default: []].append(key)
                 s.recentCount += 1

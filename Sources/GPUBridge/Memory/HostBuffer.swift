@@ -59,7 +59,8 @@ public final class HostBuffer: Sendable {
 
     func check(device other: Device) throws(GPUBridgeError) {
         guard other === device else {
-            throw .wrongDevice(name: "host buffer", expected: other.id.description, actual: device.id.description)
+            let names = Device.names(expected: other, actual: device)
+            throw .wrongDevice(name: "host buffer", expected: names.expected, actual: names.actual)
         }
     }
 }

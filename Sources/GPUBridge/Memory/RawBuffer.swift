@@ -8,7 +8,8 @@ final class BlockOwner: Sendable {
         self.block = block
     }
 
-    deinit { pool.release(block) }
+    // The owner is the block's one holder and releases it once, so the pool cannot refuse it.
+    deinit { try? pool.release(block) }
 }
 
 /// Untyped device memory: a whole pooled allocation or a view (offset + length) of one.
@@ -98,8 +99,8 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
         try host.check(device: device)
         guard length > 0 else { return Completion(finished: .success(nil)) }
         device.metrics.bytesCopied.increment(by: length)
-        return try device.backend.enqueueCopy(from: host.allocation, offset: hostOffset, owner: host,
-                                              to: region.slice(offset: offset, byteCount: length))
+        return keepAlive([self], until: try device.backend.enqueueCopy(
+            from: host.allocation, offset: hostOffset, owner: host, to: region.slice(offset: offset, byteCount: length)))
     }
 
     /// Enqueues a copy of `byteCount` bytes from this buffer (at `offset`) into `host` (at `hostOffset`). The host
@@ -111,22 +112,24 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
         try host.check(device: device)
         guard length > 0 else { return Completion(finished: .success(nil)) }
         device.metrics.bytesCopied.increment(by: length)
-        return try device.backend.enqueueCopy(from: region.slice(offset: offset, byteCount: length), to: host.allocation,
-                                              offset: hostOffset, owner: host)
+        return keepAlive([self], until: try device.backend.enqueueCopy(
+            from: region.slice(offset: offset, byteCount: length), to: host.allocation, offset: hostOffset, owner: host))
     }
 
     /// Enqueues a device-to-device copy of `byteCount` bytes from `source` (at `sourceOffset`) into this buffer
     /// (at `offset`). Both buffers must be on the same device.
     public func enqueueCopy(from source: RawBuffer, sourceOffset: Int = 0, toOffset offset: Int = 0, byteCount: Int? = nil) throws(GPUBridgeError) -> Completion {
         guard source.device === device else {
-            throw .wrongDevice(name: "source", expected: device.id.description, actual: source.device.id.description)
+            let names = Device.names(expected: device, actual: source.device)
+            throw .wrongDevice(name: "source", expected: names.expected, actual: names.actual)
         }
         let length = byteCount ?? min(remaining(source.byteCount, after: sourceOffset), remaining(self.byteCount, after: offset))
         try checkRange(name: "source", offset: sourceOffset, length: length, limit: source.byteCount)
         try checkRange(name: "destination", offset: offset, length: length, limit: self.byteCount)
         guard length > 0 else { return Completion(finished: .success(nil)) }
-        return try device.backend.enqueueCopy(from: source.region.slice(offset: sourceOffset, byteCount: length),
-                                              to: region.slice(offset: offset, byteCount: length))
+        return keepAlive([source, self], until: try device.backend.enqueueCopy(
+            from: source.region.slice(offset: sourceOffset, byteCount: length),
+            to: region.slice(offset: offset, byteCount: length)))
     }
 
     /// Enqueues a fill of `byteCount` bytes at `offset` with `pattern` (1, 2, 4 or 8 bytes) repeated.
@@ -140,7 +143,17 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
             throw .invalidArgument(name: "byteCount", value: String(length), limit: "multiples of the pattern's \(pattern.count) bytes")
         }
         guard length > 0 else { return Completion(finished: .success(nil)) }
-        return try device.backend.enqueueFill(region.slice(offset: offset, byteCount: length), pattern: pattern)
+        return keepAlive([self], until: try device.backend.enqueueFill(region.slice(offset: offset, byteCount: length),
+                                                                        pattern: pattern))
+    }
+
+    /// Keeps the buffers a queued command touches alive until it has completed: a buffer dropped right after
+    /// enqueueing would otherwise return its block to the pool, which could hand it out (and a later command write
+    /// it) before the queued command has run. The caller holds the buffers until this returns, so the window between
+    /// the backend's enqueue and the retain is covered.
+    private func keepAlive(_ buffers: [RawBuffer], until completion: Completion) -> Completion {
+        if !completion.isComplete { completion.retain(buffers) }
+        return completion
     }
 
     public var description: String {

@@ -120,7 +120,7 @@ struct Suites {
             let iterations = bytes >= 16 << 20 ? 20 : 2000
             progress.say("alloc \(bytes) B on \(device.id)")
             let pooled = try await sample(repeats: repeats) {
-                for _ in 0 ..< iterations { pool.release(try pool.allocate(byteCount: bytes)) }
+                for _ in 0 ..< iterations { try pool.release(pool.allocate(byteCount: bytes)) }
             }
             let raw = try await sample(repeats: max(3, repeats / 2)) {
                 for _ in 0 ..< min(iterations, 200) {
