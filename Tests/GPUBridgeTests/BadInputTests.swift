@@ -117,6 +117,39 @@ struct BadInputTests {
         #expect(bridgeError { try mine.enqueueCopy(from: host) } != nil)
     }
 
+    @Test("two Device objects with the same id are told apart in the error")
+    func sameIdOtherDevice() async throws {
+        let first = try makeCPUDevice()
+        let second = try makeCPUDevice()  // also cpu:0
+        #expect(first.id == second.id && first.serial != second.serial)
+        let kernel = try first.compile(addConstantKernel)
+        let foreign = try second.makeBuffer(of: Float.self, count: 64)
+        let error = await bridgeError { try await first.launch(kernel, .covering(64), arguments: [.buffer(foreign), .float(1), .int32(64)]) }
+        #expect(error == .wrongDevice(name: "argument 0 of 'add_constant'", expected: "cpu:0 (Device object #\(first.serial))",
+                                      actual: "cpu:0 (Device object #\(second.serial))"))
+        let mine = try first.makeBuffer(of: Float.self, count: 64)
+        let copy = await bridgeError { try await mine.copy(from: foreign) }
+        #expect(copy?.description == "'source' belongs to device cpu:0 (Device object #\(second.serial)), but was used on device cpu:0 (Device object #\(first.serial))")
+    }
+
+    @Test("errors from inside a Swift kernel name the kernel")
+    func swiftKernelErrorsNameTheKernel() async throws {
+        let device = try makeCPUDevice()
+        let kernel = try device.compile(KernelSource(name: "reads_a_scalar_as_buffer") { context in
+            _ = try context.buffer(0, as: Float.self)
+        })
+        let error = await bridgeError { try await device.launch(kernel, .covering(1), arguments: [.int32(3)]) }
+        guard case let .argumentMismatch(name, detail) = error else {
+            Issue.record("expected argumentMismatch, got \(String(describing: error))"); return
+        }
+        #expect(name == "reads_a_scalar_as_buffer")
+        #expect(detail.contains("argument 0 is a scalar"))
+        struct Refusal: Error {}
+        let throwing = try device.compile(KernelSource(name: "throws_its_own") { _ in throw Refusal() })
+        let other = await bridgeError { try await device.launch(throwing, .covering(1), arguments: []) }
+        #expect(other?.description.contains("kernel 'throws_its_own'") == true)
+    }
+
     @Test("every error path leaves the pool where it started")
     func nothingLeaked() async throws {
         let device = try makeCPUDevice()
