@@ -98,7 +98,8 @@ public final class CPUBackend: DeviceBackend {
         UnsafeMutableRawPointer(bitPattern: address)!  // a non-zero address from `allocate` or `allocateHost`
     }
 
-    /// A completion for a command of `bytes` bytes, and whether it may run on the calling thread.
+    /// Enqueues `body` as one command of `bytes` bytes (run on the calling thread when it is small and the queue is
+    /// idle) and returns its completion, which keeps `owner` alive until the command has run.
     private func command(bytes: Int, retaining owner: (any Sendable)? = nil,
                          _ body: @escaping @Sendable () -> Void) -> Completion {
         let completion = Completion(retaining: owner.map { [$0] } ?? [])
@@ -232,90 +233,9 @@ extension Substring {
     }
 }
 
-/// A Swift kernel ready to run on the CPU backend.
-final class CPUProgram: KernelProgram {
-    let kernel: SwiftKernel
-    let entryPoint: String
-    /// The kernel's name, for errors.
-    let name: String
-    let backend: CPUBackend
-    var parameterCount: Int? { nil }
-
-    init(kernel: SwiftKernel, entryPoint: String, name: String, backend: CPUBackend) {
-        self.kernel = kernel
-        self.entryPoint = entryPoint
-        self.name = name
-        self.backend = backend
-    }
-
-    func enqueue(_ launch: Launch, arguments: [ResolvedArgument]) throws(GPUBridgeError) -> Completion {
-        backend.counters.recordLaunch()
-        let groupCount = launch.groups.x * launch.groups.y * launch.groups.z
-        let items = groupCount * (launch.groupSize.x * launch.groupSize.y * launch.groupSize.z)
-        let queued = monotonicNanoseconds()
-        let small = kernel.scheduling == .perItem && items <= CPUBackend.inlineWorkItems
-        let chunks = small || backend.cores == 1 ? 1 : min(groupCount, backend.cores * 4)
-        let completion = Completion()
-        let body = kernel.body
-        let name = name
-        backend.queue.enqueue(inline: small) {
-            let start = monotonicNanoseconds()
-            let failure = FirstError()
-            if chunks == 1 {
-                do {
-                    try body(CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: 0 ..< groupCount))
-                } catch {
-                    failure.record(Self.wrap(error, name))
-                }
-            } else {
-                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-                    let lower = groupCount * chunk / chunks
-                    let upper = groupCount * (chunk + 1) / chunks
-                    guard lower < upper else { return }
-                    do {
-                        try body(CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: lower ..< upper))
-                    } catch {
-                        failure.record(Self.wrap(error, name))
-                    }
-                }
-            }
-            let end = monotonicNanoseconds()
-            if let error = failure.value {
-                completion.complete(.failure(error))
-            } else {
-                completion.complete(.success(ExecutionTimings(queued: queued, start: start, end: end)))
-            }
-        }
-        return completion
-    }
-
-    static func wrap(_ error: any Error, _ name: String) -> GPUBridgeError {
-        if let error = error as? GPUBridgeError { return error }
-        return .backendFailure(backend: "cpu", call: "kernel '\(name)'", code: -1, message: "\(error)")
-    }
-}
-
-/// The first error seen by concurrent workers.
-private final class FirstError: Sendable {
-    private let storage = Mutex<GPUBridgeError?>(nil)
-    func record(_ error: GPUBridgeError) { storage.withLock { if $0 == nil { $0 = error } } }
-    var value: GPUBridgeError? { storage.withLock { $0 } }
-}
-
 /// `CLOCK_MONOTONIC` in nanoseconds.
 func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// Finds the CPU device. Always available.
-public struct CPUBackendProvider: BackendProvider {
-    public init() {}
-    public var backend: BackendKind { .cpu }
-    public func discover() -> BackendReport {
-        let device = CPUBackend()
-        return BackendReport(backend: .cpu, devices: [device],
-                             details: [("cores", String(device.cores)), ("alignment", "\(CPUBackend.alignment) bytes")])
-    }
 }

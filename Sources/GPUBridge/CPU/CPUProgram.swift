@@ -1,0 +1,76 @@
+import Dispatch
+import Synchronization
+
+/// A Swift kernel ready to run on the CPU backend.
+///
+/// Owned by the `Kernel`s made from it; any thread may enqueue it. Each launch is one command on the backend's
+/// `CPUCommandQueue`: small launches run on the calling thread when the queue is idle, larger ones on the queue's
+/// worker, split across the cores.
+final class CPUProgram: KernelProgram {
+    let kernel: SwiftKernel
+    let entryPoint: String
+    /// The kernel's name, for errors.
+    let name: String
+    let backend: CPUBackend
+    var parameterCount: Int? { nil }
+
+    init(kernel: SwiftKernel, entryPoint: String, name: String, backend: CPUBackend) {
+        self.kernel = kernel
+        self.entryPoint = entryPoint
+        self.name = name
+        self.backend = backend
+    }
+
+    func enqueue(_ launch: Launch, arguments: [ResolvedArgument]) throws(GPUBridgeError) -> Completion {
+        backend.counters.recordLaunch()
+        let groupCount = launch.groups.x * launch.groups.y * launch.groups.z
+        let items = groupCount * (launch.groupSize.x * launch.groupSize.y * launch.groupSize.z)
+        let queued = monotonicNanoseconds()
+        let small = kernel.scheduling == .perItem && items <= CPUBackend.inlineWorkItems
+        let chunks = small || backend.cores == 1 ? 1 : min(groupCount, backend.cores * 4)
+        let completion = Completion()
+        let body = kernel.body
+        let name = name
+        backend.queue.enqueue(inline: small) {
+            let start = monotonicNanoseconds()
+            let failure = FirstError()
+            if chunks == 1 {
+                do {
+                    try body(CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: 0 ..< groupCount))
+                } catch {
+                    failure.record(Self.wrap(error, name))
+                }
+            } else {
+                DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                    let lower = groupCount * chunk / chunks
+                    let upper = groupCount * (chunk + 1) / chunks
+                    guard lower < upper else { return }
+                    do {
+                        try body(CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: lower ..< upper))
+                    } catch {
+                        failure.record(Self.wrap(error, name))
+                    }
+                }
+            }
+            let end = monotonicNanoseconds()
+            if let error = failure.value {
+                completion.complete(.failure(error))
+            } else {
+                completion.complete(.success(ExecutionTimings(queued: queued, start: start, end: end)))
+            }
+        }
+        return completion
+    }
+
+    static func wrap(_ error: any Error, _ name: String) -> GPUBridgeError {
+        if let error = error as? GPUBridgeError { return error }
+        return .backendFailure(backend: "cpu", call: "kernel '\(name)'", code: -1, message: "\(error)")
+    }
+}
+
+/// The first error seen by concurrent workers.
+private final class FirstError: Sendable {
+    private let storage = Mutex<GPUBridgeError?>(nil)
+    func record(_ error: GPUBridgeError) { storage.withLock { if $0 == nil { $0 = error } } }
+    var value: GPUBridgeError? { storage.withLock { $0 } }
+}
