@@ -103,18 +103,41 @@ public struct WireWriter: Sendable {
     public mutating func append(_ raw: UnsafeRawBufferPointer) { bytes.append(contentsOf: raw) }
     mutating func raw<E: BitwiseCopyable>(_ values: [E]) { values.withUnsafeBytes { bytes.append(contentsOf: $0) } }
 
-    /// A 4-byte length, then the bytes `body` appends; returns what `body` returns.
-    public mutating func lengthPrefixed<R>(_ body: (inout WireWriter) throws -> R) rethrows -> R {
+    /// A 4-byte length, then the bytes `body` appends; returns what `body` returns. Throws (and leaves the writer as
+    /// it was) when `body` appends more than `UInt32.max` bytes, which a 4-byte length cannot say.
+    public mutating func lengthPrefixed<R>(_ body: (inout WireWriter) throws -> R) throws -> R {
+        try lengthPrefixed(maxLength: Int(UInt32.max), body)
+    }
+
+    /// `lengthPrefixed` with a lower bound than the field's width (tests reach the refusal without 4 GiB).
+    mutating func lengthPrefixed<R>(maxLength: Int, _ body: (inout WireWriter) throws -> R) throws -> R {
         let at = bytes.count
         u32(0)
-        let result = try body(&self)
-        let length = UInt32(bytes.count - at - 4).littleEndian
-        withUnsafeBytes(of: length) { l in for i in 0..<4 { bytes[at + i] = l[i] } }
+        let result: R
+        do { result = try body(&self) } catch {
+            bytes.removeSubrange(at...)
+            throw error
+        }
+        let written = bytes.count - at - 4
+        guard written <= maxLength, let length = UInt32(exactly: written) else {
+            bytes.removeSubrange(at...)
+            throw GPUBridgeError.invalidArgument(name: "length-prefixed wire region", value: "\(written) bytes",
+                                                 limit: "at most \(min(maxLength, Int(UInt32.max))) bytes (a 4-byte length)")
+        }
+        withUnsafeBytes(of: length.littleEndian) { l in for i in 0..<4 { bytes[at + i] = l[i] } }
         return result
     }
 
-    public mutating func string(_ s: String) { lengthPrefixed { w in w.bytes.append(contentsOf: s.utf8) } }
-    public mutating func blob(_ b: [UInt8]) { lengthPrefixed { w in w.bytes.append(contentsOf: b) } }
+    public mutating func string(_ s: String) throws { try lengthPrefixed { w in w.bytes.append(contentsOf: s.utf8) } }
+    public mutating func blob(_ b: [UInt8]) throws { try lengthPrefixed { w in w.bytes.append(contentsOf: b) } }
+
+    /// `value` as a 4-byte wire field, or an error naming `name`, the value and the limit when it does not fit.
+    public static func checkedU32(_ value: Int, name: String) throws(GPUBridgeError) -> UInt32 {
+        guard let v = UInt32(exactly: value) else {
+            throw .invalidArgument(name: name, value: "\(value)", limit: "0...\(UInt32.max) (a 4-byte wire field)")
+        }
+        return v
+    }
 }
 
 /// Reads little-endian frames; every read checks the bounds and throws `outOfBounds` on a truncated frame.
@@ -127,10 +150,11 @@ public struct WireReader {
         self.offset = offset
     }
 
-    public var remaining: Int { bytes.count - offset }
+    /// Bytes left to read (0 when the offset lies outside the bytes).
+    public var remaining: Int { (0...bytes.count).contains(offset) ? bytes.count - offset : 0 }
 
     mutating func take(_ n: Int) throws -> UnsafeRawBufferPointer {
-        guard n >= 0, n <= remaining else {
+        guard n >= 0, (0...bytes.count).contains(offset), n <= remaining else {
             throw GPUBridgeError.outOfBounds(name: "wire frame", offset: offset, length: n, limit: bytes.count)
         }
         defer { offset += n }

@@ -349,8 +349,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             }
             for await (node, ok) in group {
                 let missed = state.withLock { s -> Int in
-                    s.missed[node] = ok ? 0 : s.missed[node, default: 0] + 1
-                    return s.missed[node]!
+                    let missed = ok ? 0 : s.missed[node, default: 0] + 1
+                    s.missed[node] = missed
+                    return missed
                 }
                 if !ok {
                     probeFailures.increment()
@@ -627,7 +628,7 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         guard phase == .active else { return .notHere(reason: "node \(me) is \(phase.rawValue)") }
         let hosted = state.withLock { $0.hosted[address.id] }
         if hosted != address.activation {
-            if hosted != nil { return .notHere(reason: "node \(me) holds activation #\(hosted!) of \(address.id), not #\(address.activation)") }
+            if let hosted { return .notHere(reason: "node \(me) holds activation #\(hosted) of \(address.id), not #\(address.activation)") }
             let registered: ActorAddress?
             do { registered = try await directory.lookup(address.id) } catch {
                 return .reply(.error(RemoteErrorEnvelope(error)))

@@ -82,10 +82,21 @@ public struct WireLimits: Sendable, Hashable {
     /// Calls whose request is larger than this go through the streaming method, cut in chunks of this size; replies
     /// larger than it are streamed back the same way.
     public var chunkBytes = 2 * 1024 * 1024
+    /// The largest call (its arguments) or reply (its body) either side accepts, streamed or not. A frame whose header
+    /// claims more is refused with `ClusterError.messageTooLarge` before anything is allocated for it, and the node
+    /// keeps serving. Receive buffers grow with the bytes that actually arrive, never with what a header claims.
+    public var maxCallBytes = 1 << 30
 
     public init() {}
 
+    /// The range `maxCallBytes` must lie in.
+    public static let maxCallBytesRange = 1...(1 << 40)
+
     public func validate() throws(GPUBridgeError) {
+        guard Self.maxCallBytesRange.contains(maxCallBytes) else {
+            throw .invalidArgument(name: "maxCallBytes", value: "\(maxCallBytes)",
+                                   limit: "\(Self.maxCallBytesRange.lowerBound)...\(Self.maxCallBytesRange.upperBound) (1 TiB)")
+        }
         guard chunkBytes >= 4096, chunkBytes <= maxMessageBytes - 65_536 else {
             throw .invalidArgument(name: "chunkBytes", value: "\(chunkBytes)", limit: "4096...maxMessageBytes - 65536 (\(maxMessageBytes - 65_536))")
         }
@@ -104,9 +115,9 @@ struct NodeService: RegistrableRPCService {
             var first: [UInt8]?
             for try await message in request.messages where first == nil { first = message }
             guard let first else { throw RPCError(code: .invalidArgument, message: "empty call") }
-            let parsed = try first.withUnsafeBytes { try ClusterRequest.parse($0) }
+            let parsed = try Self.refusing { try first.withUnsafeBytes { try ClusterRequest.parse($0, maxArgumentBytes: limits.maxCallBytes) } }
             let reply = await handler.handle(parsed)
-            let (header, body) = reply.header()
+            let (header, body) = try reply.header()
             if body.count <= limits.chunkBytes {
                 return StreamingServerResponse(single: ServerResponse(message: Pieces([(header, 0..<header.count), (body, 0..<body.count)])))
             }
@@ -120,21 +131,23 @@ struct NodeService: RegistrableRPCService {
             request, _ in
             var iterator = request.messages.makeAsyncIterator()
             guard let headerMessage = try await iterator.next() else { throw RPCError(code: .invalidArgument, message: "empty call stream") }
-            var (parsed, argumentBytes) = try headerMessage.withUnsafeBytes { raw in
-                var reader = WireReader(raw)
-                return try ClusterRequest.parseHeader(&reader)
+            var (parsed, argumentBytes) = try Self.refusing {
+                try headerMessage.withUnsafeBytes { raw in
+                    var reader = WireReader(raw)
+                    let parsed = try ClusterRequest.parseHeader(&reader, maxArgumentBytes: limits.maxCallBytes)
+                    guard reader.remaining == 0 else {
+                        throw ClusterError.malformedMessage(what: "call stream", detail: "\(reader.remaining) bytes after the header")
+                    }
+                    return parsed
+                }
             }
-            var arguments: [UInt8] = []
-            arguments.reserveCapacity(argumentBytes)
-            while arguments.count < argumentBytes, let chunk = try await iterator.next() {
-                arguments.append(contentsOf: chunk)
+            parsed.call.arguments = try await Self.refusing {
+                try await Self.assemble(what: "call stream", expected: argumentBytes, initial: [], reserveAtMost: limits.maxMessageBytes) {
+                    try await iterator.next()
+                }
             }
-            guard arguments.count == argumentBytes else {
-                throw RPCError(code: .invalidArgument, message: "call stream carried \(arguments.count) argument bytes, header says \(argumentBytes)")
-            }
-            parsed.call.arguments = arguments
             let reply = await handler.handle(parsed)
-            let (header, body) = reply.header()
+            let (header, body) = try reply.header()
             return StreamingServerResponse { writer in
                 try await Self.write(header: header, body: body, chunk: limits.chunkBytes, to: writer)
                 return [:]
@@ -146,6 +159,48 @@ struct NodeService: RegistrableRPCService {
             for try await message in request.messages { prober = String(decoding: message, as: UTF8.self) }
             guard let id = handler.ping(from: prober) else { throw RPCError(code: .unavailable, message: "the node is not running") }
             return StreamingServerResponse(single: ServerResponse(message: Pieces(Array(id.description.utf8))))
+        }
+    }
+
+    /// The `expected` bytes of a call's arguments or a reply's body: `initial` (what came with the header), then the
+    /// chunks `next` returns. The buffer grows with the bytes that arrive, never beyond `reserveAtMost` ahead of them,
+    /// so a header's claim (already checked against `maxCallBytes`) allocates nothing by itself. More or fewer bytes
+    /// than expected are refused with `ClusterError.malformedMessage`.
+    static func assemble(what: String, expected: Int, initial: ArraySlice<UInt8>, reserveAtMost: Int,
+                         next: () async throws -> [UInt8]?) async throws -> [UInt8] {
+        guard expected >= 0, initial.count <= expected else {
+            throw ClusterError.malformedMessage(what: what, detail: "more than the \(max(0, expected)) bytes its header says")
+        }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(min(expected, max(0, reserveAtMost)))
+        bytes.append(contentsOf: initial)
+        while bytes.count < expected, let chunk = try await next() {
+            guard chunk.count <= expected - bytes.count else {
+                throw ClusterError.malformedMessage(what: what, detail: "more than the \(expected) bytes its header says")
+            }
+            bytes.append(contentsOf: chunk)
+        }
+        guard bytes.count == expected else {
+            throw ClusterError.malformedMessage(what: what, detail: "\(bytes.count) bytes, header says \(expected)")
+        }
+        return bytes
+    }
+
+    /// Runs `parse`; a frame it refuses becomes an `invalidArgument` status carrying the reason (the caller sees which
+    /// limit or field), and the server goes on serving other calls.
+    static func refusing<R>(_ parse: () throws -> R) throws -> R {
+        do { return try parse() } catch let error as ClusterError {
+            throw RPCError(code: .invalidArgument, message: error.description)
+        } catch let error as GPUBridgeError {
+            throw RPCError(code: .invalidArgument, message: "malformed call: \(error)")
+        }
+    }
+
+    static func refusing<R>(_ parse: () async throws -> R) async throws -> R {
+        do { return try await parse() } catch let error as ClusterError {
+            throw RPCError(code: .invalidArgument, message: error.description)
+        } catch let error as GPUBridgeError {
+            throw RPCError(code: .invalidArgument, message: "malformed call: \(error)")
         }
     }
 
@@ -231,11 +286,23 @@ public final class GRPCNodeTransport: NodeTransport {
     }
 
     public func call(_ request: ClusterRequest, on node: NodeID, timeout: Duration) async throws -> ClusterReply {
+        guard request.call.arguments.count <= limits.maxCallBytes else {
+            throw ClusterError.messageTooLarge(what: "call to \(request.address.id)", claimedBytes: UInt64(request.call.arguments.count),
+                                               limitBytes: limits.maxCallBytes)
+        }
+        return try await call(header: try request.header(), arguments: request.call.arguments, on: node,
+                              actor: "\(request.address.id)", timeout: timeout)
+    }
+
+    /// Sends a call's header (as `ClusterRequest.header` writes it) and its arguments: unary when they fit in a chunk,
+    /// streamed otherwise.
+    func call(header: [UInt8], arguments: [UInt8], on node: NodeID, actor: String, timeout: Duration) async throws -> ClusterReply {
         let client: GRPCClient<HTTP2ClientTransport.Posix>
         do { client = try self.client(for: node) } catch {
-            throw ClusterError.nodeUnreachable(node: "\(node)", actor: "\(request.address.id)", reason: "\(error)")
+            throw ClusterError.nodeUnreachable(node: "\(node)", actor: actor, reason: "\(error)")
         }
-        let header = request.header(), arguments = request.call.arguments, chunk = limits.chunkBytes
+        let chunk = limits.chunkBytes
+        let maxBody = limits.maxCallBytes, maxMessage = limits.maxMessageBytes
         let streamed = arguments.count > chunk
         let requestStream: StreamingClientRequest<Pieces>
         if streamed {
@@ -261,22 +328,13 @@ public final class GRPCNodeTransport: NodeTransport {
                 guard let first = try await iterator.next() else {
                     throw ClusterError.malformedMessage(what: "reply", detail: "no message")
                 }
-                let (kind, bodyBytes) = try first.withUnsafeBytes { try ClusterReply.parseHeader($0) }
-                var body: [UInt8]
-                if first.count > ClusterReply.headerSize {
-                    body = Array(first[ClusterReply.headerSize...])
-                } else {
-                    body = []
-                    body.reserveCapacity(bodyBytes)
-                }
-                while body.count < bodyBytes, let chunk = try await iterator.next() { body.append(contentsOf: chunk) }
-                guard body.count == bodyBytes else {
-                    throw ClusterError.malformedMessage(what: "reply", detail: "\(body.count) body bytes, header says \(bodyBytes)")
-                }
+                let (kind, bodyBytes) = try first.withUnsafeBytes { try ClusterReply.parseHeader($0, maxBodyBytes: maxBody) }
+                let body = try await NodeService.assemble(what: "reply", expected: bodyBytes, initial: first.dropFirst(ClusterReply.headerSize),
+                                                          reserveAtMost: maxMessage) { try await iterator.next() }
                 return try ClusterReply.make(kind: kind, body: body)
             }
         } catch let error as RPCError {
-            throw Self.map(error, node: node, actor: "\(request.address.id)", timeout: timeout)
+            throw Self.map(error, node: node, actor: actor, timeout: timeout)
         }
     }
 
@@ -284,6 +342,10 @@ public final class GRPCNodeTransport: NodeTransport {
         switch error.code {
         case .deadlineExceeded:
             return .deadlineExceeded(actor: actor, node: "\(node)", timeout: "\(timeout)")
+        case .invalidArgument:
+            // The node read the frame and refused it (too large, malformed): it was not run, and sending it again
+            // would be refused again.
+            return .malformedMessage(what: "call to \(actor)", detail: "node \(node) refused it: \(error.message)")
         default:
             return .nodeUnreachable(node: "\(node)", actor: actor, reason: "gRPC \(error.code): \(error.message)")
         }

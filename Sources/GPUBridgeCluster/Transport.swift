@@ -19,6 +19,9 @@ public enum ClusterError: Error, Sendable, Hashable, Codable, CustomStringConver
     case nodeNotRunning(node: String, state: String)
     /// A frame on the wire could not be read.
     case malformedMessage(what: String, detail: String)
+    /// A frame's header claims more bytes than this side accepts (`WireLimits.maxCallBytes`); refused before anything
+    /// of that size is allocated.
+    case messageTooLarge(what: String, claimedBytes: UInt64, limitBytes: Int)
 
     public var description: String {
         switch self {
@@ -34,6 +37,9 @@ public enum ClusterError: Error, Sendable, Hashable, Codable, CustomStringConver
             return "node \(node) is not running (\(state))"
         case let .malformedMessage(what, detail):
             return "malformed \(what): \(detail)"
+        case let .messageTooLarge(what, claimed, limit):
+            return "\(what) refused: its header claims \(claimed) bytes, more than the limit of \(limit) bytes "
+                + "(WireLimits.maxCallBytes)"
         }
     }
 }
@@ -55,34 +61,38 @@ public struct ClusterRequest: Sendable {
         self.call = call
     }
 
-    /// Everything but the arguments (which travel as they are, after it).
-    func header() -> [UInt8] {
+    /// Everything but the arguments (which travel as they are, after it). Throws when a field does not fit its wire
+    /// width (a string over 4 GiB, a port or count over `UInt32.max`).
+    func header() throws -> [UInt8] {
         var w = WireWriter(capacity: 256)
         w.u32(Self.magic)
-        w.string(address.id.type)
-        w.string(address.id.key)
-        w.string(address.node.host)
-        w.u32(UInt32(address.node.port))
+        try w.string(address.id.type)
+        try w.string(address.id.key)
+        try w.string(address.node.host)
+        w.u32(try WireWriter.checkedU32(address.node.port, name: "node port"))
         w.i64(address.node.generation)
         w.i64(address.activation)
-        w.string(caller)
+        try w.string(caller)
         w.i64(timeoutNanoseconds)
-        w.string(call.target)
-        w.u32(UInt32(call.genericSubstitutions.count))
-        for s in call.genericSubstitutions { w.string(s) }
-        w.u32(UInt32(call.argumentCount))
+        try w.string(call.target)
+        w.u32(try WireWriter.checkedU32(call.genericSubstitutions.count, name: "generic substitutions"))
+        for s in call.genericSubstitutions { try w.string(s) }
+        w.u32(try WireWriter.checkedU32(call.argumentCount, name: "argument count"))
         w.u64(UInt64(call.arguments.count))
         return w.bytes
     }
 
     static let magic: UInt32 = 0x4742_4331  // "GBC1"
 
-    /// Parses a header; returns the request without arguments and the length of the arguments that follow.
-    static func parseHeader(_ reader: inout WireReader) throws -> (ClusterRequest, argumentBytes: Int) {
+    /// Parses a header; returns the request without arguments and the length of the arguments that follow. A header
+    /// claiming more than `maxArgumentBytes` is refused with `ClusterError.messageTooLarge` before anything is
+    /// allocated for the arguments.
+    static func parseHeader(_ reader: inout WireReader, maxArgumentBytes: Int) throws -> (ClusterRequest, argumentBytes: Int) {
         guard try reader.u32() == magic else { throw ClusterError.malformedMessage(what: "call", detail: "bad magic") }
         let type = try reader.string(), key = try reader.string(), host = try reader.string()
         let port = Int(try reader.u32()), generation = try reader.i64(), activation = try reader.i64()
         let caller = try reader.string(), timeout = try reader.i64(), target = try reader.string()
+        guard !target.isEmpty else { throw ClusterError.malformedMessage(what: "call", detail: "empty target") }
         let substitutionCount = Int(try reader.u32())
         guard substitutionCount <= 64 else {
             throw ClusterError.malformedMessage(what: "call", detail: "\(substitutionCount) generic substitutions (at most 64)")
@@ -90,22 +100,22 @@ public struct ClusterRequest: Sendable {
         var substitutions: [String] = []
         for _ in 0..<substitutionCount { substitutions.append(try reader.string()) }
         let argumentCount = Int(try reader.u32())
-        let argumentBytes = try reader.u64()
-        guard argumentBytes <= UInt64(Int.max / 2) else {
-            throw ClusterError.malformedMessage(what: "call", detail: "\(argumentBytes) argument bytes")
+        let claimed = try reader.u64()
+        guard maxArgumentBytes >= 0, claimed <= UInt64(maxArgumentBytes) else {
+            throw ClusterError.messageTooLarge(what: "call to \(type)/\(key)", claimedBytes: claimed, limitBytes: maxArgumentBytes)
         }
         let request = ClusterRequest(
             address: ActorAddress(id: GPUActorID(type: type, key: key), node: NodeID(host: host, port: port, generation: generation),
                                   activation: activation),
             caller: caller, timeoutNanoseconds: timeout,
             call: ActorCall(target: target, genericSubstitutions: substitutions, argumentCount: argumentCount, arguments: []))
-        return (request, Int(argumentBytes))
+        return (request, Int(claimed))  // at most maxArgumentBytes, an Int
     }
 
     /// Parses a whole request (header and arguments) from one message.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> ClusterRequest {
+    static func parse(_ bytes: UnsafeRawBufferPointer, maxArgumentBytes: Int) throws -> ClusterRequest {
         var reader = WireReader(bytes)
-        var (request, argumentBytes) = try parseHeader(&reader)
+        var (request, argumentBytes) = try parseHeader(&reader, maxArgumentBytes: maxArgumentBytes)
         guard reader.remaining == argumentBytes else {
             throw ClusterError.malformedMessage(what: "call", detail: "\(reader.remaining) argument bytes, header says \(argumentBytes)")
         }
@@ -126,7 +136,7 @@ extension ClusterReply {
     enum Kind: UInt8 { case value = 0, void = 1, error = 2, notHere = 3 }
 
     /// The reply's frame: a kind byte, then its body (the value's bytes, an error envelope or a reason).
-    func header() -> (header: [UInt8], body: [UInt8]) {
+    func header() throws -> (header: [UInt8], body: [UInt8]) {
         var w = WireWriter(capacity: 64)
         switch self {
         case let .reply(.value(bytes)):
@@ -139,11 +149,11 @@ extension ClusterReply {
         case let .reply(.error(e)):
             w.u8(Kind.error.rawValue)
             var body = WireWriter()
-            body.string(e.mangledType)
-            body.string(e.typeName)
-            body.string(e.description)
+            try body.string(e.mangledType)
+            try body.string(e.typeName)
+            try body.string(e.description)
             body.u8(e.json == nil ? 0 : 1)
-            body.blob(e.json ?? [])
+            try body.blob(e.json ?? [])
             w.u64(UInt64(body.bytes.count))
             return (w.bytes, body.bytes)
         case let .notHere(reason):
@@ -157,14 +167,19 @@ extension ClusterReply {
 
     static let headerSize = 9
 
-    static func parseHeader(_ bytes: UnsafeRawBufferPointer) throws -> (Kind, bodyBytes: Int) {
+    /// Parses a reply's header; a header claiming more than `maxBodyBytes` is refused with
+    /// `ClusterError.messageTooLarge` before anything is allocated for the body.
+    static func parseHeader(_ bytes: UnsafeRawBufferPointer, maxBodyBytes: Int) throws -> (Kind, bodyBytes: Int) {
         var r = WireReader(bytes)
-        guard let kind = Kind(rawValue: try r.u8()) else {
-            throw ClusterError.malformedMessage(what: "reply", detail: "unknown kind \(bytes[0])")
+        let kindByte = try r.u8()
+        guard let kind = Kind(rawValue: kindByte) else {
+            throw ClusterError.malformedMessage(what: "reply", detail: "unknown kind \(kindByte)")
         }
-        let length = try r.u64()
-        guard length <= UInt64(Int.max / 2) else { throw ClusterError.malformedMessage(what: "reply", detail: "\(length) body bytes") }
-        return (kind, Int(length))
+        let claimed = try r.u64()
+        guard maxBodyBytes >= 0, claimed <= UInt64(maxBodyBytes) else {
+            throw ClusterError.messageTooLarge(what: "reply", claimedBytes: claimed, limitBytes: maxBodyBytes)
+        }
+        return (kind, Int(claimed))  // at most maxBodyBytes, an Int
     }
 
     static func make(kind: Kind, body: [UInt8]) throws -> ClusterReply {
@@ -178,6 +193,9 @@ extension ClusterReply {
                 let mangled = try r.string(), name = try r.string(), description = try r.string()
                 let hasJSON = try r.u8() == 1
                 let json = try r.blob()
+                guard r.remaining == 0 else {
+                    throw ClusterError.malformedMessage(what: "reply", detail: "\(r.remaining) bytes after the error envelope")
+                }
                 return .reply(.error(RemoteErrorEnvelope(mangledType: mangled, typeName: name, description: description,
                                                          json: hasJSON ? json : nil)))
             }
@@ -185,8 +203,8 @@ extension ClusterReply {
     }
 
     /// Parses a whole reply from one message.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> ClusterReply {
-        let (kind, length) = try parseHeader(bytes)
+    static func parse(_ bytes: UnsafeRawBufferPointer, maxBodyBytes: Int) throws -> ClusterReply {
+        let (kind, length) = try parseHeader(bytes, maxBodyBytes: maxBodyBytes)
         guard bytes.count - headerSize == length else {
             throw ClusterError.malformedMessage(what: "reply", detail: "\(bytes.count - headerSize) body bytes, header says \(length)")
         }
@@ -244,9 +262,14 @@ public final class InProcessNodeTransport: NodeTransport {
     }
 
     let network: Network
+    /// The largest call arguments or reply body accepted (as `WireLimits.maxCallBytes`).
+    public let maxCallBytes: Int
     private let served = Mutex<String?>(nil)
 
-    public init(network: Network) { self.network = network }
+    public init(network: Network, maxCallBytes: Int = WireLimits().maxCallBytes) {
+        self.network = network
+        self.maxCallBytes = maxCallBytes
+    }
 
     private func handler(for node: NodeID, actor: String) throws -> any NodeCallHandler {
         let endpoint = "\(node.host):\(node.port)"
@@ -260,12 +283,13 @@ public final class InProcessNodeTransport: NodeTransport {
     public func call(_ request: ClusterRequest, on node: NodeID, timeout: Duration) async throws -> ClusterReply {
         let target = try handler(for: node, actor: "\(request.address.id)")
         // Through the wire format both ways.
-        var bytes = request.header()
+        var bytes = try request.header()
         bytes.append(contentsOf: request.call.arguments)
-        let decoded = try bytes.withUnsafeBytes { try ClusterRequest.parse($0) }
+        let limit = maxCallBytes
+        let decoded = try bytes.withUnsafeBytes { try ClusterRequest.parse($0, maxArgumentBytes: limit) }
         let reply = await target.handle(decoded)
-        let (header, body) = reply.header()
-        return try (header + body).withUnsafeBytes { try ClusterReply.parse($0) }
+        let (header, body) = try reply.header()
+        return try (header + body).withUnsafeBytes { try ClusterReply.parse($0, maxBodyBytes: limit) }
     }
 
     public func ping(_ node: NodeID, from prober: String, timeout: Duration) async throws -> NodeID {

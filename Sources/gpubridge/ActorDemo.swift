@@ -23,6 +23,8 @@ struct ActorDemoReport: Encodable {
     var actorCallMilliseconds = 0.0
     var directCallMilliseconds = 0.0
     var actorOverDirect = 0.0
+    /// The actor call's sum and the direct call's sum both equal the host's a + b, element for element.
+    var vectorAddVerified = false
 }
 
 /// `log` receives the human-readable lines (the CLI prints them, or drops them for `--json`).
@@ -136,8 +138,14 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void 
     let a = random.floats(n), b = random.floats(n)
     let adder = try system.actor(BatchActor<FloatPair, [Float]>.self, key: "overhead")
     let pair = FloatPair(a, b), direct = Operations.VectorPair(a, b)
-    _ = try await adder.run([pair])
-    _ = try await bridge.run(Operations.vectorAdd, direct)
+    // Both paths are checked against the host before they are timed.
+    let expected = zip(a, b).map { $0 + $1 }
+    let viaActor = try await adder.run([pair]), viaBridge = try await bridge.run(Operations.vectorAdd, direct)
+    report.vectorAddVerified = viaActor == [expected] && viaBridge == expected
+    if !report.vectorAddVerified {
+        log("  VERIFY FAILED: the 1M-element vector add differs from the host (actor call: \(viaActor == [expected] ? "correct" : "wrong"), "
+            + "direct: \(viaBridge == expected ? "correct" : "wrong"))")
+    }
     var actorTimes: [Duration] = [], directTimes: [Duration] = []
     for _ in 0 ..< 15 {
         t = clock.now

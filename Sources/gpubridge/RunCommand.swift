@@ -54,7 +54,9 @@ struct RunCommand: AsyncParsableCommand {
         var type: String
         var phasesMilliseconds: [String: Double]
         var kernelDeviceMilliseconds: Double?
-        var verified: Bool
+        /// The result of the check against the host: true when every element matched, false when some did not,
+        /// absent when --verify was not given (nothing was checked).
+        var verified: Bool?
         var mismatches: Int?
     }
 
@@ -100,7 +102,8 @@ struct RunCommand: AsyncParsableCommand {
         if json {
             try printJSON(RunJSON(kernel: kernel, device: device.id.description, deviceName: device.info.name, elements: size,
                                   type: type, phasesMilliseconds: Dictionary(uniqueKeysWithValues: phases.map { ($0.0, $0.1.milliseconds) }),
-                                  kernelDeviceMilliseconds: result.kernelTime?.milliseconds, verified: verify, mismatches: result.mismatches))
+                                  kernelDeviceMilliseconds: result.kernelTime?.milliseconds,
+                                  verified: result.mismatches.map { $0 == 0 }, mismatches: result.mismatches))
         } else {
             print("\(kernel) \(type) x \(size) on \(device.id) (\(device.info.name))")
             for (name, duration) in phases { print("  \(name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(duration.short)") }

@@ -1,6 +1,7 @@
 import Foundation
 import GPUBridge
-import GPUBridgeActors
+@testable import GPUBridgeActors
+import GPUBridgeTestSupport
 import Testing
 
 @Suite("Wire codec")
@@ -36,5 +37,42 @@ struct WireCodecTests {
         }
         guard case let .invalidArgument(_, value, _)? = error else { Issue.record("\(String(describing: error))"); return }
         #expect(value.contains("bytes"))
+    }
+
+    @Test("a length-prefixed region longer than its limit throws, names the size, and leaves the writer as it was")
+    func lengthPrefixLimit() throws {
+        var writer = WireWriter()
+        try writer.string("ok")
+        let before = writer.bytes
+        let error = bridgeError {
+            try writer.lengthPrefixed(maxLength: 8) { w in try w.blob(Array(repeating: 1, count: 5)) }
+        }
+        #expect(error == .invalidArgument(name: "length-prefixed wire region", value: "9 bytes", limit: "at most 8 bytes (a 4-byte length)"))
+        #expect(writer.bytes == before)
+        // At the limit it is written, and reads back.
+        try writer.lengthPrefixed(maxLength: 8) { w in try w.blob([1, 2, 3, 4]) }
+        #expect(writer.bytes.count == before.count + 12)
+        try writer.bytes.withUnsafeBytes { raw in
+            var reader = WireReader(raw)
+            #expect(try reader.string() == "ok")
+            let region = try reader.region()
+            #expect(region.count == 8)
+            #expect(reader.remaining == 0)
+        }
+        #expect(try WireWriter.checkedU32(Int(UInt32.max), name: "n") == UInt32.max)
+        #expect(bridgeError { try WireWriter.checkedU32(Int(UInt32.max) + 1, name: "n") }
+            == .invalidArgument(name: "n", value: "\(Int(UInt32.max) + 1)", limit: "0...\(UInt32.max) (a 4-byte wire field)"))
+    }
+
+    @Test("a reader whose offset lies outside its bytes throws instead of reading there")
+    func readerOffset() {
+        let bytes: [UInt8] = [1, 2, 3, 4]
+        bytes.withUnsafeBytes { raw in
+            for offset in [-1, 5, Int.min] {
+                var reader = WireReader(raw, offset: offset)
+                #expect(throws: GPUBridgeError.self) { try reader.u8() }
+                #expect(throws: GPUBridgeError.self) { _ = try reader.take(0) }
+            }
+        }
     }
 }

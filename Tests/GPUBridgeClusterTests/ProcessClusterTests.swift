@@ -3,6 +3,7 @@ import GPUBridge
 import GPUBridgeActors
 import GPUBridgeCluster
 import GPUBridgeTestSupport
+import Synchronization
 import Testing
 
 /// Real `gpubridge node` processes on loopback: gRPC with mutual TLS between them, membership, directory and actor
@@ -138,37 +139,60 @@ struct ProcessClusterTests {
             let victim = try #require(cluster.processes.first { $0.readyID == victimID })
             let onVictim = try #require(placed[victimID]).map(\.id.key)
 
-            // Calls in flight while the node dies: each one returns or throws a ClusterError; none is lost.
-            let flight = Task {
-                try await withThrowingTaskGroup(of: String.self) { group in
-                    for i in 0 ..< 60 {
-                        let key = onVictim[i % onVictim.count]
-                        let system = client.system
+            // Calls in flight while the node dies. Workers call the victim's indexes back to back from before the kill
+            // until each has made one call that started after it; every call records when it started and ended and how
+            // it ended. "In flight at the kill" is a call that started before kill(2) was sent and ended after it
+            // returned.
+            let log = CallLog()
+            let system = client.system
+            let workers = Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for w in 0 ..< 12 {
                         group.addTask {
-                            do {
-                                _ = try await system.actor(VectorIndexActor.self, key: key).vectorCount()
-                                return "ok"
-                            } catch let error as ClusterError {
-                                return "\(error)"
-                            } catch {
-                                return "other: \(error)"
+                            var i = w
+                            while true {
+                                let key = onVictim[i % onVictim.count]
+                                i += 12
+                                let started = ContinuousClock.now
+                                let outcome: String
+                                do {
+                                    _ = try await system.actor(VectorIndexActor.self, key: key).vectorCount()
+                                    outcome = "ok"
+                                } catch let error as ClusterError {
+                                    outcome = Self.kind(of: error)
+                                } catch {
+                                    outcome = "other: \(error)"
+                                }
+                                log.record(CallRecord(started: started, ended: ContinuousClock.now, outcome: outcome))
+                                if let at = log.killed, started > at { return }
                             }
                         }
                     }
-                    return try await group.reduce(into: [String]()) { $0.append($1) }
                 }
             }
-            try await Task.sleep(for: .milliseconds(5))
+            // The workers are busy (calls are completing) before the signal is sent.
+            #expect(await eventually(timeout: .seconds(10)) { log.count >= 50 })
+            let signalled = ContinuousClock.now
             victim.kill9()
+            let delivered = ContinuousClock.now
+            log.killed = delivered
             // The patient client calls at once, before the death is declared: it retries until the index is back.
             let first = try #require(onVictim.first)
             let patientCall = Task { try await patient.system.actor(VectorIndexActor.self, key: first).vectorCount() }
-            let outcomes = try await flight.value
-            #expect(outcomes.count == 60)
-            #expect(outcomes.allSatisfy { !$0.hasPrefix("other:") }, "\(outcomes)")
-            print("kill -9: of 60 calls in flight, \(outcomes.filter { $0 == "ok" }.count) returned, "
-                  + "\(outcomes.filter { $0.contains("unreachable") }.count) failed with nodeUnreachable, "
-                  + "\(outcomes.filter { $0 != "ok" && !$0.contains("unreachable") }.count) with another ClusterError")
+            await workers.value
+            let calls = log.all
+            let inFlight = calls.filter { $0.started < signalled && $0.ended > delivered }
+            let endings = Dictionary(grouping: inFlight, by: \.outcome).mapValues(\.count)
+            print("kill -9: \(calls.count) calls in all, \(inFlight.count) in flight at the signal, ended: \(endings)")
+            #expect(!inFlight.isEmpty, "no call was in flight when the signal was sent")
+            // Each ended: returned (its reply was on the way) or failed with a ClusterError saying the node was
+            // unreachable or the deadline passed; none with anything else, and none hung (the workers all finished).
+            #expect(inFlight.allSatisfy { ["ok", "nodeUnreachable", "deadlineExceeded"].contains($0.outcome) }, "\(endings)")
+            #expect(calls.allSatisfy { !$0.outcome.hasPrefix("other:") }, "\(Set(calls.map(\.outcome)))")
+            // The calls made after the kill reached no process and said so.
+            let after = calls.filter { $0.started > delivered }
+            #expect(after.count >= 12)
+            #expect(after.allSatisfy { $0.outcome == "nodeUnreachable" }, "\(Dictionary(grouping: after, by: \.outcome).mapValues(\.count))")
             #expect(await victim.waitExit() == SIGKILL)
             #expect(victim.process.terminationReason == .uncaughtSignal)
 
@@ -196,29 +220,44 @@ struct ProcessClusterTests {
         }
     }
 
-    @Test("SIGTERM: the node snapshots its actors, leaves the directory, turns Dead and exits 0")
+    @Test("SIGTERM: the node snapshots the actors it hosts, leaves the directory, turns Dead and exits 0; they answer from the other node")
     func gracefulSigterm() async throws {
         try await ProcessCluster.run { cluster in
             let ids = try await cluster.startNodes(2)
             let client = try await cluster.client()
             let dim = ProcessCluster.dim
             var random = SplitMix64(seed: 44)
-            for t in 0 ..< 6 {
-                _ = try await client.system.actor(VectorIndexActor.self, key: "g\(t)").upsert(ids: [t, t + 100], vectors: random.floats(2 * dim, -1, 1))
-            }
             let leaving = cluster.processes[1]
-            let leavingID = ids[1]
-            let had = try await cluster.directory.all().filter { $0.node == leavingID }.count
+            let leavingID = try #require(leaving.readyID)
+            let stayingID = try #require(ids.first { $0 != leavingID })
+            // Indexes until the leaving node hosts at least three (placement spreads keys over both nodes; 40 keys
+            // that all land on one of two equal nodes would be a placement bug).
+            var rows: [String: [Int]] = [:]
+            var hosted: [String] = []
+            for t in 0 ..< 40 where hosted.count < 3 || rows.count < 6 {
+                let key = "g\(t)"
+                _ = try await client.system.actor(VectorIndexActor.self, key: key).upsert(ids: [t, t + 100], vectors: random.floats(2 * dim, -1, 1))
+                rows[key] = [t, t + 100]
+                hosted = try await cluster.directory.all().filter { $0.node == leavingID }.map(\.id.key)
+            }
+            #expect(hosted.count >= 3, "the leaving node hosts \(hosted) of \(rows.count) indexes")
+            #expect(await eventually(timeout: .seconds(10)) {
+                leaving.metric("gpubridge_cluster_activations", folder: cluster.folder) == Double(hosted.count)
+            })
             leaving.sigterm()
             #expect(await leaving.waitExit() == 0)
             #expect(leaving.output.contains(#""event":"stopped","error":false"#))
             #expect(try await cluster.membership.readAll().entry(of: leavingID)?.entry.status == .dead)
             #expect(try await cluster.directory.all().allSatisfy { $0.node != leavingID })
-            // No checkpoint was asked for: the rows survive because the shutdown saved every snapshot.
-            for t in 0 ..< 6 {
-                #expect(try await client.system.actor(VectorIndexActor.self, key: "g\(t)").idsInRowOrder() == [t, t + 100])
+            // No checkpoint was asked for: the rows survive because the shutdown saved every snapshot. The indexes the
+            // leaving node hosted answer from the other node, with their rows.
+            for (key, want) in rows {
+                #expect(try await client.system.actor(VectorIndexActor.self, key: key).idsInRowOrder() == want, "\(key)")
             }
-            _ = had
+            let placed = try await cluster.directory.all()
+            for key in hosted {
+                #expect(placed.first { $0.id == GPUActorID(type: "vector-index", key: key) }?.node == stayingID, "\(key)")
+            }
         }
     }
 
@@ -253,8 +292,83 @@ struct ProcessClusterTests {
     }
 }
 
+/// One call of the kill -9 test: when it started and ended, and how it ended.
+struct CallRecord: Sendable {
+    var started: ContinuousClock.Instant
+    var ended: ContinuousClock.Instant
+    var outcome: String
+}
+
+/// The calls of the kill -9 test, from all its workers.
+final class CallLog: Sendable {
+    private let records = Mutex<[CallRecord]>([])
+    private let killedAt = Mutex<ContinuousClock.Instant?>(nil)
+    /// When the kill signal had been sent (nil before).
+    var killed: ContinuousClock.Instant? {
+        get { killedAt.withLock { $0 } }
+        set { killedAt.withLock { $0 = newValue } }
+    }
+    func record(_ r: CallRecord) { records.withLock { $0.append(r) } }
+    var count: Int { records.withLock { $0.count } }
+    var all: [CallRecord] { records.withLock { $0 } }
+}
+
+extension ProcessClusterTests {
+    /// The case of `error`, without its details.
+    static func kind(of error: ClusterError) -> String {
+        switch error {
+        case .nodeUnreachable: return "nodeUnreachable"
+        case .deadlineExceeded: return "deadlineExceeded"
+        case .notHere: return "notHere"
+        case .noActiveNodes: return "noActiveNodes"
+        case .nodeNotRunning: return "nodeNotRunning"
+        case .malformedMessage: return "malformedMessage"
+        case .messageTooLarge: return "messageTooLarge"
+        }
+    }
+}
+
 @Suite("gpubridge demo")
 struct DemoCommandTests {
+    /// Runs the built gpubridge with `arguments`; returns its exit status, standard output and standard error.
+    static func gpubridge(_ arguments: [String]) throws -> (status: Int32, output: Data, errors: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(NodeBinary.path))
+        process.arguments = arguments
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, data, errorText)
+    }
+
+    @Test("run --json: \"verified\" is the result of the check, and absent when nothing was checked",
+          .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+    func runVerifiedField() throws {
+        for type in ["float32", "int32", "float64"] {
+            let checked = try Self.gpubridge(["run", "vector-add", "--backend", "cpu", "--size", "5000", "--type", type, "--verify", "--json"])
+            #expect(checked.status == 0, "\(checked.errors.suffix(2000))")
+            let json = try #require(try JSONSerialization.jsonObject(with: checked.output) as? [String: Any])
+            #expect(json["verified"] as? Bool == true)
+            #expect(json["mismatches"] as? Int == 0)
+            let phases = try #require(json["phasesMilliseconds"] as? [String: Double])
+            #expect(phases["verify"] != nil)
+            let unchecked = try Self.gpubridge(["run", "vector-add", "--backend", "cpu", "--size", "5000", "--type", type, "--json"])
+            #expect(unchecked.status == 0, "\(unchecked.errors.suffix(2000))")
+            let plain = try #require(try JSONSerialization.jsonObject(with: unchecked.output) as? [String: Any])
+            #expect(plain["verified"] == nil, "claimed \(String(describing: plain["verified"])) without --verify")
+            #expect(plain["mismatches"] == nil)
+            #expect((plain["phasesMilliseconds"] as? [String: Double])?["verify"] == nil)
+        }
+        // The catalog operations report their check the same way.
+        let saxpy = try Self.gpubridge(["run", "saxpy", "--backend", "cpu", "--size", "5000", "--verify", "--json"])
+        #expect(saxpy.status == 0, "\(saxpy.errors.suffix(2000))")
+        #expect((try JSONSerialization.jsonObject(with: saxpy.output) as? [String: Any])?["verified"] as? Bool == true)
+    }
+
     // Runs the built gpubridge executable (swift build --build-tests builds it next to the tests).
     @Test("the demo's cluster part places indexes on three nodes, survives a node's death and reports it in JSON",
           .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
@@ -271,6 +385,12 @@ struct DemoCommandTests {
         process.waitUntilExit()
         #expect(process.terminationStatus == 0, "\(errorText.suffix(2000))")
         let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        // Every part checked its results, and said so.
+        #expect(json["vectorAddVerified"] as? Bool == true)
+        #expect(json["viewsVerified"] as? Bool == true)
+        let actors = try #require(json["actors"] as? [String: Any])
+        #expect(actors["identicalAnswersAfterReactivation"] as? Bool == true)
+        #expect(actors["vectorAddVerified"] as? Bool == true)
         let cluster = try #require(json["cluster"] as? [String: Any])
         #expect(cluster["nodes"] as? Int == 3)
         #expect(cluster["indexes"] as? Int == 12)
