@@ -75,6 +75,9 @@ final class OpenCLLaunchTracker: Sendable {
             }
             s.armed.insert(sequence)
             s.sinceArmed = 0
+            // A reference for arming it below: a concurrent `finished` (after a `synchronize`) may report the entry and
+            // release the entry's reference before then.
+            _ = library.retainEvent(event)
             return (status, event, sequence)
         }
         guard status == CL.success else { return .refused(status) }
@@ -82,7 +85,10 @@ final class OpenCLLaunchTracker: Sendable {
             _ = library.finish(queues.queue.pointer)
             return .untracked
         }
-        if let armedSequence { register(event, sequence: armedSequence) }
+        if let armedSequence {
+            register(event, sequence: armedSequence)
+            _ = library.releaseEvent(event)
+        }
         return .enqueued(completion)
     }
 
@@ -91,8 +97,8 @@ final class OpenCLLaunchTracker: Sendable {
         state.withLock { s in s.head < s.pending.count ? s.pending[s.pending.count - 1].sequence : nil }
     }
 
-    /// Arms the callback of `event`. If the driver refuses, a worker waits for the queue instead and reports what
-    /// finished.
+    /// Arms the callback of `event` (the caller holds a reference to it until this returns). If the driver refuses, a
+    /// worker waits for the queue instead and reports what finished.
     private func register(_ event: OpaquePointer, sequence: UInt64) {
         _ = library.retainEvent(event)  // the callback's own reference, released when it has run
         let box = LaunchCallback(tracker: self, sequence: sequence, event: CLObject(event))
@@ -125,11 +131,15 @@ final class OpenCLLaunchTracker: Sendable {
                 let last = s.pending[s.pending.count - 1]
                 s.armed.insert(last.sequence)
                 s.sinceArmed = 0
+                _ = library.retainEvent(last.event.pointer)  // kept until armed, as in `enqueue`
                 rearm = (last.event.pointer, last.sequence)
             }
         }
         for entry in done { report(entry) }
-        if let (event, last) = rearm { register(event, sequence: last) }
+        if let (event, last) = rearm {
+            register(event, sequence: last)
+            _ = library.releaseEvent(event)
+        }
     }
 
     /// Completes one launch that has ended with the status and times of its own event.
