@@ -350,6 +350,16 @@ struct DemoCommandTests {
         return (process.terminationStatus, data, errorText)
     }
 
+    @Test("node --max-call-bytes outside 1...1 TiB is a usage error naming the flag, the value and the range",
+          .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+    func nodeMaxCallBytes() throws {
+        for value in ["0", "-1", "\((1 << 40) + 1)"] {
+            let outcome = try Self.gpubridge(["node", "--plaintext", "--max-call-bytes=\(value)"])
+            #expect(outcome.status == 64, "\(value): exit \(outcome.status)")
+            #expect(outcome.errors.contains("invalid --max-call-bytes \(value); expected 1...\(1 << 40)"), "\(outcome.errors)")
+        }
+    }
+
     @Test("run --json: \"verified\" is the result of the check, and absent when nothing was checked",
           .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
     func runVerifiedField() throws {
