@@ -121,8 +121,9 @@ public struct WireWriter: Sendable {
         let written = bytes.count - at - 4
         guard written <= maxLength, let length = UInt32(exactly: written) else {
             bytes.removeSubrange(at...)
+            let limit = min(maxLength, Int(UInt32.max))
             throw GPUBridgeError.invalidArgument(name: "length-prefixed wire region", value: "\(written) bytes",
-                                                 limit: "at most \(min(maxLength, Int(UInt32.max))) bytes (a 4-byte length)")
+                                                 limit: "at most \(limit) bytes (a 4-byte length)")
         }
         withUnsafeBytes(of: length.littleEndian) { l in for i in 0..<4 { bytes[at + i] = l[i] } }
         return result

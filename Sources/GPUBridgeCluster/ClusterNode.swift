@@ -628,7 +628,10 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         guard phase == .active else { return .notHere(reason: "node \(me) is \(phase.rawValue)") }
         let hosted = state.withLock { $0.hosted[address.id] }
         if hosted != address.activation {
-            if let hosted { return .notHere(reason: "node \(me) holds activation #\(hosted) of \(address.id), not #\(address.activation)") }
+            if let hosted {
+                return .notHere(
+                    reason: "node \(me) holds activation #\(hosted) of \(address.id), not #\(address.activation)")
+            }
             let registered: ActorAddress?
             do { registered = try await directory.lookup(address.id) } catch {
                 return .reply(.error(RemoteErrorEnvelope(error)))

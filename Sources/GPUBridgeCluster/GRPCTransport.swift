@@ -94,8 +94,9 @@ public struct WireLimits: Sendable, Hashable {
 
     public func validate() throws(GPUBridgeError) {
         guard Self.maxCallBytesRange.contains(maxCallBytes) else {
+            let range = Self.maxCallBytesRange
             throw .invalidArgument(name: "maxCallBytes", value: "\(maxCallBytes)",
-                                   limit: "\(Self.maxCallBytesRange.lowerBound)...\(Self.maxCallBytesRange.upperBound) (1 TiB)")
+                                   limit: "\(range.lowerBound)...\(range.upperBound) (1 TiB)")
         }
         guard chunkBytes >= 4096, chunkBytes <= maxMessageBytes - 65_536 else {
             throw .invalidArgument(name: "chunkBytes", value: "\(chunkBytes)", limit: "4096...maxMessageBytes - 65536 (\(maxMessageBytes - 65_536))")
@@ -115,7 +116,9 @@ struct NodeService: RegistrableRPCService {
             var first: [UInt8]?
             for try await message in request.messages where first == nil { first = message }
             guard let first else { throw RPCError(code: .invalidArgument, message: "empty call") }
-            let parsed = try Self.refusing { try first.withUnsafeBytes { try ClusterRequest.parse($0, maxArgumentBytes: limits.maxCallBytes) } }
+            let parsed = try Self.refusing {
+                try first.withUnsafeBytes { try ClusterRequest.parse($0, maxArgumentBytes: limits.maxCallBytes) }
+            }
             let reply = await handler.handle(parsed)
             let (header, body) = try reply.header()
             if body.count <= limits.chunkBytes {
@@ -136,15 +139,15 @@ struct NodeService: RegistrableRPCService {
                     var reader = WireReader(raw)
                     let parsed = try ClusterRequest.parseHeader(&reader, maxArgumentBytes: limits.maxCallBytes)
                     guard reader.remaining == 0 else {
-                        throw ClusterError.malformedMessage(what: "call stream", detail: "\(reader.remaining) bytes after the header")
+                        throw ClusterError.malformedMessage(what: "call stream",
+                                                            detail: "\(reader.remaining) bytes after the header")
                     }
                     return parsed
                 }
             }
             parsed.call.arguments = try await Self.refusing {
-                try await Self.assemble(what: "call stream", expected: argumentBytes, initial: [], reserveAtMost: limits.maxMessageBytes) {
-                    try await iterator.next()
-                }
+                try await Self.assemble(what: "call stream", expected: argumentBytes, initial: [],
+                                        reserveAtMost: limits.maxMessageBytes) { try await iterator.next() }
             }
             let reply = await handler.handle(parsed)
             let (header, body) = try reply.header()
@@ -169,7 +172,8 @@ struct NodeService: RegistrableRPCService {
     static func assemble(what: String, expected: Int, initial: ArraySlice<UInt8>, reserveAtMost: Int,
                          next: () async throws -> [UInt8]?) async throws -> [UInt8] {
         guard expected >= 0, initial.count <= expected else {
-            throw ClusterError.malformedMessage(what: what, detail: "more than the \(max(0, expected)) bytes its header says")
+            throw ClusterError.malformedMessage(what: what,
+                                                detail: "more than the \(max(0, expected)) bytes its header says")
         }
         var bytes = [UInt8]()
         bytes.reserveCapacity(min(expected, max(0, reserveAtMost)))
@@ -287,7 +291,8 @@ public final class GRPCNodeTransport: NodeTransport {
 
     public func call(_ request: ClusterRequest, on node: NodeID, timeout: Duration) async throws -> ClusterReply {
         guard request.call.arguments.count <= limits.maxCallBytes else {
-            throw ClusterError.messageTooLarge(what: "call to \(request.address.id)", claimedBytes: UInt64(request.call.arguments.count),
+            throw ClusterError.messageTooLarge(what: "call to \(request.address.id)",
+                                               claimedBytes: UInt64(request.call.arguments.count),
                                                limitBytes: limits.maxCallBytes)
         }
         return try await call(header: try request.header(), arguments: request.call.arguments, on: node,
@@ -296,7 +301,8 @@ public final class GRPCNodeTransport: NodeTransport {
 
     /// Sends a call's header (as `ClusterRequest.header` writes it) and its arguments: unary when they fit in a chunk,
     /// streamed otherwise.
-    func call(header: [UInt8], arguments: [UInt8], on node: NodeID, actor: String, timeout: Duration) async throws -> ClusterReply {
+    func call(header: [UInt8], arguments: [UInt8], on node: NodeID, actor: String,
+              timeout: Duration) async throws -> ClusterReply {
         let client: GRPCClient<HTTP2ClientTransport.Posix>
         do { client = try self.client(for: node) } catch {
             throw ClusterError.nodeUnreachable(node: "\(node)", actor: actor, reason: "\(error)")
@@ -328,9 +334,13 @@ public final class GRPCNodeTransport: NodeTransport {
                 guard let first = try await iterator.next() else {
                     throw ClusterError.malformedMessage(what: "reply", detail: "no message")
                 }
-                let (kind, bodyBytes) = try first.withUnsafeBytes { try ClusterReply.parseHeader($0, maxBodyBytes: maxBody) }
-                let body = try await NodeService.assemble(what: "reply", expected: bodyBytes, initial: first.dropFirst(ClusterReply.headerSize),
-                                                          reserveAtMost: maxMessage) { try await iterator.next() }
+                let (kind, bodyBytes) = try first.withUnsafeBytes {
+                    try ClusterReply.parseHeader($0, maxBodyBytes: maxBody)
+                }
+                let body = try await NodeService.assemble(
+                    what: "reply", expected: bodyBytes, initial: first.dropFirst(ClusterReply.headerSize),
+                    reserveAtMost: maxMessage
+                ) { try await iterator.next() }
                 return try ClusterReply.make(kind: kind, body: body)
             }
         } catch let error as RPCError {

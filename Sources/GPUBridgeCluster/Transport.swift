@@ -87,7 +87,8 @@ public struct ClusterRequest: Sendable {
     /// Parses a header; returns the request without arguments and the length of the arguments that follow. A header
     /// claiming more than `maxArgumentBytes` is refused with `ClusterError.messageTooLarge` before anything is
     /// allocated for the arguments.
-    static func parseHeader(_ reader: inout WireReader, maxArgumentBytes: Int) throws -> (ClusterRequest, argumentBytes: Int) {
+    static func parseHeader(_ reader: inout WireReader,
+                            maxArgumentBytes: Int) throws -> (ClusterRequest, argumentBytes: Int) {
         guard try reader.u32() == magic else { throw ClusterError.malformedMessage(what: "call", detail: "bad magic") }
         let type = try reader.string(), key = try reader.string(), host = try reader.string()
         let port = Int(try reader.u32()), generation = try reader.i64(), activation = try reader.i64()
@@ -102,7 +103,8 @@ public struct ClusterRequest: Sendable {
         let argumentCount = Int(try reader.u32())
         let claimed = try reader.u64()
         guard maxArgumentBytes >= 0, claimed <= UInt64(maxArgumentBytes) else {
-            throw ClusterError.messageTooLarge(what: "call to \(type)/\(key)", claimedBytes: claimed, limitBytes: maxArgumentBytes)
+            throw ClusterError.messageTooLarge(what: "call to \(type)/\(key)", claimedBytes: claimed,
+                                               limitBytes: maxArgumentBytes)
         }
         let request = ClusterRequest(
             address: ActorAddress(id: GPUActorID(type: type, key: key), node: NodeID(host: host, port: port, generation: generation),
@@ -194,7 +196,8 @@ extension ClusterReply {
                 let hasJSON = try r.u8() == 1
                 let json = try r.blob()
                 guard r.remaining == 0 else {
-                    throw ClusterError.malformedMessage(what: "reply", detail: "\(r.remaining) bytes after the error envelope")
+                    throw ClusterError.malformedMessage(what: "reply",
+                                                        detail: "\(r.remaining) bytes after the error envelope")
                 }
                 return .reply(.error(RemoteErrorEnvelope(mangledType: mangled, typeName: name, description: description,
                                                          json: hasJSON ? json : nil)))

@@ -143,8 +143,10 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void 
     let viaActor = try await adder.run([pair]), viaBridge = try await bridge.run(Operations.vectorAdd, direct)
     report.vectorAddVerified = viaActor == [expected] && viaBridge == expected
     if !report.vectorAddVerified {
-        log("  VERIFY FAILED: the 1M-element vector add differs from the host (actor call: \(viaActor == [expected] ? "correct" : "wrong"), "
-            + "direct: \(viaBridge == expected ? "correct" : "wrong"))")
+        let actorState = viaActor == [expected] ? "correct" : "wrong"
+        let directState = viaBridge == expected ? "correct" : "wrong"
+        log("  VERIFY FAILED: the 1M-element vector add differs from the host "
+            + "(actor call: \(actorState), direct: \(directState))")
     }
     var actorTimes: [Duration] = [], directTimes: [Duration] = []
     for _ in 0 ..< 15 {

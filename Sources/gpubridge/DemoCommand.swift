@@ -64,8 +64,9 @@ struct DemoCommand: AsyncParsableCommand {
         // 1. The reference VectorAdd, end to end and verified.
         let run = try await VectorAddRun.run(Float.self, count: size, on: device, verify: true)
         let p = run.phases
-        say("\n1. vector-add of \(size) float32 (c = a + b), verified against the host: "
-            + (run.mismatches == 0 ? "correct" : run.mismatches.map { "VERIFY FAILED: \($0) mismatches" } ?? "VERIFY FAILED: not checked"))
+        let outcome = run.mismatches == 0 ? "correct"
+            : run.mismatches.map { "VERIFY FAILED: \($0) mismatches" } ?? "VERIFY FAILED: not checked"
+        say("\n1. vector-add of \(size) float32 (c = a + b), verified against the host: \(outcome)")
         say("   allocate \(p.allocate.short) · copy in \(p.copyIn.short) · compile \(p.compile.short) · launch \(p.launch.short) · copy out \(p.copyOut.short)")
         if let k = run.kernelTime {
             let gbps = Double(3 * 4 * size) / (Double(k.nanoseconds) + 1) // bytes per ns = GB/s
@@ -97,7 +98,8 @@ struct DemoCommand: AsyncParsableCommand {
         }
         say("\n2. the same kernel on views [\(offset) ..< \(offset + half)]: \(elapsed.short)")
         say("   c[\(offset)...] = \(sample) (2·a), outside the view still \(outside): "
-            + (viewsVerified ? "all \(size) elements checked" : "VERIFY FAILED: c differs from 2·a inside the view or 0 outside it"))
+            + (viewsVerified ? "all \(size) elements checked"
+                : "VERIFY FAILED: c differs from 2·a inside the view or 0 outside it"))
         let newObjects = after.allocations - before.allocations
         say("   bytes copied during the launch: \(after.bytesCopied - before.bytesCopied); new device objects: \(newObjects)"
             + (newObjects > 0 ? " (OpenCL sub-buffers for the views, made once per view region and cached)" : ""))

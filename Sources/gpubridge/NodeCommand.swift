@@ -26,6 +26,7 @@ struct NodeConfigFile: Decodable {
     var idleTimeoutS: Int?
     var statePath: String?
     var metricsFile: String?
+    var maxCallBytes: Int?
 }
 
 struct NodeCommand: AsyncParsableCommand {
@@ -38,7 +39,7 @@ struct NodeCommand: AsyncParsableCommand {
             GPUBRIDGE_METRICS_FILE), then \
             the JSON file given with --config (keys: listen, databaseURL, cluster, tlsCertificate, tlsKey, tlsCA, \
             plaintext, devices, vectorDim, probeIntervalMs, missedProbes, votesForDeath, callTimeoutMs, idleTimeoutS, \
-            statePath, metricsFile). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
+            statePath, metricsFile, maxCallBytes). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
             between nodes is mutual TLS; --plaintext is for local development only. On SIGTERM or SIGINT the node \
             deactivates its actors (snapshots saved), leaves the directory, marks itself ShuttingDown then Dead, and \
             exits 0. If the cluster declares it dead it stops and exits 1. When ready it prints one JSON line: \
@@ -72,6 +73,9 @@ struct NodeCommand: AsyncParsableCommand {
     var statePath: String?
     @Option(name: .long, help: "File to write the node's metrics to, Prometheus text format, every 2 s and at exit.")
     var metricsFile: String?
+    @Option(name: .long,
+            help: "Largest call (arguments) or reply (body) accepted, in bytes; more is refused. Default 1073741824.")
+    var maxCallBytes: Int?
 
     /// Settings after merging flags, environment and file.
     struct Settings {
@@ -86,6 +90,7 @@ struct NodeCommand: AsyncParsableCommand {
         var idleTimeout: Duration = .seconds(300)
         var statePath: String?
         var metricsFile: String?
+        var limits = WireLimits()
     }
 
     func settings(environment: [String: String]) throws -> Settings {
@@ -137,6 +142,13 @@ struct NodeCommand: AsyncParsableCommand {
                   isFolder.boolValue else {
                 throw ValidationError("invalid --metrics-file \(path); expected a file path in an existing folder")
             }
+        }
+        if let bytes = maxCallBytes ?? file.maxCallBytes {
+            guard WireLimits.maxCallBytesRange.contains(bytes) else {
+                let range = WireLimits.maxCallBytesRange
+                throw ValidationError("invalid --max-call-bytes \(bytes); expected \(range.lowerBound)...\(range.upperBound)")
+            }
+            s.limits.maxCallBytes = bytes
         }
         do { try s.options.validate() } catch { throw ValidationError("invalid node settings: \(error)") }
         do { try s.security.validate() } catch { throw ValidationError("invalid TLS settings: \(error)") }
@@ -191,7 +203,7 @@ struct NodeCommand: AsyncParsableCommand {
         systemOptions.idleTimeout = s.idleTimeout
         let system = try EmbeddedActorSystem(bridge: bridge, storage: storage, options: systemOptions)
         try NodeActors.register(system, vectorDim: s.vectorDim)
-        let transport = try GRPCNodeTransport(security: s.security)
+        let transport = try GRPCNodeTransport(security: s.security, limits: s.limits)
         let node = try ClusterNode(system: system, membership: membership, directory: directory, transport: transport,
                                    options: s.options)
         let runner = NodeRunner(node: node, store: store)

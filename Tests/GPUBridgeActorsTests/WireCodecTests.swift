@@ -47,7 +47,8 @@ struct WireCodecTests {
         let error = bridgeError {
             try writer.lengthPrefixed(maxLength: 8) { w in try w.blob(Array(repeating: 1, count: 5)) }
         }
-        #expect(error == .invalidArgument(name: "length-prefixed wire region", value: "9 bytes", limit: "at most 8 bytes (a 4-byte length)"))
+        #expect(error == .invalidArgument(name: "length-prefixed wire region", value: "9 bytes",
+                                          limit: "at most 8 bytes (a 4-byte length)"))
         #expect(writer.bytes == before)
         // At the limit it is written, and reads back.
         try writer.lengthPrefixed(maxLength: 8) { w in try w.blob([1, 2, 3, 4]) }
@@ -61,7 +62,8 @@ struct WireCodecTests {
         }
         #expect(try WireWriter.checkedU32(Int(UInt32.max), name: "n") == UInt32.max)
         #expect(bridgeError { try WireWriter.checkedU32(Int(UInt32.max) + 1, name: "n") }
-            == .invalidArgument(name: "n", value: "\(Int(UInt32.max) + 1)", limit: "0...\(UInt32.max) (a 4-byte wire field)"))
+            == .invalidArgument(name: "n", value: "\(Int(UInt32.max) + 1)",
+                                limit: "0...\(UInt32.max) (a 4-byte wire field)"))
     }
 
     @Test("a reader whose offset lies outside its bytes throws instead of reading there")

@@ -187,12 +187,14 @@ struct ProcessClusterTests {
             #expect(!inFlight.isEmpty, "no call was in flight when the signal was sent")
             // Each ended: returned (its reply was on the way) or failed with a ClusterError saying the node was
             // unreachable or the deadline passed; none with anything else, and none hung (the workers all finished).
-            #expect(inFlight.allSatisfy { ["ok", "nodeUnreachable", "deadlineExceeded"].contains($0.outcome) }, "\(endings)")
+            let expectedEndings: Set = ["ok", "nodeUnreachable", "deadlineExceeded"]
+            #expect(inFlight.allSatisfy { expectedEndings.contains($0.outcome) }, "\(endings)")
             #expect(calls.allSatisfy { !$0.outcome.hasPrefix("other:") }, "\(Set(calls.map(\.outcome)))")
             // The calls made after the kill reached no process and said so.
             let after = calls.filter { $0.started > delivered }
             #expect(after.count >= 12)
-            #expect(after.allSatisfy { $0.outcome == "nodeUnreachable" }, "\(Dictionary(grouping: after, by: \.outcome).mapValues(\.count))")
+            let afterEndings = Dictionary(grouping: after, by: \.outcome).mapValues(\.count)
+            #expect(after.allSatisfy { $0.outcome == "nodeUnreachable" }, "\(afterEndings)")
             #expect(await victim.waitExit() == SIGKILL)
             #expect(victim.process.terminationReason == .uncaughtSignal)
 
@@ -220,7 +222,7 @@ struct ProcessClusterTests {
         }
     }
 
-    @Test("SIGTERM: the node snapshots the actors it hosts, leaves the directory, turns Dead and exits 0; they answer from the other node")
+    @Test("SIGTERM: the node snapshots what it hosts, leaves, turns Dead, exits 0; its actors answer from the other node")
     func gracefulSigterm() async throws {
         try await ProcessCluster.run { cluster in
             let ids = try await cluster.startNodes(2)
@@ -236,7 +238,8 @@ struct ProcessClusterTests {
             var hosted: [String] = []
             for t in 0 ..< 40 where hosted.count < 3 || rows.count < 6 {
                 let key = "g\(t)"
-                _ = try await client.system.actor(VectorIndexActor.self, key: key).upsert(ids: [t, t + 100], vectors: random.floats(2 * dim, -1, 1))
+                let index = try client.system.actor(VectorIndexActor.self, key: key)
+                _ = try await index.upsert(ids: [t, t + 100], vectors: random.floats(2 * dim, -1, 1))
                 rows[key] = [t, t + 100]
                 hosted = try await cluster.directory.all().filter { $0.node == leavingID }.map(\.id.key)
             }
@@ -252,11 +255,13 @@ struct ProcessClusterTests {
             // No checkpoint was asked for: the rows survive because the shutdown saved every snapshot. The indexes the
             // leaving node hosted answer from the other node, with their rows.
             for (key, want) in rows {
-                #expect(try await client.system.actor(VectorIndexActor.self, key: key).idsInRowOrder() == want, "\(key)")
+                let index = try client.system.actor(VectorIndexActor.self, key: key)
+                #expect(try await index.idsInRowOrder() == want, "\(key)")
             }
             let placed = try await cluster.directory.all()
             for key in hosted {
-                #expect(placed.first { $0.id == GPUActorID(type: "vector-index", key: key) }?.node == stayingID, "\(key)")
+                let entry = placed.first { $0.id == GPUActorID(type: "vector-index", key: key) }
+                #expect(entry?.node == stayingID, "\(key)")
             }
         }
     }
@@ -345,18 +350,29 @@ struct DemoCommandTests {
         return (process.terminationStatus, data, errorText)
     }
 
+    @Test("node --max-call-bytes outside 1...1 TiB is a usage error naming the flag, the value and the range",
+          .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+    func nodeMaxCallBytes() throws {
+        for value in ["0", "-1", "\((1 << 40) + 1)"] {
+            let outcome = try Self.gpubridge(["node", "--plaintext", "--max-call-bytes=\(value)"])
+            #expect(outcome.status == 64, "\(value): exit \(outcome.status)")
+            #expect(outcome.errors.contains("invalid --max-call-bytes \(value); expected 1...\(1 << 40)"), "\(outcome.errors)")
+        }
+    }
+
     @Test("run --json: \"verified\" is the result of the check, and absent when nothing was checked",
           .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
     func runVerifiedField() throws {
         for type in ["float32", "int32", "float64"] {
-            let checked = try Self.gpubridge(["run", "vector-add", "--backend", "cpu", "--size", "5000", "--type", type, "--verify", "--json"])
+            let common = ["run", "vector-add", "--backend", "cpu", "--size", "5000", "--type", type, "--json"]
+            let checked = try Self.gpubridge(common + ["--verify"])
             #expect(checked.status == 0, "\(checked.errors.suffix(2000))")
             let json = try #require(try JSONSerialization.jsonObject(with: checked.output) as? [String: Any])
             #expect(json["verified"] as? Bool == true)
             #expect(json["mismatches"] as? Int == 0)
             let phases = try #require(json["phasesMilliseconds"] as? [String: Double])
             #expect(phases["verify"] != nil)
-            let unchecked = try Self.gpubridge(["run", "vector-add", "--backend", "cpu", "--size", "5000", "--type", type, "--json"])
+            let unchecked = try Self.gpubridge(common)
             #expect(unchecked.status == 0, "\(unchecked.errors.suffix(2000))")
             let plain = try #require(try JSONSerialization.jsonObject(with: unchecked.output) as? [String: Any])
             #expect(plain["verified"] == nil, "claimed \(String(describing: plain["verified"])) without --verify")

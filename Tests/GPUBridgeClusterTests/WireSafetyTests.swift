@@ -6,10 +6,11 @@ import GPUBridgeTestSupport
 import Testing
 
 /// A valid request frame: the header `ClusterRequest.header` writes, then the arguments.
-private func requestFrame(arguments: [UInt8], substitutions: [String] = [], target: String = "$s4echo") throws -> [UInt8] {
+private func requestFrame(arguments: [UInt8], substitutions: [String] = [],
+                          target: String = "$s4echo") throws -> [UInt8] {
     let request = ClusterRequest(
-        address: ActorAddress(id: GPUActorID(type: "echo", key: "k"), node: NodeID(host: "127.0.0.1", port: 7000, generation: 9),
-                              activation: 3),
+        address: ActorAddress(id: GPUActorID(type: "echo", key: "k"),
+                              node: NodeID(host: "127.0.0.1", port: 7000, generation: 9), activation: 3),
         caller: "tester", timeoutNanoseconds: 1_000_000_000,
         call: ActorCall(target: target, genericSubstitutions: substitutions, argumentCount: 1, arguments: arguments))
     return try request.header() + arguments
@@ -36,8 +37,10 @@ struct WireSafetyTests {
     @Test("a call header claiming more than the limit is refused with the claim and the limit named")
     func hugeCallClaim() throws {
         let header = try ClusterRequest(
-            address: ActorAddress(id: GPUActorID(type: "echo", key: "k"), node: NodeID(host: "h", port: 1, generation: 1), activation: 1),
-            caller: "c", timeoutNanoseconds: 1, call: ActorCall(target: "t", genericSubstitutions: [], argumentCount: 0, arguments: [])
+            address: ActorAddress(id: GPUActorID(type: "echo", key: "k"),
+                                  node: NodeID(host: "h", port: 1, generation: 1), activation: 1),
+            caller: "c", timeoutNanoseconds: 1,
+            call: ActorCall(target: "t", genericSubstitutions: [], argumentCount: 0, arguments: [])
         ).header()
         for claimed in [UInt64(Self.limit) + 1, UInt64(Int.max / 2), UInt64.max] {
             let error = clusterError {
@@ -47,7 +50,8 @@ struct WireSafetyTests {
                 }
             }
             #expect(error == .messageTooLarge(what: "call to echo/k", claimedBytes: claimed, limitBytes: Self.limit))
-            #expect(error?.description.contains("\(claimed)") == true && error?.description.contains("\(Self.limit)") == true)
+            let text = error?.description ?? ""
+            #expect(text.contains("\(claimed)") && text.contains("\(Self.limit)"))
         }
         // At the limit it is a header like any other (the arguments are then checked against the frame).
         let atLimit = try claiming(UInt64(Self.limit), header: header).withUnsafeBytes { raw in
@@ -62,9 +66,15 @@ struct WireSafetyTests {
         var w = WireWriter()
         w.u8(ClusterReply.Kind.value.rawValue)
         w.u64(UInt64(Int.max / 2))
-        let error = clusterError { _ = try w.bytes.withUnsafeBytes { try ClusterReply.parse($0, maxBodyBytes: Self.limit) } }
+        let error = clusterError {
+            _ = try w.bytes.withUnsafeBytes { try ClusterReply.parse($0, maxBodyBytes: Self.limit) }
+        }
         #expect(error == .messageTooLarge(what: "reply", claimedBytes: UInt64(Int.max / 2), limitBytes: Self.limit))
-        let unknown = clusterError { _ = try [UInt8]([7, 0, 0, 0, 0, 0, 0, 0, 0]).withUnsafeBytes { try ClusterReply.parse($0, maxBodyBytes: 16) } }
+        let unknown = clusterError {
+            _ = try [UInt8]([7, 0, 0, 0, 0, 0, 0, 0, 0]).withUnsafeBytes {
+                try ClusterReply.parse($0, maxBodyBytes: 16)
+            }
+        }
         #expect(unknown == .malformedMessage(what: "reply", detail: "unknown kind 7"))
     }
 
@@ -72,23 +82,33 @@ struct WireSafetyTests {
     func truncatedFrames() throws {
         let request = try requestFrame(arguments: [1, 2, 3, 4, 5], substitutions: ["Si"])
         let full = try request.withUnsafeBytes { try ClusterRequest.parse($0, maxArgumentBytes: Self.limit) }
-        #expect(full.call.arguments == [1, 2, 3, 4, 5] && full.call.genericSubstitutions == ["Si"] && full.address.node.port == 7000)
+        #expect(full.call.arguments == [1, 2, 3, 4, 5] && full.call.genericSubstitutions == ["Si"])
+        #expect(full.address.node.port == 7000)
         for cut in 0 ..< request.count {
-            #expect(throws: (any Error).self) { try Array(request[..<cut]).withUnsafeBytes { try ClusterRequest.parse($0, maxArgumentBytes: Self.limit) } }
+            #expect(throws: (any Error).self) {
+                try Array(request[..<cut]).withUnsafeBytes {
+                    try ClusterRequest.parse($0, maxArgumentBytes: Self.limit)
+                }
+            }
         }
         // One byte too many is refused as well.
-        let longer = clusterError { _ = try (request + [0]).withUnsafeBytes { try ClusterRequest.parse($0, maxArgumentBytes: Self.limit) } }
+        let longer = clusterError {
+            _ = try (request + [0]).withUnsafeBytes { try ClusterRequest.parse($0, maxArgumentBytes: Self.limit) }
+        }
         #expect(longer == .malformedMessage(what: "call", detail: "6 argument bytes, header says 5"))
         let envelope = RemoteErrorEnvelope(mangledType: "x", typeName: "X", description: "boom", json: [1, 2])
         let (header, body) = try ClusterReply.reply(.error(envelope)).header()
         let reply = header + body
-        guard case let .reply(.error(back)) = try reply.withUnsafeBytes({ try ClusterReply.parse($0, maxBodyBytes: Self.limit) }) else {
+        let parsed = try reply.withUnsafeBytes { try ClusterReply.parse($0, maxBodyBytes: Self.limit) }
+        guard case let .reply(.error(back)) = parsed else {
             Issue.record("the error reply did not come back as one")
             return
         }
         #expect(back == envelope)
         for cut in 0 ..< reply.count {
-            #expect(throws: (any Error).self) { try Array(reply[..<cut]).withUnsafeBytes { try ClusterReply.parse($0, maxBodyBytes: Self.limit) } }
+            #expect(throws: (any Error).self) {
+                try Array(reply[..<cut]).withUnsafeBytes { try ClusterReply.parse($0, maxBodyBytes: Self.limit) }
+            }
         }
     }
 
@@ -109,11 +129,13 @@ struct WireSafetyTests {
     @Test("fields wider than their wire field are refused when writing, not trapped on")
     func wideFields() throws {
         let request = ClusterRequest(
-            address: ActorAddress(id: GPUActorID(type: "t", key: "k"), node: NodeID(host: "h", port: -1, generation: 1), activation: 1),
+            address: ActorAddress(id: GPUActorID(type: "t", key: "k"), node: NodeID(host: "h", port: -1, generation: 1),
+                                  activation: 1),
             caller: "c", timeoutNanoseconds: 1,
             call: ActorCall(target: "t", genericSubstitutions: [], argumentCount: Int(UInt32.max) + 1, arguments: []))
         let portError = bridgeError { _ = try request.header() }
-        #expect(portError == .invalidArgument(name: "node port", value: "-1", limit: "0...\(UInt32.max) (a 4-byte wire field)"))
+        #expect(portError == .invalidArgument(name: "node port", value: "-1",
+                                              limit: "0...\(UInt32.max) (a 4-byte wire field)"))
         var wide = request
         wide.address.node.port = 1
         let countError = bridgeError { _ = try wide.header() }
@@ -124,13 +146,15 @@ struct WireSafetyTests {
     @Test("random bytes and mutated valid frames never trap the decoders (seeded, 4000 frames)")
     func fuzz() async throws {
         var random = SplitMix64(seed: 0x5EED_F00D)
-        let envelope = RemoteErrorEnvelope(mangledType: "\u{01}\u{7F}\u{7F}\u{7F}\u{7F}Sg", typeName: "X", description: "boom",
-                                           json: Array("{}".utf8))
+        let envelope = RemoteErrorEnvelope(mangledType: "\u{01}\u{7F}\u{7F}\u{7F}\u{7F}Sg", typeName: "X",
+                                           description: "boom", json: Array("{}".utf8))
         var seeds: [[UInt8]] = [
             try requestFrame(arguments: [1, 2, 3], substitutions: ["Si", "Sf"]),
             try requestFrame(arguments: Array(repeating: 9, count: 40)),
         ]
-        for reply in [ClusterReply.reply(.value([4, 5, 6])), .reply(.void), .reply(.error(envelope)), .notHere(reason: "moved")] {
+        let replies = [ClusterReply.reply(.value([4, 5, 6])), .reply(.void), .reply(.error(envelope)),
+                       .notHere(reason: "moved")]
+        for reply in replies {
             let (header, body) = try reply.header()
             seeds.append(header + body)
         }
@@ -159,7 +183,9 @@ struct WireSafetyTests {
             // chunks cut at random, as a peer may send them. Nothing is allocated for the claim itself.
             let header = frame.withUnsafeBytes { raw -> (argumentBytes: Int, headerBytes: Int)? in
                 var reader = WireReader(raw)
-                guard let (_, claimed) = try? ClusterRequest.parseHeader(&reader, maxArgumentBytes: Int.max / 2) else { return nil }
+                guard let (_, claimed) = try? ClusterRequest.parseHeader(&reader, maxArgumentBytes: Int.max / 2) else {
+                    return nil
+                }
                 return (claimed, reader.offset)
             }
             if let header {
@@ -171,8 +197,8 @@ struct WireSafetyTests {
                     rest = rest.dropFirst(n)
                 }
                 var next = 0
-                let assembled = try? await NodeService.assemble(what: "call stream", expected: header.argumentBytes, initial: [],
-                                                                reserveAtMost: 4096) {
+                let assembled = try? await NodeService.assemble(what: "call stream", expected: header.argumentBytes,
+                                                                initial: [], reserveAtMost: 4096) {
                     defer { next += 1 }
                     return next < chunks.count ? chunks[next] : nil
                 }
@@ -222,12 +248,14 @@ struct WireSafetyTests {
         // Streamed (arguments over a chunk): a claim of Int.max / 2 bytes, then one just over the node's limit.
         for claimed in [UInt64(Int.max / 2), UInt64(limits.maxCallBytes) + 1] {
             do {
-                _ = try await raw.call(header: claiming(claimed, header: header), arguments: [UInt8](repeating: 7, count: 5000),
-                                       on: node, actor: "echo/k", timeout: .seconds(20))
+                _ = try await raw.call(header: claiming(claimed, header: header),
+                                       arguments: [UInt8](repeating: 7, count: 5000), on: node, actor: "echo/k",
+                                       timeout: .seconds(20))
                 Issue.record("a claim of \(claimed) bytes was accepted")
             } catch let error as ClusterError {
                 guard case let .malformedMessage(_, detail) = error else { Issue.record("\(error)"); continue }
-                #expect(detail.contains("claims \(claimed) bytes") && detail.contains("limit of \(limits.maxCallBytes) bytes"), "\(detail)")
+                #expect(detail.contains("claims \(claimed) bytes"), "\(detail)")
+                #expect(detail.contains("limit of \(limits.maxCallBytes) bytes"), "\(detail)")
             }
         }
         // Unary: a bad magic number.
@@ -237,7 +265,8 @@ struct WireSafetyTests {
             _ = try await raw.call(header: garbled, arguments: [], on: node, actor: "echo/k", timeout: .seconds(20))
             Issue.record("a garbled call was accepted")
         } catch let error as ClusterError {
-            #expect(error == .malformedMessage(what: "call to echo/k", detail: "node \(node) refused it: malformed call: bad magic"))
+            #expect(error == .malformedMessage(what: "call to echo/k",
+                                               detail: "node \(node) refused it: malformed call: bad magic"))
         }
         // Larger than the limit on the sending side: refused before it is sent.
         do {
