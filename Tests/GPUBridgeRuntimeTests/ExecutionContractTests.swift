@@ -14,7 +14,7 @@ import Testing
 /// pool is back at its baseline after every case.
 ///
 /// Most checks need no timing luck: commands are enqueued back to back without waiting in between, over buffers large
-/// enough (16 MiB) that the CPU backend runs them on its worker, and the result of a chain of non-commuting steps
+/// enough (2 MiB) that the CPU backend runs them on its worker, and the result of a chain of non-commuting steps
 /// (`x = 3x + k`) is correct only if each step saw every earlier one complete. Where a case must know a command is
 /// still pending (buffer lifetime), the CPU backends hold their queue with a gate kernel that blocks the worker until
 /// the test opens it.
@@ -82,8 +82,9 @@ struct ContractHarness {
     let device: Device
     /// Whether the device runs Swift kernels, so a gate kernel can hold its queue.
     let gated: Bool
-    /// 4 Mi elements of UInt32 (16 MiB): above the CPU backend's inline limits, so commands go to its worker.
-    let n = 4 << 20
+    /// 512 Ki elements of UInt32 (2 MiB): above the CPU backend's inline limits (1 MiB, 32 768 work-items), so its
+    /// commands go to its worker, and small enough that the suite stays quick under the sanitizers.
+    let n = 1 << 19
     let stepProgram: Kernel
     let twiceProgram: Kernel
     let baseline: BufferPool.Statistics
