@@ -45,6 +45,10 @@ public final class OpenCLBackend: DeviceBackend {
     /// Reports the completion of launches on `queue` with few event callbacks.
     let launches: OpenCLLaunchTracker
     private let memory = Mutex(MemoryTable())
+    /// Completions of copies, fills and markers whose callbacks may not have run yet, so `synchronize()` can await
+    /// their delivery (each has its own callback, which may run after a later command's). Pruned of completed ones
+    /// when it doubles.
+    private let tracked = Mutex<(completions: [Completion], pruneAt: Int)>(([], 64))
     /// Bytes of device buffers this backend holds from the driver now (pool segments; not sub-buffers, which alias).
     private let bytesAllocated = Atomic<Int>(0)
 
@@ -406,9 +410,11 @@ public final class OpenCLBackend: DeviceBackend {
 
     // MARK: Queue
 
-    /// Enqueues a marker behind everything already queued and suspends until its callback fires; no thread blocks.
+    /// Enqueues a marker behind everything already queued and suspends until its callback fires and every command
+    /// enqueued before it has had its completion delivered; no thread blocks.
     public func synchronize() async throws(GPUBridgeError) {
         let lastLaunch = launches.lastPending
+        let earlier = tracked.withLock { $0.completions }
         let completion = try track("clEnqueueMarkerWithWaitList", owner: nil) { event in
             library.enqueueMarkerWithWaitList(queue.pointer, 0, nil, event)
         }
@@ -416,6 +422,9 @@ public final class OpenCLBackend: DeviceBackend {
         // The marker ran after every launch before it (one in-order queue): report them now rather than at their
         // next armed callback.
         if let lastLaunch { launches.finished(through: lastLaunch) }
+        // Every command before the marker has ended, but each copy or fill reports through its own callback, which
+        // may run after the marker's: wait for those deliveries too. Their errors belong to their own completions.
+        for command in earlier { _ = try? await command.wait() }
     }
 
     /// Runs `enqueue` with an event out-parameter and returns a completion signalled by the event's callback.
@@ -443,6 +452,13 @@ public final class OpenCLBackend: DeviceBackend {
             throw .openCL("clSetEventCallback", status)
         }
         try clCheck("clFlush", library.flush(queue.pointer))
+        tracked.withLock { state in
+            if state.completions.count >= state.pruneAt {
+                state.completions.removeAll { $0.isComplete }
+                state.pruneAt = max(64, state.completions.count * 2)
+            }
+            state.completions.append(completion)
+        }
         return completion
     }
 }
