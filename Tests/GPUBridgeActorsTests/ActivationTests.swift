@@ -70,16 +70,25 @@ struct ActivationTests {
 
     @Test("calls keep an activation alive; each call re-arms the idle timer")
     func callsKeepItActive() async throws {
-        let system = try makeSystem([CPUBackend()], idle: .milliseconds(400))
+        // The idle timeout is 40 times the caller's pacing: under ThreadSanitizer with suites in parallel a 50 ms sleep
+        // once took over 400 ms, the timeout this test used before, and the timer then rightly deactivated the index.
+        let idle = Duration.seconds(2)
+        let system = try makeSystem([CPUBackend()], idle: idle)
         try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 4) }
         let index = try system.actor(VectorIndexActor.self, key: "busy")
         let clock = ContinuousClock()
         let start = clock.now
         _ = try await index.vectorCount()
-        while clock.now - start < .milliseconds(1200) {
-            try await Task.sleep(for: .milliseconds(50))  // pacing of the caller, well under the idle timeout
+        var last = clock.now
+        var longestGap = Duration.zero
+        while clock.now - start < idle * 2.5 {
+            try await Task.sleep(for: .milliseconds(50))  // pacing of the caller, far under the idle timeout
             _ = try await index.vectorCount()
+            longestGap = max(longestGap, clock.now - last)
+            last = clock.now
         }
+        // The caller really kept the index busy (no gap reached the timeout) for longer than one idle timeout.
+        try #require(longestGap < idle, "a gap of \(longestGap) between calls: the machine stalled the caller")
         // Checked right after a call: a deactivation between two calls would have made the next call activate again
         // (count 2); one after the last call is the timer doing its job, not a failure, so the loop ends on a call.
         #expect(system.activationCount(of: index.id) == 1)
