@@ -75,7 +75,10 @@ enum NodeMethods {
     static let ping = MethodDescriptor(fullyQualifiedService: service, method: "Ping")
 }
 
-/// Sizes of the wire.
+/// Sizes of the wire: gRPC message size, streaming chunk size and the largest call or reply a node accepts.
+///
+/// A value type: each node and client copies it from its options at start; any thread may read it. Checking a frame's
+/// claimed size against it costs a comparison, made before anything of that size is allocated.
 public struct WireLimits: Sendable, Hashable {
     /// The largest gRPC message either side accepts (gRPC's usual 4 MiB).
     public var maxMessageBytes = 4 * 1024 * 1024

@@ -389,17 +389,9 @@ struct DemoCommandTests {
     @Test("the demo's cluster part places indexes on three nodes, survives a node's death and reports it in JSON",
           .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
     func demoJSON() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(NodeBinary.path))
-        process.arguments = ["demo", "--size", "4096", "--vectors", "200", "--dim", "16", "--json"]
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(errorText.suffix(2000))")
+        let (status, data, errorText) = try Self.gpubridge(
+            ["demo", "--size", "4096", "--vectors", "200", "--dim", "16", "--json"])
+        #expect(status == 0, "\(errorText.suffix(2000))")
         let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         // Every part checked its results, and said so.
         #expect(json["vectorAddVerified"] as? Bool == true)
