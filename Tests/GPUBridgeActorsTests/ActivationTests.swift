@@ -70,28 +70,35 @@ struct ActivationTests {
 
     @Test("calls keep an activation alive; each call re-arms the idle timer")
     func callsKeepItActive() async throws {
-        // The idle timeout is 40 times the caller's pacing: under ThreadSanitizer with suites in parallel a 50 ms sleep
-        // once took over 400 ms, the timeout this test used before, and the timer then rightly deactivated the index.
+        // The claim holds over a window in which the caller called at least every idle/2 for 2.5 idle timeouts. The
+        // caller shares the cooperative threads with the suites running beside it (the 1 000-actor stress suite can
+        // hold them for seconds), so a window where a call came late proves nothing either way; such a window is
+        // discarded and another one taken, for up to 90 s. At least one window must be clean.
         let idle = Duration.seconds(2)
         let system = try makeSystem([CPUBackend()], idle: idle)
         try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 4) }
         let index = try system.actor(VectorIndexActor.self, key: "busy")
         let clock = ContinuousClock()
-        let start = clock.now
-        _ = try await index.vectorCount()
-        var last = clock.now
-        var longestGap = Duration.zero
-        while clock.now - start < idle * 2.5 {
-            try await Task.sleep(for: .milliseconds(50))  // pacing of the caller, far under the idle timeout
+        let deadline = clock.now + .seconds(90)
+        var checked = false
+        while !checked, clock.now < deadline {
             _ = try await index.vectorCount()
-            longestGap = max(longestGap, clock.now - last)
-            last = clock.now
+            let before = system.activationCount(of: index.id)
+            let start = clock.now
+            var last = start
+            var longestGap = Duration.zero
+            while clock.now - start < idle * 2.5 {
+                try await Task.sleep(for: .milliseconds(50))  // pacing of the caller, far under the idle timeout
+                _ = try await index.vectorCount()
+                longestGap = max(longestGap, clock.now - last)
+                last = clock.now
+            }
+            guard longestGap < idle / 2 else { continue }
+            // Checked right after a call: a deactivation between two calls would have made a call activate again.
+            #expect(system.activationCount(of: index.id) == before)
+            checked = true
         }
-        // The caller really kept the index busy (no gap reached the timeout) for longer than one idle timeout.
-        try #require(longestGap < idle, "a gap of \(longestGap) between calls: the machine stalled the caller")
-        // Checked right after a call: a deactivation between two calls would have made the next call activate again
-        // (count 2); one after the last call is the timer doing its job, not a failure, so the loop ends on a call.
-        #expect(system.activationCount(of: index.id) == 1)
+        #expect(checked, "no 5 s window without a call gap of 1 s or more within 90 s")
         #expect(system.placement(of: index.id) != nil)
     }
 
