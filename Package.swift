@@ -49,6 +49,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "GPUBridgeActorsTestSupport",
+            dependencies: ["GPUBridge", "GPUBridgeActors"],
+            path: "Tests/ActorsSupport",
+            swiftSettings: strict
+        ),
+        .target(
             name: "GPUBridgeOpenCL",
             dependencies: ["GPUBridge", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
@@ -116,17 +122,23 @@ let package = Package(
         ),
         .testTarget(
             name: "GPUBridgeActorsTests",
-            dependencies: ["GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport", "GPUBridgeOpenCL"],
+            dependencies: [
+                "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport", "GPUBridgeActorsTestSupport", "GPUBridgeOpenCL",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "GPUBridgeReliabilityTests",
-            dependencies: ["GPUBridge", "GPUBridgeActors", "GPUBridgeOpenCL", "GPUBridgeTestSupport"],
+            dependencies: [
+                "GPUBridge", "GPUBridgeActors", "GPUBridgeOpenCL", "GPUBridgeTestSupport", "GPUBridgeActorsTestSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "GPUBridgeClusterTests",
-            dependencies: ["GPUBridgeCluster", "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport"],
+            dependencies: [
+                "GPUBridgeCluster", "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport", "GPUBridgeActorsTestSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(

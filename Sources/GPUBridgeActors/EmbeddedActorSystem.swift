@@ -13,12 +13,54 @@ public struct ActorSystemOptions: Sendable {
     /// encoded (JSON) and the call is executed on the local instance with `executeDistributedTarget`, as a receiving
     /// node would. Slower; it proves an actor's calls survive serialization before it runs in a cluster.
     public var serializeLocalCalls = false
+    /// When durable actors write snapshots and how much they remember (see `DurableActor`).
+    public var durability = DurabilityOptions()
 
     public init() {}
 
     public func validate() throws(GPUBridgeError) {
         guard idleTimeout > .zero, idleTimeout <= .seconds(86_400 * 365) else {
             throw .invalidArgument(name: "idleTimeout", value: "\(idleTimeout)", limit: "more than zero, at most a year")
+        }
+        try durability.validate()
+    }
+}
+
+/// When a `DurableActor` compacts its journal into a snapshot, and how much it remembers for retries.
+///
+/// A checkpoint is taken in the background after a journal append once the entries since the last snapshot reach
+/// `checkpointEntries` or `checkpointBytes`, or the oldest of them is `checkpointAge` old; deactivation takes a final
+/// one. Reads go on while it runs; mutations wait for it.
+public struct DurabilityOptions: Sendable, Hashable {
+    /// Journal entries since the last snapshot that trigger a checkpoint.
+    public var checkpointEntries = 10_000
+    /// Journal bytes since the last snapshot that trigger a checkpoint.
+    public var checkpointBytes = 256 << 20
+    /// Age of the oldest entry since the last snapshot that triggers a checkpoint (checked at each append).
+    public var checkpointAge: Duration = .seconds(600)
+    /// Bytes per stored snapshot chunk.
+    public var snapshotChunkBytes = 8 << 20
+    /// Call ids each actor remembers (the most recent ones), so a retry of one of those calls is not applied twice.
+    public var rememberedCalls = 10_000
+
+    public init() {}
+
+    public func validate() throws(GPUBridgeError) {
+        guard checkpointEntries >= 1 else {
+            throw .invalidArgument(name: "durability.checkpointEntries", value: "\(checkpointEntries)", limit: "at least 1")
+        }
+        guard checkpointBytes >= 1 else {
+            throw .invalidArgument(name: "durability.checkpointBytes", value: "\(checkpointBytes)", limit: "at least 1")
+        }
+        guard checkpointAge > .zero else {
+            throw .invalidArgument(name: "durability.checkpointAge", value: "\(checkpointAge)", limit: "more than zero")
+        }
+        guard snapshotChunkBytes >= 4096, snapshotChunkBytes <= SQLiteActorStorage.maxChunkBytes else {
+            throw .invalidArgument(name: "durability.snapshotChunkBytes", value: "\(snapshotChunkBytes)",
+                                   limit: "4096...\(SQLiteActorStorage.maxChunkBytes)")
+        }
+        guard rememberedCalls >= 0, rememberedCalls <= 10_000_000 else {
+            throw .invalidArgument(name: "durability.rememberedCalls", value: "\(rememberedCalls)", limit: "0...10000000")
         }
     }
 }
@@ -222,8 +264,13 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
             let local = try instance(for: id)
             var decoder = EmbeddedInvocationDecoder(call: call)
             let handler = EmbeddedResultHandler()
-            try await executeDistributedTarget(on: local, target: RemoteCallTarget(call.target), invocationDecoder: &decoder,
-                                               handler: handler)
+            // The call's id is the served actor's to journal; the caller's key must not leak into calls it makes.
+            try await ActorCallContext.$current.withValue(call.callID.map { (id, $0) }) {
+                try await ActorCallContext.$idempotencyKey.withValue(nil) {
+                    try await executeDistributedTarget(on: local, target: RemoteCallTarget(call.target),
+                                                       invocationDecoder: &decoder, handler: handler)
+                }
+            }
             return handler.reply()
         } catch {
             return .error(RemoteErrorEnvelope(error))
@@ -331,17 +378,22 @@ public struct ActorCall: Sendable {
     public var genericSubstitutions: [String]
     public var argumentCount: Int
     public var arguments: [UInt8]
+    /// Identifies the logical call across retries (see `ActorCallContext`); nil when the caller gave none.
+    public var callID: String?
 
-    public init(target: String, genericSubstitutions: [String], argumentCount: Int, arguments: [UInt8]) {
+    public init(target: String, genericSubstitutions: [String], argumentCount: Int, arguments: [UInt8],
+                callID: String? = nil) {
         self.target = target
         self.genericSubstitutions = genericSubstitutions
         self.argumentCount = argumentCount
         self.arguments = arguments
+        self.callID = callID
     }
 
+    /// A call made now: it carries the caller's idempotency key, or a new id.
     init(target: String, envelope: InvocationEnvelope) {
         self.init(target: target, genericSubstitutions: envelope.genericSubstitutions, argumentCount: envelope.argumentCount,
-                  arguments: envelope.arguments.bytes)
+                  arguments: envelope.arguments.bytes, callID: ActorCallContext.idempotencyKey ?? UUID().uuidString)
     }
 }
 

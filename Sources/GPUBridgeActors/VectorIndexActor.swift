@@ -16,6 +16,24 @@ public struct VectorHit: Sendable, Hashable, Codable, CustomStringConvertible {
     public var description: String { "\(id):\(score)" }
 }
 
+/// The rows of a vector index (`VectorIndexActor.export()`): ids in row order and their vectors, row-major.
+public struct VectorIndexExport: Sendable, Hashable, Codable {
+    public var ids: [Int]
+    public var vectors: [Float]
+
+    public init(ids: [Int], vectors: [Float]) {
+        self.ids = ids
+        self.vectors = vectors
+    }
+
+    /// The vector of each id (`dim` floats each).
+    public func byID(dim: Int) -> [Int: [Float]] {
+        var out: [Int: [Float]] = [:]
+        for (row, id) in ids.enumerated() { out[id] = Array(vectors[row * dim ..< (row + 1) * dim]) }
+        return out
+    }
+}
+
 /// What a vector index holds and what it has moved.
 public struct VectorIndexStats: Sendable, Hashable, Codable {
     public var count: Int
@@ -36,63 +54,65 @@ public struct VectorIndexStats: Sendable, Hashable, Codable {
     public var activations: Int
 }
 
-/// The snapshot format of a vector index: little-endian
+/// The snapshot format of a vector index, written and read as a stream: little-endian
 /// `"GBVI"`, format version (UInt32 = 1), dim (UInt32), count (Int64), ids (Int64 x count, in row order),
 /// rows (Float32 x count x dim, row-major). Rows keep their order, so a restored index answers ties identically.
 enum VectorIndexSnapshot {
     static let magic: [UInt8] = Array("GBVI".utf8)
     static let headerBytes = 20
+}
 
-    static func encode(dim: Int, ids: [Int], rows: [Float]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(headerBytes + 8 * ids.count + 4 * rows.count)
-        out += magic
-        withUnsafeBytes(of: UInt32(1).littleEndian) { out += $0 }
-        withUnsafeBytes(of: UInt32(dim).littleEndian) { out += $0 }
-        withUnsafeBytes(of: Int64(ids.count).littleEndian) { out += $0 }
-        for id in ids { withUnsafeBytes(of: Int64(id).littleEndian) { out += $0 } }
-        rows.withUnsafeBytes { out += $0 }  // Float32 in host order; GPUBridge targets little-endian hosts
-        return out
+/// One journaled change of a vector index. Encoded little-endian: tag (UInt8: 1 upsert, 2 delete), count (Int64),
+/// ids (Int64 x count), then for an upsert the rows (Float32 x count x dim).
+public enum VectorIndexMutation: Sendable, Hashable {
+    case upsert(ids: [Int], vectors: [Float])
+    case delete(ids: [Int])
+
+    func encoded() -> [UInt8] {
+        var w = WireWriter(capacity: 9)
+        switch self {
+        case let .upsert(ids, vectors):
+            w.u8(1)
+            w.i64(Int64(ids.count))
+            w.raw(ids.map { Int64($0).littleEndian })
+            w.raw(vectors)
+        case let .delete(ids):
+            w.u8(2)
+            w.i64(Int64(ids.count))
+            w.raw(ids.map { Int64($0).littleEndian })
+        }
+        return w.bytes
     }
 
-    static func decode(_ bytes: [UInt8], dim: Int, name: String) throws(GPUBridgeError) -> (ids: [Int], rows: [Float]) {
-        func read<T: FixedWidthInteger>(_ offset: Int, as: T.Type) -> T {
-            var value: T = 0
-            withUnsafeMutableBytes(of: &value) { dst in
-                bytes.withUnsafeBytes { src in dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[offset ..< offset + MemoryLayout<T>.size])) }
+    /// The mutation `encoded()` wrote (an upsert's rows are the bytes after the ids; `apply` checks them against dim).
+    static func decode(_ bytes: [UInt8]) throws -> VectorIndexMutation {
+        try bytes.withUnsafeBytes { raw in
+            var r = WireReader(raw)
+            let tag = try r.u8()
+            let count = try r.i64()
+            guard count >= 0, count <= Int64(raw.count / 8) else {
+                throw GPUBridgeError.invalidArgument(name: "journaled vector index mutation", value: "\(count) ids",
+                                                     limit: "at most \(raw.count / 8) in \(raw.count) bytes")
             }
-            return T(littleEndian: value)
-        }
-        guard bytes.count >= headerBytes, Array(bytes[0 ..< 4]) == magic else {
-            throw .invalidArgument(name: "snapshot of \(name)", value: "\(bytes.count) bytes", limit: "a GBVI vector index snapshot")
-        }
-        let version = read(4, as: UInt32.self)
-        guard version == 1 else {
-            throw .unsupported(feature: "vector index snapshot format \(version) of \(name) (this build reads format 1)", backend: "actors")
-        }
-        let savedDim = Int(read(8, as: UInt32.self))
-        guard savedDim == dim else { throw .sizeMismatch(name: "snapshot dim of \(name)", expected: dim, actual: savedDim) }
-        let count = Int(read(12, as: Int64.self))
-        let (rowBytes, o1) = count.multipliedReportingOverflow(by: 4 * dim)
-        let (idBytes, o2) = count.multipliedReportingOverflow(by: 8)
-        guard count >= 0, !o1, !o2, bytes.count == headerBytes + idBytes + rowBytes else {
-            throw .sizeMismatch(name: "snapshot bytes of \(name) (\(count) rows of dim \(dim))",
-                                expected: o1 || o2 || count < 0 ? -1 : headerBytes + idBytes + rowBytes, actual: bytes.count)
-        }
-        var ids = [Int]()
-        ids.reserveCapacity(count)
-        for i in 0 ..< count { ids.append(Int(read(headerBytes + 8 * i, as: Int64.self))) }
-        let start = headerBytes + idBytes
-        let rows = [Float](unsafeUninitializedCapacity: count * dim) { out, initialized in
-            bytes.withUnsafeBytes { src in
-                UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[start ..< start + rowBytes]))
+            let ids = try WireCodec.rawArray(Int64.self, try r.take(Int(count) * 8)).map { Int(Int64(littleEndian: $0)) }
+            switch tag {
+            case 1:
+                guard r.remaining % 4 == 0 else {
+                    throw GPUBridgeError.invalidArgument(name: "journaled upsert rows", value: "\(r.remaining) bytes",
+                                                         limit: "a whole number of float32")
+                }
+                return .upsert(ids: ids, vectors: try WireCodec.rawArray(Float.self, try r.take(r.remaining)))
+            case 2:
+                guard r.remaining == 0 else {
+                    throw GPUBridgeError.sizeMismatch(name: "journaled delete bytes", expected: raw.count - r.remaining,
+                                                      actual: raw.count)
+                }
+                return .delete(ids: ids)
+            default:
+                throw GPUBridgeError.invalidArgument(name: "journaled vector index mutation tag", value: "\(tag)",
+                                                     limit: "1 (upsert) or 2 (delete)")
             }
-            initialized = count * dim
         }
-        guard Set(ids).count == ids.count else {
-            throw .invalidArgument(name: "snapshot ids of \(name)", value: "\(ids.count - Set(ids).count) duplicates", limit: "unique ids")
-        }
-        return (ids, rows)
     }
 }
 
@@ -106,19 +126,24 @@ enum VectorIndexSnapshot {
 /// - Ties: equal scores go to the lower row (rows are in insertion order, with deletes moving the last row into the
 ///   hole), so answers are deterministic and survive a snapshot and restore.
 /// - Concurrency: queries run concurrently; upserts, deletes and checkpoints wait for them and run alone.
-/// - Lifecycle: activation places the matrix with the system's `place` (free memory, load) and restores the last
-///   snapshot; deactivation saves a snapshot (`VectorIndexSnapshot`) to `actorSystem.storage` and releases the matrix.
+/// - Durability (`DurableActor`): an upsert or delete returns once its mutation is journaled in `actorSystem.storage`;
+///   activation places the matrix with the system's `place` (free memory, load), streams the last snapshot
+///   (`VectorIndexSnapshot`) into it and replays the journal; checkpoints stream the matrix out in chunks.
 /// - Faults: a query that fails on its device is retried per `BridgeOptions.attemptsPerDevice`; then, with fallback
 ///   on, the matrix is read back and moved to another device and the query runs there. If the matrix cannot be read
 ///   back, the call fails with every attempt named and the index stays where it was, usable once its device recovers.
-public distributed actor VectorIndexActor: VirtualActor {
+public distributed actor VectorIndexActor: DurableActor {
     public typealias ActorSystem = EmbeddedActorSystem
+    public typealias Mutation = VectorIndexMutation
+    /// The vector count after an upsert; the number removed by a delete.
+    public typealias MutationResult = Int
 
     /// Largest dim and k accepted.
     public static let maxDim = 65_536
     public static let maxK = 1_024
 
     public let lifecycle = ActivationLifecycle()
+    public let journal = ActorJournal()
     /// Floats per vector.
     public let dim: Int
     /// Rows the matrix has room for when the index is first activated.
@@ -148,22 +173,62 @@ public distributed actor VectorIndexActor: VirtualActor {
         self.initialCapacity = max(1, initialCapacity)
     }
 
-    // MARK: Lifecycle hooks
+    // MARK: Durable state hooks
 
-    public func activate() async throws -> DeviceID? {
+    public static func encode(_ mutation: VectorIndexMutation) throws -> [UInt8] { mutation.encoded() }
+
+    public static func decode(_ bytes: [UInt8]) throws -> VectorIndexMutation {
+        try VectorIndexMutation.decode(bytes)
+    }
+
+    public func restore(from snapshot: SnapshotReader?) async throws -> DeviceID? {
         guard dim >= 1, dim <= Self.maxDim else {
             throw GPUBridgeError.invalidArgument(name: "dim", value: String(dim), limit: "1...\(Self.maxDim)")
         }
-        var ids: [Int] = [], rows: [Float] = []
-        if let bytes = try await actorSystem.storage.load(type: id.type, key: id.key) {
-            (ids, rows) = try VectorIndexSnapshot.decode(bytes, dim: dim, name: id.description)
+        var ids: [Int] = []
+        var reader = snapshot
+        if var r = reader {
+            let name = id.description
+            guard r.head.bytes >= Int64(VectorIndexSnapshot.headerBytes),
+                  try await r.read(count: 4) == VectorIndexSnapshot.magic else {
+                throw GPUBridgeError.invalidArgument(name: "snapshot of \(name)", value: "\(r.head.bytes) bytes",
+                                                     limit: "a GBVI vector index snapshot")
+            }
+            let version = try await r.read(littleEndian: UInt32.self)
+            guard version == 1 else {
+                throw GPUBridgeError.unsupported(feature: "vector index snapshot format \(version) of \(name) (this build reads format 1)",
+                                                 backend: "actors")
+            }
+            let savedDim = Int(try await r.read(littleEndian: UInt32.self))
+            guard savedDim == dim else { throw GPUBridgeError.sizeMismatch(name: "snapshot dim of \(name)", expected: dim, actual: savedDim) }
+            let count = try await r.read(littleEndian: Int64.self)
+            let expected = Int64(VectorIndexSnapshot.headerBytes) + count * 8 + count * Int64(dim) * 4
+            guard count >= 0, count < Int64(Int32.max), r.head.bytes == expected else {
+                throw GPUBridgeError.sizeMismatch(name: "snapshot bytes of \(name) (\(count) rows of dim \(dim))",
+                                                  expected: count >= 0 && count < Int64(Int32.max) ? Int(expected) : -1,
+                                                  actual: Int(r.head.bytes))
+            }
+            ids = try await r.read(Int64.self, count: Int(count)).map { Int(Int64(littleEndian: $0)) }
+            guard Set(ids).count == ids.count else {
+                throw GPUBridgeError.invalidArgument(name: "snapshot ids of \(name)", value: "\(ids.count - Set(ids).count) duplicates",
+                                                     limit: "unique ids")
+            }
+            reader = r
         }
         let capacity = max(initialCapacity, ids.count)
         let device = try actorSystem.place(footprint: capacity * dim * 4)
         let matrix = try device.makeBuffer(of: Float.self, count: capacity * dim)
-        if !ids.isEmpty {
-            try matrix.copy(from: rows)
-            matrixBytesUploaded += rows.count * 4
+        if var r = reader, !ids.isEmpty {
+            // Rows stream into the matrix a piece at a time: host memory holds one piece, not the whole state.
+            let rowsPerPiece = max(1, (16 << 20) / (dim * 4))
+            var row = 0
+            while row < ids.count {
+                let rows = min(rowsPerPiece, ids.count - row)
+                let piece = try await r.read(Float.self, count: rows * dim)
+                try matrix.copy(from: piece, sourceOffset: 0, toOffset: row * dim, count: rows * dim)
+                matrixBytesUploaded += piece.count * 4
+                row += rows
+            }
         }
         self.device = device
         self.matrix = matrix
@@ -174,8 +239,7 @@ public distributed actor VectorIndexActor: VirtualActor {
         return device.id
     }
 
-    public func deactivate() async throws {
-        try await saveSnapshot()
+    public func release() async {
         matrix = nil
         device = nil
         capacity = 0
@@ -184,17 +248,37 @@ public distributed actor VectorIndexActor: VirtualActor {
         idToRow = [:]
     }
 
-    private func saveSnapshot() async throws {
-        guard let matrix else { return }
-        let rows = count > 0 ? try matrix.toArray(offset: 0, count: count * dim) : []
-        try await actorSystem.storage.save(type: id.type, key: id.key,
-                                           bytes: VectorIndexSnapshot.encode(dim: dim, ids: rowToID, rows: rows))
+    /// Streams header, ids and rows (read back from the device a piece at a time). Queries go on meanwhile.
+    public func writeSnapshot(to writer: inout SnapshotWriter) async throws {
+        await beginRead()
+        defer { endRead() }
+        guard let matrix else { throw notActive() }
+        try await writer.write(VectorIndexSnapshot.magic)
+        try await writer.write(littleEndian: UInt32(1))
+        try await writer.write(littleEndian: UInt32(dim))
+        try await writer.write(littleEndian: Int64(count))
+        try await writer.write(contentsOf: rowToID.map { Int64($0).littleEndian })
+        let rowsPerPiece = max(1, (16 << 20) / (dim * 4))
+        var row = 0
+        while row < count {
+            let rows = min(rowsPerPiece, count - row)
+            try await writer.write(contentsOf: try matrix.toArray(offset: row * dim, count: rows * dim))
+            row += rows
+        }
+    }
+
+    public func apply(_ mutation: VectorIndexMutation) async throws -> Int {
+        switch mutation {
+        case let .upsert(ids, vectors): return try await applyUpsert(ids: ids, vectors: vectors)
+        case let .delete(ids): return try await applyDelete(ids: ids)
+        }
     }
 
     // MARK: Calls
 
     /// Inserts or overwrites `ids.count` vectors (`vectors` is `ids.count x dim`, row-major). A repeated id in one
-    /// call keeps its last vector. Returns the number of vectors in the index.
+    /// call keeps its last vector. Returns the number of vectors in the index. Durable when it returns; a retry of a
+    /// call that already committed (same call id) is not applied again and returns the current count.
     @discardableResult
     public distributed func upsert(ids: [Int], vectors: [Float]) async throws -> Int {
         try await withActivation {
@@ -203,71 +287,91 @@ public distributed actor VectorIndexActor: VirtualActor {
                 throw GPUBridgeError.sizeMismatch(name: "vectors.count (ids.count x dim \(dim))", expected: overflow ? -1 : expected, actual: vectors.count)
             }
             guard !ids.isEmpty else { return count }
-            await beginWrite()
-            defer { endWrite() }
-            // Rows for each id (last occurrence wins), then grow, then copy, then commit the maps.
-            var plan: [Int: Int] = [:]  // row -> index in `ids`
-            var appended: [Int: Int] = [:]  // new id -> its new row
-            var newCount = count
-            for (i, id) in ids.enumerated() {
-                let row: Int
-                if let existing = idToRow[id] ?? appended[id] {
-                    row = existing
-                } else {
-                    row = newCount
-                    appended[id] = row
-                    newCount += 1
-                }
-                plan[row] = i
+            switch try await mutate(.upsert(ids: ids, vectors: vectors)) {
+            case let .applied(newCount, _): return newCount
+            case .alreadyApplied: return count
             }
-            try await reserve(rows: newCount)
-            guard let matrix else { throw notActive() }
-            // (row, source index) by row; runs consecutive in both are one copy.
-            let copies = plan.sorted { $0.key < $1.key }
-            var start = 0
-            while start < copies.count {
-                var end = start + 1
-                while end < copies.count, copies[end].key == copies[end - 1].key + 1, copies[end].value == copies[end - 1].value + 1 { end += 1 }
-                try matrix.copy(from: vectors, sourceOffset: copies[start].value * dim, toOffset: copies[start].key * dim,
-                                count: (end - start) * dim)
-                matrixBytesUploaded += (end - start) * dim * 4
-                start = end
-            }
-            for (id, row) in appended.sorted(by: { $0.value < $1.value }) {
-                rowToID.append(id)
-                idToRow[id] = row
-            }
-            count = newCount
-            return count
         }
     }
 
+    private func applyUpsert(ids: [Int], vectors: [Float]) async throws -> Int {
+        let (expected, overflow) = ids.count.multipliedReportingOverflow(by: dim)
+        guard !overflow, vectors.count == expected else {
+            throw GPUBridgeError.sizeMismatch(name: "vectors.count of a journaled upsert (ids.count x dim \(dim))",
+                                              expected: overflow ? -1 : expected, actual: vectors.count)
+        }
+        await beginWrite()
+        defer { endWrite() }
+        // Rows for each id (last occurrence wins), then grow, then copy, then commit the maps.
+        var plan: [Int: Int] = [:]  // row -> index in `ids`
+        var appended: [Int: Int] = [:]  // new id -> its new row
+        var newCount = count
+        for (i, id) in ids.enumerated() {
+            let row: Int
+            if let existing = idToRow[id] ?? appended[id] {
+                row = existing
+            } else {
+                row = newCount
+                appended[id] = row
+                newCount += 1
+            }
+            plan[row] = i
+        }
+        try await reserve(rows: newCount)
+        guard let matrix else { throw notActive() }
+        // (row, source index) by row; runs consecutive in both are one copy.
+        let copies = plan.sorted { $0.key < $1.key }
+        var start = 0
+        while start < copies.count {
+            var end = start + 1
+            while end < copies.count, copies[end].key == copies[end - 1].key + 1, copies[end].value == copies[end - 1].value + 1 { end += 1 }
+            try matrix.copy(from: vectors, sourceOffset: copies[start].value * dim, toOffset: copies[start].key * dim,
+                            count: (end - start) * dim)
+            matrixBytesUploaded += (end - start) * dim * 4
+            start = end
+        }
+        for (id, row) in appended.sorted(by: { $0.value < $1.value }) {
+            rowToID.append(id)
+            idToRow[id] = row
+        }
+        count = newCount
+        return count
+    }
+
     /// Removes the vectors of `ids` (unknown ids are ignored); the last row moves into each hole. Returns how many
-    /// were removed.
+    /// were removed (0 for a retry of a call that already committed). Durable when it returns.
     @discardableResult
     public distributed func delete(ids: [Int]) async throws -> Int {
         try await withActivation {
-            await beginWrite()
-            defer { endWrite() }
-            guard let matrix else { throw notActive() }
-            var removed = 0
-            for id in ids {
-                guard let row = idToRow[id] else { continue }
-                let last = count - 1
-                if row != last {
-                    try await matrix.copy(from: matrix, sourceOffset: last * dim, toOffset: row * dim, count: dim)
-                    deviceBytesCopied += dim * 4
-                    let moved = rowToID[last]
-                    rowToID[row] = moved
-                    idToRow[moved] = row
-                }
-                rowToID.removeLast()
-                idToRow[id] = nil
-                count -= 1
-                removed += 1
+            guard !ids.isEmpty else { return 0 }
+            switch try await mutate(.delete(ids: ids)) {
+            case let .applied(removed, _): return removed
+            case .alreadyApplied: return 0
             }
-            return removed
         }
+    }
+
+    private func applyDelete(ids: [Int]) async throws -> Int {
+        await beginWrite()
+        defer { endWrite() }
+        guard let matrix else { throw notActive() }
+        var removed = 0
+        for id in ids {
+            guard let row = idToRow[id] else { continue }
+            let last = count - 1
+            if row != last {
+                try await matrix.copy(from: matrix, sourceOffset: last * dim, toOffset: row * dim, count: dim)
+                deviceBytesCopied += dim * 4
+                let moved = rowToID[last]
+                rowToID[row] = moved
+                idToRow[moved] = row
+            }
+            rowToID.removeLast()
+            idToRow[id] = nil
+            count -= 1
+            removed += 1
+        }
+        return removed
     }
 
     /// The `k` most similar vectors (cosine) to each query (`queries` is `n x dim`), best first; ties go to the
@@ -318,13 +422,15 @@ public distributed actor VectorIndexActor: VirtualActor {
         }
     }
 
-    /// Saves a snapshot now, without deactivating.
+    /// Writes a snapshot now (and trims the journal it covers), without deactivating. Every acknowledged upsert and
+    /// delete is durable without it; a checkpoint makes the next activation replay less.
     public distributed func checkpoint() async throws {
-        try await withActivation {
-            await beginWrite()
-            defer { endWrite() }
-            try await saveSnapshot()
-        }
+        try await withActivation { try await writeCheckpoint() }
+    }
+
+    /// The journal's counters and positions (appends, replayed entries, snapshots, remembered calls).
+    public distributed func journalStatistics() async throws -> JournalStatistics {
+        try await withActivation { journal.statistics }
     }
 
     /// Vectors in the index.
@@ -342,6 +448,17 @@ public distributed actor VectorIndexActor: VirtualActor {
             VectorIndexStats(count: count, capacity: capacity, dim: dim, device: device?.id,
                              matrixBytesUploaded: matrixBytesUploaded, queryBytesUploaded: queryBytesUploaded,
                              deviceBytesCopied: deviceBytesCopied, migrations: migrations, activations: lifecycle.activations)
+        }
+    }
+
+    /// Every id and its vector, in row order (`vectors` is `ids.count x dim`): reads the whole matrix back, so it costs
+    /// what a snapshot does. For checks and exports, not for serving.
+    public distributed func export() async throws -> VectorIndexExport {
+        try await withActivation {
+            await beginRead()
+            defer { endRead() }
+            guard let matrix else { throw notActive() }
+            return VectorIndexExport(ids: rowToID, vectors: count > 0 ? try matrix.toArray(offset: 0, count: count * dim) : [])
         }
     }
 

@@ -76,6 +76,18 @@ extension VirtualActor {
         return try await body()
     }
 
+    /// Runs `body` as a call of the current activation if the actor is active now (it does not activate); nil if not.
+    func whileActive<T>(_ body: () async throws -> T) async throws -> T? {
+        let entered = lifecycle.state.withLock { s -> Bool in
+            guard s.phase == .active else { return false }
+            s.inFlight += 1
+            return true
+        }
+        guard entered else { return nil }
+        defer { callEnded() }
+        return try await body()
+    }
+
     private func callEnded() {
         let (drained, idle) = lifecycle.state.withLock { s -> ([CheckedContinuation<Void, Never>], Bool) in
             s.inFlight -= 1
@@ -118,6 +130,11 @@ extension VirtualActor {
 
     /// Deactivates now: new calls wait, calls in flight finish, then the deactivation hook runs.
     public func deactivateNow() async throws {
+        try await deactivateNow(using: { try await self.deactivate() })
+    }
+
+    /// Deactivates now with `hook` in place of `deactivate()`.
+    func deactivateNow(using hook: () async throws -> Void) async throws {
         while lifecycle.phase == .activating || lifecycle.phase == .deactivating {
             await waitForPhaseChange()
         }
@@ -131,7 +148,7 @@ extension VirtualActor {
             await withCheckedContinuation { c in lifecycle.state.withLock { $0.drainWaiters.append(c) } }
         }
         do {
-            try await deactivate()
+            try await hook()
             actorSystem.recordPlacement(id, device: nil)
             actorSystem.logger.debug("deactivated", metadata: ["actor": "\(id)"])
             lifecycle.setPhase(.inactive)

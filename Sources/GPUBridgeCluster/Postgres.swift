@@ -41,13 +41,7 @@ import Synchronization
 ///   PRIMARY KEY (cluster, actor_type, actor_key)
 /// );
 /// CREATE INDEX gb_directory_node ON gb_directory (cluster, host, port, generation);
-/// CREATE TABLE gb_actor_state (
-///   cluster TEXT NOT NULL, actor_type TEXT NOT NULL, actor_key TEXT NOT NULL,
-///   version BIGINT NOT NULL,           -- 1 on the first save, +1 on each save after
-///   updated_at TIMESTAMPTZ NOT NULL,   -- the server's now() of the last save
-///   bytes BYTEA NOT NULL,
-///   PRIMARY KEY (cluster, actor_type, actor_key)
-/// );
+/// -- actor state: see PostgresActorStorage (gb_actor_head, gb_actor_chunk, gb_actor_journal)
 /// ```
 /// Times are written and read as whole microseconds since 1970, so a `Date` comes back to the microsecond.
 public final class PostgresStore: Sendable {
@@ -233,18 +227,7 @@ public final class PostgresStore: Sendable {
         )
         """,
         "CREATE INDEX IF NOT EXISTS gb_directory_node ON gb_directory (cluster, host, port, generation)",
-        """
-        CREATE TABLE IF NOT EXISTS gb_actor_state (
-          cluster TEXT NOT NULL,
-          actor_type TEXT NOT NULL,
-          actor_key TEXT NOT NULL,
-          version BIGINT NOT NULL,
-          updated_at TIMESTAMPTZ NOT NULL,
-          bytes BYTEA NOT NULL,
-          PRIMARY KEY (cluster, actor_type, actor_key)
-        )
-        """,
-    ]
+    ] + PostgresActorStorage.schema
 
     /// Opens a store on `url`, runs its pool in a child task, migrates the schema, runs `body` and stops the pool.
     public static func withStore<R: Sendable>(
@@ -289,8 +272,44 @@ public final class PostgresStore: Sendable {
         _ call: String, begin: PostgresQuery = "BEGIN",
         _ body: (PostgresConnection) async throws -> (R, commit: Bool)
     ) async throws(GPUBridgeError) -> R {
+        do {
+            return try await passingThrough(call) { try await transactionBody(call, begin: begin, body) }
+        } catch {
+            throw Self.failure(call, error)
+        }
+    }
+
+    /// `withConnection`, passing the body's own errors (an `ActorStorageError`, a `GPUBridgeError`) through as they are;
+    /// PostgreSQL's become `GPUBridgeError.backendFailure` naming `call`.
+    func passingThroughConnection<R: Sendable>(_ call: String,
+                                               _ body: (PostgresConnection) async throws -> R) async throws -> R {
+        try await passingThrough(call) { try await client.withConnection { connection in try await body(connection) } }
+    }
+
+    /// `transaction`, passing the body's own errors through as they are (see `passingThroughConnection`).
+    func passingThroughTransaction<R: Sendable>(
+        _ call: String, _ body: (PostgresConnection) async throws -> (R, commit: Bool)
+    ) async throws -> R {
+        try await passingThrough(call) { try await transactionBody(call, begin: "BEGIN", body) }
+    }
+
+    private func passingThrough<R>(_ call: String, _ body: () async throws -> R) async throws -> R {
+        do {
+            return try await body()
+        } catch let error as ActorStorageError {
+            throw error
+        } catch let error as GPUBridgeError {
+            throw error
+        } catch {
+            throw Self.failure(call, error)
+        }
+    }
+
+    private func transactionBody<R: Sendable>(
+        _ call: String, begin: PostgresQuery, _ body: (PostgresConnection) async throws -> (R, commit: Bool)
+    ) async throws -> R {
         let logger = logger
-        return try await withConnection(call) { connection in
+        return try await client.withConnection { connection in
             try await connection.query(begin, logger: logger)
             let result: (R, commit: Bool)
             do {
@@ -623,76 +642,6 @@ public final class PostgresActorDirectory: ActorDirectory {
                                               activation: activation))
             }
             return addresses
-        }
-    }
-}
-
-/// Actor snapshots in PostgreSQL (table `gb_actor_state`, see `PostgresStore`).
-///
-/// A save is one upsert (version 1 on the first save, +1 after; `updated_at` the server's `now()`), so a snapshot is
-/// either the old one or the new one. A field holds at most 1 GiB in PostgreSQL; larger snapshots are refused.
-public final class PostgresActorStorage: ActorStorage {
-    public let store: PostgresStore
-    /// The cluster name the rows are keyed by.
-    public let cluster: String
-    /// The largest snapshot `save` accepts (below PostgreSQL's 1 GiB field and message limits).
-    public static let maxSnapshotBytes = 1_000_000_000
-
-    public init(store: PostgresStore, cluster: String) {
-        self.store = store
-        self.cluster = cluster
-    }
-
-    public func save(type: String, key: String, bytes: [UInt8]) async throws(GPUBridgeError) {
-        guard bytes.count <= Self.maxSnapshotBytes else {
-            throw .invalidArgument(name: "snapshot of \(type)/\(key)", value: "\(bytes.count) bytes",
-                                   limit: "at most \(Self.maxSnapshotBytes) bytes (PostgreSQL fields hold 1 GiB)")
-        }
-        let cluster = cluster
-        let logger = store.logger
-        let blob = Data(bytes)
-        try await store.withConnection("save \(type)/\(key)") { connection in
-            _ = try await connection.query("""
-                INSERT INTO gb_actor_state (cluster, actor_type, actor_key, version, updated_at, bytes)
-                VALUES (\(cluster), \(type), \(key), 1, now(), \(blob))
-                ON CONFLICT (cluster, actor_type, actor_key)
-                DO UPDATE SET version = gb_actor_state.version + 1, updated_at = now(), bytes = excluded.bytes
-                """, logger: logger)
-        }
-    }
-
-    public func load(type: String, key: String) async throws(GPUBridgeError) -> [UInt8]? {
-        let cluster = cluster
-        let logger = store.logger
-        return try await store.withConnection("load \(type)/\(key)") { connection in
-            let rows = try await connection.query("""
-                SELECT bytes FROM gb_actor_state
-                WHERE cluster = \(cluster) AND actor_type = \(type) AND actor_key = \(key)
-                """, logger: logger).collect()
-            return try rows.first.map { [UInt8](try $0.decode(Data.self)) }
-        }
-    }
-
-    public func delete(type: String, key: String) async throws(GPUBridgeError) {
-        let cluster = cluster
-        let logger = store.logger
-        try await store.withConnection("delete \(type)/\(key)") { connection in
-            _ = try await connection.query("""
-                DELETE FROM gb_actor_state WHERE cluster = \(cluster) AND actor_type = \(type) AND actor_key = \(key)
-                """, logger: logger)
-        }
-    }
-
-    /// The saved version of (type, key): 0 if none.
-    public func version(type: String, key: String) async throws(GPUBridgeError) -> Int64 {
-        let cluster = cluster
-        let logger = store.logger
-        return try await store.withConnection("read version of \(type)/\(key)") { connection in
-            let rows = try await connection.query("""
-                SELECT version FROM gb_actor_state
-                WHERE cluster = \(cluster) AND actor_type = \(type) AND actor_key = \(key)
-                """, logger: logger).collect()
-            return try rows.first?.decode(Int64.self) ?? 0
         }
     }
 }

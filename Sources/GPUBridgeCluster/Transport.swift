@@ -78,11 +78,12 @@ public struct ClusterRequest: Sendable {
         w.u32(try WireWriter.checkedU32(call.genericSubstitutions.count, name: "generic substitutions"))
         for s in call.genericSubstitutions { try w.string(s) }
         w.u32(try WireWriter.checkedU32(call.argumentCount, name: "argument count"))
+        try w.string(call.callID ?? "")
         w.u64(UInt64(call.arguments.count))
         return w.bytes
     }
 
-    static let magic: UInt32 = 0x4742_4331  // "GBC1"
+    static let magic: UInt32 = 0x4742_4332  // "GBC2" (GBC1 had no call id)
 
     /// Parses a header; returns the request without arguments and the length of the arguments that follow. A header
     /// claiming more than `maxArgumentBytes` is refused with `ClusterError.messageTooLarge` before anything is
@@ -101,6 +102,10 @@ public struct ClusterRequest: Sendable {
         var substitutions: [String] = []
         for _ in 0..<substitutionCount { substitutions.append(try reader.string()) }
         let argumentCount = Int(try reader.u32())
+        let callID = try reader.string()
+        guard callID.utf8.count <= 256 else {
+            throw ClusterError.malformedMessage(what: "call", detail: "a call id of \(callID.utf8.count) bytes (at most 256)")
+        }
         let claimed = try reader.u64()
         guard maxArgumentBytes >= 0, claimed <= UInt64(maxArgumentBytes) else {
             throw ClusterError.messageTooLarge(what: "call to \(type)/\(key)", claimedBytes: claimed,
@@ -110,7 +115,8 @@ public struct ClusterRequest: Sendable {
             address: ActorAddress(id: GPUActorID(type: type, key: key), node: NodeID(host: host, port: port, generation: generation),
                                   activation: activation),
             caller: caller, timeoutNanoseconds: timeout,
-            call: ActorCall(target: target, genericSubstitutions: substitutions, argumentCount: argumentCount, arguments: []))
+            call: ActorCall(target: target, genericSubstitutions: substitutions, argumentCount: argumentCount, arguments: [],
+                            callID: callID.isEmpty ? nil : callID))
         return (request, Int(claimed))  // at most maxArgumentBytes, an Int
     }
 

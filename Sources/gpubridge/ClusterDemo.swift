@@ -21,7 +21,8 @@ struct ClusterDemoReport: Encodable {
 /// and state, each node with its own CPU backend (so three fit in one process anywhere; `gpubridge node` uses the
 /// machine's devices). Vector indexes are placed by capacity and queried from one node; then one node stops answering (its
 /// transport closes, as if its process died), the others vote it dead, and its indexes come back on the survivors from
-/// their last snapshot.
+/// their snapshot and journal. The single-process reference has storage of its own (sharing the cluster's would make
+/// its activations claim, and fence, the cluster's actors of the same keys).
 func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemoReport {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-demo-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -29,7 +30,7 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
     let security = ClusterSecurity.mutualTLS(certificate: "\(folder)/node.pem", privateKey: "\(folder)/node-key.pem",
                                              trustRoots: "\(folder)/ca.pem")
     let membership = InMemoryMembershipTable(), directory = InMemoryActorDirectory(), storage = InMemoryActorStorage()
-    func system() throws -> EmbeddedActorSystem {
+    func system(storage: any ActorStorage) throws -> EmbeddedActorSystem {
         var options = BridgeOptions()
         options.cacheDirectory = nil
         options.backendOrder = [.cpu]
@@ -43,7 +44,7 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
     var nodes: [ClusterNode] = []
     do {
         for _ in 0 ..< 3 {
-            let node = try ClusterNode(system: try system(), membership: membership, directory: directory,
+            let node = try ClusterNode(system: try system(storage: storage), membership: membership, directory: directory,
                                        transport: try GRPCNodeTransport(security: security), options: options)
             try await node.start()
             nodes.append(node)
@@ -56,7 +57,7 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
                                                     message: "node \(node.id) did not see the other nodes in 10 s")
             }
         }
-        let report = try await clusterDemoSteps(nodes: nodes, directory: directory, reference: try system(),
+        let report = try await clusterDemoSteps(nodes: nodes, directory: directory, reference: try system(storage: InMemoryActorStorage()),
                                                 dim: dim, log: log)
         for node in nodes { await node.stop() }
         return report

@@ -51,7 +51,7 @@ struct ActivationTests {
         // No call for 300 ms: the idle timer deactivates it.
         #expect(await eventually { system.placement(of: id) == nil })
         #expect(pool.statistics.bytesInUse == baseline)
-        #expect(try await storage.version(type: id.type, key: id.key) == 1)
+        #expect(try await storage.status(of: id).snapshot?.id.sequence == 2)  // the upsert and the delete
         #expect(system.activationCount(of: id) == 1)
 
         // The next call activates again from the database file; same rows in the same order, same answers.

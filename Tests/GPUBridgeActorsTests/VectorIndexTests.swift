@@ -121,12 +121,19 @@ struct VectorIndexTests {
         let index = try system.actor(VectorIndexActor.self, key: "snap")
         try await index.upsert(ids: [1, 2, 3], vectors: [1, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0])
         try await index.checkpoint()
-        #expect(storage.saves == 1)
+        #expect(storage.counts.snapshotsCommitted == 1)
+        try await index.upsert(ids: [4], vectors: [0, 0, 0, 1])
         try await system.deactivate(index.id)
-        #expect(storage.saves == 2)
+        #expect(storage.counts.snapshotsCommitted == 2)
         #expect(try await index.query([1, 0, 0, 0], k: 3).map { $0.map(\.id) } == [[1, 3, 2]])
 
-        try await storage.save(type: "index", key: "broken", bytes: Array("GBVI".utf8) + [1, 0, 0, 0])
+        // A snapshot that is not a vector index snapshot.
+        let broken = GPUActorID(type: "index", key: "broken")
+        let epoch = try await storage.claim(broken).epoch
+        let bad = Array("GBVI".utf8) + [1, 0, 0, 0]
+        try await storage.writeChunk(bad, of: broken, snapshot: SnapshotID(epoch: epoch, sequence: 0), index: 0, epoch: epoch)
+        try await storage.commitSnapshot(SnapshotHead(id: SnapshotID(epoch: epoch, sequence: 0), chunks: 1, bytes: Int64(bad.count),
+                                                      recentCallIDs: []), of: broken, epoch: epoch)
         await #expect(throws: GPUBridgeError.self) { try await system.actor(VectorIndexActor.self, key: "broken").vectorCount() }
         let other = try makeSystem([CPUBackend()], storage: storage)
         try other.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 5) }

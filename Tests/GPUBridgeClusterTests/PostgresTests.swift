@@ -1,6 +1,7 @@
 import Foundation
 import GPUBridge
 import GPUBridgeActors
+import GPUBridgeActorsTestSupport
 import GPUBridgeTestSupport
 import Testing
 
@@ -305,28 +306,10 @@ struct PostgresTests {
         }
     }
 
-    @Test("storage: save, load and delete a 1 MiB snapshot; versions increase")
-    func storageRoundTrip() async throws {
+    @Test("storage: the ActorStorage contract (epochs, fencing, gaps, chunked snapshots, atomic trim, group commit)")
+    func storageContract() async throws {
         try await PostgresStore.withStore(url: databaseURL) { store in
-            let storage = PostgresActorStorage(store: store, cluster: uniqueCluster())
-            let bytes = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
-            #expect(try await storage.load(type: "Index", key: "a") == nil)
-            #expect(try await storage.version(type: "Index", key: "a") == 0)
-            try await storage.save(type: "Index", key: "a", bytes: bytes)
-            #expect(try await storage.load(type: "Index", key: "a") == bytes)
-            #expect(try await storage.version(type: "Index", key: "a") == 1)
-            try await storage.save(type: "Index", key: "a", bytes: [1, 2, 3])
-            #expect(try await storage.load(type: "Index", key: "a") == [1, 2, 3])
-            #expect(try await storage.version(type: "Index", key: "a") == 2)
-            try await storage.save(type: "Index", key: "a", bytes: [])
-            #expect(try await storage.load(type: "Index", key: "a") == [])
-            #expect(try await storage.version(type: "Index", key: "a") == 3)
-            #expect(try await storage.load(type: "Index", key: "b") == nil)
-            #expect(try await storage.load(type: "Other", key: "a") == nil)
-            try await storage.delete(type: "Index", key: "a")
-            #expect(try await storage.load(type: "Index", key: "a") == nil)
-            #expect(try await storage.version(type: "Index", key: "a") == 0)
-            try await storage.delete(type: "Index", key: "a")  // deleting nothing is fine
+            try await checkStorageContract(PostgresActorStorage(store: store, cluster: uniqueCluster()))
         }
     }
 

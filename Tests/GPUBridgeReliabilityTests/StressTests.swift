@@ -74,9 +74,9 @@ struct StressTests {
         // Every actor goes idle and deactivates: its snapshot is saved and its device memory returns to the pool.
         let allIdle = await eventually(timeout: .seconds(60)) { system.placements.isEmpty }
         #expect(allIdle, "\(system.placements.count) actors still active")
-        #expect(storage.saves >= Self.actors)
+        #expect(storage.counts.snapshotsCommitted >= Self.actors)
         await baseline.check()
-        print("reliability: stress: \(Self.actors) actors x \(Self.callsPerActor) calls x 2 phases = \(2 * Self.actors * Self.callsPerActor) calls in \(elapsed), 0 lost, 0 duplicated; \(storage.saves) snapshots saved")
+        print("reliability: stress: \(Self.actors) actors x \(Self.callsPerActor) calls x 2 phases = \(2 * Self.actors * Self.callsPerActor) calls in \(elapsed), 0 lost, 0 duplicated; \(storage.counts.snapshotsCommitted) snapshots saved")
 
         // They come back with their rows from the snapshots.
         let hits = try await system.actor(VectorIndexActor.self, key: "tenant-999").query(Self.unit(9), k: 1)
