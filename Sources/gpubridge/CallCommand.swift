@@ -15,12 +15,14 @@ struct CallCommand: AsyncParsableCommand {
             certificate. Actors and methods (those `gpubridge node` hosts):
               echo KEY echo [--text T]            returns T
               echo KEY count                      calls this activation has served
-              vector-index KEY upsert-random      adds --rows random rows (ids --first-id ...), seeded by --seed
+              vector-index KEY upsert-random      adds --rows random rows (ids --first-id ...), seeded by --seed;
+                                                  durable (journaled) when the call returns
               vector-index KEY query-random       top --k ids for one random query seeded by --seed
               vector-index KEY count              rows in the index
-              vector-index KEY checkpoint         saves the index's snapshot to the database
+              vector-index KEY checkpoint         writes the index's snapshot and trims its journal
             Prints one JSON line: {"actor":"TYPE/KEY","method":"...","node":"host:port@generation","result":...}. \
-            --vector-dim must match the nodes'.
+            --vector-dim must match the nodes'. A call retried with the same --call-id is applied once (while the \
+            actor remembers the id: its last 10 000 mutations).
             """
     )
 
@@ -48,6 +50,8 @@ struct CallCommand: AsyncParsableCommand {
     var vectorDim = 384
     @Option(name: .long, help: "Deadline of the call in milliseconds (1...86400000).")
     var timeoutMs = 30_000
+    @Option(name: .long, help: "Id of this logical call (1...256 bytes): a retry with the same id is applied once. Default: a new UUID.")
+    var callID: String?
 
     func validate() throws {
         guard let methods = Self.methods[actor] else {
@@ -61,6 +65,12 @@ struct CallCommand: AsyncParsableCommand {
         guard (1 ... 1024).contains(k) else { throw ValidationError("invalid --k \(k); expected 1...1024") }
         guard (1 ... 4096).contains(vectorDim) else { throw ValidationError("invalid --vector-dim \(vectorDim); expected 1...4096") }
         guard (1 ... 86_400_000).contains(timeoutMs) else { throw ValidationError("invalid --timeout-ms \(timeoutMs); expected 1...86400000") }
+        if let callID, callID.isEmpty || callID.utf8.count > 256 {
+            throw ValidationError("invalid --call-id of \(callID.utf8.count) bytes; expected 1...256 bytes")
+        }
+        if let callID, callID.isEmpty || callID.utf8.count > 256 {
+            throw ValidationError("invalid --call-id of \(callID.utf8.count) bytes; expected 1...256 bytes")
+        }
         guard firstID >= 0, firstID <= Int.max - rows else { throw ValidationError("invalid --first-id \(firstID); expected 0...\(Int.max - rows)") }
     }
 
@@ -90,7 +100,7 @@ struct CallCommand: AsyncParsableCommand {
                                          directory: directory, transport: try GRPCNodeTransport(security: security), options: options)
             try await client.start()
             do {
-                let result = try await call(system)
+                let result = try await ActorCallContext.$idempotencyKey.withValue(callID) { try await call(system) }
                 let node = try await directory.lookup(GPUActorID(type: actor, key: key))?.node.description
                 await client.stop()
                 return #"{"actor":\#(json(actor + "/" + key)),"method":\#(json(method)),"node":\#(node.map(json) ?? "null"),"result":\#(result)}"#
