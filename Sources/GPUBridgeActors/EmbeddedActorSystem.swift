@@ -32,6 +32,10 @@ public struct ActorSystemOptions: Sendable {
 /// `checkpointEntries` or `checkpointBytes`, or the oldest of them is `checkpointAge` old; deactivation takes a final
 /// one. Reads go on while it runs; mutations wait for it.
 public struct DurabilityOptions: Sendable, Hashable {
+    /// When false, mutations are applied without being journaled: the state is saved only by snapshots
+    /// (checkpoints and deactivation), so a crash loses what was applied since the last one. For caches whose state
+    /// can be rebuilt, and to measure what journaling costs (`gpubridge bench durability`).
+    public var journal = true
     /// Journal entries since the last snapshot that trigger a checkpoint.
     public var checkpointEntries = 10_000
     /// Journal bytes since the last snapshot that trigger a checkpoint.

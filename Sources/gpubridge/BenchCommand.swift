@@ -14,19 +14,21 @@ struct BenchCommand: AsyncParsableCommand {
             call against the same request made directly; a batch actor, one launch per request against coalesced), \
             cluster (a remote actor call over the cluster's gRPC transport on loopback against a plain grpc-swift-2 \
             unary call of the same bytes, in plaintext and with mutual TLS: 64 B and --size bytes (default 64 MiB) round \
-            trips, calls per second with 32 in flight; run once, not per device), all. scripts/compare-peers runs these next to numpy and pyopencl.
+            trips, calls per second with 32 in flight; run once, not per device), durability (vector index upserts of \
+            100 x 384 journaled to SQLite against the same without a journal, 1 and 16 in flight; then recovery of \
+            --size journaled rows, default 1 000 000), all. scripts/compare-peers runs these next to numpy and pyopencl.
             """
     )
 
-    static let suites = ["stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "actors", "cluster", "all"]
+    static let suites = ["stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "actors", "durability", "cluster", "all"]
 
-    @Argument(help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching, actors, cluster or all.")
+    @Argument(help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching, actors, durability, cluster or all.")
     var suite: String
 
     @Option(name: .long, help: "Backend: auto, all, cpu, opencl or cuda.")
     var backend: String = "all"
 
-    @Option(name: .long, help: "Problem size (elements for stream and kernels, largest bytes for transfer).")
+    @Option(name: .long, help: "Problem size (elements for stream and kernels, largest bytes for transfer, rows recovered for durability).")
     var size: Int?
 
     @Option(name: .long, help: "Samples per figure after one warm-up (1...1000).")
@@ -64,6 +66,7 @@ struct BenchCommand: AsyncParsableCommand {
                 case "compile": figures += try await suites.compile(device)
                 case "kernels": figures += try await suites.kernels(device)
                 case "actors": figures += try await suites.actors(device)
+                case "durability": figures += try await suites.durability(device)
                 default: figures += try await suites.batching(device)
                 }
             }

@@ -185,8 +185,9 @@ public final class ActorJournal: Sendable {
         }
     }
 
-    /// The batch is durable: advance the committed position and remember its call ids.
-    func committed(_ batch: Batch) {
+    /// The batch is durable (or, without journaling, accepted): advance the committed position and remember its
+    /// call ids.
+    func committed(_ batch: Batch, appended: Bool) {
         state.withLock { s in
             s.committed = batch.entries.last?.sequence ?? s.committed
             for entry in batch.entries {
@@ -195,6 +196,7 @@ public final class ActorJournal: Sendable {
             }
             s.entriesSinceSnapshot += batch.entries.count
             if s.oldestSinceSnapshot == nil { s.oldestSinceSnapshot = .now }
+            guard appended else { return }
             s.statistics.appends += 1
             s.statistics.entriesAppended += batch.entries.count
             s.statistics.largestAppend = max(s.statistics.largestAppend, batch.entries.count)

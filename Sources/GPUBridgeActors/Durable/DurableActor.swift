@@ -99,6 +99,8 @@ extension DurableActor {
     public func deactivate() async throws {
         do {
             try await writeCheckpoint()
+        } catch where !actorSystem.options.durability.journal {
+            throw error  // without a journal the snapshot is the only copy: keep the state
         } catch {
             actorSystem.logger.warning("final snapshot failed; the journal holds every acknowledged mutation", metadata: [
                 "actor": "\(id)", "error": "\(error)"])
@@ -139,14 +141,16 @@ extension DurableActor {
     /// Commits what is waiting, one append per round, and applies it in journal order.
     func flushJournal() async {
         while let batch = journal.takeBatch() {
-            do {
-                try await actorSystem.storage.append(batch.entries, to: id, epoch: batch.epoch)
-            } catch {
-                journal.breakJournal(error, failing: batch.items)
-                discardSoon(because: error)
-                return
+            if actorSystem.options.durability.journal {
+                do {
+                    try await actorSystem.storage.append(batch.entries, to: id, epoch: batch.epoch)
+                } catch {
+                    journal.breakJournal(error, failing: batch.items)
+                    discardSoon(because: error)
+                    return
+                }
             }
-            journal.committed(batch)
+            journal.committed(batch, appended: actorSystem.options.durability.journal)
             await journal.acquireExclusive()
             for (i, item) in batch.items.enumerated() {
                 let sequence = batch.entries[i].sequence
