@@ -204,6 +204,35 @@ struct DurabilityTests {
         #expect(try await index.export() == VectorIndexExport(ids: [1, 2, 3], vectors: (0 ..< 12).map(Float.init)))
     }
 
+    @Test("a crash after a snapshot's chunks were written but before its commit loses nothing and applies nothing twice")
+    func crashBeforeSnapshotCommit() async throws {
+        let (path, cleanup) = temporaryDatabase()
+        defer { cleanup() }
+        let inner = try SQLiteActorStorage(path: path)
+        let storage = FaultInjectingActorStorage(inner)
+        let system = try durableSystem(storage, chunkBytes: 4096)
+        let index = try system.actor(VectorIndexActor.self, key: "t")
+        var model = IndexModel(dim: 4)
+        var random = SplitMix64(seed: 77)
+        for i in 0 ..< 10 {
+            let ids = [i, i + 100]
+            let rows = random.floats(8, -1, 1)
+            try await index.upsert(ids: ids, vectors: rows)
+            model.upsert(ids, rows)
+        }
+        try await index.checkpoint()  // a committed snapshot at sequence 10
+        try await index.delete(ids: [3, 104])
+        model.delete([3, 104])
+        storage.inject { $0.failCommits = 1 }
+        await #expect(throws: GPUBridgeError.self) { try await index.checkpoint() }  // chunks written, commit failed
+        let status = try await inner.status(of: index.id)
+        #expect(status.snapshot?.id.sequence == 10)
+        #expect(status.journalEntries == 1)
+        // The process dies here; a new one restores the old snapshot and replays the delete once.
+        let other = try durableSystem(try SQLiteActorStorage(path: path), chunkBytes: 4096)
+        #expect(try await other.actor(VectorIndexActor.self, key: "t").export() == model.export)
+    }
+
     @Test("snapshots stream in chunks: a multi-chunk snapshot restores exactly")
     func chunkedSnapshot() async throws {
         let storage = InMemoryActorStorage()

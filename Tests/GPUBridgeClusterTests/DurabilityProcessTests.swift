@@ -105,6 +105,42 @@ extension ProcessClusterTests {
         }
     }
 
+    @Test("20 acknowledged `gpubridge call ... upsert-random` processes, kill -9 of the serving node: nothing lost; a retried --call-id applies once")
+    func cliUpsertsSurviveKill() async throws {
+        try await ProcessCluster.run { cluster in
+            _ = try await cluster.startNodes(2)
+            for i in 0 ..< 20 {
+                let result = try await cluster.call([["vector-index", "cli", "upsert-random", "--rows", "10",
+                                                      "--first-id", "\(i * 10)", "--seed", "\(i + 1)", "--call-id", "upsert-\(i)"]])
+                #expect(result[0].status == 0, "call \(i): \(result[0].output.suffix(500))")
+                #expect(result[0].output.contains(#""result":\#((i + 1) * 10)}"#), "call \(i): \(result[0].output.suffix(300))")
+            }
+            // The same call id again (a client that lost the reply and retries): applied once.
+            let retry = try await cluster.call([["vector-index", "cli", "upsert-random", "--rows", "10", "--first-id", "5000",
+                                                 "--seed", "99", "--call-id", "upsert-19"]])
+            #expect(retry[0].status == 0 && retry[0].output.contains(#""result":200}"#), "\(retry[0].output.suffix(300))")
+            let address = try #require(try await cluster.directory.lookup(GPUActorID(type: "vector-index", key: "cli")))
+            let serving = try #require(cluster.processes.first { $0.readyID == address.node })
+            serving.kill9()
+            #expect(await serving.waitExit() == SIGKILL)
+            #expect(await eventually(timeout: .seconds(30)) {
+                (try? await cluster.membership.readAll().entry(of: address.node)?.entry.status) == .dead
+            })
+            let count = try await cluster.call([["vector-index", "cli", "count"]])
+            #expect(count[0].status == 0 && count[0].output.contains(#""result":200}"#), "\(count[0].output.suffix(500))")
+            // Every row with the vector its call wrote (seeded), read through an in-process client.
+            let client = try await cluster.client()
+            let export = try await client.system.actor(VectorIndexActor.self, key: "cli").export()
+            var want: [Int: [Float]] = [:]
+            for i in 0 ..< 20 {
+                var random = SplitMix64(seed: UInt64(i + 1))
+                let rows = random.floats(10 * ProcessCluster.dim, -1, 1)
+                for r in 0 ..< 10 { want[i * 10 + r] = Array(rows[r * ProcessCluster.dim ..< (r + 1) * ProcessCluster.dim]) }
+            }
+            #expect(export.byID(dim: ProcessCluster.dim) == want)
+        }
+    }
+
     @Test("a zombie (SIGSTOP past its death, then SIGCONT) cannot write behind the activation that replaced it")
     func zombieCannotAppend() async throws {
         try await ProcessCluster.run { cluster in

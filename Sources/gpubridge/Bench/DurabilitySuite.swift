@@ -108,7 +108,27 @@ extension Suites {
                               verified: recovered == callsNeeded * batch,
                               note: "\(callsNeeded) entries, \(journalBytes >> 20) MiB of journal, replayed from SQLite",
                               rate: { $0 }))
-        _ = await reader.shutdown()  // the writer stays abandoned: it was fenced off by the reader's claim
+        // The same index as a snapshot: written in chunks (trimming the journal), then restored by a new system.
+        progress.say("durability: snapshot and restore of \(recovered) rows")
+        let recoveredIndex = try reader.actor(VectorIndexActor.self, key: "recovery")
+        var t = clock.now
+        try await recoveredIndex.checkpoint()
+        let snapshotTime = clock.now - t
+        let head = try await SQLiteActorStorage(path: "\(folder)/recovery.sqlite")
+            .status(of: GPUActorID(type: "index", key: "recovery")).snapshot
+        let restorer = try system(journal: true, file: "recovery.sqlite")
+        t = clock.now
+        let restored = try await restorer.actor(VectorIndexActor.self, key: "recovery").vectorCount()
+        let restoreTime = clock.now - t
+        let bytes = head?.bytes ?? 0
+        let chunkNote = "\(bytes >> 20) MiB in \(head?.chunks ?? 0) chunks"
+        figures.append(figure("durability", "snapshot \(recovered) rows of dim \(dim)", device: device, unit: "s",
+                              size: recovered, sizeUnit: "rows", samples: [snapshotTime], verified: head != nil,
+                              note: chunkNote, rate: { $0 }))
+        figures.append(figure("durability", "restore \(recovered) rows of dim \(dim) from the snapshot", device: device,
+                              unit: "s", size: recovered, sizeUnit: "rows", samples: [restoreTime],
+                              verified: restored == recovered, note: chunkNote, rate: { $0 }))
+        _ = await restorer.shutdown()  // the writer and reader stay abandoned: each was fenced off by the next claim
         return figures
     }
 }
