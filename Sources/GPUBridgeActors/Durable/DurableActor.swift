@@ -63,8 +63,9 @@ extension DurableActor {
         let storage = actorSystem.storage
         let claim = try await storage.claim(id)
         let reader = claim.snapshot.map { SnapshotReader(storage: storage, actor: id, head: $0) }
-        let device = try await restore(from: reader)
+        let device: DeviceID?
         do {
+            device = try await restore(from: reader)
             var applied = claim.snapshot?.id.sequence ?? 0
             var recent = claim.snapshot?.recentCallIDs ?? []
             var entries = 0, bytes = 0
