@@ -69,6 +69,12 @@ public struct ClusterOptions: Sendable {
         guard (1...16).contains(votesForDeath) else {
             throw .invalidArgument(name: "votesForDeath", value: "\(votesForDeath)", limit: "1...16")
         }
+        // Votes come from the nodes that probe the suspect, `probedSuccessors` of them at most: more needed votes
+        // than probers would never evict a dead node.
+        guard votesForDeath <= probedSuccessors else {
+            throw .invalidArgument(name: "votesForDeath", value: "\(votesForDeath)",
+                                   limit: "at most probedSuccessors (\(probedSuccessors)): only that many nodes probe a node")
+        }
         guard callTimeout > .zero, callTimeout <= .seconds(86_400) else {
             throw .invalidArgument(name: "callTimeout", value: "\(callTimeout)", limit: "more than zero, at most a day")
         }
@@ -497,6 +503,10 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
 
     public func forward(_ call: ActorCall, to id: GPUActorID) async throws -> ActorReply {
         let timeout = ClusterCall.timeout ?? options.callTimeout
+        guard timeout > .zero, timeout <= .seconds(86_400) else {
+            throw GPUBridgeError.invalidArgument(name: "ClusterCall.timeout", value: "\(timeout)",
+                                                 limit: "more than zero, at most a day")
+        }
         let clock = ContinuousClock()
         let start = clock.now
         let deadline = start.advanced(by: timeout)

@@ -215,6 +215,14 @@ struct InProcessClusterTests {
                 try await ClusterCall.$timeout.withValue(.milliseconds(100)) { try await trouble.wait(milliseconds: 5000) }
             }
             #expect(ContinuousClock.now - started < .seconds(4))
+            // A deadline no clock can add (it used to overflow and trap) is refused, naming the setting.
+            for bad in [Duration.seconds(Int64.max), .zero, .seconds(-1)] {
+                let error = await bridgeError {
+                    try await ClusterCall.$timeout.withValue(bad) { _ = try await trouble.wait(milliseconds: 1) }
+                }
+                guard case let .invalidArgument(name, _, limit)? = error else { Issue.record("\(bad): \(String(describing: error))"); continue }
+                #expect(name == "ClusterCall.timeout" && limit == "more than zero, at most a day")
+            }
         }
     }
 
@@ -276,6 +284,7 @@ struct InProcessClusterTests {
         for (change, name) in [({ (o: inout ClusterOptions) in o.port = 70_000 }, "port"),
                                ({ $0.probeInterval = .zero }, "probeInterval"),
                                ({ $0.votesForDeath = 0 }, "votesForDeath"),
+                               ({ $0.probedSuccessors = 2; $0.votesForDeath = 3 }, "votesForDeath"),
                                ({ $0.callTimeout = .zero }, "callTimeout"),
                                ({ $0.missedProbesLimit = 0 }, "missedProbesLimit")] as [((inout ClusterOptions) -> Void, String)] {
             var options = ClusterOptions()
