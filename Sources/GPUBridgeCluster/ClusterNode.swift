@@ -527,7 +527,14 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             guard phase == .active || (phase == .shuttingDown && options.role == .client) else {
                 throw ClusterError.nodeNotRunning(node: "\(self.id)", state: phase.rawValue)
             }
-            let address = try await locate(id)
+            // Finding the activation (the directory, perhaps a registration) counts against the deadline too.
+            let left = deadline - clock.now
+            guard left > .zero else {
+                throw ClusterError.deadlineExceeded(actor: "\(id)", node: "(not located)", timeout: "\(timeout)")
+            }
+            let address = try await Self.within(left, actor: id, node: "(locating it in the directory)") {
+                try await self.locate(id)
+            }
             let remaining = deadline - clock.now
             guard remaining > .zero else {
                 throw ClusterError.deadlineExceeded(actor: "\(id)", node: "\(address.node)", timeout: "\(timeout)")
@@ -536,11 +543,11 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             let reply: ClusterReply
             do {
                 if options.role == .node && address.node == self.id {
-                    reply = try await Self.within(remaining, actor: id, node: address.node) { await self.handle(request) }
+                    reply = try await Self.within(remaining, actor: id, node: "\(address.node)") { await self.handle(request) }
                 } else if transport.enforcesDeadlines {
                     reply = try await transport.call(request, on: address.node, timeout: remaining)
                 } else {
-                    reply = try await Self.within(remaining, actor: id, node: address.node) {
+                    reply = try await Self.within(remaining, actor: id, node: "\(address.node)") {
                         try await self.transport.call(request, on: address.node, timeout: remaining)
                     }
                 }
@@ -576,20 +583,27 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         }
     }
 
-    /// Runs `body`, or throws `deadlineExceeded` (cancelling it) when `timeout` passes first.
-    static func within<T: Sendable>(_ timeout: Duration, actor: GPUActorID, node: NodeID,
+    /// Runs `body`, or throws `deadlineExceeded` when `timeout` passes first, at once: `body` runs in a task of its own
+    /// that is cancelled then, and whatever it does after (a body that ignores cancellation) is not waited for.
+    /// Cancelling the caller cancels the body and throws `CancellationError`.
+    static func within<T: Sendable>(_ timeout: Duration, actor: GPUActorID, node: String,
                                     _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
+        let race = DeadlineRace<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                race.start(continuation,
+                           work: Task {
+                               do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) }
+                           },
+                           timer: Task {
+                               do { try await Task.sleep(for: timeout) } catch { return }
+                               race.finish(.failure(ClusterError.deadlineExceeded(actor: "\(actor)", node: node,
+                                                                                  timeout: "\(timeout)")))
+                           })
+                if Task.isCancelled { race.finish(.failure(CancellationError())) }
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let value = first else {
-                throw ClusterError.deadlineExceeded(actor: "\(actor)", node: "\(node)", timeout: "\(timeout)")
-            }
-            return value
+        } onCancel: {
+            race.finish(.failure(CancellationError()))
         }
     }
 
@@ -671,4 +685,46 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
     var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+}
+
+/// The three-way race of `ClusterNode.within`: the body, the timer and the caller's cancellation each try to resume
+/// the one continuation; the first wins, stops the timer and (if it is not the body) cancels the body.
+final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var work: Task<Void, Never>?
+        var timer: Task<Void, Never>?
+        var result: Result<T, any Error>?
+    }
+
+    private let state = Mutex(State())
+
+    func start(_ continuation: CheckedContinuation<T, any Error>, work: Task<Void, Never>, timer: Task<Void, Never>) {
+        let early = state.withLock { s -> Result<T, any Error>? in
+            s.work = work
+            s.timer = timer
+            guard let result = s.result else {
+                s.continuation = continuation
+                return nil
+            }
+            return result
+        }
+        if let early {
+            timer.cancel()
+            if case .failure = early { work.cancel() }
+            continuation.resume(with: early)
+        }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let (continuation, work, timer) = state.withLock { s -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, Task<Void, Never>?) in
+            guard s.result == nil else { return (nil, nil, nil) }
+            s.result = result
+            defer { s.continuation = nil }
+            return (s.continuation, s.work, s.timer)
+        }
+        timer?.cancel()
+        if case .failure = result { work?.cancel() }
+        continuation?.resume(with: result)
+    }
 }

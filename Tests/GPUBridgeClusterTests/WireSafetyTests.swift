@@ -291,3 +291,40 @@ struct WireSafetyTests {
         #expect(error == .invalidArgument(name: "maxCallBytes", value: "0", limit: "1...\(1 << 40) (1 TiB)"))
     }
 }
+
+@Suite("Deadlines of cluster calls")
+struct DeadlineTests {
+    @Test("within: returns at the deadline even when the body ignores cancellation, and passes results and errors through")
+    func withinDoesNotWaitForTheBody() async throws {
+        let id = GPUActorID(type: "t", key: "k")
+        let clock = ContinuousClock()
+        let started = clock.now
+        do {
+            _ = try await ClusterNode.within(.milliseconds(100), actor: id, node: "n") { () async -> Int in
+                // Ignores cancellation: resumes only after 3 s, whatever happens to its task.
+                await withCheckedContinuation { c in DispatchQueue.global().asyncAfter(deadline: .now() + 3) { c.resume(returning: 1) } }
+            }
+            Issue.record("within returned a value past its deadline")
+        } catch let error as ClusterError {
+            guard case .deadlineExceeded = error else { Issue.record("\(error)"); return }
+        }
+        #expect(clock.now - started < .seconds(2), "within waited \(clock.now - started) for a body that ignores cancellation")
+        #expect(try await ClusterNode.within(.seconds(5), actor: id, node: "n") { 42 } == 42)
+        await #expect(throws: GPUBridgeError.notFound(kind: "x", name: "y")) {
+            _ = try await ClusterNode.within(.seconds(5), actor: id, node: "n") { () throws -> Int in
+                throw GPUBridgeError.notFound(kind: "x", name: "y")
+            }
+        }
+        // Cancelling the caller ends the wait at once.
+        let waiter = Task {
+            try await ClusterNode.within(.seconds(30), actor: id, node: "n") { () async -> Int in
+                await withCheckedContinuation { c in DispatchQueue.global().asyncAfter(deadline: .now() + 3) { c.resume(returning: 1) } }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        let cancelled = clock.now
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await waiter.value }
+        #expect(clock.now - cancelled < .seconds(2))
+    }
+}
