@@ -28,7 +28,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.0.0"),
-        .package(url: "https://github.com/apple/swift-crypto", "3.0.0" ..< "5.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
@@ -67,7 +67,8 @@ let package = Package(
         .target(
             name: "GPUBridgeActors",
             dependencies: [
-                "GPUBridge", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+                "GPUBridge", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -137,7 +138,8 @@ let package = Package(
         .testTarget(
             name: "GPUBridgeClusterTests",
             dependencies: [
-                "GPUBridgeCluster", "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport", "GPUBridgeActorsTestSupport",
+                "GPUBridgeCluster", "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport",
+                "GPUBridgeActorsTestSupport",
             ],
             swiftSettings: strict
         ),

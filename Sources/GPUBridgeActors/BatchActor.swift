@@ -26,8 +26,9 @@ public final class InFlightGauge: Sendable {
     }
 
     public var statistics: InFlightStatistics {
-        InFlightStatistics(inFlight: current.load(ordering: .relaxed), maxInFlight: peak.load(ordering: .relaxed),
-                           completed: done.load(ordering: .relaxed))
+        InFlightStatistics(
+            inFlight: current.load(ordering: .relaxed), maxInFlight: peak.load(ordering: .relaxed),
+            completed: done.load(ordering: .relaxed))
     }
 }
 
@@ -124,6 +125,7 @@ public enum ActorOperations {
     public static let vectorAdd = Operation<FloatPair, [Float]>(
         name: "vector-add", kernels: ["vector_add"], footprint: { 12 * $0.a.count }
     ) { context, input throws(GPUBridgeError) in
-        try await Operations.vectorAdd.run(Operations.VectorPair(input.a, input.b), on: context.device, catalog: context.catalog)
+        try await Operations.vectorAdd.run(
+            Operations.VectorPair(input.a, input.b), on: context.device, catalog: context.catalog)
     }
 }

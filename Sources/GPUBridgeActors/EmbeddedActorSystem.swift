@@ -20,7 +20,8 @@ public struct ActorSystemOptions: Sendable {
 
     public func validate() throws(GPUBridgeError) {
         guard idleTimeout > .zero, idleTimeout <= .seconds(86_400 * 365) else {
-            throw .invalidArgument(name: "idleTimeout", value: "\(idleTimeout)", limit: "more than zero, at most a year")
+            throw .invalidArgument(
+                name: "idleTimeout", value: "\(idleTimeout)", limit: "more than zero, at most a year")
         }
         try durability.validate()
     }
@@ -51,7 +52,8 @@ public struct DurabilityOptions: Sendable, Hashable {
 
     public func validate() throws(GPUBridgeError) {
         guard checkpointEntries >= 1 else {
-            throw .invalidArgument(name: "durability.checkpointEntries", value: "\(checkpointEntries)", limit: "at least 1")
+            throw .invalidArgument(
+                name: "durability.checkpointEntries", value: "\(checkpointEntries)", limit: "at least 1")
         }
         guard checkpointBytes >= 1 else {
             throw .invalidArgument(name: "durability.checkpointBytes", value: "\(checkpointBytes)", limit: "at least 1")
@@ -60,11 +62,13 @@ public struct DurabilityOptions: Sendable, Hashable {
             throw .invalidArgument(name: "durability.checkpointAge", value: "\(checkpointAge)", limit: "more than zero")
         }
         guard snapshotChunkBytes >= 4096, snapshotChunkBytes <= SQLiteActorStorage.maxChunkBytes else {
-            throw .invalidArgument(name: "durability.snapshotChunkBytes", value: "\(snapshotChunkBytes)",
-                                   limit: "4096...\(SQLiteActorStorage.maxChunkBytes)")
+            throw .invalidArgument(
+                name: "durability.snapshotChunkBytes", value: "\(snapshotChunkBytes)",
+                limit: "4096...\(SQLiteActorStorage.maxChunkBytes)")
         }
         guard rememberedCalls >= 0, rememberedCalls <= 10_000_000 else {
-            throw .invalidArgument(name: "durability.rememberedCalls", value: "\(rememberedCalls)", limit: "0...10000000")
+            throw .invalidArgument(
+                name: "durability.rememberedCalls", value: "\(rememberedCalls)", limit: "0...10000000")
         }
     }
 }
@@ -123,7 +127,9 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
     private let directory = Mutex(Directory())
     private let forwarder = Mutex<(any ActorCallForwarder)?>(nil)
 
-    public init(bridge: Bridge, storage: any ActorStorage, options: ActorSystemOptions = ActorSystemOptions()) throws(GPUBridgeError) {
+    public init(bridge: Bridge, storage: any ActorStorage, options: ActorSystemOptions = ActorSystemOptions())
+        throws(GPUBridgeError)
+    {
         try options.validate()
         self.bridge = bridge
         self.storage = storage
@@ -134,16 +140,20 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
 
     /// Registers `type` under `name`; `factory` makes an instance for an id of that name (it runs once per id, under
     /// the directory's lock, so it must only call the actor's initializer; the id is `instance.id`).
-    public func register<Act: DistributedActor>(_ type: Act.Type, as name: String,
-                                                factory: @escaping @Sendable (EmbeddedActorSystem) -> Act) throws(GPUBridgeError)
-        where Act.ActorSystem == EmbeddedActorSystem {
+    public func register<Act: DistributedActor>(
+        _ type: Act.Type, as name: String,
+        factory: @escaping @Sendable (EmbeddedActorSystem) -> Act
+    ) throws(GPUBridgeError)
+    where Act.ActorSystem == EmbeddedActorSystem {
         guard !name.isEmpty else { throw .invalidArgument(name: "name", value: "\"\"", limit: "a non-empty type name") }
         try directory.withLock { d throws(GPUBridgeError) in
             if d.factories[name] != nil {
                 throw .invalidArgument(name: "name", value: "\"\(name)\"", limit: "a name not registered yet")
             }
             if let existing = d.typeNames[ObjectIdentifier(type)] {
-                throw .invalidArgument(name: "type", value: "\(type)", limit: "a type not registered yet (it is registered as '\(existing)')")
+                throw .invalidArgument(
+                    name: "type", value: "\(type)",
+                    limit: "a type not registered yet (it is registered as '\(existing)')")
             }
             d.factories[name] = { system in factory(system) }
             d.typeNames[ObjectIdentifier(type)] = name
@@ -159,7 +169,8 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
     }
 
     /// The actor of `type` with `key`, created on first use (its activation runs on its first call).
-    public func actor<Act: DistributedActor>(_ type: Act.Type, key: String) throws -> Act where Act.ActorSystem == EmbeddedActorSystem {
+    public func actor<Act: DistributedActor>(_ type: Act.Type, key: String) throws -> Act
+    where Act.ActorSystem == EmbeddedActorSystem {
         try Act.resolve(id: GPUActorID(type: try typeName(of: type), key: key), using: self)
     }
 
@@ -170,7 +181,8 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
             if let existing = d.unowned[id]?.actor { return existing }
             guard let factory = d.factories[id.type] else {
                 let known = d.factories.keys.sorted().joined(separator: ", ")
-                throw .notFound(kind: "actor", name: "\(id) (no actor type is registered as '\(id.type)'; registered: [\(known)])")
+                throw .notFound(
+                    kind: "actor", name: "\(id) (no actor type is registered as '\(id.type)'; registered: [\(known)])")
             }
             let made = Self.$creating.withValue(id) { factory(self) }
             d.owned[id] = made
@@ -181,25 +193,29 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
 
     // MARK: DistributedActorSystem
 
-    public func resolve<Act>(id: GPUActorID, as actorType: Act.Type) throws -> Act? where Act: DistributedActor, Act.ID == GPUActorID {
+    public func resolve<Act>(id: GPUActorID, as actorType: Act.Type) throws -> Act?
+    where Act: DistributedActor, Act.ID == GPUActorID {
         if forwarder.withLock({ $0 != nil }) {
             // In a cluster the activation may live on another node: always a proxy; the forwarder routes each call.
             let registered = directory.withLock { d -> (factory: Bool, type: Bool) in
                 (d.factories[id.type] != nil, d.typeNames[ObjectIdentifier(actorType)] == id.type)
             }
             guard registered.factory else {
-                throw GPUBridgeError.notFound(kind: "actor", name: "\(id) (no actor type is registered as '\(id.type)')")
+                throw GPUBridgeError.notFound(
+                    kind: "actor", name: "\(id) (no actor type is registered as '\(id.type)')")
             }
             guard registered.type else {
-                throw GPUBridgeError.invalidArgument(name: "actorType for \(id)", value: "\(Act.self)",
-                                                     limit: "the type registered as '\(id.type)'")
+                throw GPUBridgeError.invalidArgument(
+                    name: "actorType for \(id)", value: "\(Act.self)",
+                    limit: "the type registered as '\(id.type)'")
             }
             return nil
         }
         let found = try instance(for: id)
         guard let typed = found as? Act else {
-            throw GPUBridgeError.invalidArgument(name: "actorType for \(id)", value: "\(Act.self)",
-                                                 limit: "\(type(of: found)), the type registered as '\(id.type)'")
+            throw GPUBridgeError.invalidArgument(
+                name: "actorType for \(id)", value: "\(Act.self)",
+                limit: "\(type(of: found)), the type registered as '\(id.type)'")
         }
         return options.serializeLocalCalls ? nil : typed
     }
@@ -227,28 +243,34 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
 
     public func makeInvocationEncoder() -> EmbeddedInvocationEncoder { EmbeddedInvocationEncoder() }
 
-    public func remoteCall<Act, Err, Res>(on actor: Act, target: RemoteCallTarget, invocation: inout EmbeddedInvocationEncoder,
-                                          throwing: Err.Type, returning: Res.Type) async throws -> Res
-        where Act: DistributedActor, Act.ID == GPUActorID, Err: Error, Res: Codable {
+    public func remoteCall<Act, Err, Res>(
+        on actor: Act, target: RemoteCallTarget, invocation: inout EmbeddedInvocationEncoder,
+        throwing: Err.Type, returning: Res.Type
+    ) async throws -> Res
+    where Act: DistributedActor, Act.ID == GPUActorID, Err: Error, Res: Codable {
         let reply = try await send(ActorCall(target: target.identifier, envelope: invocation.envelope), to: actor.id)
         switch reply {
         case let .value(bytes):
             do {
                 return try bytes.withUnsafeBytes { try WireCodec.decode(Res.self, from: $0) }
             } catch {
-                throw GPUBridgeError.backendFailure(backend: "actor system", call: target.identifier, code: -1,
-                                                    message: "could not decode the result as \(Res.self): \(error)")
+                throw GPUBridgeError.backendFailure(
+                    backend: "actor system", call: target.identifier, code: -1,
+                    message: "could not decode the result as \(Res.self): \(error)")
             }
         case .void:
-            throw GPUBridgeError.backendFailure(backend: "actor system", call: target.identifier, code: -1,
-                                                message: "the target returned no value, expected \(Res.self)")
+            throw GPUBridgeError.backendFailure(
+                backend: "actor system", call: target.identifier, code: -1,
+                message: "the target returned no value, expected \(Res.self)")
         case let .error(envelope):
             throw envelope.error()
         }
     }
 
-    public func remoteCallVoid<Act, Err>(on actor: Act, target: RemoteCallTarget, invocation: inout EmbeddedInvocationEncoder,
-                                         throwing: Err.Type) async throws where Act: DistributedActor, Act.ID == GPUActorID, Err: Error {
+    public func remoteCallVoid<Act, Err>(
+        on actor: Act, target: RemoteCallTarget, invocation: inout EmbeddedInvocationEncoder,
+        throwing: Err.Type
+    ) async throws where Act: DistributedActor, Act.ID == GPUActorID, Err: Error {
         let reply = try await send(ActorCall(target: target.identifier, envelope: invocation.envelope), to: actor.id)
         if case let .error(envelope) = reply { throw envelope.error() }
     }
@@ -271,8 +293,9 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
             // The call's id is the served actor's to journal; the caller's key must not leak into calls it makes.
             try await ActorCallContext.$current.withValue(call.callID.map { (id, $0) }) {
                 try await ActorCallContext.$idempotencyKey.withValue(nil) {
-                    try await executeDistributedTarget(on: local, target: RemoteCallTarget(call.target),
-                                                       invocationDecoder: &decoder, handler: handler)
+                    try await executeDistributedTarget(
+                        on: local, target: RemoteCallTarget(call.target),
+                        invocationDecoder: &decoder, handler: handler)
                 }
             }
             return handler.reply()
@@ -326,19 +349,25 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
         let states = broker.states
         for backend in bridge.options.backendOrder {
             var best: (index: Int, load: Int, memory: Int)?
-            for (i, state) in states.enumerated() where state.device.backend == backend && !excluding.contains(state.device) {
+            for (i, state) in states.enumerated()
+            where state.device.backend == backend && !excluding.contains(state.device) {
                 guard state.circuit != .open else { continue }
                 let cached = broker.devices[i].pool.statistics.bytesCached
                 if footprint > 0, state.unreservedMemory < footprint, cached < footprint { continue }
                 let load = state.running + state.waiting
-                if let current = best, load > current.load || (load == current.load && state.unreservedMemory <= current.memory) { continue }
+                if let current = best,
+                    load > current.load || (load == current.load && state.unreservedMemory <= current.memory)
+                {
+                    continue
+                }
                 best = (i, load, state.unreservedMemory)
             }
             if let best { return broker.devices[best.index] }
         }
-        throw .backendUnavailable(backend: bridge.options.backendOrder.map(\.rawValue).joined(separator: ","),
-                                  reason: "no device with a closed circuit and \(footprint) bytes free"
-                                      + (excluding.isEmpty ? "" : " outside \(excluding.map(\.description).sorted())"))
+        throw .backendUnavailable(
+            backend: bridge.options.backendOrder.map(\.rawValue).joined(separator: ","),
+            reason: "no device with a closed circuit and \(footprint) bytes free"
+                + (excluding.isEmpty ? "" : " outside \(excluding.map(\.description).sorted())"))
     }
 
     /// Deactivates the activation of `id` now (as the idle timer would): its state is snapshotted to storage and its
@@ -385,8 +414,10 @@ public struct ActorCall: Sendable {
     /// Identifies the logical call across retries (see `ActorCallContext`); nil when the caller gave none.
     public var callID: String?
 
-    public init(target: String, genericSubstitutions: [String], argumentCount: Int, arguments: [UInt8],
-                callID: String? = nil) {
+    public init(
+        target: String, genericSubstitutions: [String], argumentCount: Int, arguments: [UInt8],
+        callID: String? = nil
+    ) {
         self.target = target
         self.genericSubstitutions = genericSubstitutions
         self.argumentCount = argumentCount
@@ -396,8 +427,9 @@ public struct ActorCall: Sendable {
 
     /// A call made now: it carries the caller's idempotency key, or a new id.
     init(target: String, envelope: InvocationEnvelope) {
-        self.init(target: target, genericSubstitutions: envelope.genericSubstitutions, argumentCount: envelope.argumentCount,
-                  arguments: envelope.arguments.bytes, callID: ActorCallContext.idempotencyKey ?? UUID().uuidString)
+        self.init(
+            target: target, genericSubstitutions: envelope.genericSubstitutions, argumentCount: envelope.argumentCount,
+            arguments: envelope.arguments.bytes, callID: ActorCallContext.idempotencyKey ?? UUID().uuidString)
     }
 }
 
@@ -443,7 +475,9 @@ public struct RemoteErrorEnvelope: Sendable, Hashable {
     /// type name and description.
     public func error() -> any Error {
         if let json, let type = _typeByName(mangledType) as? any (Error & Decodable).Type {
-            func decode<E: Error & Decodable>(_ t: E.Type) -> (any Error)? { try? JSONDecoder().decode(t, from: Data(json)) }
+            func decode<E: Error & Decodable>(_ t: E.Type) -> (any Error)? {
+                try? JSONDecoder().decode(t, from: Data(json))
+            }
             if let typed = decode(type) { return typed }
         }
         return RemoteActorError(type: typeName, description: description)
@@ -476,7 +510,8 @@ public struct EmbeddedInvocationEncoder: DistributedTargetInvocationEncoder, Sen
 
     public mutating func recordGenericSubstitution<T>(_ type: T.Type) throws {
         guard let name = _mangledTypeName(type) else {
-            throw GPUBridgeError.unsupported(feature: "generic substitution \(type) (no mangled name)", backend: "actor system")
+            throw GPUBridgeError.unsupported(
+                feature: "generic substitution \(type) (no mangled name)", backend: "actor system")
         }
         envelope.genericSubstitutions.append(name)
     }
@@ -508,7 +543,8 @@ public struct EmbeddedInvocationDecoder: DistributedTargetInvocationDecoder {
 
     public mutating func decodeNextArgument<Argument: SerializationRequirement>() throws -> Argument {
         guard next < call.argumentCount else {
-            throw GPUBridgeError.outOfBounds(name: "invocation arguments", offset: next, length: 1, limit: call.argumentCount)
+            throw GPUBridgeError.outOfBounds(
+                name: "invocation arguments", offset: next, length: 1, limit: call.argumentCount)
         }
         let start = offset
         let (value, end) = try call.arguments.withUnsafeBytes { raw throws -> (Argument, Int) in
@@ -540,10 +576,16 @@ public final class EmbeddedResultHandler: DistributedTargetInvocationResultHandl
 
     public func onReturnVoid() async throws { result.withLock { $0 = .void } }
 
-    public func onThrow<Err: Error>(error: Err) async throws { result.withLock { $0 = .error(RemoteErrorEnvelope(error)) } }
+    public func onThrow<Err: Error>(error: Err) async throws {
+        result.withLock { $0 = .error(RemoteErrorEnvelope(error)) }
+    }
 
     func reply() -> ActorReply {
-        result.withLock { $0 } ?? .error(RemoteErrorEnvelope(GPUBridgeError.backendFailure(
-            backend: "actor system", call: "executeDistributedTarget", code: -1, message: "the target neither returned nor threw")))
+        result.withLock { $0 }
+            ?? .error(
+                RemoteErrorEnvelope(
+                    GPUBridgeError.backendFailure(
+                        backend: "actor system", call: "executeDistributedTarget", code: -1,
+                        message: "the target neither returned nor threw")))
     }
 }

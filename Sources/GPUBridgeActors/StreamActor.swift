@@ -10,7 +10,8 @@ public struct StreamKernel: Sendable {
     /// The kernel's arguments for one micro-batch, in declared order.
     public var arguments: @Sendable (_ input: Buffer<Float>, _ output: Buffer<Float>, _ count: Int) -> [KernelArgument]
 
-    public init(kernel: String, arguments: @escaping @Sendable (Buffer<Float>, Buffer<Float>, Int) -> [KernelArgument]) {
+    public init(kernel: String, arguments: @escaping @Sendable (Buffer<Float>, Buffer<Float>, Int) -> [KernelArgument])
+    {
         self.kernel = kernel
         self.arguments = arguments
     }
@@ -57,8 +58,10 @@ public distributed actor StreamActor {
     private let counters = StreamCounters()
 
     /// Values below 1 are raised to 1.
-    public init(actorSystem: EmbeddedActorSystem, kernel: StreamKernel, maxBatch: Int = 256, maxBatchFloats: Int = 1 << 20,
-                bufferLimit: Int = 64) {
+    public init(
+        actorSystem: EmbeddedActorSystem, kernel: StreamKernel, maxBatch: Int = 256, maxBatchFloats: Int = 1 << 20,
+        bufferLimit: Int = 64
+    ) {
         self.actorSystem = actorSystem
         self.kernel = kernel
         self.maxBatch = max(1, maxBatch)
@@ -70,7 +73,8 @@ public distributed actor StreamActor {
 
     /// Starts processing `input`; the results come out of the returned sequence in input order. Local only (a
     /// sequence does not cross nodes): call it through `whenLocal`.
-    public func stream<S: AsyncSequence & Sendable>(_ input: S) -> StreamResults where S.Element == [Float], S.Failure == any Error {
+    public func stream<S: AsyncSequence & Sendable>(_ input: S) -> StreamResults
+    where S.Element == [Float], S.Failure == any Error {
         let queue = BoundedQueue<[Float]>(capacity: bufferLimit)
         let credits = Credits(permits: bufferLimit)
         let (results, continuation) = AsyncThrowingStream<[Float], any Error>.makeStream()
@@ -108,14 +112,15 @@ public distributed actor StreamActor {
                         continue
                     }
                     try input.copy(from: flat)
-                    try await device.launch(kernelOnDevice, .covering(flat.count),
-                                            arguments: kernel.arguments(input, output, flat.count))
+                    try await device.launch(
+                        kernelOnDevice, .covering(flat.count),
+                        arguments: kernel.arguments(input, output, flat.count))
                     let out = try output.toArray(offset: 0, count: flat.count)
                     counters.batch()
                     var start = 0
                     for element in batch {
                         try await credits.acquire()  // waits while `bufferLimit` results are unconsumed
-                        continuation.yield(Array(out[start ..< start + element.count]))
+                        continuation.yield(Array(out[start..<start + element.count]))
                         counters.emitted(await credits.outstanding)
                         start += element.count
                     }
@@ -178,8 +183,9 @@ final class StreamCounters: Sendable {
 
     var snapshot: StreamStatistics {
         state.withLock { s in
-            StreamStatistics(activeStreams: s.active, elementsPulled: s.pulled, resultsEmitted: s.emitted, batches: s.batches,
-                             maxQueued: s.maxQueued, maxBuffered: s.maxBuffered)
+            StreamStatistics(
+                activeStreams: s.active, elementsPulled: s.pulled, resultsEmitted: s.emitted, batches: s.batches,
+                maxQueued: s.maxQueued, maxBuffered: s.maxBuffered)
         }
     }
 }
@@ -225,8 +231,9 @@ actor BoundedQueue<Element: Sendable> {
             return nil
         }
         guard items[head].count <= floats else {
-            throw GPUBridgeError.invalidArgument(name: "stream element length", value: String(items[head].count),
-                                                 limit: "1...\(floats) floats (maxBatchFloats)")
+            throw GPUBridgeError.invalidArgument(
+                name: "stream element length", value: String(items[head].count),
+                limit: "1...\(floats) floats (maxBatchFloats)")
         }
         var batch: [Element] = []
         var total = 0

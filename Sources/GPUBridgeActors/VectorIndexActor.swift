@@ -29,7 +29,7 @@ public struct VectorIndexExport: Sendable, Hashable, Codable {
     /// The vector of each id (`dim` floats each).
     public func byID(dim: Int) -> [Int: [Float]] {
         var out: [Int: [Float]] = [:]
-        for (row, id) in ids.enumerated() { out[id] = Array(vectors[row * dim ..< (row + 1) * dim]) }
+        for (row, id) in ids.enumerated() { out[id] = Array(vectors[row * dim..<(row + 1) * dim]) }
         return out
     }
 }
@@ -91,26 +91,32 @@ public enum VectorIndexMutation: Sendable, Hashable {
             let tag = try r.u8()
             let count = try r.i64()
             guard count >= 0, count <= Int64(raw.count / 8) else {
-                throw GPUBridgeError.invalidArgument(name: "journaled vector index mutation", value: "\(count) ids",
-                                                     limit: "at most \(raw.count / 8) in \(raw.count) bytes")
+                throw GPUBridgeError.invalidArgument(
+                    name: "journaled vector index mutation", value: "\(count) ids",
+                    limit: "at most \(raw.count / 8) in \(raw.count) bytes")
             }
-            let ids = try WireCodec.rawArray(Int64.self, try r.take(Int(count) * 8)).map { Int(Int64(littleEndian: $0)) }
+            let ids = try WireCodec.rawArray(Int64.self, try r.take(Int(count) * 8)).map {
+                Int(Int64(littleEndian: $0))
+            }
             switch tag {
             case 1:
                 guard r.remaining % 4 == 0 else {
-                    throw GPUBridgeError.invalidArgument(name: "journaled upsert rows", value: "\(r.remaining) bytes",
-                                                         limit: "a whole number of float32")
+                    throw GPUBridgeError.invalidArgument(
+                        name: "journaled upsert rows", value: "\(r.remaining) bytes",
+                        limit: "a whole number of float32")
                 }
                 return .upsert(ids: ids, vectors: try WireCodec.rawArray(Float.self, try r.take(r.remaining)))
             case 2:
                 guard r.remaining == 0 else {
-                    throw GPUBridgeError.sizeMismatch(name: "journaled delete bytes", expected: raw.count - r.remaining,
-                                                      actual: raw.count)
+                    throw GPUBridgeError.sizeMismatch(
+                        name: "journaled delete bytes", expected: raw.count - r.remaining,
+                        actual: raw.count)
                 }
                 return .delete(ids: ids)
             default:
-                throw GPUBridgeError.invalidArgument(name: "journaled vector index mutation tag", value: "\(tag)",
-                                                     limit: "1 (upsert) or 2 (delete)")
+                throw GPUBridgeError.invalidArgument(
+                    name: "journaled vector index mutation tag", value: "\(tag)",
+                    limit: "1 (upsert) or 2 (delete)")
             }
         }
     }
@@ -190,28 +196,35 @@ public distributed actor VectorIndexActor: DurableActor {
         if var r = reader {
             let name = id.description
             guard r.head.bytes >= Int64(VectorIndexSnapshot.headerBytes),
-                  try await r.read(count: 4) == VectorIndexSnapshot.magic else {
-                throw GPUBridgeError.invalidArgument(name: "snapshot of \(name)", value: "\(r.head.bytes) bytes",
-                                                     limit: "a GBVI vector index snapshot")
+                try await r.read(count: 4) == VectorIndexSnapshot.magic
+            else {
+                throw GPUBridgeError.invalidArgument(
+                    name: "snapshot of \(name)", value: "\(r.head.bytes) bytes",
+                    limit: "a GBVI vector index snapshot")
             }
             let version = try await r.read(littleEndian: UInt32.self)
             guard version == 1 else {
-                throw GPUBridgeError.unsupported(feature: "vector index snapshot format \(version) of \(name) (this build reads format 1)",
-                                                 backend: "actors")
+                throw GPUBridgeError.unsupported(
+                    feature: "vector index snapshot format \(version) of \(name) (this build reads format 1)",
+                    backend: "actors")
             }
             let savedDim = Int(try await r.read(littleEndian: UInt32.self))
-            guard savedDim == dim else { throw GPUBridgeError.sizeMismatch(name: "snapshot dim of \(name)", expected: dim, actual: savedDim) }
+            guard savedDim == dim else {
+                throw GPUBridgeError.sizeMismatch(name: "snapshot dim of \(name)", expected: dim, actual: savedDim)
+            }
             let count = try await r.read(littleEndian: Int64.self)
             let expected = Int64(VectorIndexSnapshot.headerBytes) + count * 8 + count * Int64(dim) * 4
             guard count >= 0, count < Int64(Int32.max), r.head.bytes == expected else {
-                throw GPUBridgeError.sizeMismatch(name: "snapshot bytes of \(name) (\(count) rows of dim \(dim))",
-                                                  expected: count >= 0 && count < Int64(Int32.max) ? Int(expected) : -1,
-                                                  actual: Int(r.head.bytes))
+                throw GPUBridgeError.sizeMismatch(
+                    name: "snapshot bytes of \(name) (\(count) rows of dim \(dim))",
+                    expected: count >= 0 && count < Int64(Int32.max) ? Int(expected) : -1,
+                    actual: Int(r.head.bytes))
             }
             ids = try await r.read(Int64.self, count: Int(count)).map { Int(Int64(littleEndian: $0)) }
             guard Set(ids).count == ids.count else {
-                throw GPUBridgeError.invalidArgument(name: "snapshot ids of \(name)", value: "\(ids.count - Set(ids).count) duplicates",
-                                                     limit: "unique ids")
+                throw GPUBridgeError.invalidArgument(
+                    name: "snapshot ids of \(name)", value: "\(ids.count - Set(ids).count) duplicates",
+                    limit: "unique ids")
             }
             reader = r
         }
@@ -284,7 +297,9 @@ public distributed actor VectorIndexActor: DurableActor {
         try await withActivation {
             let (expected, overflow) = ids.count.multipliedReportingOverflow(by: dim)
             guard !overflow, vectors.count == expected else {
-                throw GPUBridgeError.sizeMismatch(name: "vectors.count (ids.count x dim \(dim))", expected: overflow ? -1 : expected, actual: vectors.count)
+                throw GPUBridgeError.sizeMismatch(
+                    name: "vectors.count (ids.count x dim \(dim))", expected: overflow ? -1 : expected,
+                    actual: vectors.count)
             }
             guard !ids.isEmpty else { return count }
             switch try await mutate(.upsert(ids: ids, vectors: vectors)) {
@@ -297,8 +312,9 @@ public distributed actor VectorIndexActor: DurableActor {
     private func applyUpsert(ids: [Int], vectors: [Float]) async throws -> Int {
         let (expected, overflow) = ids.count.multipliedReportingOverflow(by: dim)
         guard !overflow, vectors.count == expected else {
-            throw GPUBridgeError.sizeMismatch(name: "vectors.count of a journaled upsert (ids.count x dim \(dim))",
-                                              expected: overflow ? -1 : expected, actual: vectors.count)
+            throw GPUBridgeError.sizeMismatch(
+                name: "vectors.count of a journaled upsert (ids.count x dim \(dim))",
+                expected: overflow ? -1 : expected, actual: vectors.count)
         }
         await beginWrite()
         defer { endWrite() }
@@ -324,9 +340,12 @@ public distributed actor VectorIndexActor: DurableActor {
         var start = 0
         while start < copies.count {
             var end = start + 1
-            while end < copies.count, copies[end].key == copies[end - 1].key + 1, copies[end].value == copies[end - 1].value + 1 { end += 1 }
-            try matrix.copy(from: vectors, sourceOffset: copies[start].value * dim, toOffset: copies[start].key * dim,
-                            count: (end - start) * dim)
+            while end < copies.count, copies[end].key == copies[end - 1].key + 1,
+                copies[end].value == copies[end - 1].value + 1
+            { end += 1 }
+            try matrix.copy(
+                from: vectors, sourceOffset: copies[start].value * dim, toOffset: copies[start].key * dim,
+                count: (end - start) * dim)
             matrixBytesUploaded += (end - start) * dim * 4
             start = end
         }
@@ -379,7 +398,8 @@ public distributed actor VectorIndexActor: DurableActor {
     public distributed func query(_ queries: [Float], k: Int) async throws -> [[VectorHit]] {
         try await withActivation {
             guard !queries.isEmpty, queries.count % dim == 0 else {
-                throw GPUBridgeError.invalidArgument(name: "queries.count", value: String(queries.count), limit: "a positive multiple of dim \(dim)")
+                throw GPUBridgeError.invalidArgument(
+                    name: "queries.count", value: String(queries.count), limit: "a positive multiple of dim \(dim)")
             }
             guard k >= 1, k <= Self.maxK else {
                 throw GPUBridgeError.invalidArgument(name: "k", value: String(k), limit: "1...\(Self.maxK)")
@@ -398,7 +418,8 @@ public distributed actor VectorIndexActor: DurableActor {
                     return [[VectorHit]](repeating: [], count: queryCount)
                 }
                 let rows = count, ids = rowToID, kk = min(k, count)
-                let outcome = await attempt(on: device, attempts: &attempts) { () async throws(GPUBridgeError) -> [[VectorHit]] in
+                let outcome = await attempt(on: device, attempts: &attempts) {
+                    () async throws(GPUBridgeError) -> [[VectorHit]] in
                     let q = try device.makeBuffer(copying: queries)
                     let matches = try await Operations.cosineTopK(
                         queries: q, queryCount: queryCount, matrix: matrix, rows: rows, dim: dim, k: kk,
@@ -445,9 +466,10 @@ public distributed actor VectorIndexActor: DurableActor {
 
     public distributed func stats() async throws -> VectorIndexStats {
         try await withActivation {
-            VectorIndexStats(count: count, capacity: capacity, dim: dim, device: device?.id,
-                             matrixBytesUploaded: matrixBytesUploaded, queryBytesUploaded: queryBytesUploaded,
-                             deviceBytesCopied: deviceBytesCopied, migrations: migrations, activations: lifecycle.activations)
+            VectorIndexStats(
+                count: count, capacity: capacity, dim: dim, device: device?.id,
+                matrixBytesUploaded: matrixBytesUploaded, queryBytesUploaded: queryBytesUploaded,
+                deviceBytesCopied: deviceBytesCopied, migrations: migrations, activations: lifecycle.activations)
         }
     }
 
@@ -458,7 +480,8 @@ public distributed actor VectorIndexActor: DurableActor {
             await beginRead()
             defer { endRead() }
             guard let matrix else { throw notActive() }
-            return VectorIndexExport(ids: rowToID, vectors: count > 0 ? try matrix.toArray(offset: 0, count: count * dim) : [])
+            return VectorIndexExport(
+                ids: rowToID, vectors: count > 0 ? try matrix.toArray(offset: 0, count: count * dim) : [])
         }
     }
 
@@ -488,14 +511,18 @@ public distributed actor VectorIndexActor: DurableActor {
     }
 
     /// Runs `body` on `device` with a launch slot from the broker, retrying transient failures.
-    private func attempt<T>(on device: Device, attempts: inout [String],
-                            _ body: () async throws(GPUBridgeError) -> T) async -> Result<T, GPUBridgeError> {
+    private func attempt<T>(
+        on device: Device, attempts: inout [String],
+        _ body: () async throws(GPUBridgeError) -> T
+    ) async -> Result<T, GPUBridgeError> {
         let broker = actorSystem.bridge.broker
         let others = Set(broker.devices.map(\.id)).subtracting([device.id])
-        var last = GPUBridgeError.backendUnavailable(backend: device.id.backend.rawValue, reason: "\(device.id) was not tried")
-        for n in 1 ... actorSystem.bridge.options.attemptsPerDevice {
+        var last = GPUBridgeError.backendUnavailable(
+            backend: device.id.backend.rawValue, reason: "\(device.id) was not tried")
+        for n in 1...actorSystem.bridge.options.attemptsPerDevice {
             guard let lease = await broker.acquire(backends: [device.id.backend], excluding: others) else {
-                last = .backendUnavailable(backend: device.id.backend.rawValue, reason: "\(device.id)'s circuit is open")
+                last = .backendUnavailable(
+                    backend: device.id.backend.rawValue, reason: "\(device.id)'s circuit is open")
                 attempts.append("\(device.id) attempt \(n): \(last)")
                 return .failure(last)
             }
@@ -531,8 +558,11 @@ public distributed actor VectorIndexActor: DurableActor {
             self.device = target
             migrations += 1
             actorSystem.recordPlacement(id, device: target.id)
-            actorSystem.logger.notice("vector index moved after device failures", metadata: [
-                "actor": "\(id)", "from": "\(failing.id)", "to": "\(target.id)"])
+            actorSystem.logger.notice(
+                "vector index moved after device failures",
+                metadata: [
+                    "actor": "\(id)", "from": "\(failing.id)", "to": "\(target.id)",
+                ])
         } catch {
             attempts.append("moving the matrix off \(failing.id): \(error)")
             throw GPUBridgeError.allAttemptsFailed(operation: "vector-index query", attempts: attempts)

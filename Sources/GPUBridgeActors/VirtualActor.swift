@@ -117,7 +117,8 @@ extension VirtualActor {
                     let device = try await activate()
                     lifecycle.state.withLock { $0.activations += 1 }
                     actorSystem.recordActivation(id, device: device)
-                    actorSystem.logger.debug("activated", metadata: ["actor": "\(id)", "device": "\(device.map(\.description) ?? "none")"])
+                    actorSystem.logger.debug(
+                        "activated", metadata: ["actor": "\(id)", "device": "\(device.map(\.description) ?? "none")"])
                     lifecycle.setPhase(.active)
                     return
                 } catch {
@@ -153,7 +154,8 @@ extension VirtualActor {
             actorSystem.logger.debug("deactivated", metadata: ["actor": "\(id)"])
             lifecycle.setPhase(.inactive)
         } catch {
-            actorSystem.logger.error("deactivation failed; the activation stays", metadata: ["actor": "\(id)", "error": "\(error)"])
+            actorSystem.logger.error(
+                "deactivation failed; the activation stays", metadata: ["actor": "\(id)", "error": "\(error)"])
             lifecycle.setPhase(.active)
             armIdleTimer()
             throw error

@@ -48,12 +48,14 @@ public enum WireCodec {
     /// The value of type `T` encoded in `bytes` (as written by `encode`).
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
         guard let first = bytes.first, let tag = Tag(rawValue: first) else {
-            throw GPUBridgeError.invalidArgument(name: "encoded \(T.self)", value: bytes.isEmpty ? "empty" : "tag \(bytes[0])",
-                                                 limit: "a wire value tag 0...5")
+            throw GPUBridgeError.invalidArgument(
+                name: "encoded \(T.self)", value: bytes.isEmpty ? "empty" : "tag \(bytes[0])",
+                limit: "a wire value tag 0...5")
         }
         let body = UnsafeRawBufferPointer(rebasing: bytes[1...])
         func mismatch() -> GPUBridgeError {
-            .invalidArgument(name: "encoded value", value: "tag \(tag) (\(body.count) bytes)", limit: "a value of type \(T.self)")
+            .invalidArgument(
+                name: "encoded value", value: "tag \(tag) (\(body.count) bytes)", limit: "a value of type \(T.self)")
         }
         switch tag {
         case .json:
@@ -79,12 +81,15 @@ public enum WireCodec {
     static func rawArray<E: BitwiseCopyable>(_: E.Type, _ body: UnsafeRawBufferPointer) throws -> [E] {
         let stride = MemoryLayout<E>.stride
         guard body.count % stride == 0 else {
-            throw GPUBridgeError.sizeMismatch(name: "raw \(E.self) array bytes (a multiple of \(stride))",
-                                              expected: body.count / stride * stride, actual: body.count)
+            throw GPUBridgeError.sizeMismatch(
+                name: "raw \(E.self) array bytes (a multiple of \(stride))",
+                expected: body.count / stride * stride, actual: body.count)
         }
         let n = body.count / stride
         return [E](unsafeUninitializedCapacity: n) { out, count in
-            if n > 0 { UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: body.baseAddress!, byteCount: body.count) }
+            if n > 0 {
+                UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: body.baseAddress!, byteCount: body.count)
+            }
             count = n
         }
     }
@@ -122,8 +127,9 @@ public struct WireWriter: Sendable {
         guard written <= maxLength, let length = UInt32(exactly: written) else {
             bytes.removeSubrange(at...)
             let limit = min(maxLength, Int(UInt32.max))
-            throw GPUBridgeError.invalidArgument(name: "length-prefixed wire region", value: "\(written) bytes",
-                                                 limit: "at most \(limit) bytes (a 4-byte length)")
+            throw GPUBridgeError.invalidArgument(
+                name: "length-prefixed wire region", value: "\(written) bytes",
+                limit: "at most \(limit) bytes (a 4-byte length)")
         }
         withUnsafeBytes(of: length.littleEndian) { l in for i in 0..<4 { bytes[at + i] = l[i] } }
         return result

@@ -79,22 +79,28 @@ public struct CUDAArgumentPacking: Sendable, Hashable {
 
     /// Calls `body` with a `void**` array of `count` pointers, the i-th pointing at argument i's value in a copy of
     /// `bytes` aligned to `alignment`. The pointers are valid only inside `body`.
-    public func withParameterPointers<R, E: Error>(_ body: (UnsafeMutablePointer<UnsafeMutableRawPointer?>) throws(E) -> R) throws(E) -> R {
+    public func withParameterPointers<R, E: Error>(
+        _ body: (UnsafeMutablePointer<UnsafeMutableRawPointer?>) throws(E) -> R
+    ) throws(E) -> R {
         let pointerBytes = max(1, count) * MemoryLayout<UnsafeMutableRawPointer?>.stride
         let valueBytes = max(1, bytes.count)
         // One block: the pointer array first (8-aligned), then the values at a multiple of `alignment`.
         let valuesStart = (pointerBytes + alignment - 1) & ~(alignment - 1)
-        return try withUnsafeTemporaryAllocation(byteCount: valuesStart + valueBytes,
-                                                 alignment: max(alignment, MemoryLayout<UnsafeMutableRawPointer?>.alignment)) {
+        return try withUnsafeTemporaryAllocation(
+            byteCount: valuesStart + valueBytes,
+            alignment: max(alignment, MemoryLayout<UnsafeMutableRawPointer?>.alignment)
+        ) {
             (block: UnsafeMutableRawBufferPointer) throws(E) -> R in
             let base = block.baseAddress!  // a non-empty allocation (at least one pointer and one byte) has an address
             let values = base + valuesStart
             bytes.withUnsafeBytes { source in
-                if let from = source.baseAddress, source.count > 0 { values.copyMemory(from: from, byteCount: source.count) }
+                if let from = source.baseAddress, source.count > 0 {
+                    values.copyMemory(from: from, byteCount: source.count)
+                }
             }
             let pointers = base.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: max(1, count))
             pointers[0] = nil
-            for index in 0 ..< count { pointers[index] = values + offsets[index] }
+            for index in 0..<count { pointers[index] = values + offsets[index] }
             return try body(pointers)
         }
     }

@@ -101,8 +101,10 @@ public final class CUDABackend: DeviceBackend {
         return try CUDABackend(driver: driver, ordinal: ordinal, nvrtc: nvrtc, options: options)
     }
 
-    init(driver: CUDADriver, ordinal: Int, nvrtc: Result<NVRTCCompiler, NVRTCUnavailable>, options: Options) throws(GPUBridgeError) {
-        guard (1 ... 64).contains(options.streams) else {
+    init(driver: CUDADriver, ordinal: Int, nvrtc: Result<NVRTCCompiler, NVRTCUnavailable>, options: Options)
+        throws(GPUBridgeError)
+    {
+        guard (1...64).contains(options.streams) else {
             throw .invalidArgument(name: "CUDABackend.Options.streams", value: String(options.streams), limit: "1...64")
         }
         self.driver = driver
@@ -120,7 +122,8 @@ public final class CUDABackend: DeviceBackend {
         try driver.check(driver.cuDeviceGetName(&nameBuffer, Int32(nameBuffer.count), device), "cuDeviceGetName")
         let name = String(decoding: nameBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         var busBuffer = [CChar](repeating: 0, count: 32)
-        let busID = driver.cuDeviceGetPCIBusId(&busBuffer, Int32(busBuffer.count), device) == CU.success
+        let busID =
+            driver.cuDeviceGetPCIBusId(&busBuffer, Int32(busBuffer.count), device) == CU.success
             ? String(decoding: busBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown"
         var totalMemory = 0
         try driver.check(driver.cuDeviceTotalMem(&totalMemory, device), "cuDeviceTotalMem_v2")
@@ -150,12 +153,16 @@ public final class CUDABackend: DeviceBackend {
             driverVersion: "CUDA \(driver.versionString) driver", architecture: "sm_\(major)\(minor)",
             totalMemory: totalMemory, computeUnits: properties.multiprocessors,
             maxGroupItems: try attribute(CU.attributeMaxThreadsPerBlock, "MAX_THREADS_PER_BLOCK"),
-            maxGroupSize: [try attribute(CU.attributeMaxBlockDimX, "MAX_BLOCK_DIM_X"),
-                           try attribute(CU.attributeMaxBlockDimY, "MAX_BLOCK_DIM_Y"),
-                           try attribute(CU.attributeMaxBlockDimZ, "MAX_BLOCK_DIM_Z")],
-            maxGroups: [try attribute(CU.attributeMaxGridDimX, "MAX_GRID_DIM_X"),
-                        try attribute(CU.attributeMaxGridDimY, "MAX_GRID_DIM_Y"),
-                        try attribute(CU.attributeMaxGridDimZ, "MAX_GRID_DIM_Z")],
+            maxGroupSize: [
+                try attribute(CU.attributeMaxBlockDimX, "MAX_BLOCK_DIM_X"),
+                try attribute(CU.attributeMaxBlockDimY, "MAX_BLOCK_DIM_Y"),
+                try attribute(CU.attributeMaxBlockDimZ, "MAX_BLOCK_DIM_Z"),
+            ],
+            maxGroups: [
+                try attribute(CU.attributeMaxGridDimX, "MAX_GRID_DIM_X"),
+                try attribute(CU.attributeMaxGridDimY, "MAX_GRID_DIM_Y"),
+                try attribute(CU.attributeMaxGridDimZ, "MAX_GRID_DIM_Z"),
+            ],
             capabilities: DeviceCapabilities(
                 pinnedHostMemory: true, asyncCopies: properties.asyncEngines > 0,
                 sharedMemoryPerGroup: properties.sharedMemoryPerBlockOptin, profiling: true,
@@ -165,7 +172,7 @@ public final class CUDABackend: DeviceBackend {
         let context = try CUDAContext(driver: driver, device: device)
         self.context = context
         var lanes: [CUDAStreamLane] = []
-        for index in 0 ..< options.streams {
+        for index in 0..<options.streams {
             lanes.append(try CUDAStreamLane(context: context, index: index, ordinal: ordinal))
         }
         self.lanes = lanes
@@ -174,8 +181,9 @@ public final class CUDABackend: DeviceBackend {
                 _ = try? context.makeCurrent()
             }
         } catch {
-            throw .backendFailure(backend: "cuda", call: "pthread_create", code: Int(error.code),
-                                  message: "could not start the housekeeping thread of cuda:\(ordinal)")
+            throw .backendFailure(
+                backend: "cuda", call: "pthread_create", code: Int(error.code),
+                message: "could not start the housekeeping thread of cuda:\(ordinal)")
         }
     }
 
@@ -228,8 +236,9 @@ public final class CUDABackend: DeviceBackend {
         if status == CU.errorOutOfMemory {
             let (name, message) = driver.describe(status)
             let free = (try? freeMemory()).map { "\($0) bytes free on the device" } ?? "free memory unknown"
-            throw .outOfMemory(device: info.id.description, requested: byteCount, inUse: 0, cached: 0, limit: info.totalMemory,
-                               detail: "cuMemAlloc_v2: \(name): \(message); \(free)")
+            throw .outOfMemory(
+                device: info.id.description, requested: byteCount, inUse: 0, cached: 0, limit: info.totalMemory,
+                detail: "cuMemAlloc_v2: \(name): \(message); \(free)")
         }
         try driver.check(status, "cuMemAlloc_v2(\(byteCount) bytes)")
         counters.recordAllocation()
@@ -244,8 +253,12 @@ public final class CUDABackend: DeviceBackend {
             if status == CU.success {
                 counters.recordFree()
             } else {
-                logger.error("cuMemFree_v2 failed", metadata: ["device": "\(info.id)", "bytes": "\(byteCount)",
-                                                               "error": "\(driver.failure(status, "cuMemFree_v2"))"])
+                logger.error(
+                    "cuMemFree_v2 failed",
+                    metadata: [
+                        "device": "\(info.id)", "bytes": "\(byteCount)",
+                        "error": "\(driver.failure(status, "cuMemFree_v2"))",
+                    ])
             }
         }
     }
@@ -270,12 +283,17 @@ public final class CUDABackend: DeviceBackend {
         counters.recordCopy(bytes: destination.count)
     }
 
-    public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError)
+        -> Completion
+    {
         let count = min(source.byteCount, destination.byteCount)
-        if source.handle == destination.handle, source.offset < destination.offset + count, destination.offset < source.offset + count,
-           source.offset != destination.offset {
-            throw .invalidArgument(name: "device-to-device copy", value: "\(source) -> \(destination)",
-                                   limit: "ranges that do not overlap (cuMemcpyDtoDAsync is not memmove)")
+        if source.handle == destination.handle, source.offset < destination.offset + count,
+            destination.offset < source.offset + count,
+            source.offset != destination.offset
+        {
+            throw .invalidArgument(
+                name: "device-to-device copy", value: "\(source) -> \(destination)",
+                limit: "ranges that do not overlap (cuMemcpyDtoDAsync is not memmove)")
         }
         guard count > 0 else { return Completion(finished: .success(nil)) }
         if source.handle == destination.handle, source.offset == destination.offset {
@@ -301,21 +319,23 @@ public final class CUDABackend: DeviceBackend {
         }
         let bytes = destination.byteCount
         guard bytes % width == 0 else {
-            throw .invalidArgument(name: "byteCount", value: String(bytes), limit: "multiples of the pattern's \(width) bytes")
+            throw .invalidArgument(
+                name: "byteCount", value: String(bytes), limit: "multiples of the pattern's \(width) bytes")
         }
         guard bytes > 0 else { return Completion(finished: .success(nil)) }
         let address = CUDAArgumentPacking.devicePointer(destination)
         let count = bytes / width
         func word(_ start: Int, _ length: Int) -> UInt32 {
             var value: UInt32 = 0
-            for index in 0 ..< length { value |= UInt32(pattern[start + index]) << (8 * index) }
+            for index in 0..<length { value |= UInt32(pattern[start + index]) << (8 * index) }
             return value
         }
         let completion = try nextLane().submit("fill") { stream throws(GPUBridgeError) in
             if pattern.allSatisfy({ $0 == pattern[0] }) {
                 try driver.check(driver.cuMemsetD8Async(address, pattern[0], bytes, stream), "cuMemsetD8Async")
             } else if width == 2, address % 2 == 0 {
-                try driver.check(driver.cuMemsetD16Async(address, UInt16(word(0, 2)), count, stream), "cuMemsetD16Async")
+                try driver.check(
+                    driver.cuMemsetD16Async(address, UInt16(word(0, 2)), count, stream), "cuMemsetD16Async")
             } else if width == 4, address % 4 == 0 {
                 try driver.check(driver.cuMemsetD32Async(address, word(0, 4), count, stream), "cuMemsetD32Async")
             } else if width == 8, address % 4 == 0 {
@@ -325,12 +345,14 @@ public final class CUDABackend: DeviceBackend {
                     try driver.check(driver.cuMemsetD32Async(address, low, count * 2, stream), "cuMemsetD32Async")
                 } else {
                     try driver.check(driver.cuMemsetD2D32Async(address, 8, low, 1, count, stream), "cuMemsetD2D32Async")
-                    try driver.check(driver.cuMemsetD2D32Async(address + 4, 8, high, 1, count, stream), "cuMemsetD2D32Async")
+                    try driver.check(
+                        driver.cuMemsetD2D32Async(address + 4, 8, high, 1, count, stream), "cuMemsetD2D32Async")
                 }
             } else {
-                for column in 0 ..< width {
-                    try driver.check(driver.cuMemsetD2D8Async(address + UInt64(column), width, pattern[column], 1, count, stream),
-                                     "cuMemsetD2D8Async")
+                for column in 0..<width {
+                    try driver.check(
+                        driver.cuMemsetD2D8Async(address + UInt64(column), width, pattern[column], 1, count, stream),
+                        "cuMemsetD2D8Async")
                 }
             }
         }
@@ -338,28 +360,34 @@ public final class CUDABackend: DeviceBackend {
         return completion
     }
 
-    public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
+    {
         guard destination.byteCount > 0 else { return Completion(finished: .success(nil)) }
         guard let host = UnsafeRawPointer(bitPattern: UInt(source.address) &+ UInt(offset)) else {
             throw .invalidArgument(name: "host address", value: "0", limit: "a mapped host address")
         }
         let target = CUDAArgumentPacking.devicePointer(destination)
         let count = destination.byteCount
-        let completion = try nextLane().submit("host-to-device copy", retaining: [owner]) { stream throws(GPUBridgeError) in
+        let completion = try nextLane().submit("host-to-device copy", retaining: [owner]) {
+            stream throws(GPUBridgeError) in
             try driver.check(driver.cuMemcpyHtoDAsync(target, host, count, stream), "cuMemcpyHtoDAsync_v2")
         }
         counters.recordCopy(bytes: count)
         return completion
     }
 
-    public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable)
+        throws(GPUBridgeError) -> Completion
+    {
         guard source.byteCount > 0 else { return Completion(finished: .success(nil)) }
         guard let host = UnsafeMutableRawPointer(bitPattern: UInt(destination.address) &+ UInt(offset)) else {
             throw .invalidArgument(name: "host address", value: "0", limit: "a mapped host address")
         }
         let origin = CUDAArgumentPacking.devicePointer(source)
         let count = source.byteCount
-        let completion = try nextLane().submit("device-to-host copy", retaining: [owner]) { stream throws(GPUBridgeError) in
+        let completion = try nextLane().submit("device-to-host copy", retaining: [owner]) {
+            stream throws(GPUBridgeError) in
             try driver.check(driver.cuMemcpyDtoHAsync(host, origin, count, stream), "cuMemcpyDtoHAsync_v2")
         }
         counters.recordCopy(bytes: count)
@@ -377,14 +405,19 @@ public final class CUDABackend: DeviceBackend {
             if status == CU.success, let pointer {
                 return HostAllocation(address: UInt64(UInt(bitPattern: pointer)), byteCount: byteCount, pinned: true)
             }
-            guard status == CU.errorOutOfMemory else { throw driver.failure(status, "cuMemHostAlloc(\(byteCount) bytes)") }
-            logger.warning("no page-locked host memory left; using pageable memory", metadata: ["bytes": "\(byteCount)", "device": "\(info.id)"])
+            guard status == CU.errorOutOfMemory else {
+                throw driver.failure(status, "cuMemHostAlloc(\(byteCount) bytes)")
+            }
+            logger.warning(
+                "no page-locked host memory left; using pageable memory",
+                metadata: ["bytes": "\(byteCount)", "device": "\(info.id)"])
         }
         var pointer: UnsafeMutableRawPointer?
         let status = posix_memalign(&pointer, 64, byteCount)
         guard status == 0, let pointer else {
-            throw .outOfMemory(device: "host", requested: byteCount, inUse: 0, cached: 0, limit: byteCount,
-                               detail: "posix_memalign returned \(status)")
+            throw .outOfMemory(
+                device: "host", requested: byteCount, inUse: 0, cached: 0, limit: byteCount,
+                detail: "posix_memalign returned \(status)")
         }
         return HostAllocation(address: UInt64(UInt(bitPattern: pointer)), byteCount: byteCount, pinned: false)
     }
@@ -400,7 +433,9 @@ public final class CUDABackend: DeviceBackend {
         releaseLater { [self] in
             let status = driver.cuMemFreeHost(UnsafeMutableRawPointer(bitPattern: address))
             if status != CU.success {
-                logger.error("cuMemFreeHost failed", metadata: ["device": "\(info.id)", "error": "\(driver.failure(status, "cuMemFreeHost"))"])
+                logger.error(
+                    "cuMemFreeHost failed",
+                    metadata: ["device": "\(info.id)", "error": "\(driver.failure(status, "cuMemFreeHost"))"])
             }
         }
     }
@@ -408,15 +443,20 @@ public final class CUDABackend: DeviceBackend {
     /// Page-locks existing host memory (`cuMemHostRegister_v2`, portable) so async copies from and to it run without
     /// a staging copy. The registration ends (`cuMemHostUnregister`, on the housekeeping thread) when the returned
     /// object goes; the caller keeps the memory alive and unmoved until then.
-    public func registerHostMemory(_ memory: UnsafeMutableRawBufferPointer) throws(GPUBridgeError) -> CUDAHostRegistration {
+    public func registerHostMemory(_ memory: UnsafeMutableRawBufferPointer) throws(GPUBridgeError)
+        -> CUDAHostRegistration
+    {
         guard let base = memory.baseAddress, memory.count > 0 else {
             throw .invalidArgument(name: "memory.count", value: String(memory.count), limit: "1...\(Int.max) bytes")
         }
         try context.makeCurrent()
-        try driver.check(driver.cuMemHostRegister(base, memory.count, CU.memHostRegisterPortable),
-                         "cuMemHostRegister_v2(\(memory.count) bytes)")
-        return CUDAHostRegistration(backend: self, allocation: HostAllocation(
-            address: UInt64(UInt(bitPattern: base)), byteCount: memory.count, pinned: true))
+        try driver.check(
+            driver.cuMemHostRegister(base, memory.count, CU.memHostRegisterPortable),
+            "cuMemHostRegister_v2(\(memory.count) bytes)")
+        return CUDAHostRegistration(
+            backend: self,
+            allocation: HostAllocation(
+                address: UInt64(UInt(bitPattern: base)), byteCount: memory.count, pinned: true))
     }
 
     // MARK: Compiler
@@ -442,7 +482,8 @@ public final class CUDABackend: DeviceBackend {
         case let .success(compiler):
             counters.recordCompile()
             return try compiler.compile(source, options: options, architecture: info.architecture)
-        case let .failure(reason): throw .backendUnavailable(backend: "cuda", reason: "cannot compile '\(source.name)': \(reason)")
+        case let .failure(reason):
+            throw .backendUnavailable(backend: "cuda", reason: "cannot compile '\(source.name)': \(reason)")
         }
     }
 
@@ -493,7 +534,8 @@ public final class CUDAHostRegistration: Sendable {
         try registered.withLock { (registered: inout Bool) throws(GPUBridgeError) in
             guard registered else { return }
             try backend.context.makeCurrent()
-            try backend.driver.check(backend.driver.cuMemHostUnregister(UnsafeMutableRawPointer(bitPattern: address)), "cuMemHostUnregister")
+            try backend.driver.check(
+                backend.driver.cuMemHostUnregister(UnsafeMutableRawPointer(bitPattern: address)), "cuMemHostUnregister")
             registered = false
         }
     }

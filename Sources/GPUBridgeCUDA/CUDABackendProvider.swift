@@ -31,8 +31,9 @@ public struct CUDABackendProvider: BackendProvider {
         case let .success(loaded):
             driver = loaded
         case let .failure(reason):
-            return BackendReport(backend: .cuda, devices: [], unavailableReason: reason.description,
-                                 details: [("library", options.libraryPath), nvrtcDetail])
+            return BackendReport(
+                backend: .cuda, devices: [], unavailableReason: reason.description,
+                details: [("library", options.libraryPath), nvrtcDetail])
         }
         details.append(("library", driver.library.path(containing: "cuInit") ?? options.libraryPath))
         details.append(("driver", "CUDA \(driver.versionString) (cuDriverGetVersion \(driver.driverVersion))"))
@@ -42,21 +43,28 @@ public struct CUDABackendProvider: BackendProvider {
         var count: Int32 = 0
         let status = driver.cuDeviceGetCount(&count)
         guard status == CU.success else {
-            return BackendReport(backend: .cuda, devices: [], unavailableReason: "\(driver.failure(status, "cuDeviceGetCount"))",
-                                 details: details)
+            return BackendReport(
+                backend: .cuda, devices: [], unavailableReason: "\(driver.failure(status, "cuDeviceGetCount"))",
+                details: details)
         }
         guard count > 0 else {
-            return BackendReport(backend: .cuda, devices: [], unavailableReason: "the CUDA driver found no device (cuDeviceGetCount = 0)",
-                                 details: details)
+            return BackendReport(
+                backend: .cuda, devices: [],
+                unavailableReason: "the CUDA driver found no device (cuDeviceGetCount = 0)",
+                details: details)
         }
         var devices: [any DeviceBackend] = []
         var failures: [String] = []
-        for ordinal in 0 ..< Int(count) {
+        for ordinal in 0..<Int(count) {
             do {
                 let device = try CUDABackend(driver: driver, ordinal: ordinal, nvrtc: nvrtc, options: options)
                 let gib = Double(device.info.totalMemory) / Double(1 << 30)
                 let memory = (gib * 10).rounded() / 10
-                details.append(("cuda:\(ordinal)", "\(device.info.name), \(device.info.architecture), \(memory) GiB, \(device.info.computeUnits) SMs, PCI \(device.properties.pciBusID)"))
+                details.append(
+                    (
+                        "cuda:\(ordinal)",
+                        "\(device.info.name), \(device.info.architecture), \(memory) GiB, \(device.info.computeUnits) SMs, PCI \(device.properties.pciBusID)"
+                    ))
                 devices.append(device)
             } catch {
                 failures.append("cuda:\(ordinal): \(error)")
@@ -64,8 +72,10 @@ public struct CUDABackendProvider: BackendProvider {
             }
         }
         guard !devices.isEmpty else {
-            return BackendReport(backend: .cuda, devices: [], unavailableReason: "no CUDA device could be opened: " + failures.joined(separator: "; "),
-                                 details: details)
+            return BackendReport(
+                backend: .cuda, devices: [],
+                unavailableReason: "no CUDA device could be opened: " + failures.joined(separator: "; "),
+                details: details)
         }
         return BackendReport(backend: .cuda, devices: devices, details: details)
     }

@@ -141,8 +141,10 @@ final class CUDADriver: Sendable {
         cuDeviceGetAttribute = try required("cuDeviceGetAttribute", "cuDeviceGetAttribute", CU.DeviceGetAttribute.self)
         cuDeviceTotalMem = try required("cuDeviceTotalMem", "cuDeviceTotalMem_v2", CU.DeviceTotalMem.self)
         cuDeviceGetPCIBusId = try required("cuDeviceGetPCIBusId", "cuDeviceGetPCIBusId", CU.DeviceGetPCIBusId.self)
-        cuDevicePrimaryCtxRetain = try required("cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRetain", CU.DevicePrimaryCtxRetain.self)
-        cuDevicePrimaryCtxRelease = try required("cuDevicePrimaryCtxRelease", "cuDevicePrimaryCtxRelease_v2", CU.DevicePrimaryCtxRelease.self)
+        cuDevicePrimaryCtxRetain = try required(
+            "cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRetain", CU.DevicePrimaryCtxRetain.self)
+        cuDevicePrimaryCtxRelease = try required(
+            "cuDevicePrimaryCtxRelease", "cuDevicePrimaryCtxRelease_v2", CU.DevicePrimaryCtxRelease.self)
         cuCtxSetCurrent = try required("cuCtxSetCurrent", "cuCtxSetCurrent", CU.CtxSetCurrent.self)
         cuMemGetInfo = try required("cuMemGetInfo", "cuMemGetInfo_v2", CU.MemGetInfo.self)
         cuMemAlloc = try required("cuMemAlloc", "cuMemAlloc_v2", CU.MemAlloc.self)
@@ -173,8 +175,10 @@ final class CUDADriver: Sendable {
         cuFuncGetAttribute = try required("cuFuncGetAttribute", "cuFuncGetAttribute", CU.FuncGetAttribute.self)
         cuLaunchKernel = try required("cuLaunchKernel", "cuLaunchKernel", CU.LaunchKernel.self)
         // Optional: introduced after the version this backend is written against.
-        cuFuncGetParamInfo = resolver.resolve("cuFuncGetParamInfo", versioned: "cuFuncGetParamInfo", since: 12040, as: CU.FuncGetParamInfo.self)
-        cuFuncGetParamCount = resolver.resolve("cuFuncGetParamCount", versioned: "cuFuncGetParamCount", since: 13020, as: CU.FuncGetParamCount.self)
+        cuFuncGetParamInfo = resolver.resolve(
+            "cuFuncGetParamInfo", versioned: "cuFuncGetParamInfo", since: 12040, as: CU.FuncGetParamInfo.self)
+        cuFuncGetParamCount = resolver.resolve(
+            "cuFuncGetParamCount", versioned: "cuFuncGetParamCount", since: 13020, as: CU.FuncGetParamCount.self)
     }
 
     /// The driver's version as `major.minor`.
@@ -187,7 +191,9 @@ final class CUDADriver: Sendable {
         Self.describe(status, name: cuGetErrorName, string: cuGetErrorString)
     }
 
-    private static func describe(_ status: CU.Result, name: CU.GetErrorString, string: CU.GetErrorString) -> (name: String, message: String) {
+    private static func describe(_ status: CU.Result, name: CU.GetErrorString, string: CU.GetErrorString) -> (
+        name: String, message: String
+    ) {
         var namePointer: UnsafePointer<CChar>?
         var messagePointer: UnsafePointer<CChar>?
         let errorName = name(status, &namePointer) == CU.success ? namePointer.map { String(cString: $0) } : nil
@@ -239,7 +245,8 @@ private struct SymbolResolver: CustomStringConvertible {
         if let v2 {
             var status: Int32 = -1
             if v2(base, &pointer, version, CU.getProcAddressLegacyStream, &status) == CU.success,
-               status == CU.getProcAddressSuccess, let pointer {
+                status == CU.getProcAddressSuccess, let pointer
+            {
                 return unsafeBitCast(pointer, to: T.self)
             }
         } else if let v1 {

@@ -10,17 +10,17 @@ enum CU {
     typealias Handle = OpaquePointer
 
     // CUresult
-    static let success: Result = 0                         // CUDA_SUCCESS
-    static let errorInvalidValue: Result = 1               // CUDA_ERROR_INVALID_VALUE
-    static let errorOutOfMemory: Result = 2                // CUDA_ERROR_OUT_OF_MEMORY
-    static let errorNotInitialized: Result = 3             // CUDA_ERROR_NOT_INITIALIZED
-    static let errorNoDevice: Result = 100                 // CUDA_ERROR_NO_DEVICE
-    static let errorInvalidImage: Result = 200             // CUDA_ERROR_INVALID_IMAGE
-    static let errorNoBinaryForGPU: Result = 209           // CUDA_ERROR_NO_BINARY_FOR_GPU
-    static let errorInvalidPTX: Result = 218               // CUDA_ERROR_INVALID_PTX
-    static let errorUnsupportedPTXVersion: Result = 222    // CUDA_ERROR_UNSUPPORTED_PTX_VERSION
-    static let errorNotFound: Result = 500                 // CUDA_ERROR_NOT_FOUND
-    static let errorNotReady: Result = 600                 // CUDA_ERROR_NOT_READY
+    static let success: Result = 0  // CUDA_SUCCESS
+    static let errorInvalidValue: Result = 1  // CUDA_ERROR_INVALID_VALUE
+    static let errorOutOfMemory: Result = 2  // CUDA_ERROR_OUT_OF_MEMORY
+    static let errorNotInitialized: Result = 3  // CUDA_ERROR_NOT_INITIALIZED
+    static let errorNoDevice: Result = 100  // CUDA_ERROR_NO_DEVICE
+    static let errorInvalidImage: Result = 200  // CUDA_ERROR_INVALID_IMAGE
+    static let errorNoBinaryForGPU: Result = 209  // CUDA_ERROR_NO_BINARY_FOR_GPU
+    static let errorInvalidPTX: Result = 218  // CUDA_ERROR_INVALID_PTX
+    static let errorUnsupportedPTXVersion: Result = 222  // CUDA_ERROR_UNSUPPORTED_PTX_VERSION
+    static let errorNotFound: Result = 500  // CUDA_ERROR_NOT_FOUND
+    static let errorNotReady: Result = 600  // CUDA_ERROR_NOT_READY
     static let errorHostMemoryAlreadyRegistered: Result = 712  // CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED
 
     // CUdevice_attribute
@@ -55,12 +55,12 @@ enum CU {
     static let functionAttributeMaxDynamicSharedSizeBytes: Int32 = 8
 
     // Flags
-    static let streamNonBlocking: UInt32 = 0x1             // CU_STREAM_NON_BLOCKING
-    static let eventBlockingSync: UInt32 = 0x1             // CU_EVENT_BLOCKING_SYNC (timing stays enabled)
-    static let memHostAllocPortable: UInt32 = 0x01         // CU_MEMHOSTALLOC_PORTABLE
-    static let memHostRegisterPortable: UInt32 = 0x01      // CU_MEMHOSTREGISTER_PORTABLE
-    static let getProcAddressLegacyStream: UInt64 = 1      // CU_GET_PROC_ADDRESS_LEGACY_STREAM
-    static let getProcAddressSuccess: Int32 = 0            // CU_GET_PROC_ADDRESS_SUCCESS
+    static let streamNonBlocking: UInt32 = 0x1  // CU_STREAM_NON_BLOCKING
+    static let eventBlockingSync: UInt32 = 0x1  // CU_EVENT_BLOCKING_SYNC (timing stays enabled)
+    static let memHostAllocPortable: UInt32 = 0x01  // CU_MEMHOSTALLOC_PORTABLE
+    static let memHostRegisterPortable: UInt32 = 0x01  // CU_MEMHOSTREGISTER_PORTABLE
+    static let getProcAddressLegacyStream: UInt64 = 1  // CU_GET_PROC_ADDRESS_LEGACY_STREAM
+    static let getProcAddressSuccess: Int32 = 0  // CU_GET_PROC_ADDRESS_SUCCESS
 
     /// Dynamic shared memory a kernel may use without opting in (`CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES`).
     static let defaultDynamicSharedLimit = 48 * 1024
@@ -70,9 +70,14 @@ enum CU {
     typealias Init = @convention(c) (UInt32) -> Result
     typealias DriverGetVersion = @convention(c) (UnsafeMutablePointer<Int32>?) -> Result
     /// `cuGetProcAddress_v2(symbol, pfn, cudaVersion, flags, symbolStatus)` (CUDA 12.0+).
-    typealias GetProcAddressV2 = @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, UInt64, UnsafeMutablePointer<Int32>?) -> Result
+    typealias GetProcAddressV2 =
+        @convention(c) (
+            UnsafePointer<CChar>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, UInt64,
+            UnsafeMutablePointer<Int32>?
+        ) -> Result
     /// `cuGetProcAddress(symbol, pfn, cudaVersion, flags)` (CUDA 11.3 to 11.8).
-    typealias GetProcAddressV1 = @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, UInt64) -> Result
+    typealias GetProcAddressV1 =
+        @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, Int32, UInt64) -> Result
 
     typealias DeviceGetCount = @convention(c) (UnsafeMutablePointer<Int32>?) -> Result
     typealias DeviceGet = @convention(c) (UnsafeMutablePointer<Device>?, Int32) -> Result
@@ -112,18 +117,23 @@ enum CU {
 
     typealias ModuleLoadData = @convention(c) (UnsafeMutablePointer<Handle?>?, UnsafeRawPointer?) -> Result
     typealias ModuleUnload = @convention(c) (Handle?) -> Result
-    typealias ModuleGetFunction = @convention(c) (UnsafeMutablePointer<Handle?>?, Handle?, UnsafePointer<CChar>?) -> Result
+    typealias ModuleGetFunction =
+        @convention(c) (UnsafeMutablePointer<Handle?>?, Handle?, UnsafePointer<CChar>?) -> Result
     typealias FuncSetAttribute = @convention(c) (Handle?, Int32, Int32) -> Result
     typealias FuncGetAttribute = @convention(c) (UnsafeMutablePointer<Int32>?, Int32, Handle?) -> Result
     /// `cuFuncGetParamInfo(func, paramIndex, paramOffset, paramSize)` (CUDA 12.4+).
-    typealias FuncGetParamInfo = @convention(c) (Handle?, Int, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int>?) -> Result
+    typealias FuncGetParamInfo =
+        @convention(c) (Handle?, Int, UnsafeMutablePointer<Int>?, UnsafeMutablePointer<Int>?) -> Result
     /// `cuFuncGetParamCount(func, paramCount)` (CUDA 13.2+).
     typealias FuncGetParamCount = @convention(c) (Handle?, UnsafeMutablePointer<Int>?) -> Result
     /// `cuLaunchKernel(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
     /// kernelParams, extra)`.
-    typealias LaunchKernel = @convention(c) (Handle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, Handle?,
-                                             UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
-                                             UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Result
+    typealias LaunchKernel =
+        @convention(c) (
+            Handle?, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, Handle?,
+            UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
+            UnsafeMutablePointer<UnsafeMutableRawPointer?>?
+        ) -> Result
 }
 
 /// An opaque CUDA handle (`CUcontext`, `CUstream`, `CUevent`, `CUmodule`, `CUfunction`) stored as an integer so that

@@ -31,8 +31,9 @@ final class CUDAProgram: KernelProgram {
         switch binary.format {
         case "cubin":
             guard binary.bytes.starts(with: [0x7F, 0x45, 0x4C, 0x46]) else {
-                throw .invalidArgument(name: "binary of '\(source.name)'", value: "\(binary.bytes.count) bytes without an ELF header",
-                                       limit: "a cubin made by NVRTC")
+                throw .invalidArgument(
+                    name: "binary of '\(source.name)'", value: "\(binary.bytes.count) bytes without an ELF header",
+                    limit: "a cubin made by NVRTC")
             }
             image = binary.bytes
         case "ptx":
@@ -45,20 +46,26 @@ final class CUDAProgram: KernelProgram {
         var module: OpaquePointer?
         let status = image.withUnsafeBytes { driver.cuModuleLoadData(&module, $0.baseAddress) }
         guard status == CU.success else {
-            throw driver.failure(status, "cuModuleLoadData", Self.loadHint(status, binary: binary, backend: backend, name: source.name))
+            throw driver.failure(
+                status, "cuModuleLoadData", Self.loadHint(status, binary: binary, backend: backend, name: source.name))
         }
         var function: OpaquePointer?
         let found = driver.cuModuleGetFunction(&function, module, source.entryPoint)
         guard found == CU.success else {
             _ = driver.cuModuleUnload(module)
             if found == CU.errorNotFound {
-                throw .notFound(kind: "CUDA kernel in '\(source.name)' (declare it extern \"C\" __global__)", name: source.entryPoint)
+                throw .notFound(
+                    kind: "CUDA kernel in '\(source.name)' (declare it extern \"C\" __global__)",
+                    name: source.entryPoint)
             }
             throw driver.failure(found, "cuModuleGetFunction(\(source.entryPoint))")
         }
         var value: Int32 = 0
-        staticSharedBytes = driver.cuFuncGetAttribute(&value, CU.functionAttributeSharedSizeBytes, function) == CU.success ? Int(value) : 0
-        registers = driver.cuFuncGetAttribute(&value, CU.functionAttributeNumRegs, function) == CU.success ? Int(value) : 0
+        staticSharedBytes =
+            driver.cuFuncGetAttribute(&value, CU.functionAttributeSharedSizeBytes, function) == CU.success
+            ? Int(value) : 0
+        registers =
+            driver.cuFuncGetAttribute(&value, CU.functionAttributeNumRegs, function) == CU.success ? Int(value) : 0
         parameterCount = Self.parameterCount(of: function, driver: driver)
         self.backend = backend
         self.module = CUHandle(module)
@@ -84,7 +91,7 @@ final class CUDAProgram: KernelProgram {
         var offset = 0
         var size = 0
         // Kernel parameters take at most 32 764 bytes, so there are fewer than 32 768 of them.
-        for index in 0 ..< 32_768 {
+        for index in 0..<32_768 {
             let status = getInfo(function, index, &offset, &size)
             if status == CU.errorInvalidValue { return index }
             if status != CU.success { return nil }
@@ -92,10 +99,13 @@ final class CUDAProgram: KernelProgram {
         return nil
     }
 
-    private static func loadHint(_ status: CU.Result, binary: KernelBinary, backend: CUDABackend, name: String) -> String {
+    private static func loadHint(_ status: CU.Result, binary: KernelBinary, backend: CUDABackend, name: String)
+        -> String
+    {
         switch status {
         case CU.errorUnsupportedPTXVersion:
-            return "the PTX of '\(name)' comes from \(backend.compilerVersion), newer than this CUDA \(backend.driver.versionString) driver; compile to a cubin (the default) or use the NVRTC that matches the driver"
+            return
+                "the PTX of '\(name)' comes from \(backend.compilerVersion), newer than this CUDA \(backend.driver.versionString) driver; compile to a cubin (the default) or use the NVRTC that matches the driver"
         case CU.errorNoBinaryForGPU, CU.errorInvalidImage:
             return "the \(binary.format) of '\(name)' was not built for this \(backend.info.architecture) device"
         case CU.errorInvalidPTX:
@@ -110,16 +120,23 @@ final class CUDAProgram: KernelProgram {
         let shared = launch.sharedMemoryBytes
         if shared > CU.defaultDynamicSharedLimit { try optIn(dynamicShared: shared) }
         let packing = CUDAArgumentPacking(arguments)
-        let grid = (UInt32(clamping: launch.groups.x), UInt32(clamping: launch.groups.y), UInt32(clamping: launch.groups.z))
-        let block = (UInt32(clamping: launch.groupSize.x), UInt32(clamping: launch.groupSize.y), UInt32(clamping: launch.groupSize.z))
+        let grid = (
+            UInt32(clamping: launch.groups.x), UInt32(clamping: launch.groups.y), UInt32(clamping: launch.groups.z)
+        )
+        let block = (
+            UInt32(clamping: launch.groupSize.x), UInt32(clamping: launch.groupSize.y),
+            UInt32(clamping: launch.groupSize.z)
+        )
         let function = function
         let entryPoint = entryPoint
         let completion = try backend.nextLane().submit(label, retaining: [self]) { stream throws(GPUBridgeError) in
             try packing.withParameterPointers { parameters throws(GPUBridgeError) in
-                let status = driver.cuLaunchKernel(function.pointer, grid.0, grid.1, grid.2, block.0, block.1, block.2,
-                                                   UInt32(clamping: shared), stream, parameters, nil)
+                let status = driver.cuLaunchKernel(
+                    function.pointer, grid.0, grid.1, grid.2, block.0, block.1, block.2,
+                    UInt32(clamping: shared), stream, parameters, nil)
                 guard status == CU.success else {
-                    throw driver.failure(status, "cuLaunchKernel", "kernel '\(entryPoint)', \(launch), \(arguments.count) arguments")
+                    throw driver.failure(
+                        status, "cuLaunchKernel", "kernel '\(entryPoint)', \(launch), \(arguments.count) arguments")
                 }
             }
         }
@@ -138,10 +155,13 @@ final class CUDAProgram: KernelProgram {
         try backend.context.makeCurrent()
         try dynamicSharedLimit.withLock { (current: inout Int) throws(GPUBridgeError) in
             guard bytes > current else { return }
-            let status = driver.cuFuncSetAttribute(function.pointer, CU.functionAttributeMaxDynamicSharedSizeBytes, Int32(clamping: bytes))
+            let status = driver.cuFuncSetAttribute(
+                function.pointer, CU.functionAttributeMaxDynamicSharedSizeBytes, Int32(clamping: bytes))
             guard status == CU.success else {
-                throw driver.failure(status, "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, \(bytes))",
-                                     "kernel '\(entryPoint)' declares \(staticShared) bytes of static shared memory; static + dynamic must stay within \(limit) bytes")
+                throw driver.failure(
+                    status, "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, \(bytes))",
+                    "kernel '\(entryPoint)' declares \(staticShared) bytes of static shared memory; static + dynamic must stay within \(limit) bytes"
+                )
             }
             current = bytes
         }

@@ -70,8 +70,9 @@ final class CUDAStreamLane: Sendable {
             }
         } catch {
             _ = driver.cuStreamDestroy(stream)
-            throw .backendFailure(backend: "cuda", call: "pthread_create", code: Int(error.code),
-                                  message: "could not start the completion thread of stream \(index) on cuda:\(ordinal)")
+            throw .backendFailure(
+                backend: "cuda", call: "pthread_create", code: Int(error.code),
+                message: "could not start the completion thread of stream \(index) on cuda:\(ordinal)")
         }
     }
 
@@ -91,8 +92,10 @@ final class CUDAStreamLane: Sendable {
     /// Enqueues `body`'s work on the stream between two events and returns a `Completion` that the completion thread
     /// completes with device timings once the end event has passed. `retaining` stays alive until then. `label`
     /// names the command in errors.
-    func submit(_ label: String, retaining: [any Sendable] = [],
-                _ body: (OpaquePointer?) throws(GPUBridgeError) -> Void) throws(GPUBridgeError) -> Completion {
+    func submit(
+        _ label: String, retaining: [any Sendable] = [],
+        _ body: (OpaquePointer?) throws(GPUBridgeError) -> Void
+    ) throws(GPUBridgeError) -> Completion {
         let driver = context.driver
         try context.makeCurrent()
         let start = try events.take()

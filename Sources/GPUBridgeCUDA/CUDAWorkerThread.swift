@@ -72,12 +72,14 @@ final class CUDAWorkerThread: Sendable {
         queue = Queue(setup: setup)
         let context = Unmanaged.passRetained(queue).toOpaque()
         var thread = pthread_t()
-        let status = pthread_create(&thread, nil, { argument in
-            guard let argument else { return nil }
-            let queue = Unmanaged<CUDAWorkerThread.Queue>.fromOpaque(argument).takeRetainedValue()
-            queue.run()
-            return nil
-        }, context)
+        let status = pthread_create(
+            &thread, nil,
+            { argument in
+                guard let argument else { return nil }
+                let queue = Unmanaged<CUDAWorkerThread.Queue>.fromOpaque(argument).takeRetainedValue()
+                queue.run()
+                return nil
+            }, context)
         guard status == 0 else {
             Unmanaged<Queue>.fromOpaque(context).release()
             throw GPUBridgeThreadError(name: name, code: status)

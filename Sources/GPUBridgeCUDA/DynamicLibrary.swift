@@ -51,7 +51,9 @@ final class DynamicLibrary: Sendable {
         guard let symbol = dlsym(nil, "dladdr") else { return nil }
         let dladdr = unsafeBitCast(symbol, to: Dladdr.self)
         // Dl_info: dli_fname, dli_fbase, dli_sname, dli_saddr.
-        var info: (UnsafePointer<CChar>?, UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) = (nil, nil, nil, nil)
+        var info: (UnsafePointer<CChar>?, UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) = (
+            nil, nil, nil, nil
+        )
         let found = withUnsafeMutableBytes(of: &info) { dladdr(address, $0.baseAddress) }
         guard found != 0, let name = info.0 else { return nil }
         return String(cString: name)
@@ -83,7 +85,7 @@ enum FileSearch {
         defer { globfree(&result) }
         guard Glibc.glob(pattern, 0, nil, &result) == 0 else { return [] }
         var paths: [String] = []
-        for index in 0 ..< Int(result.gl_pathc) {
+        for index in 0..<Int(result.gl_pathc) {
             if let path = result.gl_pathv[index] { paths.append(String(cString: path)) }
         }
         return paths.sorted()

@@ -82,8 +82,10 @@ public final class NVRTCCompiler: Sendable {
                 if get(&values) == 0 { architectures = values.map(Int.init).sorted() }
             }
         }
-        return .success(NVRTCCompiler(path: path, origin: candidate.origin, major: Int(major), minor: Int(minor),
-                                      supportedArchitectures: architectures, library: library, api: api))
+        return .success(
+            NVRTCCompiler(
+                path: path, origin: candidate.origin, major: Int(major), minor: Int(minor),
+                supportedArchitectures: architectures, library: library, api: api))
     }
 
     private struct LoadFailure: Error, CustomStringConvertible {
@@ -91,8 +93,10 @@ public final class NVRTCCompiler: Sendable {
         init(_ description: String) { self.description = description }
     }
 
-    private init(path: String, origin: String, major: Int, minor: Int, supportedArchitectures: [Int],
-                 library: DynamicLibrary, api: NVRTCFunctions) {
+    private init(
+        path: String, origin: String, major: Int, minor: Int, supportedArchitectures: [Int],
+        library: DynamicLibrary, api: NVRTCFunctions
+    ) {
         self.path = path
         self.origin = origin
         self.major = major
@@ -117,7 +121,8 @@ public final class NVRTCCompiler: Sendable {
             return emitsCubin ? "sm_\(number)" : "compute_\(number)"
         }
         if let newest = supportedArchitectures.last, number > newest,
-           let best = supportedArchitectures.last(where: { $0 <= number }) {
+            let best = supportedArchitectures.last(where: { $0 <= number })
+        {
             return "compute_\(best)"
         }
         return architecture  // older than anything NVRTC supports: NVRTC reports it
@@ -143,20 +148,26 @@ public final class NVRTCCompiler: Sendable {
     /// Compiles `source` (CUDA C++) for a device of `architecture` (`sm_XY`), honouring `options.target`.
     /// Returns a `cubin` or `ptx` binary with NVRTC's log (warnings). Throws `compilationFailed` with NVRTC's log when
     /// the source (or an option) is rejected.
-    public func compile(_ source: KernelSource, options: CompileOptions = CompileOptions(), architecture: String) throws(GPUBridgeError) -> KernelBinary {
+    public func compile(_ source: KernelSource, options: CompileOptions = CompileOptions(), architecture: String)
+        throws(GPUBridgeError) -> KernelBinary
+    {
         guard source.language == .cuda, let text = source.text else {
-            throw .unsupported(feature: "compiling \(source.language.rawValue) kernels with NVRTC ('\(source.name)')", backend: "cuda")
+            throw .unsupported(
+                feature: "compiling \(source.language.rawValue) kernels with NVRTC ('\(source.name)')", backend: "cuda")
         }
         let target = target(for: options, architecture: architecture)
         guard let kind = Self.targetKind(target) else {
-            throw .invalidArgument(name: "CompileOptions.target", value: target, limit: "sm_XY or compute_XY (for example sm_90, sm_90a, compute_90)")
+            throw .invalidArgument(
+                name: "CompileOptions.target", value: target,
+                limit: "sm_XY or compute_XY (for example sm_90, sm_90a, compute_90)")
         }
         if let registers = options.maxRegisters, registers <= 0 {
             throw .invalidArgument(name: "CompileOptions.maxRegisters", value: String(registers), limit: "1...255")
         }
         let wantsCubin = kind == .real
         guard !wantsCubin || emitsCubin else {
-            throw .unsupported(feature: "cubin output (\(target)) with \(version); use a compute_XY target", backend: "cuda")
+            throw .unsupported(
+                feature: "cubin output (\(target)) with \(version); use a compute_XY target", backend: "cuda")
         }
         let flags = flags(for: options, architecture: architecture)
 
@@ -176,8 +187,11 @@ public final class NVRTCCompiler: Sendable {
             throw .compilationFailed(kernel: source.name, backend: "cuda", log: log)
         case NVRTCFunctions.errorInvalidOption:
             let known = supportedArchitectures.map { "sm_\($0)" }.joined(separator: ", ")
-            throw .compilationFailed(kernel: source.name, backend: "cuda",
-                                     log: "\(version) rejected an option in \(flags)\(known.isEmpty ? "" : " (architectures it supports: \(known))")\n\(log)")
+            throw .compilationFailed(
+                kernel: source.name, backend: "cuda",
+                log:
+                    "\(version) rejected an option in \(flags)\(known.isEmpty ? "" : " (architectures it supports: \(known))")\n\(log)"
+            )
         default:
             throw failure(status, "nvrtcCompileProgram", detail: log.isEmpty ? "kernel '\(source.name)'" : log)
         }
@@ -186,14 +200,18 @@ public final class NVRTCCompiler: Sendable {
             var size = 0
             try check(getSize(program, &size), "nvrtcGetCUBINSize")
             var bytes = [UInt8](repeating: 0, count: size)
-            let result = bytes.withUnsafeMutableBytes { get(program, $0.baseAddress?.assumingMemoryBound(to: CChar.self)) }
+            let result = bytes.withUnsafeMutableBytes {
+                get(program, $0.baseAddress?.assumingMemoryBound(to: CChar.self))
+            }
             try check(result, "nvrtcGetCUBIN")
             return KernelBinary(format: "cubin", bytes: bytes, log: log)
         }
         var size = 0
         try check(api.getPTXSize(program, &size), "nvrtcGetPTXSize")
         var bytes = [UInt8](repeating: 0, count: size)
-        let result = bytes.withUnsafeMutableBytes { api.getPTX(program, $0.baseAddress?.assumingMemoryBound(to: CChar.self)) }
+        let result = bytes.withUnsafeMutableBytes {
+            api.getPTX(program, $0.baseAddress?.assumingMemoryBound(to: CChar.self))
+        }
         try check(result, "nvrtcGetPTX")
         while bytes.last == 0 { bytes.removeLast() }  // the size counts the terminating NUL
         return KernelBinary(format: "ptx", bytes: bytes, log: log)
@@ -222,9 +240,13 @@ public final class NVRTCCompiler: Sendable {
     /// The number in `sm_XY` / `compute_XY` (90 for `sm_90a`), or nil.
     static func architectureNumber(_ architecture: String) -> Int? {
         let rest: Substring
-        if architecture.hasPrefix("sm_") { rest = architecture.dropFirst(3) }
-        else if architecture.hasPrefix("compute_") { rest = architecture.dropFirst(8) }
-        else { return nil }
+        if architecture.hasPrefix("sm_") {
+            rest = architecture.dropFirst(3)
+        } else if architecture.hasPrefix("compute_") {
+            rest = architecture.dropFirst(8)
+        } else {
+            return nil
+        }
         return Int(rest.prefix(while: \.isNumber))
     }
 
@@ -232,7 +254,9 @@ public final class NVRTCCompiler: Sendable {
         var size = 0
         guard api.getProgramLogSize(program, &size) == 0, size > 1 else { return "" }
         var bytes = [UInt8](repeating: 0, count: size)
-        let status = bytes.withUnsafeMutableBytes { api.getProgramLog(program, $0.baseAddress?.assumingMemoryBound(to: CChar.self)) }
+        let status = bytes.withUnsafeMutableBytes {
+            api.getProgramLog(program, $0.baseAddress?.assumingMemoryBound(to: CChar.self))
+        }
         guard status == 0 else { return "" }
         while bytes.last == 0 { bytes.removeLast() }
         return String(decoding: bytes, as: UTF8.self)
@@ -263,16 +287,19 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<C
 /// NVRTC's C functions, transcribed from `nvrtc.h` (CUDA 13.x; unchanged since CUDA 11 for those used here).
 /// `nvrtcResult` is a C enum (`int`); `nvrtcProgram` an opaque pointer.
 struct NVRTCFunctions: Sendable {
-    static let errorInvalidOption: Int32 = 5   // NVRTC_ERROR_INVALID_OPTION
-    static let errorCompilation: Int32 = 6     // NVRTC_ERROR_COMPILATION
+    static let errorInvalidOption: Int32 = 5  // NVRTC_ERROR_INVALID_OPTION
+    static let errorCompilation: Int32 = 6  // NVRTC_ERROR_COMPILATION
 
     typealias GetErrorString = @convention(c) (Int32) -> UnsafePointer<CChar>?
     typealias Version = @convention(c) (UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> Int32
     typealias GetNumSupportedArchs = @convention(c) (UnsafeMutablePointer<Int32>?) -> Int32
     typealias GetSupportedArchs = @convention(c) (UnsafeMutablePointer<Int32>?) -> Int32
     /// `nvrtcCreateProgram(prog, src, name, numHeaders, headers, includeNames)`.
-    typealias CreateProgram = @convention(c) (UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32,
-                                              UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
+    typealias CreateProgram =
+        @convention(c) (
+            UnsafeMutablePointer<OpaquePointer?>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, Int32,
+            UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<UnsafePointer<CChar>?>?
+        ) -> Int32
     typealias DestroyProgram = @convention(c) (UnsafeMutablePointer<OpaquePointer?>?) -> Int32
     typealias CompileProgram = @convention(c) (OpaquePointer?, Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> Int32
     typealias GetSize = @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int>?) -> Int32
@@ -294,14 +321,14 @@ struct NVRTCFunctions: Sendable {
 
     init?(_ library: DynamicLibrary) {
         guard let getErrorString = library.function("nvrtcGetErrorString", as: GetErrorString.self),
-              let version = library.function("nvrtcVersion", as: Version.self),
-              let createProgram = library.function("nvrtcCreateProgram", as: CreateProgram.self),
-              let destroyProgram = library.function("nvrtcDestroyProgram", as: DestroyProgram.self),
-              let compileProgram = library.function("nvrtcCompileProgram", as: CompileProgram.self),
-              let getPTXSize = library.function("nvrtcGetPTXSize", as: GetSize.self),
-              let getPTX = library.function("nvrtcGetPTX", as: GetBytes.self),
-              let getProgramLogSize = library.function("nvrtcGetProgramLogSize", as: GetSize.self),
-              let getProgramLog = library.function("nvrtcGetProgramLog", as: GetBytes.self)
+            let version = library.function("nvrtcVersion", as: Version.self),
+            let createProgram = library.function("nvrtcCreateProgram", as: CreateProgram.self),
+            let destroyProgram = library.function("nvrtcDestroyProgram", as: DestroyProgram.self),
+            let compileProgram = library.function("nvrtcCompileProgram", as: CompileProgram.self),
+            let getPTXSize = library.function("nvrtcGetPTXSize", as: GetSize.self),
+            let getPTX = library.function("nvrtcGetPTX", as: GetBytes.self),
+            let getProgramLogSize = library.function("nvrtcGetProgramLogSize", as: GetSize.self),
+            let getProgramLog = library.function("nvrtcGetProgramLog", as: GetBytes.self)
         else { return nil }
         self.getErrorString = getErrorString
         self.version = version

@@ -23,12 +23,16 @@ public struct ClusterCertificateAuthority: Sendable {
     let key: P256.Signing.PrivateKey
 
     /// A new CA named `name`, valid from an hour ago for `validity`.
-    public init(name: String = "GPUBridge cluster CA", validity: Duration = .seconds(86_400 * 365)) throws(GPUBridgeError) {
+    public init(name: String = "GPUBridge cluster CA", validity: Duration = .seconds(86_400 * 365))
+        throws(GPUBridgeError)
+    {
         let key = P256.Signing.PrivateKey()
         let subject: DistinguishedName
         let certificate: Certificate
         do {
-            subject = try DistinguishedName { CommonName(name); OrganizationName("GPUBridge") }
+            subject = try DistinguishedName {
+                CommonName(name); OrganizationName("GPUBridge")
+            }
             let now = Date()
             certificate = try Certificate(
                 version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: .init(key.publicKey),
@@ -51,9 +55,13 @@ public struct ClusterCertificateAuthority: Sendable {
 
     /// A certificate for `name` signed by this CA, usable by a TLS server and a TLS client (nodes are both), with
     /// `addresses` (IPv4/IPv6 literals) and `hostNames` as subject alternative names. Returns (certificate, key) PEM.
-    public func issue(name: String, addresses: [String] = ["127.0.0.1"], hostNames: [String] = ["localhost"],
-                      validity: Duration = .seconds(86_400 * 365)) throws(GPUBridgeError) -> (certificatePEM: String, privateKeyPEM: String) {
-        guard !name.isEmpty else { throw .invalidArgument(name: "name", value: "\"\"", limit: "a non-empty common name") }
+    public func issue(
+        name: String, addresses: [String] = ["127.0.0.1"], hostNames: [String] = ["localhost"],
+        validity: Duration = .seconds(86_400 * 365)
+    ) throws(GPUBridgeError) -> (certificatePEM: String, privateKeyPEM: String) {
+        guard !name.isEmpty else {
+            throw .invalidArgument(name: "name", value: "\"\"", limit: "a non-empty common name")
+        }
         var names: [GeneralName] = hostNames.map { .dnsName($0) }
         for address in addresses {
             guard let bytes = Self.addressBytes(address) else {
@@ -68,14 +76,17 @@ public struct ClusterCertificateAuthority: Sendable {
                 version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: .init(key.publicKey),
                 notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(validity.seconds),
                 issuer: self.certificate.subject,
-                subject: try DistinguishedName { CommonName(name); OrganizationName("GPUBridge") },
+                subject: try DistinguishedName {
+                    CommonName(name); OrganizationName("GPUBridge")
+                },
                 signatureAlgorithm: .ecdsaWithSHA256,
                 extensions: try Certificate.Extensions {
                     Critical(BasicConstraints.notCertificateAuthority)
                     Critical(KeyUsage(digitalSignature: true, keyAgreement: true))
                     try ExtendedKeyUsage([.serverAuth, .clientAuth])
                     SubjectAlternativeNames(names)
-                    AuthorityKeyIdentifier(keyIdentifier: try self.certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
+                    AuthorityKeyIdentifier(
+                        keyIdentifier: try self.certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
                 },
                 issuerPrivateKey: .init(self.key))
             return (try certificate.serializeAsPEM().pemString, key.pemRepresentation)
@@ -87,16 +98,19 @@ public struct ClusterCertificateAuthority: Sendable {
     /// Writes `ca.pem`, `ca-key.pem`, and `NAME.pem` + `NAME-key.pem` for each of `names` into `folder` (created if
     /// missing; keys are written readable by the owner only). Returns the paths written.
     @discardableResult
-    public func write(to folder: String, names: [String], addresses: [String] = ["127.0.0.1"],
-                      validity: Duration = .seconds(86_400 * 365)) throws(GPUBridgeError) -> [String] {
+    public func write(
+        to folder: String, names: [String], addresses: [String] = ["127.0.0.1"],
+        validity: Duration = .seconds(86_400 * 365)
+    ) throws(GPUBridgeError) -> [String] {
         for name in names where name.isEmpty || name.contains("/") || name == "ca" || name.hasPrefix(".") {
             throw .invalidArgument(name: "names", value: "\"\(name)\"", limit: "file-name-safe names other than \"ca\"")
         }
         var written: [String] = []
         func put(_ text: String, _ file: String, secret: Bool) throws(GPUBridgeError) {
             let path = (folder as NSString).appendingPathComponent(file)
-            let created = FileManager.default.createFile(atPath: path, contents: Data(text.utf8),
-                                                         attributes: [.posixPermissions: secret ? 0o600 : 0o644])
+            let created = FileManager.default.createFile(
+                atPath: path, contents: Data(text.utf8),
+                attributes: [.posixPermissions: secret ? 0o600 : 0o644])
             guard created else { throw .invalidArgument(name: "folder", value: folder, limit: "a writable folder") }
             written.append(path)
         }

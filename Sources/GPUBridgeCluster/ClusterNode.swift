@@ -52,13 +52,16 @@ public struct ClusterOptions: Sendable {
     public init() {}
 
     public func validate() throws(GPUBridgeError) {
-        guard (0...65_535).contains(port) else { throw .invalidArgument(name: "port", value: "\(port)", limit: "0...65535") }
+        guard (0...65_535).contains(port) else {
+            throw .invalidArgument(name: "port", value: "\(port)", limit: "0...65535")
+        }
         guard !host.isEmpty else { throw .invalidArgument(name: "host", value: "\"\"", limit: "an IPv4 address") }
         guard probeInterval >= .milliseconds(10), probeInterval <= .seconds(600) else {
             throw .invalidArgument(name: "probeInterval", value: "\(probeInterval)", limit: "10 ms...600 s")
         }
         guard probeTimeout > .zero, probeTimeout <= .seconds(600) else {
-            throw .invalidArgument(name: "probeTimeout", value: "\(probeTimeout)", limit: "more than zero, at most 600 s")
+            throw .invalidArgument(
+                name: "probeTimeout", value: "\(probeTimeout)", limit: "more than zero, at most 600 s")
         }
         guard (1...100).contains(missedProbesLimit) else {
             throw .invalidArgument(name: "missedProbesLimit", value: "\(missedProbesLimit)", limit: "1...100")
@@ -72,8 +75,9 @@ public struct ClusterOptions: Sendable {
         // Votes come from the nodes that probe the suspect, `probedSuccessors` of them at most: more needed votes
         // than probers would never evict a dead node.
         guard votesForDeath <= probedSuccessors else {
-            throw .invalidArgument(name: "votesForDeath", value: "\(votesForDeath)",
-                                   limit: "at most probedSuccessors (\(probedSuccessors)): only that many nodes probe a node")
+            throw .invalidArgument(
+                name: "votesForDeath", value: "\(votesForDeath)",
+                limit: "at most probedSuccessors (\(probedSuccessors)): only that many nodes probe a node")
         }
         guard callTimeout > .zero, callTimeout <= .seconds(86_400) else {
             throw .invalidArgument(name: "callTimeout", value: "\(callTimeout)", limit: "more than zero, at most a day")
@@ -82,7 +86,8 @@ public struct ClusterOptions: Sendable {
             throw .invalidArgument(name: "retryUnreachableFor", value: "\(retryUnreachableFor)", limit: "zero or more")
         }
         guard activationFootprint >= 0 else {
-            throw .invalidArgument(name: "activationFootprint", value: "\(activationFootprint)", limit: "zero or more bytes")
+            throw .invalidArgument(
+                name: "activationFootprint", value: "\(activationFootprint)", limit: "zero or more bytes")
         }
     }
 }
@@ -150,9 +155,11 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     private let inFlightGauge = Gauge(label: "gpubridge_cluster_calls_in_flight")
     private let activeNodesGauge = Gauge(label: "gpubridge_cluster_active_nodes")
 
-    public init(system: EmbeddedActorSystem, membership: any MembershipTable, directory: any ActorDirectory,
-                transport: any NodeTransport, options: ClusterOptions = ClusterOptions(),
-                logger: Logger = Logger(label: "gpubridge.cluster")) throws(GPUBridgeError) {
+    public init(
+        system: EmbeddedActorSystem, membership: any MembershipTable, directory: any ActorDirectory,
+        transport: any NodeTransport, options: ClusterOptions = ClusterOptions(),
+        logger: Logger = Logger(label: "gpubridge.cluster")
+    ) throws(GPUBridgeError) {
         try options.validate()
         self.system = system
         self.membership = membership
@@ -179,7 +186,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     /// system's forwarder and starts the membership agent. A client only reads the table.
     public func start() async throws {
         try state.withLock { s throws(ClusterError) in
-            guard s.phase == .created else { throw .nodeNotRunning(node: "\(s.id)", state: "already \(s.phase.rawValue)") }
+            guard s.phase == .created else {
+                throw .nodeNotRunning(node: "\(s.id)", state: "already \(s.phase.rawValue)")
+            }
             s.phase = .joining
         }
         if options.role == .node {
@@ -187,8 +196,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             state.withLock { $0.id.port = port }
             let now = Date()
             try await changeOwnRow { _ in
-                MembershipEntry(node: self.id, status: .joining, iAmAlive: now, startTime: now, capacity: self.capacity(),
-                                labels: self.options.labels)
+                MembershipEntry(
+                    node: self.id, status: .joining, iAmAlive: now, startTime: now, capacity: self.capacity(),
+                    labels: self.options.labels)
             }
             try await changeOwnRow { entry in
                 var entry = entry ?? MembershipEntry(node: self.id, status: .active, iAmAlive: now, startTime: now)
@@ -215,7 +225,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         try await start()
         onStarted(id)
         let dead = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await self.untilDead(); return true }
+            group.addTask {
+                await self.untilDead(); return true
+            }
             group.addTask {
                 do { try await gracefulShutdown() } catch {}
                 return false
@@ -244,17 +256,31 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         agent?.cancel()
         await agent?.value
         if options.role == .node {
-            do { try await changeOwnRow { e in e.map { var e = $0; e.status = .shuttingDown; return e } } } catch {
+            do {
+                try await changeOwnRow { e in
+                    e.map {
+                        var e = $0; e.status = .shuttingDown; return e
+                    }
+                }
+            } catch {
                 logger.error("could not mark this node ShuttingDown", metadata: ["error": "\(error)"])
             }
             let failures = await system.shutdown()
             for (id, error) in failures {
-                logger.error("deactivation failed at shutdown; its last snapshot stays", metadata: ["actor": "\(id)", "error": "\(error)"])
+                logger.error(
+                    "deactivation failed at shutdown; its last snapshot stays",
+                    metadata: ["actor": "\(id)", "error": "\(error)"])
             }
             do { try await directory.unregisterAll(on: id) } catch {
                 logger.error("could not unregister this node's activations", metadata: ["error": "\(error)"])
             }
-            do { try await changeOwnRow { e in e.map { var e = $0; e.status = .dead; return e } } } catch {
+            do {
+                try await changeOwnRow { e in
+                    e.map {
+                        var e = $0; e.status = .dead; return e
+                    }
+                }
+            } catch {
                 logger.error("could not mark this node Dead", metadata: ["error": "\(error)"])
             }
         }
@@ -300,17 +326,21 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             }
             if ok { return }
         }
-        throw ClusterError.nodeNotRunning(node: "\(id)", state: "the membership table kept changing: 50 conflicting writes in a row")
+        throw ClusterError.nodeNotRunning(
+            node: "\(id)", state: "the membership table kept changing: 50 conflicting writes in a row")
     }
 
     /// This node's devices and load, for placement.
     func capacity() -> NodeCapacity {
         let broker = system.bridge.broker
         let devices = zip(broker.devices, broker.states).map { device, s in
-            NodeCapacity.DeviceSummary(id: s.device.description, backend: s.device.backend.rawValue, name: device.info.name,
-                                       totalMemory: device.info.totalMemory, freeMemory: s.circuit == .open ? 0 : s.unreservedMemory)
+            NodeCapacity.DeviceSummary(
+                id: s.device.description, backend: s.device.backend.rawValue, name: device.info.name,
+                totalMemory: device.info.totalMemory, freeMemory: s.circuit == .open ? 0 : s.unreservedMemory)
         }
-        return state.withLock { s in NodeCapacity(devices: devices, activations: s.hosted.count, callsInFlight: s.callsInFlight) }
+        return state.withLock { s in
+            NodeCapacity(devices: devices, activations: s.hosted.count, callsInFlight: s.callsInFlight)
+        }
     }
 
     // MARK: Membership agent
@@ -346,7 +376,8 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             for node in successors {
                 group.addTask {
                     do {
-                        let answered = try await self.transport.ping(node, from: "\(self.id)", timeout: self.options.probeTimeout)
+                        let answered = try await self.transport.ping(
+                            node, from: "\(self.id)", timeout: self.options.probeTimeout)
                         return (node, answered == node)
                     } catch {
                         return (node, false)
@@ -398,7 +429,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             // Expired votes and votes of nodes that are dead themselves do not count (a node cut off from the others
             // votes them all suspect before it is declared dead; those votes must not outlive it).
             let voters = Set(snapshot.entries.map(\.entry).filter { $0.status != .dead }.map(\.node))
-            entry.suspicions.removeAll { now.timeIntervalSince($0.time) > options.voteExpiry.seconds || !voters.contains($0.voter) }
+            entry.suspicions.removeAll {
+                now.timeIntervalSince($0.time) > options.voteExpiry.seconds || !voters.contains($0.voter)
+            }
             if !entry.suspicions.contains(where: { $0.voter == id }) {
                 entry.suspicions.append(SuspicionVote(voter: id, time: now))
             }
@@ -408,10 +441,13 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             if declare { entry.status = .dead }
             if try await membership.update(entry, etag: row.etag, expectedVersion: snapshot.version) {
                 if declare {
-                    logger.warning("declared a node dead", metadata: ["node": "\(suspect)", "votes": "\(entry.suspicions.count)"])
+                    logger.warning(
+                        "declared a node dead", metadata: ["node": "\(suspect)", "votes": "\(entry.suspicions.count)"])
                     _ = try? await refreshView()
                 } else {
-                    logger.info("voted a node suspect", metadata: ["node": "\(suspect)", "votes": "\(entry.suspicions.count)/\(needed)"])
+                    logger.info(
+                        "voted a node suspect",
+                        metadata: ["node": "\(suspect)", "votes": "\(entry.suspicions.count)/\(needed)"])
                 }
                 return
             }
@@ -422,14 +458,16 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     @discardableResult
     func refreshView() async throws -> MembershipSnapshot {
         let snapshot = try await membership.readAll()
-        let (newlyDead, satisfied) = state.withLock { s -> ([NodeID], [(CheckedContinuation<MembershipSnapshot?, Never>, MembershipSnapshot)]) in
+        let (newlyDead, satisfied) = state.withLock {
+            s -> ([NodeID], [(CheckedContinuation<MembershipSnapshot?, Never>, MembershipSnapshot)]) in
             if snapshot.version >= s.view.version { s.view = snapshot }
             var satisfied: [(CheckedContinuation<MembershipSnapshot?, Never>, MembershipSnapshot)] = []
             for (key, waiter) in s.viewWaiters where waiter.condition(s.view) {
                 s.viewWaiters[key] = nil
                 satisfied.append((waiter.continuation, s.view))
             }
-            let dead = snapshot.entries.map(\.entry).filter { $0.status == .dead && !s.cleaned.contains($0.node) }.map(\.node)
+            let dead = snapshot.entries.map(\.entry).filter { $0.status == .dead && !s.cleaned.contains($0.node) }.map(
+                \.node)
             for node in dead {
                 s.cleaned.insert(node)
                 s.missed[node] = nil
@@ -443,7 +481,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             if options.role == .node {
                 let removed = (try? await directory.unregisterAll(on: node)) ?? 0
                 if removed > 0 {
-                    logger.info("removed a dead node's activations from the directory", metadata: ["node": "\(node)", "activations": "\(removed)"])
+                    logger.info(
+                        "removed a dead node's activations from the directory",
+                        metadata: ["node": "\(node)", "activations": "\(removed)"])
                 }
             }
         }
@@ -453,8 +493,10 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     /// Waits until this node's membership view satisfies `condition` (checked now and after each membership round,
     /// every `probeInterval`), without polling. Returns that view, or nil when `timeout` passes first or the task is
     /// cancelled. Any task may call it; it costs one lock per round while it waits.
-    public func waitForView(timeout: Duration,
-                            until condition: @escaping @Sendable (MembershipSnapshot) -> Bool) async -> MembershipSnapshot? {
+    public func waitForView(
+        timeout: Duration,
+        until condition: @escaping @Sendable (MembershipSnapshot) -> Bool
+    ) async -> MembershipSnapshot? {
         let key = state.withLock { s -> UInt64 in
             s.nextViewWait += 1
             return s.nextViewWait
@@ -504,8 +546,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     public func forward(_ call: ActorCall, to id: GPUActorID) async throws -> ActorReply {
         let timeout = ClusterCall.timeout ?? options.callTimeout
         guard timeout > .zero, timeout <= .seconds(86_400) else {
-            throw GPUBridgeError.invalidArgument(name: "ClusterCall.timeout", value: "\(timeout)",
-                                                 limit: "more than zero, at most a day")
+            throw GPUBridgeError.invalidArgument(
+                name: "ClusterCall.timeout", value: "\(timeout)",
+                limit: "more than zero, at most a day")
         }
         let clock = ContinuousClock()
         let start = clock.now
@@ -520,8 +563,10 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         }
     }
 
-    private func forward(_ call: ActorCall, to id: GPUActorID, deadline: ContinuousClock.Instant, timeout: Duration,
-                         clock: ContinuousClock) async throws -> ActorReply {
+    private func forward(
+        _ call: ActorCall, to id: GPUActorID, deadline: ContinuousClock.Instant, timeout: Duration,
+        clock: ContinuousClock
+    ) async throws -> ActorReply {
         let retryUntil = clock.now.advanced(by: options.retryUnreachableFor)
         while true {
             guard phase == .active || (phase == .shuttingDown && options.role == .client) else {
@@ -539,11 +584,14 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             guard remaining > .zero else {
                 throw ClusterError.deadlineExceeded(actor: "\(id)", node: "\(address.node)", timeout: "\(timeout)")
             }
-            let request = ClusterRequest(address: address, caller: "\(self.id)", timeoutNanoseconds: remaining.nanoseconds, call: call)
+            let request = ClusterRequest(
+                address: address, caller: "\(self.id)", timeoutNanoseconds: remaining.nanoseconds, call: call)
             let reply: ClusterReply
             do {
                 if options.role == .node && address.node == self.id {
-                    reply = try await Self.within(remaining, actor: id, node: "\(address.node)") { await self.handle(request) }
+                    reply = try await Self.within(remaining, actor: id, node: "\(address.node)") {
+                        await self.handle(request)
+                    }
                 } else if transport.enforcesDeadlines {
                     reply = try await transport.call(request, on: address.node, timeout: remaining)
                 } else {
@@ -556,12 +604,16 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
                 forgetLocation(of: id)
                 // A node that left gracefully (row Dead without suspicion votes) stopped serving only after its
                 // activations were snapshotted and unregistered: the call never ran there, so it goes to the new one.
-                if let row = (try? await refreshView())?.entry(of: address.node)?.entry, row.status == .dead, row.suspicions.isEmpty,
-                   clock.now < deadline {
+                if let row = (try? await refreshView())?.entry(of: address.node)?.entry, row.status == .dead,
+                    row.suspicions.isEmpty,
+                    clock.now < deadline
+                {
                     continue
                 }
                 guard clock.now < retryUntil, clock.now < deadline else { throw error }
-                logger.debug("node unreachable; retrying after a membership round", metadata: ["actor": "\(id)", "node": "\(address.node)"])
+                logger.debug(
+                    "node unreachable; retrying after a membership round",
+                    metadata: ["actor": "\(id)", "node": "\(address.node)"])
                 try await Task.sleep(for: options.probeInterval)
                 _ = try? await refreshView()
                 continue
@@ -571,13 +623,18 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
                 return outcome
             case let .notHere(reason):
                 forgetLocation(of: id)
-                logger.debug("not here", metadata: ["actor": "\(id)", "node": "\(address.node)", "reason": "\(reason)"])
+                logger.debug(
+                    "not here", metadata: ["actor": "\(id)", "node": "\(address.node)", "reason": "\(reason)"])
                 guard clock.now < deadline else {
                     throw ClusterError.notHere(actor: "\(id)", node: "\(address.node)", reason: reason)
                 }
                 // The registered node may be shutting down (it unregisters once the snapshot is saved): wait briefly.
                 if try await directory.lookup(id) == address {
-                    if isDead(address.node) { try await directory.unregister(address) } else { try await Task.sleep(for: .milliseconds(20)) }
+                    if isDead(address.node) {
+                        try await directory.unregister(address)
+                    } else {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
                 }
             }
         }
@@ -586,20 +643,26 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     /// Runs `body`, or throws `deadlineExceeded` when `timeout` passes first, at once: `body` runs in a task of its own
     /// that is cancelled then, and whatever it does after (a body that ignores cancellation) is not waited for.
     /// Cancelling the caller cancels the body and throws `CancellationError`.
-    static func within<T: Sendable>(_ timeout: Duration, actor: GPUActorID, node: String,
-                                    _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    static func within<T: Sendable>(
+        _ timeout: Duration, actor: GPUActorID, node: String,
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         let race = DeadlineRace<T>()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-                race.start(continuation,
-                           work: Task {
-                               do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) }
-                           },
-                           timer: Task {
-                               do { try await Task.sleep(for: timeout) } catch { return }
-                               race.finish(.failure(ClusterError.deadlineExceeded(actor: "\(actor)", node: node,
-                                                                                  timeout: "\(timeout)")))
-                           })
+                race.start(
+                    continuation,
+                    work: Task {
+                        do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) }
+                    },
+                    timer: Task {
+                        do { try await Task.sleep(for: timeout) } catch { return }
+                        race.finish(
+                            .failure(
+                                ClusterError.deadlineExceeded(
+                                    actor: "\(actor)", node: node,
+                                    timeout: "\(timeout)")))
+                    })
                 if Task.isCancelled { race.finish(.failure(CancellationError())) }
             }
         } onCancel: {
@@ -631,7 +694,8 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             try await directory.unregister(found)
         }
         let candidates = state.withLock { s in s.view.active.filter { !s.cleaned.contains($0.node) } }
-        guard let chosen = CapacityPlacement(footprint: options.activationFootprint).choose(for: id, among: candidates) else {
+        guard let chosen = CapacityPlacement(footprint: options.activationFootprint).choose(for: id, among: candidates)
+        else {
             throw ClusterError.noActiveNodes(actor: "\(id)", reason: "the membership table lists no active node")
         }
         let registered = try await directory.register(id, on: chosen)
@@ -661,7 +725,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
                 return .reply(.error(RemoteErrorEnvelope(error)))
             }
             guard registered == address else {
-                return .notHere(reason: "the directory registers \(registered.map(\.description) ?? "no activation") for \(address.id)")
+                return .notHere(
+                    reason:
+                        "the directory registers \(registered.map(\.description) ?? "no activation") for \(address.id)")
             }
             let accepted = state.withLock { s -> Bool in
                 guard s.phase == .active else { return false }
@@ -669,7 +735,9 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
                 s.hosted[address.id] = address.activation
                 return true
             }
-            guard accepted else { return .notHere(reason: "node \(me) is \(phase.rawValue) or holds another activation") }
+            guard accepted else {
+                return .notHere(reason: "node \(me) is \(phase.rawValue) or holds another activation")
+            }
         }
         servedCounter.increment()
         state.withLock { $0.callsInFlight += 1 }
@@ -717,7 +785,8 @@ final class DeadlineRace<T: Sendable>: Sendable {
     }
 
     func finish(_ result: Result<T, any Error>) {
-        let (continuation, work, timer) = state.withLock { s -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, Task<Void, Never>?) in
+        let (continuation, work, timer) = state.withLock {
+            s -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, Task<Void, Never>?) in
             guard s.result == nil else { return (nil, nil, nil) }
             s.result = result
             defer { s.continuation = nil }

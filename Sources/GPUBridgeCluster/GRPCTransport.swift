@@ -53,8 +53,9 @@ struct PiecesSerializer: MessageSerializer {
             var at = 0
             for part in message.parts where !part.range.isEmpty {
                 part.bytes.withUnsafeBytes { src in
-                    dst.baseAddress!.advanced(by: at).copyMemory(from: src.baseAddress!.advanced(by: part.range.lowerBound),
-                                                                 byteCount: part.range.count)
+                    dst.baseAddress!.advanced(by: at).copyMemory(
+                        from: src.baseAddress!.advanced(by: part.range.lowerBound),
+                        byteCount: part.range.count)
                 }
                 at += part.range.count
             }
@@ -98,11 +99,14 @@ public struct WireLimits: Sendable, Hashable {
     public func validate() throws(GPUBridgeError) {
         guard Self.maxCallBytesRange.contains(maxCallBytes) else {
             let range = Self.maxCallBytesRange
-            throw .invalidArgument(name: "maxCallBytes", value: "\(maxCallBytes)",
-                                   limit: "\(range.lowerBound)...\(range.upperBound) (1 TiB)")
+            throw .invalidArgument(
+                name: "maxCallBytes", value: "\(maxCallBytes)",
+                limit: "\(range.lowerBound)...\(range.upperBound) (1 TiB)")
         }
         guard chunkBytes >= 4096, chunkBytes <= maxMessageBytes - 65_536 else {
-            throw .invalidArgument(name: "chunkBytes", value: "\(chunkBytes)", limit: "4096...maxMessageBytes - 65536 (\(maxMessageBytes - 65_536))")
+            throw .invalidArgument(
+                name: "chunkBytes", value: "\(chunkBytes)",
+                limit: "4096...maxMessageBytes - 65536 (\(maxMessageBytes - 65_536))")
         }
     }
 }
@@ -114,7 +118,9 @@ struct NodeService: RegistrableRPCService {
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         let handler = self.handler, limits = self.limits
-        router.registerHandler(forMethod: NodeMethods.call, deserializer: BytesDeserializer(), serializer: PiecesSerializer()) {
+        router.registerHandler(
+            forMethod: NodeMethods.call, deserializer: BytesDeserializer(), serializer: PiecesSerializer()
+        ) {
             request, _ in
             var first: [UInt8]?
             for try await message in request.messages where first == nil { first = message }
@@ -125,7 +131,8 @@ struct NodeService: RegistrableRPCService {
             let reply = await handler.handle(parsed)
             let (header, body) = try reply.header()
             if body.count <= limits.chunkBytes {
-                return StreamingServerResponse(single: ServerResponse(message: Pieces([(header, 0..<header.count), (body, 0..<body.count)])))
+                return StreamingServerResponse(
+                    single: ServerResponse(message: Pieces([(header, 0..<header.count), (body, 0..<body.count)])))
             }
             // Too large for one message: the header, then the body in chunks (the client reads the same way).
             return StreamingServerResponse { writer in
@@ -133,24 +140,31 @@ struct NodeService: RegistrableRPCService {
                 return [:]
             }
         }
-        router.registerHandler(forMethod: NodeMethods.callStream, deserializer: BytesDeserializer(), serializer: PiecesSerializer()) {
+        router.registerHandler(
+            forMethod: NodeMethods.callStream, deserializer: BytesDeserializer(), serializer: PiecesSerializer()
+        ) {
             request, _ in
             var iterator = request.messages.makeAsyncIterator()
-            guard let headerMessage = try await iterator.next() else { throw RPCError(code: .invalidArgument, message: "empty call stream") }
+            guard let headerMessage = try await iterator.next() else {
+                throw RPCError(code: .invalidArgument, message: "empty call stream")
+            }
             var (parsed, argumentBytes) = try Self.refusing {
                 try headerMessage.withUnsafeBytes { raw in
                     var reader = WireReader(raw)
                     let parsed = try ClusterRequest.parseHeader(&reader, maxArgumentBytes: limits.maxCallBytes)
                     guard reader.remaining == 0 else {
-                        throw ClusterError.malformedMessage(what: "call stream",
-                                                            detail: "\(reader.remaining) bytes after the header")
+                        throw ClusterError.malformedMessage(
+                            what: "call stream",
+                            detail: "\(reader.remaining) bytes after the header")
                     }
                     return parsed
                 }
             }
             parsed.call.arguments = try await Self.refusing {
-                try await Self.assemble(what: "call stream", expected: argumentBytes, initial: [],
-                                        reserveAtMost: limits.maxMessageBytes) { try await iterator.next() }
+                try await Self.assemble(
+                    what: "call stream", expected: argumentBytes, initial: [],
+                    reserveAtMost: limits.maxMessageBytes
+                ) { try await iterator.next() }
             }
             let reply = await handler.handle(parsed)
             let (header, body) = try reply.header()
@@ -159,11 +173,15 @@ struct NodeService: RegistrableRPCService {
                 return [:]
             }
         }
-        router.registerHandler(forMethod: NodeMethods.ping, deserializer: BytesDeserializer(), serializer: PiecesSerializer()) {
+        router.registerHandler(
+            forMethod: NodeMethods.ping, deserializer: BytesDeserializer(), serializer: PiecesSerializer()
+        ) {
             request, _ in
             var prober = ""
             for try await message in request.messages { prober = String(decoding: message, as: UTF8.self) }
-            guard let id = handler.ping(from: prober) else { throw RPCError(code: .unavailable, message: "the node is not running") }
+            guard let id = handler.ping(from: prober) else {
+                throw RPCError(code: .unavailable, message: "the node is not running")
+            }
             return StreamingServerResponse(single: ServerResponse(message: Pieces(Array(id.description.utf8))))
         }
     }
@@ -172,18 +190,22 @@ struct NodeService: RegistrableRPCService {
     /// chunks `next` returns. The buffer grows with the bytes that arrive, never beyond `reserveAtMost` ahead of them,
     /// so a header's claim (already checked against `maxCallBytes`) allocates nothing by itself. More or fewer bytes
     /// than expected are refused with `ClusterError.malformedMessage`.
-    static func assemble(what: String, expected: Int, initial: ArraySlice<UInt8>, reserveAtMost: Int,
-                         next: () async throws -> [UInt8]?) async throws -> [UInt8] {
+    static func assemble(
+        what: String, expected: Int, initial: ArraySlice<UInt8>, reserveAtMost: Int,
+        next: () async throws -> [UInt8]?
+    ) async throws -> [UInt8] {
         guard expected >= 0, initial.count <= expected else {
-            throw ClusterError.malformedMessage(what: what,
-                                                detail: "more than the \(max(0, expected)) bytes its header says")
+            throw ClusterError.malformedMessage(
+                what: what,
+                detail: "more than the \(max(0, expected)) bytes its header says")
         }
         var bytes = [UInt8]()
         bytes.reserveCapacity(min(expected, max(0, reserveAtMost)))
         bytes.append(contentsOf: initial)
         while bytes.count < expected, let chunk = try await next() {
             guard chunk.count <= expected - bytes.count else {
-                throw ClusterError.malformedMessage(what: what, detail: "more than the \(expected) bytes its header says")
+                throw ClusterError.malformedMessage(
+                    what: what, detail: "more than the \(expected) bytes its header says")
             }
             bytes.append(contentsOf: chunk)
         }
@@ -243,7 +265,10 @@ public final class GRPCNodeTransport: NodeTransport {
 
     private let state = Mutex(State())
 
-    public init(security: ClusterSecurity, limits: WireLimits = WireLimits(), logger: Logger = Logger(label: "gpubridge.cluster.grpc")) throws(GPUBridgeError) {
+    public init(
+        security: ClusterSecurity, limits: WireLimits = WireLimits(),
+        logger: Logger = Logger(label: "gpubridge.cluster.grpc")
+    ) throws(GPUBridgeError) {
         try security.validate()
         try limits.validate()
         self.security = security
@@ -259,8 +284,10 @@ public final class GRPCNodeTransport: NodeTransport {
         case .plaintext:
             transportSecurity = .plaintext
         case let .mutualTLS(certificate, key, roots):
-            transportSecurity = .mTLS(certificateChain: [.file(path: certificate, format: .pem)],
-                                      privateKey: .file(path: key, format: .pem)) { config in
+            transportSecurity = .mTLS(
+                certificateChain: [.file(path: certificate, format: .pem)],
+                privateKey: .file(path: key, format: .pem)
+            ) { config in
                 config.trustRoots = .certificates([.file(path: roots, format: .pem)])
                 config.serverCertificateVerification = .noHostnameVerification
             }
@@ -269,8 +296,9 @@ public final class GRPCNodeTransport: NodeTransport {
         config.http2.maxFrameSize = 1 << 20
         config.http2.targetWindowSize = 16 << 20
         config.backoff = .init(initial: .milliseconds(50), max: .milliseconds(500), multiplier: 1.6, jitter: 0.2)
-        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(address: node.host, port: node.port),
-                                                       transportSecurity: transportSecurity, config: config)
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .ipv4(address: node.host, port: node.port),
+            transportSecurity: transportSecurity, config: config)
         let client = GRPCClient(transport: transport)
         return state.withLock { s in
             if let existing = s.peers[endpoint] {
@@ -294,18 +322,22 @@ public final class GRPCNodeTransport: NodeTransport {
 
     public func call(_ request: ClusterRequest, on node: NodeID, timeout: Duration) async throws -> ClusterReply {
         guard request.call.arguments.count <= limits.maxCallBytes else {
-            throw ClusterError.messageTooLarge(what: "call to \(request.address.id)",
-                                               claimedBytes: UInt64(request.call.arguments.count),
-                                               limitBytes: limits.maxCallBytes)
+            throw ClusterError.messageTooLarge(
+                what: "call to \(request.address.id)",
+                claimedBytes: UInt64(request.call.arguments.count),
+                limitBytes: limits.maxCallBytes)
         }
-        return try await call(header: try request.header(), arguments: request.call.arguments, on: node,
-                              actor: "\(request.address.id)", timeout: timeout)
+        return try await call(
+            header: try request.header(), arguments: request.call.arguments, on: node,
+            actor: "\(request.address.id)", timeout: timeout)
     }
 
     /// Sends a call's header (as `ClusterRequest.header` writes it) and its arguments: unary when they fit in a chunk,
     /// streamed otherwise.
-    func call(header: [UInt8], arguments: [UInt8], on node: NodeID, actor: String,
-              timeout: Duration) async throws -> ClusterReply {
+    func call(
+        header: [UInt8], arguments: [UInt8], on node: NodeID, actor: String,
+        timeout: Duration
+    ) async throws -> ClusterReply {
         let client: GRPCClient<HTTP2ClientTransport.Posix>
         do { client = try self.client(for: node) } catch {
             throw ClusterError.nodeUnreachable(node: "\(node)", actor: actor, reason: "\(error)")
@@ -367,9 +399,11 @@ public final class GRPCNodeTransport: NodeTransport {
     public func ping(_ node: NodeID, from prober: String, timeout: Duration) async throws -> NodeID {
         let client = try self.client(for: node)
         do {
-            let text = try await client.unary(request: ClientRequest(message: Pieces(Array(prober.utf8))), descriptor: NodeMethods.ping,
-                                              serializer: PiecesSerializer(), deserializer: BytesDeserializer(),
-                                              options: options(timeout: timeout)) { response in
+            let text = try await client.unary(
+                request: ClientRequest(message: Pieces(Array(prober.utf8))), descriptor: NodeMethods.ping,
+                serializer: PiecesSerializer(), deserializer: BytesDeserializer(),
+                options: options(timeout: timeout)
+            ) { response in
                 String(decoding: try response.message, as: UTF8.self)
             }
             return try NodeID(parsing: text)
@@ -384,8 +418,10 @@ public final class GRPCNodeTransport: NodeTransport {
         case .plaintext:
             transportSecurity = .plaintext
         case let .mutualTLS(certificate, key, roots):
-            transportSecurity = .mTLS(certificateChain: [.file(path: certificate, format: .pem)],
-                                      privateKey: .file(path: key, format: .pem)) { config in
+            transportSecurity = .mTLS(
+                certificateChain: [.file(path: certificate, format: .pem)],
+                privateKey: .file(path: key, format: .pem)
+            ) { config in
                 config.trustRoots = .certificates([.file(path: roots, format: .pem)])
                 config.clientCertificateVerification = .noHostnameVerification
             }
@@ -394,24 +430,29 @@ public final class GRPCNodeTransport: NodeTransport {
         config.rpc.maxRequestPayloadSize = limits.maxMessageBytes
         config.http2.maxFrameSize = 1 << 20
         config.http2.targetWindowSize = 16 << 20
-        let transport = HTTP2ServerTransport.Posix(address: .ipv4(host: node.host, port: node.port),
-                                                   transportSecurity: transportSecurity, config: config)
+        let transport = HTTP2ServerTransport.Posix(
+            address: .ipv4(host: node.host, port: node.port),
+            transportSecurity: transportSecurity, config: config)
         let server = GRPCServer(transport: transport, services: [NodeService(handler: handler, limits: limits)])
         let task = Task { [logger] in
-            do { try await server.serve() } catch { logger.error("gRPC server stopped", metadata: ["error": "\(error)"]) }
+            do { try await server.serve() } catch {
+                logger.error("gRPC server stopped", metadata: ["error": "\(error)"])
+            }
         }
         state.withLock { s in
             s.server = server
             s.serverTask = task
         }
         guard let address = try await transport.listeningAddress.ipv4 else {
-            throw GPUBridgeError.backendFailure(backend: "grpc", call: "listen", code: -1, message: "the server is not listening on IPv4")
+            throw GPUBridgeError.backendFailure(
+                backend: "grpc", call: "listen", code: -1, message: "the server is not listening on IPv4")
         }
         return address.port
     }
 
     public func shutdown() async {
-        let (peers, server, task) = state.withLock { s -> ([Peer], GRPCServer<HTTP2ServerTransport.Posix>?, Task<Void, Never>?) in
+        let (peers, server, task) = state.withLock {
+            s -> ([Peer], GRPCServer<HTTP2ServerTransport.Posix>?, Task<Void, Never>?) in
             s.closed = true
             defer { s.peers = [:]; s.server = nil; s.serverTask = nil }
             return (Array(s.peers.values), s.server, s.serverTask)

@@ -19,13 +19,16 @@ public struct NodeID: Sendable, Hashable, Codable, Comparable, CustomStringConve
 
     public var description: String { "\(host):\(port)@\(generation)" }
 
-    public static func < (a: NodeID, b: NodeID) -> Bool { (a.host, a.port, a.generation) < (b.host, b.port, b.generation) }
+    public static func < (a: NodeID, b: NodeID) -> Bool {
+        (a.host, a.port, a.generation) < (b.host, b.port, b.generation)
+    }
 
     /// Parses `host:port@generation`.
     public init(parsing text: String) throws(GPUBridgeError) {
         let parts = text.split(separator: "@", maxSplits: 1)
         guard parts.count == 2, let generation = Int64(parts[1]), let colon = parts[0].lastIndex(of: ":"),
-              let port = Int(parts[0][parts[0].index(after: colon)...]), (1...65_535).contains(port) else {
+            let port = Int(parts[0][parts[0].index(after: colon)...]), (1...65_535).contains(port)
+        else {
             throw .invalidArgument(name: "node", value: "\"\(text)\"", limit: "host:port@generation")
         }
         self.init(host: String(parts[0][..<colon]), port: port, generation: generation)
@@ -103,8 +106,10 @@ public struct MembershipEntry: Sendable, Hashable, Codable {
     /// Free-form labels (host name, version).
     public var labels: [String: String]
 
-    public init(node: NodeID, status: NodeStatus, iAmAlive: Date, startTime: Date, suspicions: [SuspicionVote] = [],
-                capacity: NodeCapacity = NodeCapacity(), labels: [String: String] = [:]) {
+    public init(
+        node: NodeID, status: NodeStatus, iAmAlive: Date, startTime: Date, suspicions: [SuspicionVote] = [],
+        capacity: NodeCapacity = NodeCapacity(), labels: [String: String] = [:]
+    ) {
         self.node = node
         self.status = status
         self.iAmAlive = iAmAlive

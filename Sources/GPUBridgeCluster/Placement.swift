@@ -25,13 +25,17 @@ public struct CapacityPlacement: Sendable {
         let accelerated = pool.filter { $0.capacity.acceleratorCount > 0 }
         if !accelerated.isEmpty { pool = accelerated }
         if footprint > 0 {
-            let roomy = pool.filter { $0.capacity.devices.isEmpty || $0.capacity.devices.contains { $0.freeMemory >= footprint } }
+            let roomy = pool.filter {
+                $0.capacity.devices.isEmpty || $0.capacity.devices.contains { $0.freeMemory >= footprint }
+            }
             if !roomy.isEmpty { pool = roomy }
         }
         var best: (node: NodeID, score: Double)?
         for entry in pool {
             let score = Self.weight(entry.capacity) / -log(Self.unitHash(id, entry.node))
-            if let current = best, score < current.score || (score == current.score && entry.node > current.node) { continue }
+            if let current = best, score < current.score || (score == current.score && entry.node > current.node) {
+                continue
+            }
             best = (entry.node, score)
         }
         return best?.node

@@ -70,9 +70,10 @@ public final class PostgresStore: Sendable {
         username = parsed.user
         database = parsed.database
         self.logger = logger
-        var configuration = PostgresClient.Configuration(host: parsed.host, port: parsed.port, username: parsed.user,
-                                                         password: parsed.password, database: parsed.database,
-                                                         tls: .disable)
+        var configuration = PostgresClient.Configuration(
+            host: parsed.host, port: parsed.port, username: parsed.user,
+            password: parsed.password, database: parsed.database,
+            tls: .disable)
         configuration.options.connectTimeout = .seconds(10)
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
@@ -158,7 +159,8 @@ public final class PostgresStore: Sendable {
         let rest = url[scheme.upperBound...]
         let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
         guard let at = rest[..<authorityEnd].lastIndex(of: "@"),
-              let colon = rest[..<at].firstIndex(of: ":") else { return url }
+            let colon = rest[..<at].firstIndex(of: ":")
+        else { return url }
         return String(url[..<rest.index(after: colon)]) + "***" + String(rest[at...])
     }
 
@@ -189,45 +191,46 @@ public final class PostgresStore: Sendable {
     /// The advisory lock key `migrate()` holds ("GPUBrdg1" as an integer).
     static let migrationLock: Int64 = 0x4750_5542_7264_6731
 
-    static let schema = [
-        """
-        CREATE TABLE IF NOT EXISTS gb_membership_version (
-          cluster TEXT PRIMARY KEY,
-          version BIGINT NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE IF NOT EXISTS gb_membership (
-          cluster TEXT NOT NULL,
-          host TEXT NOT NULL,
-          port INTEGER NOT NULL,
-          generation BIGINT NOT NULL,
-          status TEXT NOT NULL,
-          i_am_alive TIMESTAMPTZ NOT NULL,
-          start_time TIMESTAMPTZ NOT NULL,
-          suspicions JSONB NOT NULL,
-          capacity JSONB NOT NULL,
-          labels JSONB NOT NULL,
-          etag BIGINT NOT NULL,
-          PRIMARY KEY (cluster, host, port, generation)
-        )
-        """,
-        "CREATE SEQUENCE IF NOT EXISTS gb_activation_seq",
-        """
-        CREATE TABLE IF NOT EXISTS gb_directory (
-          cluster TEXT NOT NULL,
-          actor_type TEXT NOT NULL,
-          actor_key TEXT NOT NULL,
-          host TEXT NOT NULL,
-          port INTEGER NOT NULL,
-          generation BIGINT NOT NULL,
-          activation BIGINT NOT NULL,
-          registered_at TIMESTAMPTZ NOT NULL,
-          PRIMARY KEY (cluster, actor_type, actor_key)
-        )
-        """,
-        "CREATE INDEX IF NOT EXISTS gb_directory_node ON gb_directory (cluster, host, port, generation)",
-    ] + PostgresActorStorage.schema
+    static let schema =
+        [
+            """
+            CREATE TABLE IF NOT EXISTS gb_membership_version (
+              cluster TEXT PRIMARY KEY,
+              version BIGINT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS gb_membership (
+              cluster TEXT NOT NULL,
+              host TEXT NOT NULL,
+              port INTEGER NOT NULL,
+              generation BIGINT NOT NULL,
+              status TEXT NOT NULL,
+              i_am_alive TIMESTAMPTZ NOT NULL,
+              start_time TIMESTAMPTZ NOT NULL,
+              suspicions JSONB NOT NULL,
+              capacity JSONB NOT NULL,
+              labels JSONB NOT NULL,
+              etag BIGINT NOT NULL,
+              PRIMARY KEY (cluster, host, port, generation)
+            )
+            """,
+            "CREATE SEQUENCE IF NOT EXISTS gb_activation_seq",
+            """
+            CREATE TABLE IF NOT EXISTS gb_directory (
+              cluster TEXT NOT NULL,
+              actor_type TEXT NOT NULL,
+              actor_key TEXT NOT NULL,
+              host TEXT NOT NULL,
+              port INTEGER NOT NULL,
+              generation BIGINT NOT NULL,
+              activation BIGINT NOT NULL,
+              registered_at TIMESTAMPTZ NOT NULL,
+              PRIMARY KEY (cluster, actor_type, actor_key)
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS gb_directory_node ON gb_directory (cluster, host, port, generation)",
+        ] + PostgresActorStorage.schema
 
     /// Opens a store on `url`, runs its pool in a child task, migrates the schema, runs `body` and stops the pool.
     public static func withStore<R: Sendable>(
@@ -257,8 +260,10 @@ public final class PostgresStore: Sendable {
     }
 
     /// Runs `body` on one pooled connection.
-    func withConnection<R: Sendable>(_ call: String,
-                                     _ body: (PostgresConnection) async throws -> R) async throws(GPUBridgeError) -> R {
+    func withConnection<R: Sendable>(
+        _ call: String,
+        _ body: (PostgresConnection) async throws -> R
+    ) async throws(GPUBridgeError) -> R {
         do {
             return try await client.withConnection { connection in try await body(connection) }
         } catch {
@@ -281,8 +286,10 @@ public final class PostgresStore: Sendable {
 
     /// `withConnection`, passing the body's own errors (an `ActorStorageError`, a `GPUBridgeError`) through as they are;
     /// PostgreSQL's become `GPUBridgeError.backendFailure` naming `call`.
-    func passingThroughConnection<R: Sendable>(_ call: String,
-                                               _ body: (PostgresConnection) async throws -> R) async throws -> R {
+    func passingThroughConnection<R: Sendable>(
+        _ call: String,
+        _ body: (PostgresConnection) async throws -> R
+    ) async throws -> R {
         try await passingThrough(call) { try await client.withConnection { connection in try await body(connection) } }
     }
 
@@ -350,8 +357,9 @@ public final class PostgresStore: Sendable {
         do {
             return try JSONDecoder().decode(type, from: Data(text.utf8))
         } catch {
-            throw .backendFailure(backend: "postgresql", call: "decode \(what)", code: -1,
-                                  message: "\(String(reflecting: error)) in \(text.prefix(200))")
+            throw .backendFailure(
+                backend: "postgresql", call: "decode \(what)", code: -1,
+                message: "\(String(reflecting: error)) in \(text.prefix(200))")
         }
     }
 }
@@ -382,20 +390,24 @@ public final class PostgresMembershipTable: MembershipTable {
             "read membership of \(cluster)", begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
         ) { connection in
             let versionRows = try await connection.query(
-                "SELECT version FROM gb_membership_version WHERE cluster = \(cluster)", logger: logger).collect()
+                "SELECT version FROM gb_membership_version WHERE cluster = \(cluster)", logger: logger
+            ).collect()
             let version = try versionRows.first?.decode(Int64.self) ?? 0
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 SELECT host, port, generation, status,
                        (extract(epoch FROM i_am_alive) * 1000000)::int8,
                        (extract(epoch FROM start_time) * 1000000)::int8,
                        suspicions::text, capacity::text, labels::text, etag
                 FROM gb_membership WHERE cluster = \(cluster)
                 ORDER BY host COLLATE "C", port, generation
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             var decoded: [(String, Int, Int64, String, Int64, Int64, String, String, String, Int64)] = []
             for row in rows {
-                decoded.append(try row.decode(
-                    (String, Int, Int64, String, Int64, Int64, String, String, String, Int64).self))
+                decoded.append(
+                    try row.decode(
+                        (String, Int, Int64, String, Int64, Int64, String, String, String, Int64).self))
             }
             return ((decoded, version), commit: true)
         }
@@ -403,8 +415,9 @@ public final class PostgresMembershipTable: MembershipTable {
         for (host, port, generation, statusText, alive, start, suspicions, capacity, labels, etag) in rows {
             let node = NodeID(host: host, port: port, generation: generation)
             guard let status = NodeStatus(rawValue: statusText) else {
-                throw .backendFailure(backend: "postgresql", call: "decode gb_membership row of \(node)", code: -1,
-                                      message: "unknown status \"\(statusText)\"")
+                throw .backendFailure(
+                    backend: "postgresql", call: "decode gb_membership row of \(node)", code: -1,
+                    message: "unknown status \"\(statusText)\"")
             }
             let entry = MembershipEntry(
                 node: node, status: status,
@@ -431,7 +444,8 @@ public final class PostgresMembershipTable: MembershipTable {
         let status = entry.status.rawValue
         return try await store.transaction("insert membership row of \(node)") { connection in
             if expectedVersion == 0 {
-                try await connection.query("""
+                try await connection.query(
+                    """
                     INSERT INTO gb_membership_version (cluster, version) VALUES (\(cluster), 0)
                     ON CONFLICT (cluster) DO NOTHING
                     """, logger: logger)
@@ -439,7 +453,8 @@ public final class PostgresMembershipTable: MembershipTable {
             guard try await Self.bumpVersion(connection, cluster, expectedVersion, logger) else {
                 return (false, commit: false)
             }
-            let inserted = try await connection.query("""
+            let inserted = try await connection.query(
+                """
                 INSERT INTO gb_membership (cluster, host, port, generation, status, i_am_alive, start_time,
                                            suspicions, capacity, labels, etag)
                 VALUES (\(cluster), \(node.host), \(node.port), \(node.generation), \(status),
@@ -448,15 +463,18 @@ public final class PostgresMembershipTable: MembershipTable {
                         CAST(\(suspicions) AS jsonb), CAST(\(capacity) AS jsonb), CAST(\(labels) AS jsonb), 1)
                 ON CONFLICT (cluster, host, port, generation) DO NOTHING
                 RETURNING etag
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             return inserted.isEmpty ? (false, commit: false) : (true, commit: true)
         }
     }
 
     /// Bumps the version from `expectedVersion` and replaces the row if its etag is still `etag` (the etag becomes
     /// `etag + 1`); false, changing nothing, otherwise.
-    public func update(_ entry: MembershipEntry, etag: Int64,
-                       expectedVersion: Int64) async throws(GPUBridgeError) -> Bool {
+    public func update(
+        _ entry: MembershipEntry, etag: Int64,
+        expectedVersion: Int64
+    ) async throws(GPUBridgeError) -> Bool {
         let cluster = cluster
         let logger = store.logger
         let node = entry.node
@@ -470,7 +488,8 @@ public final class PostgresMembershipTable: MembershipTable {
             guard try await Self.bumpVersion(connection, cluster, expectedVersion, logger) else {
                 return (false, commit: false)
             }
-            let updated = try await connection.query("""
+            let updated = try await connection.query(
+                """
                 UPDATE gb_membership SET status = \(status),
                   i_am_alive = timestamptz 'epoch' + \(alive) * interval '1 microsecond',
                   start_time = timestamptz 'epoch' + \(start) * interval '1 microsecond',
@@ -479,19 +498,24 @@ public final class PostgresMembershipTable: MembershipTable {
                 WHERE cluster = \(cluster) AND host = \(node.host) AND port = \(node.port)
                   AND generation = \(node.generation) AND etag = \(etag)
                 RETURNING etag
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             return updated.isEmpty ? (false, commit: false) : (true, commit: true)
         }
     }
 
     /// The version compare-and-swap: true when the version was `expected` and is now `expected + 1`.
-    private static func bumpVersion(_ connection: PostgresConnection, _ cluster: String, _ expected: Int64,
-                                    _ logger: Logger) async throws -> Bool {
-        let rows = try await connection.query("""
+    private static func bumpVersion(
+        _ connection: PostgresConnection, _ cluster: String, _ expected: Int64,
+        _ logger: Logger
+    ) async throws -> Bool {
+        let rows = try await connection.query(
+            """
             UPDATE gb_membership_version SET version = version + 1
             WHERE cluster = \(cluster) AND version = \(expected)
             RETURNING version
-            """, logger: logger).collect()
+            """, logger: logger
+        ).collect()
         return !rows.isEmpty
     }
 
@@ -502,7 +526,8 @@ public final class PostgresMembershipTable: MembershipTable {
         let capacityJSON = try PostgresStore.json(capacity, "capacity")
         let alive = PostgresStore.microseconds(time)
         try await store.withConnection("update IAmAlive of \(node)") { connection in
-            _ = try await connection.query("""
+            _ = try await connection.query(
+                """
                 UPDATE gb_membership SET i_am_alive = timestamptz 'epoch' + \(alive) * interval '1 microsecond',
                   capacity = CAST(\(capacityJSON) AS jsonb)
                 WHERE cluster = \(cluster) AND host = \(node.host) AND port = \(node.port)
@@ -543,14 +568,17 @@ public final class PostgresActorDirectory: ActorDirectory {
         let cluster = cluster
         let logger = store.logger
         return try await store.withConnection("look up \(id)") { connection in
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 SELECT host, port, generation, activation FROM gb_directory
                 WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             guard let row = rows.first else { return nil }
             let (host, port, generation, activation) = try row.decode((String, Int, Int64, Int64).self)
-            return ActorAddress(id: id, node: NodeID(host: host, port: port, generation: generation),
-                                activation: activation)
+            return ActorAddress(
+                id: id, node: NodeID(host: host, port: port, generation: generation),
+                activation: activation)
         }
     }
 
@@ -563,7 +591,8 @@ public final class PostgresActorDirectory: ActorDirectory {
         // either: the statement is then repeated (a new snapshot sees it). A few rounds are plenty.
         for _ in 0..<8 {
             let found = try await store.withConnection("register \(id) on \(node)") { connection in
-                let rows = try await connection.query("""
+                let rows = try await connection.query(
+                    """
                     WITH inserted AS (
                       INSERT INTO gb_directory (cluster, actor_type, actor_key, host, port, generation, activation,
                                                 registered_at)
@@ -577,16 +606,19 @@ public final class PostgresActorDirectory: ActorDirectory {
                     SELECT host, port, generation, activation FROM gb_directory
                     WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
                     LIMIT 1
-                    """, logger: logger).collect()
+                    """, logger: logger
+                ).collect()
                 return try rows.first.map { try $0.decode((String, Int, Int64, Int64).self) }
             }
             if let (host, port, generation, activation) = found {
-                return ActorAddress(id: id, node: NodeID(host: host, port: port, generation: generation),
-                                    activation: activation)
+                return ActorAddress(
+                    id: id, node: NodeID(host: host, port: port, generation: generation),
+                    activation: activation)
             }
         }
-        throw .backendFailure(backend: "postgresql", call: "register \(id) on \(node)", code: -1,
-                              message: "the directory row kept appearing and disappearing over 8 attempts")
+        throw .backendFailure(
+            backend: "postgresql", call: "register \(id) on \(node)", code: -1,
+            message: "the directory row kept appearing and disappearing over 8 attempts")
     }
 
     /// Deletes the row of `address.id` if it still names `address`'s node and activation; true if it deleted it.
@@ -597,13 +629,15 @@ public final class PostgresActorDirectory: ActorDirectory {
         let id = address.id
         let node = address.node
         return try await store.withConnection("unregister \(address)") { connection in
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 DELETE FROM gb_directory
                 WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
                   AND host = \(node.host) AND port = \(node.port) AND generation = \(node.generation)
                   AND activation = \(address.activation)
                 RETURNING activation
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             return !rows.isEmpty
         }
     }
@@ -614,12 +648,14 @@ public final class PostgresActorDirectory: ActorDirectory {
         let cluster = cluster
         let logger = store.logger
         return try await store.withConnection("unregister all on \(node)") { connection in
-            try await connection.query("""
+            try await connection.query(
+                """
                 DELETE FROM gb_directory
                 WHERE cluster = \(cluster) AND host = \(node.host) AND port = \(node.port)
                   AND generation = \(node.generation)
                 RETURNING activation
-                """, logger: logger).collect().count
+                """, logger: logger
+            ).collect().count
         }
     }
 
@@ -628,18 +664,22 @@ public final class PostgresActorDirectory: ActorDirectory {
         let cluster = cluster
         let logger = store.logger
         return try await store.withConnection("list the directory of \(cluster)") { connection in
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 SELECT actor_type, actor_key, host, port, generation, activation FROM gb_directory
                 WHERE cluster = \(cluster)
                 ORDER BY actor_type COLLATE "C", actor_key COLLATE "C"
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             var addresses: [ActorAddress] = []
             for row in rows {
                 let (type, key, host, port, generation, activation) =
                     try row.decode((String, String, String, Int, Int64, Int64).self)
-                addresses.append(ActorAddress(id: GPUActorID(type: type, key: key),
-                                              node: NodeID(host: host, port: port, generation: generation),
-                                              activation: activation))
+                addresses.append(
+                    ActorAddress(
+                        id: GPUActorID(type: type, key: key),
+                        node: NodeID(host: host, port: port, generation: generation),
+                        activation: activation))
             }
             return addresses
         }

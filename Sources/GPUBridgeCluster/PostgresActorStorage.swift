@@ -106,23 +106,33 @@ public final class PostgresActorStorage: ActorStorage {
         var recent: [String] = []
         if let calls {
             do { recent = try JSONDecoder().decode([String].self, from: Data(calls.utf8)) } catch {
-                throw ActorStorageError.corrupt(actor: "\(id)", detail: "recent call ids of the snapshot head: \(error)")
+                throw ActorStorageError.corrupt(
+                    actor: "\(id)", detail: "recent call ids of the snapshot head: \(error)")
             }
         }
-        return (epoch, SnapshotHead(id: SnapshotID(epoch: snapshotEpoch, sequence: sequence), chunks: chunks,
-                                    bytes: bytes, recentCallIDs: recent))
+        return (
+            epoch,
+            SnapshotHead(
+                id: SnapshotID(epoch: snapshotEpoch, sequence: sequence), chunks: chunks,
+                bytes: bytes, recentCallIDs: recent)
+        )
     }
 
     /// The head row of `id`, locked `FOR SHARE` (inside a transaction), checked against `epoch`.
-    private static func fence(_ connection: PostgresConnection, _ cluster: String, _ id: GPUActorID, epoch: Int64,
-                              _ operation: String, _ logger: Logger) async throws -> SnapshotHead? {
-        let rows = try await connection.query("""
+    private static func fence(
+        _ connection: PostgresConnection, _ cluster: String, _ id: GPUActorID, epoch: Int64,
+        _ operation: String, _ logger: Logger
+    ) async throws -> SnapshotHead? {
+        let rows = try await connection.query(
+            """
             SELECT epoch, snapshot_epoch, snapshot_seq, chunk_count, byte_count, recent_calls::text FROM gb_actor_head
             WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key) FOR SHARE
-            """, logger: logger).collect()
+            """, logger: logger
+        ).collect()
         let found = try rows.first.map { try head($0.decode(HeadRow.self), id) }
         guard let found, found.epoch == epoch else {
-            throw ActorStorageError.fenced(actor: "\(id)", operation: operation, epoch: epoch, current: found?.epoch ?? 0)
+            throw ActorStorageError.fenced(
+                actor: "\(id)", operation: operation, epoch: epoch, current: found?.epoch ?? 0)
         }
         return found.head
     }
@@ -132,13 +142,15 @@ public final class PostgresActorStorage: ActorStorage {
     public func claim(_ id: GPUActorID) async throws -> ActorClaim {
         let cluster = cluster, logger = store.logger
         return try await store.passingThroughConnection("claim \(id)") { connection in
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 INSERT INTO gb_actor_head (cluster, actor_type, actor_key, epoch, updated_at)
                 VALUES (\(cluster), \(id.type), \(id.key), 1, now())
                 ON CONFLICT (cluster, actor_type, actor_key)
                 DO UPDATE SET epoch = gb_actor_head.epoch + 1, updated_at = now()
                 RETURNING epoch, snapshot_epoch, snapshot_seq, chunk_count, byte_count, recent_calls::text
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             guard let row = rows.first else {
                 throw ActorStorageError.corrupt(actor: "\(id)", detail: "the claim returned no head row")
             }
@@ -149,12 +161,15 @@ public final class PostgresActorStorage: ActorStorage {
 
     public func readChunk(_ id: GPUActorID, snapshot: SnapshotID, index: Int) async throws -> [UInt8] {
         let cluster = cluster, logger = store.logger
-        let data = try await store.passingThroughConnection("read chunk \(index) of \(snapshot) of \(id)") { connection in
-            let rows = try await connection.query("""
+        let data = try await store.passingThroughConnection("read chunk \(index) of \(snapshot) of \(id)") {
+            connection in
+            let rows = try await connection.query(
+                """
                 SELECT bytes FROM gb_actor_chunk
                 WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
                   AND snapshot_epoch = \(snapshot.epoch) AND snapshot_seq = \(snapshot.sequence) AND chunk = \(index)
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             return try rows.first.map { try $0.decode(Data.self) }
         }
         guard let data else {
@@ -167,11 +182,13 @@ public final class PostgresActorStorage: ActorStorage {
         let cluster = cluster, logger = store.logger
         let limit = max(0, limit)
         return try await store.passingThroughConnection("read the journal of \(id)") { connection in
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 SELECT seq, call_id, bytes FROM gb_actor_journal
                 WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key) AND seq > \(sequence)
                 ORDER BY seq LIMIT \(limit)
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             return try rows.map { row in
                 let (seq, call, bytes) = try row.decode((Int64, String?, Data).self)
                 return JournalEntry(sequence: seq, callID: call, bytes: [UInt8](bytes))
@@ -191,26 +208,32 @@ public final class PostgresActorStorage: ActorStorage {
     static func commit(_ items: [Append], store: PostgresStore, cluster: String) async -> [Result<Void, any Error>] {
         let logger = store.logger
         do {
-            return try await store.passingThroughTransaction("journal append (group commit of \(items.count))") { connection in
+            return try await store.passingThroughTransaction("journal append (group commit of \(items.count))") {
+                connection in
                 var results: [Result<Void, any Error>] = []
                 for item in items {
                     try await connection.query("SAVEPOINT gb_append", logger: logger)
                     do {
-                        let head = try await fence(connection, cluster, item.id, epoch: item.epoch, "journal append", logger)
-                        let last = try await connection.query("""
+                        let head = try await fence(
+                            connection, cluster, item.id, epoch: item.epoch, "journal append", logger)
+                        let last = try await connection.query(
+                            """
                             SELECT MAX(seq) FROM gb_actor_journal
                             WHERE cluster = \(cluster) AND actor_type = \(item.id.type) AND actor_key = \(item.id.key)
-                            """, logger: logger).collect().first?.decode(Int64?.self)
+                            """, logger: logger
+                        ).collect().first?.decode(Int64?.self)
                         var next = (last ?? head?.id.sequence ?? 0) + 1
                         for entry in item.entries {
                             guard entry.sequence == next else {
-                                throw ActorStorageError.sequenceGap(actor: "\(item.id)", expected: next, actual: entry.sequence)
+                                throw ActorStorageError.sequenceGap(
+                                    actor: "\(item.id)", expected: next, actual: entry.sequence)
                             }
                             next += 1
                         }
                         for entry in item.entries {
                             let bytes = Data(entry.bytes)
-                            try await connection.query("""
+                            try await connection.query(
+                                """
                                 INSERT INTO gb_actor_journal (cluster, actor_type, actor_key, seq, epoch, call_id, bytes)
                                 VALUES (\(cluster), \(item.id.type), \(item.id.key), \(entry.sequence), \(item.epoch),
                                         \(entry.callID), \(bytes))
@@ -220,8 +243,11 @@ public final class PostgresActorStorage: ActorStorage {
                         results.append(.success(()))
                     } catch {
                         try await connection.query("ROLLBACK TO SAVEPOINT gb_append", logger: logger)
-                        results.append(.failure(error is ActorStorageError ? error
-                                                    : PostgresStore.failure("journal append to \(item.id)", error)))
+                        results.append(
+                            .failure(
+                                error is ActorStorageError
+                                    ? error
+                                    : PostgresStore.failure("journal append to \(item.id)", error)))
                     }
                 }
                 return (results, commit: true)
@@ -231,16 +257,20 @@ public final class PostgresActorStorage: ActorStorage {
         }
     }
 
-    public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64) async throws {
+    public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64)
+        async throws
+    {
         guard bytes.count <= Self.maxChunkBytes else {
-            throw GPUBridgeError.invalidArgument(name: "snapshot chunk \(index) of \(id)", value: "\(bytes.count) bytes",
-                                                 limit: "at most \(Self.maxChunkBytes) bytes")
+            throw GPUBridgeError.invalidArgument(
+                name: "snapshot chunk \(index) of \(id)", value: "\(bytes.count) bytes",
+                limit: "at most \(Self.maxChunkBytes) bytes")
         }
         let cluster = cluster, logger = store.logger
         let data = Data(bytes)
         try await store.passingThroughTransaction("write chunk \(index) of \(snapshot) of \(id)") { connection in
             _ = try await Self.fence(connection, cluster, id, epoch: epoch, "snapshot chunk write", logger)
-            try await connection.query("""
+            try await connection.query(
+                """
                 INSERT INTO gb_actor_chunk (cluster, actor_type, actor_key, snapshot_epoch, snapshot_seq, chunk, bytes)
                 VALUES (\(cluster), \(id.type), \(id.key), \(snapshot.epoch), \(snapshot.sequence), \(index), \(data))
                 ON CONFLICT (cluster, actor_type, actor_key, snapshot_epoch, snapshot_seq, chunk)
@@ -255,24 +285,31 @@ public final class PostgresActorStorage: ActorStorage {
         let calls = try PostgresStore.json(head.recentCallIDs, "recent call ids of \(id)")
         try await store.passingThroughTransaction("commit \(head.id) of \(id)") { connection in
             _ = try await Self.fence(connection, cluster, id, epoch: epoch, "snapshot commit", logger)
-            let written = try await connection.query("""
-                SELECT COUNT(*)::bigint FROM gb_actor_chunk
-                WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
-                  AND snapshot_epoch = \(head.id.epoch) AND snapshot_seq = \(head.id.sequence) AND chunk < \(head.chunks)
-                """, logger: logger).collect().first?.decode(Int64.self) ?? 0
+            let written =
+                try await connection.query(
+                    """
+                    SELECT COUNT(*)::bigint FROM gb_actor_chunk
+                    WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
+                      AND snapshot_epoch = \(head.id.epoch) AND snapshot_seq = \(head.id.sequence) AND chunk < \(head.chunks)
+                    """, logger: logger
+                ).collect().first?.decode(Int64.self) ?? 0
             guard written == Int64(head.chunks) else {
-                throw ActorStorageError.corrupt(actor: "\(id)", detail: "\(head.id) commits \(head.chunks) chunks, \(written) were written")
+                throw ActorStorageError.corrupt(
+                    actor: "\(id)", detail: "\(head.id) commits \(head.chunks) chunks, \(written) were written")
             }
-            try await connection.query("""
+            try await connection.query(
+                """
                 UPDATE gb_actor_head SET snapshot_epoch = \(head.id.epoch), snapshot_seq = \(head.id.sequence),
                   chunk_count = \(head.chunks), byte_count = \(head.bytes), recent_calls = \(calls)::jsonb, updated_at = now()
                 WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
                 """, logger: logger)
-            try await connection.query("""
+            try await connection.query(
+                """
                 DELETE FROM gb_actor_journal
                 WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key) AND seq <= \(head.id.sequence)
                 """, logger: logger)
-            try await connection.query("""
+            try await connection.query(
+                """
                 DELETE FROM gb_actor_chunk
                 WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
                   AND NOT (snapshot_epoch = \(head.id.epoch) AND snapshot_seq = \(head.id.sequence) AND chunk < \(head.chunks))
@@ -284,17 +321,20 @@ public final class PostgresActorStorage: ActorStorage {
     public func delete(_ id: GPUActorID) async throws {
         let cluster = cluster, logger = store.logger
         try await store.passingThroughTransaction("delete \(id)") { connection in
-            try await connection.query("""
+            try await connection.query(
+                """
                 INSERT INTO gb_actor_head (cluster, actor_type, actor_key, epoch, updated_at)
                 VALUES (\(cluster), \(id.type), \(id.key), 1, now())
                 ON CONFLICT (cluster, actor_type, actor_key)
                 DO UPDATE SET epoch = gb_actor_head.epoch + 1, snapshot_epoch = NULL, snapshot_seq = NULL,
                   chunk_count = NULL, byte_count = NULL, recent_calls = NULL, updated_at = now()
                 """, logger: logger)
-            try await connection.query("""
+            try await connection.query(
+                """
                 DELETE FROM gb_actor_journal WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
                 """, logger: logger)
-            try await connection.query("""
+            try await connection.query(
+                """
                 DELETE FROM gb_actor_chunk WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
                 """, logger: logger)
             return ((), commit: true)
@@ -304,19 +344,24 @@ public final class PostgresActorStorage: ActorStorage {
     public func status(of id: GPUActorID) async throws -> ActorStorageStatus {
         let cluster = cluster, logger = store.logger
         return try await store.passingThroughConnection("status of \(id)") { connection in
-            let heads = try await connection.query("""
+            let heads = try await connection.query(
+                """
                 SELECT epoch, snapshot_epoch, snapshot_seq, chunk_count, byte_count, recent_calls::text FROM gb_actor_head
                 WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             let found = try heads.first.map { try Self.head($0.decode(HeadRow.self), id) }
-            let journal = try await connection.query("""
+            let journal = try await connection.query(
+                """
                 SELECT COUNT(*)::bigint, COALESCE(SUM(length(bytes)), 0)::bigint, MAX(seq) FROM gb_actor_journal
                 WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             var (count, bytes, last): (Int64, Int64, Int64?) = (0, 0, nil)
             if let row = journal.first { (count, bytes, last) = try row.decode((Int64, Int64, Int64?).self) }
-            return ActorStorageStatus(epoch: found?.epoch ?? 0, snapshot: found?.head, journalEntries: Int(count),
-                                      journalBytes: bytes, lastSequence: last ?? found?.head?.id.sequence ?? 0)
+            return ActorStorageStatus(
+                epoch: found?.epoch ?? 0, snapshot: found?.head, journalEntries: Int(count),
+                journalBytes: bytes, lastSequence: last ?? found?.head?.id.sequence ?? 0)
         }
     }
 }

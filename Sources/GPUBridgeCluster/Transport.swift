@@ -88,8 +88,10 @@ public struct ClusterRequest: Sendable {
     /// Parses a header; returns the request without arguments and the length of the arguments that follow. A header
     /// claiming more than `maxArgumentBytes` is refused with `ClusterError.messageTooLarge` before anything is
     /// allocated for the arguments.
-    static func parseHeader(_ reader: inout WireReader,
-                            maxArgumentBytes: Int) throws -> (ClusterRequest, argumentBytes: Int) {
+    static func parseHeader(
+        _ reader: inout WireReader,
+        maxArgumentBytes: Int
+    ) throws -> (ClusterRequest, argumentBytes: Int) {
         guard try reader.u32() == magic else { throw ClusterError.malformedMessage(what: "call", detail: "bad magic") }
         let type = try reader.string(), key = try reader.string(), host = try reader.string()
         let port = Int(try reader.u32()), generation = try reader.i64(), activation = try reader.i64()
@@ -97,26 +99,31 @@ public struct ClusterRequest: Sendable {
         guard !target.isEmpty else { throw ClusterError.malformedMessage(what: "call", detail: "empty target") }
         let substitutionCount = Int(try reader.u32())
         guard substitutionCount <= 64 else {
-            throw ClusterError.malformedMessage(what: "call", detail: "\(substitutionCount) generic substitutions (at most 64)")
+            throw ClusterError.malformedMessage(
+                what: "call", detail: "\(substitutionCount) generic substitutions (at most 64)")
         }
         var substitutions: [String] = []
         for _ in 0..<substitutionCount { substitutions.append(try reader.string()) }
         let argumentCount = Int(try reader.u32())
         let callID = try reader.string()
         guard callID.utf8.count <= 256 else {
-            throw ClusterError.malformedMessage(what: "call", detail: "a call id of \(callID.utf8.count) bytes (at most 256)")
+            throw ClusterError.malformedMessage(
+                what: "call", detail: "a call id of \(callID.utf8.count) bytes (at most 256)")
         }
         let claimed = try reader.u64()
         guard maxArgumentBytes >= 0, claimed <= UInt64(maxArgumentBytes) else {
-            throw ClusterError.messageTooLarge(what: "call to \(type)/\(key)", claimedBytes: claimed,
-                                               limitBytes: maxArgumentBytes)
+            throw ClusterError.messageTooLarge(
+                what: "call to \(type)/\(key)", claimedBytes: claimed,
+                limitBytes: maxArgumentBytes)
         }
         let request = ClusterRequest(
-            address: ActorAddress(id: GPUActorID(type: type, key: key), node: NodeID(host: host, port: port, generation: generation),
-                                  activation: activation),
+            address: ActorAddress(
+                id: GPUActorID(type: type, key: key), node: NodeID(host: host, port: port, generation: generation),
+                activation: activation),
             caller: caller, timeoutNanoseconds: timeout,
-            call: ActorCall(target: target, genericSubstitutions: substitutions, argumentCount: argumentCount, arguments: [],
-                            callID: callID.isEmpty ? nil : callID))
+            call: ActorCall(
+                target: target, genericSubstitutions: substitutions, argumentCount: argumentCount, arguments: [],
+                callID: callID.isEmpty ? nil : callID))
         return (request, Int(claimed))  // at most maxArgumentBytes, an Int
     }
 
@@ -125,7 +132,8 @@ public struct ClusterRequest: Sendable {
         var reader = WireReader(bytes)
         var (request, argumentBytes) = try parseHeader(&reader, maxArgumentBytes: maxArgumentBytes)
         guard reader.remaining == argumentBytes else {
-            throw ClusterError.malformedMessage(what: "call", detail: "\(reader.remaining) argument bytes, header says \(argumentBytes)")
+            throw ClusterError.malformedMessage(
+                what: "call", detail: "\(reader.remaining) argument bytes, header says \(argumentBytes)")
         }
         request.call.arguments = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[reader.offset...]))
         return request
@@ -202,11 +210,15 @@ extension ClusterReply {
                 let hasJSON = try r.u8() == 1
                 let json = try r.blob()
                 guard r.remaining == 0 else {
-                    throw ClusterError.malformedMessage(what: "reply",
-                                                        detail: "\(r.remaining) bytes after the error envelope")
+                    throw ClusterError.malformedMessage(
+                        what: "reply",
+                        detail: "\(r.remaining) bytes after the error envelope")
                 }
-                return .reply(.error(RemoteErrorEnvelope(mangledType: mangled, typeName: name, description: description,
-                                                         json: hasJSON ? json : nil)))
+                return .reply(
+                    .error(
+                        RemoteErrorEnvelope(
+                            mangledType: mangled, typeName: name, description: description,
+                            json: hasJSON ? json : nil)))
             }
         }
     }
@@ -215,7 +227,8 @@ extension ClusterReply {
     static func parse(_ bytes: UnsafeRawBufferPointer, maxBodyBytes: Int) throws -> ClusterReply {
         let (kind, length) = try parseHeader(bytes, maxBodyBytes: maxBodyBytes)
         guard bytes.count - headerSize == length else {
-            throw ClusterError.malformedMessage(what: "reply", detail: "\(bytes.count - headerSize) body bytes, header says \(length)")
+            throw ClusterError.malformedMessage(
+                what: "reply", detail: "\(bytes.count - headerSize) body bytes, header says \(length)")
         }
         return try make(kind: kind, body: [UInt8](UnsafeRawBufferPointer(rebasing: bytes[headerSize...])))
     }
@@ -265,7 +278,11 @@ public final class InProcessNodeTransport: NodeTransport {
         /// Makes the node at `host:port` unreachable (as if its process were killed) or reachable again.
         public func setReachable(host: String, port: Int, _ reachable: Bool) {
             state.withLock { s in
-                if reachable { s.disconnected.remove("\(host):\(port)") } else { s.disconnected.insert("\(host):\(port)") }
+                if reachable {
+                    s.disconnected.remove("\(host):\(port)")
+                } else {
+                    s.disconnected.insert("\(host):\(port)")
+                }
             }
         }
     }
@@ -285,7 +302,9 @@ public final class InProcessNodeTransport: NodeTransport {
         let found = network.state.withLock { s -> (any NodeCallHandler)? in
             s.disconnected.contains(endpoint) ? nil : s.handlers[endpoint]
         }
-        guard let found else { throw ClusterError.nodeUnreachable(node: "\(node)", actor: actor, reason: "connection refused (in-process)") }
+        guard let found else {
+            throw ClusterError.nodeUnreachable(node: "\(node)", actor: actor, reason: "connection refused (in-process)")
+        }
         return found
     }
 
@@ -313,7 +332,8 @@ public final class InProcessNodeTransport: NodeTransport {
         let endpoint = "\(node.host):\(node.port)"
         try network.state.withLock { s throws(GPUBridgeError) in
             guard s.handlers[endpoint] == nil else {
-                throw .invalidArgument(name: "listen address", value: endpoint, limit: "an address no in-process node uses")
+                throw .invalidArgument(
+                    name: "listen address", value: endpoint, limit: "an address no in-process node uses")
             }
             s.handlers[endpoint] = handler
         }

@@ -11,33 +11,94 @@ import Synchronization
 
 /// `@convention(c)` signatures of the OpenCL entry points, named after the C functions without the `cl` prefix.
 enum CLFunction {
-    typealias GetPlatformIDs = @convention(c) (UInt32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UInt32>?) -> Int32
-    typealias GetInfo = @convention(c) (OpaquePointer?, UInt32, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32
-    typealias GetObjectInfo = @convention(c) (OpaquePointer?, OpaquePointer?, UInt32, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32
-    typealias GetDeviceIDs = @convention(c) (OpaquePointer?, UInt64, UInt32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UInt32>?) -> Int32
-    typealias ContextNotify = @convention(c) (UnsafePointer<CChar>?, UnsafeRawPointer?, Int, UnsafeMutableRawPointer?) -> Void
-    typealias CreateContext = @convention(c) (UnsafePointer<Int>?, UInt32, UnsafePointer<OpaquePointer?>?, ContextNotify?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> OpaquePointer?
+    typealias GetPlatformIDs =
+        @convention(c) (UInt32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UInt32>?) -> Int32
+    typealias GetInfo =
+        @convention(c) (OpaquePointer?, UInt32, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32
+    typealias GetObjectInfo =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, UInt32, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?
+        ) -> Int32
+    typealias GetDeviceIDs =
+        @convention(c) (
+            OpaquePointer?, UInt64, UInt32, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<UInt32>?
+        ) -> Int32
+    typealias ContextNotify =
+        @convention(c) (UnsafePointer<CChar>?, UnsafeRawPointer?, Int, UnsafeMutableRawPointer?) -> Void
+    typealias CreateContext =
+        @convention(c) (
+            UnsafePointer<Int>?, UInt32, UnsafePointer<OpaquePointer?>?, ContextNotify?, UnsafeMutableRawPointer?,
+            UnsafeMutablePointer<Int32>?
+        ) -> OpaquePointer?
     /// clRetain* / clRelease* / clFlush / clFinish: one object in, a status out.
     typealias ObjectCall = @convention(c) (OpaquePointer?) -> Int32
-    typealias CreateCommandQueue = @convention(c) (OpaquePointer?, OpaquePointer?, UInt64, UnsafeMutablePointer<Int32>?) -> OpaquePointer?
-    typealias CreateBuffer = @convention(c) (OpaquePointer?, UInt64, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> OpaquePointer?
-    typealias CreateSubBuffer = @convention(c) (OpaquePointer?, UInt64, UInt32, UnsafeRawPointer?, UnsafeMutablePointer<Int32>?) -> OpaquePointer?
-    typealias EnqueueReadBuffer = @convention(c) (OpaquePointer?, OpaquePointer?, UInt32, Int, Int, UnsafeMutableRawPointer?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
-    typealias EnqueueWriteBuffer = @convention(c) (OpaquePointer?, OpaquePointer?, UInt32, Int, Int, UnsafeRawPointer?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
-    typealias EnqueueCopyBuffer = @convention(c) (OpaquePointer?, OpaquePointer?, OpaquePointer?, Int, Int, Int, UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
-    typealias EnqueueFillBuffer = @convention(c) (OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, Int, Int, Int, UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
-    typealias EnqueueMapBuffer = @convention(c) (OpaquePointer?, OpaquePointer?, UInt32, UInt64, Int, Int, UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<Int32>?) -> UnsafeMutableRawPointer?
-    typealias EnqueueUnmapMemObject = @convention(c) (OpaquePointer?, OpaquePointer?, UnsafeMutableRawPointer?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
-    typealias CreateProgramWithSource = @convention(c) (OpaquePointer?, UInt32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int>?, UnsafeMutablePointer<Int32>?) -> OpaquePointer?
-    typealias CreateProgramWithBinary = @convention(c) (OpaquePointer?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafePointer<Int>?, UnsafePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?) -> OpaquePointer?
+    typealias CreateCommandQueue =
+        @convention(c) (OpaquePointer?, OpaquePointer?, UInt64, UnsafeMutablePointer<Int32>?) -> OpaquePointer?
+    typealias CreateBuffer =
+        @convention(c) (OpaquePointer?, UInt64, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) ->
+        OpaquePointer?
+    typealias CreateSubBuffer =
+        @convention(c) (OpaquePointer?, UInt64, UInt32, UnsafeRawPointer?, UnsafeMutablePointer<Int32>?) ->
+        OpaquePointer?
+    typealias EnqueueReadBuffer =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, UInt32, Int, Int, UnsafeMutableRawPointer?, UInt32,
+            UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?
+        ) -> Int32
+    typealias EnqueueWriteBuffer =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, UInt32, Int, Int, UnsafeRawPointer?, UInt32, UnsafePointer<OpaquePointer?>?,
+            UnsafeMutablePointer<OpaquePointer?>?
+        ) -> Int32
+    typealias EnqueueCopyBuffer =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, OpaquePointer?, Int, Int, Int, UInt32, UnsafePointer<OpaquePointer?>?,
+            UnsafeMutablePointer<OpaquePointer?>?
+        ) -> Int32
+    typealias EnqueueFillBuffer =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, UnsafeRawPointer?, Int, Int, Int, UInt32, UnsafePointer<OpaquePointer?>?,
+            UnsafeMutablePointer<OpaquePointer?>?
+        ) -> Int32
+    typealias EnqueueMapBuffer =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, UInt32, UInt64, Int, Int, UInt32, UnsafePointer<OpaquePointer?>?,
+            UnsafeMutablePointer<OpaquePointer?>?, UnsafeMutablePointer<Int32>?
+        ) -> UnsafeMutableRawPointer?
+    typealias EnqueueUnmapMemObject =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, UnsafeMutableRawPointer?, UInt32, UnsafePointer<OpaquePointer?>?,
+            UnsafeMutablePointer<OpaquePointer?>?
+        ) -> Int32
+    typealias CreateProgramWithSource =
+        @convention(c) (
+            OpaquePointer?, UInt32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int>?,
+            UnsafeMutablePointer<Int32>?
+        ) -> OpaquePointer?
+    typealias CreateProgramWithBinary =
+        @convention(c) (
+            OpaquePointer?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafePointer<Int>?,
+            UnsafePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<Int32>?, UnsafeMutablePointer<Int32>?
+        ) -> OpaquePointer?
     typealias BuildNotify = @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Void
-    typealias BuildProgram = @convention(c) (OpaquePointer?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafePointer<CChar>?, BuildNotify?, UnsafeMutableRawPointer?) -> Int32
-    typealias CreateKernel = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<Int32>?) -> OpaquePointer?
+    typealias BuildProgram =
+        @convention(c) (
+            OpaquePointer?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafePointer<CChar>?, BuildNotify?,
+            UnsafeMutableRawPointer?
+        ) -> Int32
+    typealias CreateKernel =
+        @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<Int32>?) -> OpaquePointer?
     typealias SetKernelArg = @convention(c) (OpaquePointer?, UInt32, Int, UnsafeRawPointer?) -> Int32
-    typealias EnqueueNDRangeKernel = @convention(c) (OpaquePointer?, OpaquePointer?, UInt32, UnsafePointer<Int>?, UnsafePointer<Int>?, UnsafePointer<Int>?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
+    typealias EnqueueNDRangeKernel =
+        @convention(c) (
+            OpaquePointer?, OpaquePointer?, UInt32, UnsafePointer<Int>?, UnsafePointer<Int>?, UnsafePointer<Int>?,
+            UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?
+        ) -> Int32
     typealias EventNotify = @convention(c) (OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Void
     typealias SetEventCallback = @convention(c) (OpaquePointer?, Int32, EventNotify?, UnsafeMutableRawPointer?) -> Int32
-    typealias EnqueueMarkerWithWaitList = @convention(c) (OpaquePointer?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?) -> Int32
+    typealias EnqueueMarkerWithWaitList =
+        @convention(c) (OpaquePointer?, UInt32, UnsafePointer<OpaquePointer?>?, UnsafeMutablePointer<OpaquePointer?>?)
+        -> Int32
 }
 
 /// OpenCL constants used here (values from the Khronos `CL/cl.h`).
@@ -201,11 +262,12 @@ final class OpenCLLibrary: Sendable {
         }
         do {
             let library = try OpenCLLibrary(name: name, handle: handle)
-            return .success(loaded.withLock { table in
-                if let existing = table[name] { return existing }
-                table[name] = library
-                return library
-            })
+            return .success(
+                loaded.withLock { table in
+                    if let existing = table[name] { return existing }
+                    table[name] = library
+                    return library
+                })
         } catch {
             return .failure(error)
         }
@@ -227,7 +289,8 @@ final class OpenCLLibrary: Sendable {
             guard fields.count == 6 else { continue }
             let range = fields[0].split(separator: "-")
             guard range.count == 2, let start = UInt(range[0], radix: 16), let end = UInt(range[1], radix: 16),
-                  address >= start, address < end else { continue }
+                address >= start, address < end
+            else { continue }
             let path = fields[5].trimmingCharacters(in: " \n")
             return path.hasPrefix("/") ? path : nil
         }
@@ -236,8 +299,10 @@ final class OpenCLLibrary: Sendable {
 
     /// A copy of `other` with two entry points substituted: tests stand in for a driver that reports a terminated
     /// command this way (the library is loaded once per process, so the copy is never registered).
-    init(copying other: OpenCLLibrary, enqueueNDRangeKernel: CLFunction.EnqueueNDRangeKernel,
-         getEventInfo: CLFunction.GetInfo) {
+    init(
+        copying other: OpenCLLibrary, enqueueNDRangeKernel: CLFunction.EnqueueNDRangeKernel,
+        getEventInfo: CLFunction.GetInfo
+    ) {
         name = other.name
         path = other.path
         getPlatformIDs = other.getPlatformIDs
@@ -284,7 +349,9 @@ final class OpenCLLibrary: Sendable {
         self.name = name
         // The file the dynamic loader picked, for reports: the mapping that holds one of its functions.
         var resolvedPath = name
-        if let symbol = dlsym(handle, "clGetPlatformIDs"), let file = Self.mappedFile(containing: UInt(bitPattern: symbol)) {
+        if let symbol = dlsym(handle, "clGetPlatformIDs"),
+            let file = Self.mappedFile(containing: UInt(bitPattern: symbol))
+        {
             resolvedPath = file
         }
         self.path = resolvedPath

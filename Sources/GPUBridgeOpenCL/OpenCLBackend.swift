@@ -65,8 +65,10 @@ public final class OpenCLBackend: DeviceBackend {
         let byteCount: Int
     }
 
-    init(library: OpenCLLibrary, platform: CLObject, device: CLObject, ordinal: Int,
-         platformName: String, platformVersion: String) throws(GPUBridgeError) {
+    init(
+        library: OpenCLLibrary, platform: CLObject, device: CLObject, ordinal: Int,
+        platformName: String, platformVersion: String
+    ) throws(GPUBridgeError) {
         let d = device.pointer
         let name = try library.deviceString(d, CL.deviceName)
         let vendor = try library.deviceString(d, CL.deviceVendor)
@@ -79,18 +81,23 @@ public final class OpenCLBackend: DeviceBackend {
         let computeUnits = try library.deviceValue(d, CL.deviceMaxComputeUnits, UInt32(0))
         let maxGroupItems = try library.deviceValue(d, CL.deviceMaxWorkGroupSize, 0 as Int)
         let dimensions = Int(try library.deviceValue(d, CL.deviceMaxWorkItemDimensions, UInt32(0)))
-        let itemSizeBytes = try library.infoBytes("clGetDeviceInfo") { library.getDeviceInfo(d, CL.deviceMaxWorkItemSizes, $0, $1, $2) }
+        let itemSizeBytes = try library.infoBytes("clGetDeviceInfo") {
+            library.getDeviceInfo(d, CL.deviceMaxWorkItemSizes, $0, $1, $2)
+        }
         let localMemory = try library.deviceValue(d, CL.deviceLocalMemSize, UInt64(0))
         let baseAlignBits = try library.deviceValue(d, CL.deviceMemBaseAddrAlign, UInt32(0))
         let addressBits = try library.deviceValue(d, CL.deviceAddressBits, UInt32(0))
         let queueProperties = try library.deviceValue(d, CL.deviceQueueProperties, UInt64(0))
         let deviceType = try library.deviceValue(d, CL.deviceType, UInt64(0))
         // Deprecated in OpenCL 2.0 but still answered by current drivers; fall back to the device type where not.
-        let unified = (try? library.deviceValue(d, CL.deviceHostUnifiedMemory, UInt32(0))).map { $0 != 0 }
+        let unified =
+            (try? library.deviceValue(d, CL.deviceHostUnifiedMemory, UInt32(0))).map { $0 != 0 }
             ?? (deviceType & CL.deviceTypeCPU != 0)
 
         var itemSizes = itemSizeBytes.withUnsafeBytes { raw in
-            (0 ..< min(dimensions, raw.count / MemoryLayout<Int>.size)).map { raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<Int>.size, as: Int.self) }
+            (0..<min(dimensions, raw.count / MemoryLayout<Int>.size)).map {
+                raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<Int>.size, as: Int.self)
+            }
         }
         itemSizes = Array(itemSizes.prefix(3))
         while itemSizes.count < 3 { itemSizes.append(1) }
@@ -130,7 +137,9 @@ public final class OpenCLBackend: DeviceBackend {
         let queue: OpaquePointer
         let hostQueue: OpaquePointer
         do throws(GPUBridgeError) {
-            queue = try clCreate("clCreateCommandQueue") { library.createCommandQueue(context, d, profiling ? CL.queueProfilingEnable : 0, $0) }
+            queue = try clCreate("clCreateCommandQueue") {
+                library.createCommandQueue(context, d, profiling ? CL.queueProfilingEnable : 0, $0)
+            }
             do throws(GPUBridgeError) {
                 hostQueue = try clCreate("clCreateCommandQueue") { library.createCommandQueue(context, d, 0, $0) }
             } catch {
@@ -141,16 +150,18 @@ public final class OpenCLBackend: DeviceBackend {
             _ = library.releaseContext(context)
             throw error
         }
-        let queues = OpenCLQueues(library: library, context: CLObject(context), queue: CLObject(queue),
-                                  hostQueue: CLObject(hostQueue))
+        let queues = OpenCLQueues(
+            library: library, context: CLObject(context), queue: CLObject(queue),
+            hostQueue: CLObject(hostQueue))
         self.queues = queues
         self.launches = OpenCLLaunchTracker(queues: queues, profiling: profiling)
     }
 
     /// A new backend for the same device, driven through `library` (tests substitute single entry points).
     func reopened(with library: OpenCLLibrary) throws(GPUBridgeError) -> OpenCLBackend {
-        try OpenCLBackend(library: library, platform: platform, device: device, ordinal: info.id.ordinal,
-                          platformName: platformName, platformVersion: platformVersion)
+        try OpenCLBackend(
+            library: library, platform: platform, device: device, ordinal: info.id.ordinal,
+            platformName: platformName, platformVersion: platformVersion)
     }
 
     deinit {
@@ -179,8 +190,9 @@ public final class OpenCLBackend: DeviceBackend {
 
     public func allocate(byteCount: Int) throws(GPUBridgeError) -> UInt64 {
         guard byteCount > 0, byteCount <= maxAllocationSize else {
-            throw .invalidArgument(name: "byteCount", value: String(byteCount),
-                                   limit: "1...\(maxAllocationSize) bytes (CL_DEVICE_MAX_MEM_ALLOC_SIZE of \(info.id))")
+            throw .invalidArgument(
+                name: "byteCount", value: String(byteCount),
+                limit: "1...\(maxAllocationSize) bytes (CL_DEVICE_MAX_MEM_ALLOC_SIZE of \(info.id))")
         }
         var status: Int32 = CL.success
         let mem = library.createBuffer(context.pointer, CL.memReadWrite, byteCount, nil, &status)
@@ -241,8 +253,10 @@ public final class OpenCLBackend: DeviceBackend {
         guard region.offset != 0 else { return (parent, false) }
         let alignment = info.capabilities.viewOffsetAlignment
         guard region.offset % alignment == 0 else {
-            throw .invalidArgument(name: "view offset", value: String(region.offset),
-                                   limit: "multiples of \(alignment) bytes, the view alignment (CL_DEVICE_MEM_BASE_ADDR_ALIGN) of \(info.id)")
+            throw .invalidArgument(
+                name: "view offset", value: String(region.offset),
+                limit:
+                    "multiples of \(alignment) bytes, the view alignment (CL_DEVICE_MEM_BASE_ADDR_ALIGN) of \(info.id)")
         }
         let key = SubRegion(offset: region.offset, byteCount: region.byteCount)
         let library = library
@@ -289,10 +303,12 @@ public final class OpenCLBackend: DeviceBackend {
     private func allocationError(_ call: StaticString, _ status: Int32, requested: Int) -> GPUBridgeError {
         switch status {
         case CL.memObjectAllocationFailure, CL.outOfResources, CL.outOfHostMemory:
-            return .outOfMemory(device: info.id.description, requested: requested, inUse: 0, cached: 0,
-                                limit: info.totalMemory, detail: "\(call) returned \(openCLStatusName(status))")
+            return .outOfMemory(
+                device: info.id.description, requested: requested, inUse: 0, cached: 0,
+                limit: info.totalMemory, detail: "\(call) returned \(openCLStatusName(status))")
         case CL.success:
-            return .backendFailure(backend: "opencl", call: call.description, code: 0, message: "CL_SUCCESS but no memory object returned")
+            return .backendFailure(
+                backend: "opencl", call: call.description, code: 0, message: "CL_SUCCESS but no memory object returned")
         default:
             return .openCL(call.description, status)
         }
@@ -303,22 +319,30 @@ public final class OpenCLBackend: DeviceBackend {
     public func copy(from source: UnsafeRawBufferPointer, to destination: DeviceRegion) throws(GPUBridgeError) {
         guard let base = source.baseAddress, source.count > 0 else { return }
         let mem = try memoryObject(destination)
-        try clCheck("clEnqueueWriteBuffer", library.enqueueWriteBuffer(queue.pointer, mem, CL.true, destination.offset, source.count, base, 0, nil, nil))
+        try clCheck(
+            "clEnqueueWriteBuffer",
+            library.enqueueWriteBuffer(queue.pointer, mem, CL.true, destination.offset, source.count, base, 0, nil, nil)
+        )
         counters.recordCopy(bytes: source.count)
     }
 
     public func copy(from source: DeviceRegion, to destination: UnsafeMutableRawBufferPointer) throws(GPUBridgeError) {
         guard let base = destination.baseAddress, destination.count > 0 else { return }
         let mem = try memoryObject(source)
-        try clCheck("clEnqueueReadBuffer", library.enqueueReadBuffer(queue.pointer, mem, CL.true, source.offset, destination.count, base, 0, nil, nil))
+        try clCheck(
+            "clEnqueueReadBuffer",
+            library.enqueueReadBuffer(queue.pointer, mem, CL.true, source.offset, destination.count, base, 0, nil, nil))
         counters.recordCopy(bytes: destination.count)
     }
 
-    public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError)
+        -> Completion
+    {
         let from = try memoryObject(source)
         let to = try memoryObject(destination)
         let completion = try track("clEnqueueCopyBuffer", owner: nil) { event in
-            library.enqueueCopyBuffer(queue.pointer, from, to, source.offset, destination.offset, source.byteCount, 0, nil, event)
+            library.enqueueCopyBuffer(
+                queue.pointer, from, to, source.offset, destination.offset, source.byteCount, 0, nil, event)
         }
         counters.recordCopy(bytes: source.byteCount)
         return completion
@@ -329,34 +353,44 @@ public final class OpenCLBackend: DeviceBackend {
         // The driver copies the pattern before clEnqueueFillBuffer returns.
         let completion = try track("clEnqueueFillBuffer", owner: nil) { event in
             pattern.withUnsafeBytes { bytes in
-                library.enqueueFillBuffer(queue.pointer, mem, bytes.baseAddress, bytes.count, destination.offset, destination.byteCount, 0, nil, event)
+                library.enqueueFillBuffer(
+                    queue.pointer, mem, bytes.baseAddress, bytes.count, destination.offset, destination.byteCount, 0,
+                    nil, event)
             }
         }
         counters.recordCopy(bytes: destination.byteCount)
         return completion
     }
 
-    public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
+    {
         let mem = try memoryObject(destination)
         let host = try hostPointer(source, offset: offset)
         let completion = try track("clEnqueueWriteBuffer", owner: owner) { event in
-            library.enqueueWriteBuffer(queue.pointer, mem, CL.false, destination.offset, destination.byteCount, host, 0, nil, event)
+            library.enqueueWriteBuffer(
+                queue.pointer, mem, CL.false, destination.offset, destination.byteCount, host, 0, nil, event)
         }
         counters.recordCopy(bytes: destination.byteCount)
         return completion
     }
 
-    public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable)
+        throws(GPUBridgeError) -> Completion
+    {
         let mem = try memoryObject(source)
         let host = try hostPointer(destination, offset: offset)
         let completion = try track("clEnqueueReadBuffer", owner: owner) { event in
-            library.enqueueReadBuffer(queue.pointer, mem, CL.false, source.offset, source.byteCount, host, 0, nil, event)
+            library.enqueueReadBuffer(
+                queue.pointer, mem, CL.false, source.offset, source.byteCount, host, 0, nil, event)
         }
         counters.recordCopy(bytes: source.byteCount)
         return completion
     }
 
-    private func hostPointer(_ allocation: HostAllocation, offset: Int) throws(GPUBridgeError) -> UnsafeMutableRawPointer {
+    private func hostPointer(_ allocation: HostAllocation, offset: Int) throws(GPUBridgeError)
+        -> UnsafeMutableRawPointer
+    {
         guard let base = UnsafeMutableRawPointer(bitPattern: UInt(allocation.address)) else {
             throw .invalidArgument(name: "host address", value: "0", limit: "memory from allocateHost")
         }
@@ -370,12 +404,16 @@ public final class OpenCLBackend: DeviceBackend {
     public func allocateHost(byteCount: Int, pinned: Bool) throws(GPUBridgeError) -> HostAllocation {
         if pinned {
             var status: Int32 = CL.success
-            guard let mem = library.createBuffer(context.pointer, CL.memReadWrite | CL.memAllocHostPtr, byteCount, nil, &status),
-                  status == CL.success else {
+            guard
+                let mem = library.createBuffer(
+                    context.pointer, CL.memReadWrite | CL.memAllocHostPtr, byteCount, nil, &status),
+                status == CL.success
+            else {
                 throw allocationError("clCreateBuffer", status, requested: byteCount)
             }
             // Blocking, on the host queue, which holds nothing but maps and unmaps.
-            let address = library.enqueueMapBuffer(hostQueue.pointer, mem, CL.true, CL.mapRead | CL.mapWrite, 0, byteCount, 0, nil, nil, &status)
+            let address = library.enqueueMapBuffer(
+                hostQueue.pointer, mem, CL.true, CL.mapRead | CL.mapWrite, 0, byteCount, 0, nil, nil, &status)
             guard status == CL.success, let address else {
                 _ = library.releaseMemObject(mem)
                 throw allocationError("clEnqueueMapBuffer", status, requested: byteCount)
@@ -388,8 +426,9 @@ public final class OpenCLBackend: DeviceBackend {
         var pointer: UnsafeMutableRawPointer?
         let status = posix_memalign(&pointer, Int(sysconf(Int32(_SC_PAGESIZE))), byteCount)
         guard status == 0, let pointer else {
-            throw .outOfMemory(device: "host", requested: byteCount, inUse: 0, cached: 0, limit: info.totalMemory,
-                               detail: "posix_memalign returned \(status)")
+            throw .outOfMemory(
+                device: "host", requested: byteCount, inUse: 0, cached: 0, limit: info.totalMemory,
+                detail: "posix_memalign returned \(status)")
         }
         return HostAllocation(address: UInt64(UInt(bitPattern: pointer)), byteCount: byteCount, pinned: false)
     }
@@ -428,7 +467,9 @@ public final class OpenCLBackend: DeviceBackend {
     }
 
     /// Runs `enqueue` with an event out-parameter and returns a completion signalled by the event's callback.
-    func track(_ call: StaticString, owner: (any Sendable)?, _ enqueue: (UnsafeMutablePointer<OpaquePointer?>) -> Int32) throws(GPUBridgeError) -> Completion {
+    func track(_ call: StaticString, owner: (any Sendable)?, _ enqueue: (UnsafeMutablePointer<OpaquePointer?>) -> Int32)
+        throws(GPUBridgeError) -> Completion
+    {
         var event: OpaquePointer?
         try clCheck(call, enqueue(&event))
         return try completion(for: event, call: call, owner: owner)
@@ -436,12 +477,16 @@ public final class OpenCLBackend: DeviceBackend {
 
     /// Registers the `CL_COMPLETE` callback of `event` (taking over the caller's reference to it), flushes the queue
     /// so the command is submitted, and returns the completion the callback will signal.
-    func completion(for event: OpaquePointer?, call: StaticString, owner: (any Sendable)?) throws(GPUBridgeError) -> Completion {
+    func completion(for event: OpaquePointer?, call: StaticString, owner: (any Sendable)?) throws(GPUBridgeError)
+        -> Completion
+    {
         guard let event else {
-            throw .backendFailure(backend: "opencl", call: call.description, code: 0, message: "CL_SUCCESS but no event returned")
+            throw .backendFailure(
+                backend: "opencl", call: call.description, code: 0, message: "CL_SUCCESS but no event returned")
         }
         let completion = Completion()
-        let box = EventCompletion(completion: completion, library: library, call: call.description, profiling: profiling, owner: owner)
+        let box = EventCompletion(
+            completion: completion, library: library, call: call.description, profiling: profiling, owner: owner)
         let userData = Unmanaged.passRetained(box).toOpaque()
         let status = library.setEventCallback(event, CL.complete, openCLEventCallback, userData)
         guard status == CL.success else {

@@ -18,7 +18,9 @@ public struct OpenCLBackendProvider: BackendProvider {
     public init(libraryPath: String? = nil) {
         if let libraryPath {
             self.libraryPath = libraryPath
-        } else if let fromEnvironment = getenv("GPUBRIDGE_OPENCL_LIBRARY").map({ String(cString: $0) }), !fromEnvironment.isEmpty {
+        } else if let fromEnvironment = getenv("GPUBRIDGE_OPENCL_LIBRARY").map({ String(cString: $0) }),
+            !fromEnvironment.isEmpty
+        {
             self.libraryPath = fromEnvironment
         } else {
             self.libraryPath = Self.defaultLibrary
@@ -32,27 +34,32 @@ public struct OpenCLBackendProvider: BackendProvider {
         switch OpenCLLibrary.load(libraryPath) {
         case let .success(loaded): library = loaded
         case let .failure(failure):
-            return BackendReport(backend: .opencl, devices: [], unavailableReason: failure.description,
-                                 details: [("library", libraryPath)])
+            return BackendReport(
+                backend: .opencl, devices: [], unavailableReason: failure.description,
+                details: [("library", libraryPath)])
         }
         var details: [(String, String)] = [("library", library.path)]
 
         var platformCount: UInt32 = 0
         let countStatus = library.getPlatformIDs(0, nil, &platformCount)
         guard countStatus == CL.success || countStatus == CL.platformNotFoundKHR else {
-            return BackendReport(backend: .opencl, devices: [],
-                                 unavailableReason: "clGetPlatformIDs failed with \(openCLStatusName(countStatus))", details: details)
+            return BackendReport(
+                backend: .opencl, devices: [],
+                unavailableReason: "clGetPlatformIDs failed with \(openCLStatusName(countStatus))", details: details)
         }
         guard countStatus == CL.success, platformCount > 0 else {
-            return BackendReport(backend: .opencl, devices: [],
-                                 unavailableReason: "no OpenCL platform: \(library.path) found no installable client driver (see /etc/OpenCL/vendors)",
-                                 details: details)
+            return BackendReport(
+                backend: .opencl, devices: [],
+                unavailableReason:
+                    "no OpenCL platform: \(library.path) found no installable client driver (see /etc/OpenCL/vendors)",
+                details: details)
         }
         var platforms = [OpaquePointer?](repeating: nil, count: Int(platformCount))
         let listStatus = library.getPlatformIDs(platformCount, &platforms, nil)
         guard listStatus == CL.success else {
-            return BackendReport(backend: .opencl, devices: [],
-                                 unavailableReason: "clGetPlatformIDs failed with \(openCLStatusName(listStatus))", details: details)
+            return BackendReport(
+                backend: .opencl, devices: [],
+                unavailableReason: "clGetPlatformIDs failed with \(openCLStatusName(listStatus))", details: details)
         }
         details.append(("platforms", String(platformCount)))
 
@@ -68,7 +75,8 @@ public struct OpenCLBackendProvider: BackendProvider {
             var deviceCount: UInt32 = 0
             let status = library.getDeviceIDs(platform, CL.deviceTypeAll, 0, nil, &deviceCount)
             guard status == CL.success || status == CL.deviceNotFound else {
-                details.append(("platform \(platformIndex) devices", "clGetDeviceIDs failed with \(openCLStatusName(status))"))
+                details.append(
+                    ("platform \(platformIndex) devices", "clGetDeviceIDs failed with \(openCLStatusName(status))"))
                 platformSummaries.append("\(name): clGetDeviceIDs failed with \(openCLStatusName(status))")
                 continue
             }
@@ -91,11 +99,16 @@ public struct OpenCLBackendProvider: BackendProvider {
                     continue
                 }
                 do {
-                    let backend = try OpenCLBackend(library: library, platform: CLObject(platform), device: CLObject(device),
-                                                    ordinal: backends.count, platformName: name, platformVersion: version)
+                    let backend = try OpenCLBackend(
+                        library: library, platform: CLObject(platform), device: CLObject(device),
+                        ordinal: backends.count, platformName: name, platformVersion: version)
                     backends.append(backend)
                     usable += 1
-                    details.append((backend.info.id.description, "\(backend.info.name), \(backend.deviceVersion), driver \(backend.info.driverVersion)"))
+                    details.append(
+                        (
+                            backend.info.id.description,
+                            "\(backend.info.name), \(backend.deviceVersion), driver \(backend.info.driverVersion)"
+                        ))
                 } catch {
                     details.append((label, "\(deviceName) skipped: \(error)"))
                 }
@@ -103,8 +116,10 @@ public struct OpenCLBackendProvider: BackendProvider {
             platformSummaries.append("\(name): \(usable) of \(deviceCount) devices usable")
         }
         guard !backends.isEmpty else {
-            return BackendReport(backend: .opencl, devices: [],
-                                 unavailableReason: "no usable OpenCL device (\(platformSummaries.joined(separator: "; ")))", details: details)
+            return BackendReport(
+                backend: .opencl, devices: [],
+                unavailableReason: "no usable OpenCL device (\(platformSummaries.joined(separator: "; ")))",
+                details: details)
         }
         return BackendReport(backend: .opencl, devices: backends, details: details)
     }

@@ -28,17 +28,22 @@ extension OpenCLBackend {
     /// the program does not define throws `notFound` before anything is cached.
     public func compile(_ source: KernelSource, options: CompileOptions) throws(GPUBridgeError) -> KernelBinary {
         guard let text = source.text, source.language == .openCLC else {
-            throw .unsupported(feature: "compiling \(source.language.rawValue) kernels ('\(source.name)')", backend: "opencl")
+            throw .unsupported(
+                feature: "compiling \(source.language.rawValue) kernels ('\(source.name)')", backend: "opencl")
         }
         if let target = options.target {
-            throw .unsupported(feature: "CompileOptions.target '\(target)' (OpenCL compiles for the device it runs on)", backend: "opencl")
+            throw .unsupported(
+                feature: "CompileOptions.target '\(target)' (OpenCL compiles for the device it runs on)",
+                backend: "opencl")
         }
         if let registers = options.maxRegisters {
             throw .unsupported(feature: "CompileOptions.maxRegisters \(registers)", backend: "opencl")
         }
-        for (name, value) in options.defines where (name + value).contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
-            throw .invalidArgument(name: "defines[\(name)]", value: "\"\(value)\"",
-                                   limit: "names and values without whitespace (OpenCL splits build options at spaces)")
+        for (name, value) in options.defines
+        where (name + value).contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
+            throw .invalidArgument(
+                name: "defines[\(name)]", value: "\"\(value)\"",
+                limit: "names and values without whitespace (OpenCL splits build options at spaces)")
         }
         let flags = compilerFlags(for: options).joined(separator: " ")
         counters.recordCompile()
@@ -57,27 +62,37 @@ extension OpenCLBackend {
         guard status == CL.success else {
             switch status {
             case CL.buildProgramFailure, CL.invalidBuildOptions, CL.compilerNotAvailable:
-                let header = "clBuildProgram returned \(openCLStatusName(status)) for '\(source.name)' on \(info.id) (\(info.name)), options: \"\(flags)\""
-                throw .compilationFailed(kernel: source.name, backend: "opencl", log: log.isEmpty ? header : header + "\n" + log)
+                let header =
+                    "clBuildProgram returned \(openCLStatusName(status)) for '\(source.name)' on \(info.id) (\(info.name)), options: \"\(flags)\""
+                throw .compilationFailed(
+                    kernel: source.name, backend: "opencl", log: log.isEmpty ? header : header + "\n" + log)
             default:
                 throw .openCL("clBuildProgram", status)
             }
         }
-        let names = try library.infoString("clGetProgramInfo") { library.getProgramInfo(program, CL.programKernelNames, $0, $1, $2) }
+        let names = try library.infoString("clGetProgramInfo") {
+            library.getProgramInfo(program, CL.programKernelNames, $0, $1, $2)
+        }
         let kernels = names.split(separator: ";").map { String($0) }
         guard kernels.contains(source.entryPoint) else {
-            throw .notFound(kind: "kernel function in '\(source.name)' (it defines: \(kernels.joined(separator: ", ")))",
-                            name: source.entryPoint)
+            throw .notFound(
+                kind: "kernel function in '\(source.name)' (it defines: \(kernels.joined(separator: ", ")))",
+                name: source.entryPoint)
         }
         var size = 0
-        try clCheck("clGetProgramInfo", library.getProgramInfo(program, CL.programBinarySizes, MemoryLayout<Int>.size, &size, nil))
+        try clCheck(
+            "clGetProgramInfo",
+            library.getProgramInfo(program, CL.programBinarySizes, MemoryLayout<Int>.size, &size, nil))
         guard size > 0 else {
-            throw .backendFailure(backend: "opencl", call: "clGetProgramInfo", code: 0, message: "CL_PROGRAM_BINARY_SIZES is 0 for '\(source.name)'")
+            throw .backendFailure(
+                backend: "opencl", call: "clGetProgramInfo", code: 0,
+                message: "CL_PROGRAM_BINARY_SIZES is 0 for '\(source.name)'")
         }
         var bytes = [UInt8](repeating: 0, count: size)
         let binaryStatus = bytes.withUnsafeMutableBufferPointer { buffer in
             var pointer: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
-            return library.getProgramInfo(program, CL.programBinaries, MemoryLayout<UnsafeMutablePointer<UInt8>?>.size, &pointer, nil)
+            return library.getProgramInfo(
+                program, CL.programBinaries, MemoryLayout<UnsafeMutablePointer<UInt8>?>.size, &pointer, nil)
         }
         try clCheck("clGetProgramInfo", binaryStatus)
         return KernelBinary(format: Self.binaryFormat, bytes: bytes, log: log)
@@ -101,7 +116,8 @@ extension OpenCLBackend {
         let created = binary.bytes.withUnsafeBufferPointer { buffer -> OpaquePointer? in
             var pointer: UnsafePointer<UInt8>? = buffer.baseAddress
             var length = buffer.count
-            return library.createProgramWithBinary(context.pointer, 1, &deviceList, &length, &pointer, &binaryStatus, &createStatus)
+            return library.createProgramWithBinary(
+                context.pointer, 1, &deviceList, &length, &pointer, &binaryStatus, &createStatus)
         }
         let program = try clCreated("clCreateProgramWithBinary", created, createStatus)
         do throws(GPUBridgeError) {
@@ -110,7 +126,8 @@ extension OpenCLBackend {
             guard status == CL.success else {
                 throw GPUBridgeError.compilationFailed(
                     kernel: source.name, backend: "opencl",
-                    log: "clBuildProgram of the cached binary returned \(openCLStatusName(status)) on \(info.id)\n" + buildLog(program))
+                    log: "clBuildProgram of the cached binary returned \(openCLStatusName(status)) on \(info.id)\n"
+                        + buildLog(program))
             }
             var kernelStatus: Int32 = CL.success
             let createdKernel = source.entryPoint.withCString { library.createKernel(program, $0, &kernelStatus) }
@@ -119,12 +136,15 @@ extension OpenCLBackend {
             }
             let kernel = try clCreated("clCreateKernel", createdKernel, kernelStatus)
             do throws(GPUBridgeError) {
-                let arguments = try library.infoValue("clGetKernelInfo", UInt32(0)) { library.getKernelInfo(kernel, CL.kernelNumArgs, $0, $1, $2) }
+                let arguments = try library.infoValue("clGetKernelInfo", UInt32(0)) {
+                    library.getKernelInfo(kernel, CL.kernelNumArgs, $0, $1, $2)
+                }
                 let groupItems = try library.infoValue("clGetKernelWorkGroupInfo", 0 as Int) {
                     library.getKernelWorkGroupInfo(kernel, device.pointer, CL.kernelWorkGroupSize, $0, $1, $2)
                 }
-                return OpenCLProgram(backend: self, program: CLObject(program), kernel: kernel, name: source.name,
-                                     entryPoint: source.entryPoint, parameterCount: Int(arguments), maxGroupItems: groupItems)
+                return OpenCLProgram(
+                    backend: self, program: CLObject(program), kernel: kernel, name: source.name,
+                    entryPoint: source.entryPoint, parameterCount: Int(arguments), maxGroupItems: groupItems)
             } catch {
                 _ = library.releaseKernel(kernel)
                 throw error

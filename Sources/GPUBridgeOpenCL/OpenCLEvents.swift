@@ -74,8 +74,9 @@ final class EventCompletion: Sendable {
             return status == CL.success ? value : nil
         }
         guard let start = read(CL.profilingCommandStart), let end = read(CL.profilingCommandEnd) else { return nil }
-        return ExecutionTimings(queued: read(CL.profilingCommandQueued), submitted: read(CL.profilingCommandSubmit),
-                                start: start, end: end)
+        return ExecutionTimings(
+            queued: read(CL.profilingCommandQueued), submitted: read(CL.profilingCommandSubmit),
+            start: start, end: end)
     }
 }
 

@@ -150,23 +150,31 @@ final class OpenCLLaunchTracker: Sendable {
         if query == CL.success, status > CL.complete {
             // Not final yet on this driver even though a later command of the in-order queue has ended: its own
             // callback reports it (and takes over the entry's reference to the event).
-            let box = EventCompletion(completion: entry.completion, library: library,
-                                      call: "clEnqueueNDRangeKernel", profiling: profiling, owner: nil)
+            let box = EventCompletion(
+                completion: entry.completion, library: library,
+                call: "clEnqueueNDRangeKernel", profiling: profiling, owner: nil)
             let userData = Unmanaged.passRetained(box).toOpaque()
             let armed = library.setEventCallback(event, CL.complete, openCLEventCallback, userData)
             if armed == CL.success { return }
             Unmanaged<EventCompletion>.fromOpaque(userData).release()
             _ = library.releaseEvent(event)
-            entry.completion.complete(.failure(.backendFailure(
-                backend: "opencl", call: "clSetEventCallback", code: Int(armed),
-                message: "the launch's status could not be read (\(openCLStatusName(armed))); it is not reported as a success")))
+            entry.completion.complete(
+                .failure(
+                    .backendFailure(
+                        backend: "opencl", call: "clSetEventCallback", code: Int(armed),
+                        message:
+                            "the launch's status could not be read (\(openCLStatusName(armed))); it is not reported as a success"
+                    )))
             return
         }
         let result: Result<ExecutionTimings?, GPUBridgeError>
         if query != CL.success {
-            result = .failure(.backendFailure(
-                backend: "opencl", call: "clGetEventInfo(CL_EVENT_COMMAND_EXECUTION_STATUS)", code: Int(query),
-                message: "the launch's status could not be read (\(openCLStatusName(query))); it is not reported as a success"))
+            result = .failure(
+                .backendFailure(
+                    backend: "opencl", call: "clGetEventInfo(CL_EVENT_COMMAND_EXECUTION_STATUS)", code: Int(query),
+                    message:
+                        "the launch's status could not be read (\(openCLStatusName(query))); it is not reported as a success"
+                ))
         } else if status < 0 {
             result = .failure(.openCL("clEnqueueNDRangeKernel (command terminated)", status))
         } else {
@@ -190,11 +198,13 @@ final class OpenCLLaunchTracker: Sendable {
     private func timings(of event: OpaquePointer) -> ExecutionTimings? {
         func read(_ parameter: UInt32) -> UInt64? {
             var value: UInt64 = 0
-            return library.getEventProfilingInfo(event, parameter, MemoryLayout<UInt64>.size, &value, nil) == CL.success ? value : nil
+            return library.getEventProfilingInfo(event, parameter, MemoryLayout<UInt64>.size, &value, nil) == CL.success
+                ? value : nil
         }
         guard let start = read(CL.profilingCommandStart), let end = read(CL.profilingCommandEnd) else { return nil }
-        return ExecutionTimings(queued: read(CL.profilingCommandQueued), submitted: read(CL.profilingCommandSubmit),
-                                start: start, end: end)
+        return ExecutionTimings(
+            queued: read(CL.profilingCommandQueued), submitted: read(CL.profilingCommandSubmit),
+            start: start, end: end)
     }
 }
 

@@ -26,8 +26,10 @@ public final class OpenCLProgram: KernelProgram {
         let pointer: OpaquePointer
     }
 
-    init(backend: OpenCLBackend, program: CLObject, kernel: sending OpaquePointer, name: String, entryPoint: String,
-         parameterCount: Int, maxGroupItems: Int) {
+    init(
+        backend: OpenCLBackend, program: CLObject, kernel: sending OpaquePointer, name: String, entryPoint: String,
+        parameterCount: Int, maxGroupItems: Int
+    ) {
         self.backend = backend
         self.program = program
         self.kernel = Mutex(KernelHandle(pointer: kernel))
@@ -51,19 +53,29 @@ public final class OpenCLProgram: KernelProgram {
     /// a `__local` parameter, not added to a launch.
     public func enqueue(_ launch: Launch, arguments: [ResolvedArgument]) throws(GPUBridgeError) -> Completion {
         guard launch.sharedMemoryBytes == 0 else {
-            throw .unsupported(feature: "Launch.sharedMemoryBytes (\(launch.sharedMemoryBytes) bytes) for '\(name)'; declare OpenCL local memory in the kernel (a __local array) or as a __local parameter",
-                               backend: "opencl")
+            throw .unsupported(
+                feature:
+                    "Launch.sharedMemoryBytes (\(launch.sharedMemoryBytes) bytes) for '\(name)'; declare OpenCL local memory in the kernel (a __local array) or as a __local parameter",
+                backend: "opencl")
         }
         if let parameterCount, arguments.count != parameterCount {
-            throw .argumentMismatch(kernel: name, detail: "the compiled kernel takes \(parameterCount) arguments (CL_KERNEL_NUM_ARGS), got \(arguments.count)")
+            throw .argumentMismatch(
+                kernel: name,
+                detail:
+                    "the compiled kernel takes \(parameterCount) arguments (CL_KERNEL_NUM_ARGS), got \(arguments.count)"
+            )
         }
         guard let items = launch.groupSize.product, items <= maxGroupItems else {
-            throw .invalidLaunch(name: "groupSize", value: launch.groupSize.description,
-                                 limit: "at most \(maxGroupItems) items per group for kernel '\(name)' on \(backend.info.id) (CL_KERNEL_WORK_GROUP_SIZE)")
+            throw .invalidLaunch(
+                name: "groupSize", value: launch.groupSize.description,
+                limit:
+                    "at most \(maxGroupItems) items per group for kernel '\(name)' on \(backend.info.id) (CL_KERNEL_WORK_GROUP_SIZE)"
+            )
         }
         guard let global = launch.globalSize, global.product != nil else {
-            throw .invalidLaunch(name: "groups * groupSize", value: "\(launch.groups) * \(launch.groupSize)",
-                                 limit: "a total work-item count that fits in \(Int.max)")
+            throw .invalidLaunch(
+                name: "groups * groupSize", value: "\(launch.groups) * \(launch.groupSize)",
+                limit: "a total work-item count that fits in \(Int.max)")
         }
         let dimensions = UInt32(min(3, max(1, global.dimensions)))
         let backend = backend
@@ -80,20 +92,27 @@ public final class OpenCLProgram: KernelProgram {
                     let (memory, isRetained) = try backend.kernelMemory(for: region)
                     if isRetained { retained.append(memory) }
                     var value: OpaquePointer? = memory
-                    status = library.setKernelArg(handle.pointer, UInt32(index), MemoryLayout<OpaquePointer?>.size, &value)
+                    status = library.setKernelArg(
+                        handle.pointer, UInt32(index), MemoryLayout<OpaquePointer?>.size, &value)
                 case let .scalar(value):
-                    status = value.withUnsafeBytes { library.setKernelArg(handle.pointer, UInt32(index), $0.count, $0.baseAddress) }
+                    status = value.withUnsafeBytes {
+                        library.setKernelArg(handle.pointer, UInt32(index), $0.count, $0.baseAddress)
+                    }
                 }
-                guard status == CL.success else { throw Self.argumentError(status, index: index, argument: argument, kernel: name) }
+                guard status == CL.success else {
+                    throw Self.argumentError(status, index: index, argument: argument, kernel: name)
+                }
             }
-            let outcome = withUnsafeTemporaryAllocation(of: Int.self, capacity: 6) { sizes -> OpenCLLaunchTracker.Outcome in
+            let outcome = withUnsafeTemporaryAllocation(of: Int.self, capacity: 6) {
+                sizes -> OpenCLLaunchTracker.Outcome in
                 sizes.initialize(repeating: 1)
                 sizes[0] = global.x; sizes[1] = global.y; sizes[2] = global.z
                 sizes[3] = launch.groupSize.x; sizes[4] = launch.groupSize.y; sizes[5] = launch.groupSize.z
                 guard let base = sizes.baseAddress else { return .refused(CL.outOfHostMemory) }
                 // Enqueued and tracked under the tracker's lock, so completions follow the queue's order.
                 return backend.launches.enqueue { event in
-                    library.enqueueNDRangeKernel(queue.pointer, handle.pointer, dimensions, nil, base, base + 3, 0, nil, event)
+                    library.enqueueNDRangeKernel(
+                        queue.pointer, handle.pointer, dimensions, nil, base, base + 3, 0, nil, event)
                 }
             }
             switch outcome {
@@ -102,15 +121,20 @@ public final class OpenCLProgram: KernelProgram {
             case let .refused(status):
                 throw Self.launchError(status, launch: launch, kernel: name, device: backend.info.id)
             case .untracked:
-                throw .backendFailure(backend: "opencl", call: "clEnqueueNDRangeKernel", code: 0,
-                                      message: "CL_SUCCESS but no event returned for kernel '\(name)'; the queue was finished and the launch's outcome is unknown")
+                throw .backendFailure(
+                    backend: "opencl", call: "clEnqueueNDRangeKernel", code: 0,
+                    message:
+                        "CL_SUCCESS but no event returned for kernel '\(name)'; the queue was finished and the launch's outcome is unknown"
+                )
             }
         }
         backend.counters.recordLaunch()
         return completion
     }
 
-    private static func argumentError(_ status: Int32, index: Int, argument: ResolvedArgument, kernel: String) -> GPUBridgeError {
+    private static func argumentError(_ status: Int32, index: Int, argument: ResolvedArgument, kernel: String)
+        -> GPUBridgeError
+    {
         switch status {
         case CL.invalidArgSize, CL.invalidArgValue, CL.invalidArgIndex:
             let given: String
@@ -118,19 +142,29 @@ public final class OpenCLProgram: KernelProgram {
             case let .memory(region): given = "a buffer (\(region))"
             case let .scalar(value): given = "\(value), \(value.type.byteSize) bytes"
             }
-            return .argumentMismatch(kernel: kernel, detail: "clSetKernelArg(\(index)) returned \(openCLStatusName(status)): the kernel's parameter \(index) does not take \(given)")
+            return .argumentMismatch(
+                kernel: kernel,
+                detail:
+                    "clSetKernelArg(\(index)) returned \(openCLStatusName(status)): the kernel's parameter \(index) does not take \(given)"
+            )
         default:
             return .openCL("clSetKernelArg", status)
         }
     }
 
-    private static func launchError(_ status: Int32, launch: Launch, kernel: String, device: DeviceID) -> GPUBridgeError {
+    private static func launchError(_ status: Int32, launch: Launch, kernel: String, device: DeviceID) -> GPUBridgeError
+    {
         switch status {
         case CL.invalidWorkGroupSize, CL.invalidWorkItemSize:
-            return .invalidLaunch(name: "groupSize", value: launch.groupSize.description,
-                                  limit: "what kernel '\(kernel)' accepts on \(device) (clEnqueueNDRangeKernel returned \(openCLStatusName(status)))")
+            return .invalidLaunch(
+                name: "groupSize", value: launch.groupSize.description,
+                limit:
+                    "what kernel '\(kernel)' accepts on \(device) (clEnqueueNDRangeKernel returned \(openCLStatusName(status)))"
+            )
         case CL.invalidKernelArgs:
-            return .argumentMismatch(kernel: kernel, detail: "clEnqueueNDRangeKernel returned CL_INVALID_KERNEL_ARGS: not every argument is set")
+            return .argumentMismatch(
+                kernel: kernel,
+                detail: "clEnqueueNDRangeKernel returned CL_INVALID_KERNEL_ARGS: not every argument is set")
         default:
             return .openCL("clEnqueueNDRangeKernel", status)
         }

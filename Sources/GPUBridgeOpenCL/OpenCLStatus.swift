@@ -88,7 +88,9 @@ func clCheck(_ call: StaticString, _ status: Int32) throws(GPUBridgeError) {
 /// Runs a `clCreate*`-style call that reports its status through an out-parameter and returns an object; throws
 /// through `clCheck` when the status is an error or the object is missing.
 @inline(__always)
-func clCreate(_ call: StaticString, _ body: (UnsafeMutablePointer<Int32>) -> OpaquePointer?) throws(GPUBridgeError) -> OpaquePointer {
+func clCreate(_ call: StaticString, _ body: (UnsafeMutablePointer<Int32>) -> OpaquePointer?) throws(GPUBridgeError)
+    -> OpaquePointer
+{
     var status: Int32 = CL.success
     let object = body(&status)
     return try clCreated(call, object, status)
@@ -96,17 +98,21 @@ func clCreate(_ call: StaticString, _ body: (UnsafeMutablePointer<Int32>) -> Opa
 
 /// The object a `clCreate*` call returned, checked against the status it reported.
 @inline(__always)
-func clCreated(_ call: StaticString, _ object: OpaquePointer?, _ status: Int32) throws(GPUBridgeError) -> OpaquePointer {
+func clCreated(_ call: StaticString, _ object: OpaquePointer?, _ status: Int32) throws(GPUBridgeError) -> OpaquePointer
+{
     try clCheck(call, status)
     guard let object else {
-        throw .backendFailure(backend: "opencl", call: call.description, code: 0, message: "CL_SUCCESS but no object returned")
+        throw .backendFailure(
+            backend: "opencl", call: call.description, code: 0, message: "CL_SUCCESS but no object returned")
     }
     return object
 }
 
 extension OpenCLLibrary {
     /// Reads a variable-length info value (`clGet*Info` with the size-query protocol) as bytes.
-    func infoBytes(_ call: StaticString, _ query: (Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32) throws(GPUBridgeError) -> [UInt8] {
+    func infoBytes(_ call: StaticString, _ query: (Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32)
+        throws(GPUBridgeError) -> [UInt8]
+    {
         var size = 0
         try clCheck(call, query(0, nil, &size))
         guard size > 0 else { return [] }
@@ -117,7 +123,9 @@ extension OpenCLLibrary {
     }
 
     /// Reads a NUL-terminated string info value, trimmed of trailing NULs and whitespace.
-    func infoString(_ call: StaticString, _ query: (Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32) throws(GPUBridgeError) -> String {
+    func infoString(_ call: StaticString, _ query: (Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32)
+        throws(GPUBridgeError) -> String
+    {
         var bytes = try infoBytes(call, query)
         if let nul = bytes.firstIndex(of: 0) { bytes.removeSubrange(nul...) }
         while let last = bytes.last, last == 0x20 || last == 0x0A || last == 0x09 || last == 0x0D { bytes.removeLast() }
@@ -125,7 +133,10 @@ extension OpenCLLibrary {
     }
 
     /// Reads a fixed-size info value of type `T`.
-    func infoValue<T: BitwiseCopyable>(_ call: StaticString, _ initial: T, _ query: (Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32) throws(GPUBridgeError) -> T {
+    func infoValue<T: BitwiseCopyable>(
+        _ call: StaticString, _ initial: T,
+        _ query: (Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?) -> Int32
+    ) throws(GPUBridgeError) -> T {
         var value = initial
         let status = withUnsafeMutableBytes(of: &value) { query($0.count, $0.baseAddress, nil) }
         try clCheck(call, status)
@@ -136,7 +147,9 @@ extension OpenCLLibrary {
         try infoString("clGetDeviceInfo") { getDeviceInfo(device, parameter, $0, $1, $2) }
     }
 
-    func deviceValue<T: BitwiseCopyable>(_ device: OpaquePointer, _ parameter: UInt32, _ initial: T) throws(GPUBridgeError) -> T {
+    func deviceValue<T: BitwiseCopyable>(_ device: OpaquePointer, _ parameter: UInt32, _ initial: T)
+        throws(GPUBridgeError) -> T
+    {
         try infoValue("clGetDeviceInfo", initial) { getDeviceInfo(device, parameter, $0, $1, $2) }
     }
 

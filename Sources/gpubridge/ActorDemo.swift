@@ -29,7 +29,9 @@ struct ActorDemoReport: Encodable {
 
 /// `log` receives the human-readable lines (the CLI prints them, or drops them for `--json`).
 @discardableResult
-func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void = { print($0) }) async throws -> ActorDemoReport {
+func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void = { print($0) }) async throws
+    -> ActorDemoReport
+{
     var report = ActorDemoReport()
     report.vectors = vectors
     report.dim = dim
@@ -46,18 +48,22 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void 
     let path = NSTemporaryDirectory() + "gpubridge-actor-demo-\(getpid()).sqlite"
     defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
     let system = try EmbeddedActorSystem(bridge: bridge, storage: try SQLiteActorStorage(path: path))
-    try system.register(VectorIndexActor.self, as: "vector-index") { VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: vectors) }
+    try system.register(VectorIndexActor.self, as: "vector-index") {
+        VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: vectors)
+    }
     try system.register(BatchActor<FloatPair, [Float]>.self, as: "vector-add") {
         BatchActor(actorSystem: $0, operation: ActorOperations.vectorAdd, maxInFlight: 4)
     }
-    log("Actors: a resident vector index of \(vectors) x \(dim) float32 (\(mib(vectors * dim * 4))), state in SQLite at \(path)")
+    log(
+        "Actors: a resident vector index of \(vectors) x \(dim) float32 (\(mib(vectors * dim * 4))), state in SQLite at \(path)"
+    )
 
     // Data.
     var t = clock.now
     var random = SplitMix64(seed: 2024)
     let data = random.floats(vectors * dim, -1, 1)
     let queryCount = 32, k = 10
-    let queries = (0 ..< queryCount).map { _ in random.floats(dim, -1, 1) }
+    let queries = (0..<queryCount).map { _ in random.floats(dim, -1, 1) }
     log("  generated the vectors in \(ms(clock.now - t))")
 
     // Bulk load: activation (placement, allocation) then chunked upserts straight into the device matrix.
@@ -67,11 +73,13 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void 
     var start = 0
     while start < vectors {
         let end = min(vectors, start + chunk)
-        try await index.upsert(ids: Array(start ..< end), vectors: Array(data[start * dim ..< end * dim]))
+        try await index.upsert(ids: Array(start..<end), vectors: Array(data[start * dim..<end * dim]))
         start = end
     }
     let loaded = clock.now - t
-    let placed = try system.placement(of: index.id) ?? { throw GPUBridgeError.notFound(kind: "placement", name: "\(index.id)") }()
+    let placed =
+        try system.placement(of: index.id)
+        ?? { throw GPUBridgeError.notFound(kind: "placement", name: "\(index.id)") }()
     guard let device = bridge.devices.first(where: { $0.id == placed }) else {
         throw GPUBridgeError.notFound(kind: "device", name: placed.description)
     }
@@ -95,15 +103,20 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void 
     let first = try await queryAll()
     let after = try await index.stats()
     let copied = device.counters.bytesCopied - copiedBefore
-    log("  \(queryCount) concurrent top-\(k) queries in \(ms(first.elapsed)) (\(ms(first.elapsed / queryCount)) per query)")
-    log("    bytes uploaded per query: matrix \((after.matrixBytesUploaded - before.matrixBytesUploaded) / queryCount), "
-        + "query vector \((after.queryBytesUploaded - before.queryBytesUploaded) / queryCount); "
-        + "all bytes copied per query incl. results: \(copied / queryCount) (the matrix is \(vectors * dim * 4))")
+    log(
+        "  \(queryCount) concurrent top-\(k) queries in \(ms(first.elapsed)) (\(ms(first.elapsed / queryCount)) per query)"
+    )
+    log(
+        "    bytes uploaded per query: matrix \((after.matrixBytesUploaded - before.matrixBytesUploaded) / queryCount), "
+            + "query vector \((after.queryBytesUploaded - before.queryBytesUploaded) / queryCount); "
+            + "all bytes copied per query incl. results: \(copied / queryCount) (the matrix is \(vectors * dim * 4))")
     report.queries = queryCount
     report.queryMilliseconds = Double(first.elapsed.nanoseconds) / 1e6
     report.matrixBytesUploadedPerQuery = (after.matrixBytesUploaded - before.matrixBytesUploaded) / queryCount
     report.bytesCopiedPerQuery = copied / queryCount
-    log("    query 0: \(first.answers[0].prefix(3).map { "id \($0.id) (\(String(format: "%.4f", $0.score)))" }.joined(separator: ", ")) ...")
+    log(
+        "    query 0: \(first.answers[0].prefix(3).map { "id \($0.id) (\(String(format: "%.4f", $0.score)))" }.joined(separator: ", ")) ..."
+    )
 
     // Deactivate: snapshot to SQLite, device memory released.
     let inUse = device.pool.statistics.bytesInUse
@@ -111,8 +124,10 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void 
     try await system.deactivate(index.id)
     let deactivated = clock.now - t
     let file = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
-    log("  deactivated in \(ms(deactivated)): snapshot saved (\(file.map(mib) ?? "size unknown") database file), "
-        + "device memory in use \(mib(inUse)) -> \(mib(device.pool.statistics.bytesInUse)), placement \(system.placement(of: index.id).map(\.description) ?? "none")")
+    log(
+        "  deactivated in \(ms(deactivated)): snapshot saved (\(file.map(mib) ?? "size unknown") database file), "
+            + "device memory in use \(mib(inUse)) -> \(mib(device.pool.statistics.bytesInUse)), placement \(system.placement(of: index.id).map(\.description) ?? "none")"
+    )
 
     report.deactivateMilliseconds = Double(deactivated.nanoseconds) / 1e6
     report.snapshotBytes = file
@@ -123,13 +138,18 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void 
     let reactivated = clock.now - t
     let second = try await queryAll()
     let same = first.answers == second.answers
-    log("  reactivated from SQLite on \(system.placement(of: index.id).map(\.description) ?? "?") with \(count) vectors in \(ms(reactivated))")
-    log("  \(queryCount) concurrent queries again in \(ms(second.elapsed)): answers \(same ? "identical" : "DIFFERENT") to before deactivation")
+    log(
+        "  reactivated from SQLite on \(system.placement(of: index.id).map(\.description) ?? "?") with \(count) vectors in \(ms(reactivated))"
+    )
+    log(
+        "  \(queryCount) concurrent queries again in \(ms(second.elapsed)): answers \(same ? "identical" : "DIFFERENT") to before deactivation"
+    )
     report.reactivateMilliseconds = Double(reactivated.nanoseconds) / 1e6
     report.identicalAnswersAfterReactivation = same
     guard same else {
-        throw GPUBridgeError.sizeMismatch(name: "queries answered identically after reactivation", expected: queryCount,
-                                          actual: zip(first.answers, second.answers).filter { $0 == $1 }.count)
+        throw GPUBridgeError.sizeMismatch(
+            name: "queries answered identically after reactivation", expected: queryCount,
+            actual: zip(first.answers, second.answers).filter { $0 == $1 }.count)
     }
     try await system.deactivate(index.id)
 
@@ -145,11 +165,12 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void 
     if !report.vectorAddVerified {
         let actorState = viaActor == [expected] ? "correct" : "wrong"
         let directState = viaBridge == expected ? "correct" : "wrong"
-        log("  VERIFY FAILED: the 1M-element vector add differs from the host "
-            + "(actor call: \(actorState), direct: \(directState))")
+        log(
+            "  VERIFY FAILED: the 1M-element vector add differs from the host "
+                + "(actor call: \(actorState), direct: \(directState))")
     }
     var actorTimes: [Duration] = [], directTimes: [Duration] = []
-    for _ in 0 ..< 15 {
+    for _ in 0..<15 {
         t = clock.now
         _ = try await adder.run([pair])
         actorTimes.append(clock.now - t)
@@ -157,9 +178,12 @@ func runActorDemo(bridge: Bridge, vectors: Int, dim: Int, log: (String) -> Void 
         _ = try await bridge.run(Operations.vectorAdd, direct)
         directTimes.append(clock.now - t)
     }
-    let actorMedian = actorTimes.sorted()[actorTimes.count / 2], directMedian = directTimes.sorted()[directTimes.count / 2]
-    log("  1M-element vector add (upload, launch, download), median of 15: actor call \(ms(actorMedian)), direct \(ms(directMedian)), "
-        + "ratio \(String(format: "%.3f", Double(actorMedian.nanoseconds) / Double(max(1, directMedian.nanoseconds))))")
+    let actorMedian = actorTimes.sorted()[actorTimes.count / 2],
+        directMedian = directTimes.sorted()[directTimes.count / 2]
+    log(
+        "  1M-element vector add (upload, launch, download), median of 15: actor call \(ms(actorMedian)), direct \(ms(directMedian)), "
+            + "ratio \(String(format: "%.3f", Double(actorMedian.nanoseconds) / Double(max(1, directMedian.nanoseconds))))"
+    )
     report.actorCallMilliseconds = Double(actorMedian.nanoseconds) / 1e6
     report.directCallMilliseconds = Double(directMedian.nanoseconds) / 1e6
     report.actorOverDirect = Double(actorMedian.nanoseconds) / Double(max(1, directMedian.nanoseconds))

@@ -4,7 +4,9 @@ import GPUBridgeOpenCL
 
 /// Every backend the CLI knows, in order of preference for `--backend auto` (best first).
 enum Backends {
-    static let providers: [any BackendProvider] = [CUDABackendProvider(), OpenCLBackendProvider(), CPUBackendProvider()]
+    static let providers: [any BackendProvider] = [
+        CUDABackendProvider(), OpenCLBackendProvider(), CPUBackendProvider(),
+    ]
     static let preference: [BackendKind] = [.cuda, .opencl, .cpu]
 
     /// Discovers every backend once; devices share one on-disk kernel cache.

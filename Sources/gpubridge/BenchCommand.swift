@@ -20,15 +20,23 @@ struct BenchCommand: AsyncParsableCommand {
             """
     )
 
-    static let suites = ["stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "actors", "durability", "cluster", "all"]
+    static let suites = [
+        "stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "actors", "durability", "cluster",
+        "all",
+    ]
 
-    @Argument(help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching, actors, durability, cluster or all.")
+    @Argument(
+        help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching, actors, durability, cluster or all.")
     var suite: String
 
     @Option(name: .long, help: "Backend: auto, all, cpu, opencl or cuda.")
     var backend: String = "all"
 
-    @Option(name: .long, help: "Problem size (elements for stream and kernels, largest bytes for transfer, rows recovered for durability).")
+    @Option(
+        name: .long,
+        help:
+            "Problem size (elements for stream and kernels, largest bytes for transfer, rows recovered for durability)."
+    )
     var size: Int?
 
     @Option(name: .long, help: "Samples per figure after one warm-up (1...1000).")
@@ -44,7 +52,9 @@ struct BenchCommand: AsyncParsableCommand {
         guard backend == "all" || BackendChoice(rawValue: backend) != nil else {
             throw ValidationError("invalid --backend '\(backend)'; expected all, auto, cpu, opencl or cuda")
         }
-        guard (1 ... 1000).contains(`repeat`) else { throw ValidationError("invalid --repeat \(`repeat`); expected 1...1000") }
+        guard (1...1000).contains(`repeat`) else {
+            throw ValidationError("invalid --repeat \(`repeat`); expected 1...1000")
+        }
         if let size, size < 1024 || size > Int(Int32.max) {
             throw ValidationError("invalid --size \(size); expected 1024...\(Int32.max)")
         }
@@ -52,7 +62,8 @@ struct BenchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (reports, devices, _) = Backends.discover()
-        let chosen = backend == "all" ? devices : try BackendChoice(rawValue: backend)!.select(from: devices, reports: reports)
+        let chosen =
+            backend == "all" ? devices : try BackendChoice(rawValue: backend)!.select(from: devices, reports: reports)
         let suites = Suites(repeats: `repeat`, size: size)
         let names = suite == "all" ? Array(Self.suites.dropLast()) : [suite]
         var figures: [Figure] = []
@@ -85,18 +96,23 @@ struct BenchCommand: AsyncParsableCommand {
             if !unverified.isEmpty { throw ExitCode(1) }
             return
         }
-        print("suite     figure                                                device     median        min           max           unit        ok")
+        print(
+            "suite     figure                                                device     median        min           max           unit        ok"
+        )
         for f in figures {
-            func fmt(_ v: Double) -> String { v.isNaN ? "-" : (abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.3g", v)) }
+            func fmt(_ v: Double) -> String {
+                v.isNaN ? "-" : (abs(v) >= 100 ? String(format: "%.0f", v) : String(format: "%.3g", v))
+            }
             let ok = f.verified.map { $0 ? "yes" : "NO" } ?? ""
-            print(f.suite.padding(toLength: 10, withPad: " ", startingAt: 0)
-                + f.name.padding(toLength: 54, withPad: " ", startingAt: 0)
-                + f.device.padding(toLength: 11, withPad: " ", startingAt: 0)
-                + fmt(f.median).padding(toLength: 14, withPad: " ", startingAt: 0)
-                + fmt(f.min).padding(toLength: 14, withPad: " ", startingAt: 0)
-                + fmt(f.max).padding(toLength: 14, withPad: " ", startingAt: 0)
-                + f.unit.padding(toLength: 12, withPad: " ", startingAt: 0) + ok
-                + (f.note.map { "  (\($0))" } ?? ""))
+            print(
+                f.suite.padding(toLength: 10, withPad: " ", startingAt: 0)
+                    + f.name.padding(toLength: 54, withPad: " ", startingAt: 0)
+                    + f.device.padding(toLength: 11, withPad: " ", startingAt: 0)
+                    + fmt(f.median).padding(toLength: 14, withPad: " ", startingAt: 0)
+                    + fmt(f.min).padding(toLength: 14, withPad: " ", startingAt: 0)
+                    + fmt(f.max).padding(toLength: 14, withPad: " ", startingAt: 0)
+                    + f.unit.padding(toLength: 12, withPad: " ", startingAt: 0) + ok
+                    + (f.note.map { "  (\($0))" } ?? ""))
         }
         if !unverified.isEmpty { throw ExitCode(1) }
     }

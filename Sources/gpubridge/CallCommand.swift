@@ -26,7 +26,9 @@ struct CallCommand: AsyncParsableCommand {
             """
     )
 
-    static let methods = ["echo": ["echo", "count"], "vector-index": ["upsert-random", "query-random", "count", "checkpoint"]]
+    static let methods = [
+        "echo": ["echo", "count"], "vector-index": ["upsert-random", "query-random", "count", "checkpoint"],
+    ]
 
     @Argument(help: "Actor type: echo or vector-index.")
     var actor: String
@@ -50,28 +52,38 @@ struct CallCommand: AsyncParsableCommand {
     var vectorDim = 384
     @Option(name: .long, help: "Deadline of the call in milliseconds (1...86400000).")
     var timeoutMs = 30_000
-    @Option(name: .long, help: "Id of this logical call (1...256 bytes): a retry with the same id is applied once. Default: a new UUID.")
+    @Option(
+        name: .long,
+        help: "Id of this logical call (1...256 bytes): a retry with the same id is applied once. Default: a new UUID.")
     var callID: String?
 
     func validate() throws {
         guard let methods = Self.methods[actor] else {
-            throw ValidationError("unknown actor '\(actor)'; available: \(Self.methods.keys.sorted().joined(separator: ", "))")
+            throw ValidationError(
+                "unknown actor '\(actor)'; available: \(Self.methods.keys.sorted().joined(separator: ", "))")
         }
         guard methods.contains(method) else {
-            throw ValidationError("unknown method '\(method)' of \(actor); available: \(methods.joined(separator: ", "))")
+            throw ValidationError(
+                "unknown method '\(method)' of \(actor); available: \(methods.joined(separator: ", "))")
         }
         guard !key.isEmpty else { throw ValidationError("invalid key ''; expected a non-empty actor key") }
-        guard (1 ... 100_000).contains(rows) else { throw ValidationError("invalid --rows \(rows); expected 1...100000") }
-        guard (1 ... 1024).contains(k) else { throw ValidationError("invalid --k \(k); expected 1...1024") }
-        guard (1 ... 4096).contains(vectorDim) else { throw ValidationError("invalid --vector-dim \(vectorDim); expected 1...4096") }
-        guard (1 ... 86_400_000).contains(timeoutMs) else { throw ValidationError("invalid --timeout-ms \(timeoutMs); expected 1...86400000") }
-        if let callID, callID.isEmpty || callID.utf8.count > 256 {
-            throw ValidationError("invalid --call-id of \(callID.utf8.count) bytes; expected 1...256 bytes")
+        guard (1...100_000).contains(rows) else { throw ValidationError("invalid --rows \(rows); expected 1...100000") }
+        guard (1...1024).contains(k) else { throw ValidationError("invalid --k \(k); expected 1...1024") }
+        guard (1...4096).contains(vectorDim) else {
+            throw ValidationError("invalid --vector-dim \(vectorDim); expected 1...4096")
+        }
+        guard (1...86_400_000).contains(timeoutMs) else {
+            throw ValidationError("invalid --timeout-ms \(timeoutMs); expected 1...86400000")
         }
         if let callID, callID.isEmpty || callID.utf8.count > 256 {
             throw ValidationError("invalid --call-id of \(callID.utf8.count) bytes; expected 1...256 bytes")
         }
-        guard firstID >= 0, firstID <= Int.max - rows else { throw ValidationError("invalid --first-id \(firstID); expected 0...\(Int.max - rows)") }
+        if let callID, callID.isEmpty || callID.utf8.count > 256 {
+            throw ValidationError("invalid --call-id of \(callID.utf8.count) bytes; expected 1...256 bytes")
+        }
+        guard firstID >= 0, firstID <= Int.max - rows else {
+            throw ValidationError("invalid --first-id \(firstID); expected 0...\(Int.max - rows)")
+        }
     }
 
     func run() async throws {
@@ -80,30 +92,34 @@ struct CallCommand: AsyncParsableCommand {
             throw ValidationError("call needs the cluster's --database-url (or GPUBRIDGE_DATABASE_URL)")
         }
         let cluster = connection.cluster ?? environment["GPUBRIDGE_CLUSTER"] ?? "gpubridge"
-        let security = try NodeCommand.security(certificate: connection.tlsCert ?? environment["GPUBRIDGE_TLS_CERT"],
-                                                key: connection.tlsKey ?? environment["GPUBRIDGE_TLS_KEY"],
-                                                ca: connection.tlsCA ?? environment["GPUBRIDGE_TLS_CA"], plaintext: connection.plaintext)
+        let security = try NodeCommand.security(
+            certificate: connection.tlsCert ?? environment["GPUBRIDGE_TLS_CERT"],
+            key: connection.tlsKey ?? environment["GPUBRIDGE_TLS_KEY"],
+            ca: connection.tlsCA ?? environment["GPUBRIDGE_TLS_CA"], plaintext: connection.plaintext)
         do { try security.validate() } catch { throw ValidationError("invalid TLS settings: \(error)") }
         do { _ = try PostgresStore(url: url) } catch { throw ValidationError("invalid --database-url: \(error)") }
         let line = try await PostgresStore.withStore(url: url) { store in
             var bridgeOptions = BridgeOptions()
             bridgeOptions.cacheDirectory = nil
             bridgeOptions.backendOrder = [.cpu]
-            let system = try EmbeddedActorSystem(bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]),
-                                                 storage: PostgresActorStorage(store: store, cluster: cluster))
+            let system = try EmbeddedActorSystem(
+                bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]),
+                storage: PostgresActorStorage(store: store, cluster: cluster))
             try NodeActors.register(system, vectorDim: vectorDim)
             var options = ClusterOptions()
             options.role = .client
             options.callTimeout = .milliseconds(timeoutMs)
             let directory = PostgresActorDirectory(store: store, cluster: cluster)
-            let client = try ClusterNode(system: system, membership: PostgresMembershipTable(store: store, cluster: cluster),
-                                         directory: directory, transport: try GRPCNodeTransport(security: security), options: options)
+            let client = try ClusterNode(
+                system: system, membership: PostgresMembershipTable(store: store, cluster: cluster),
+                directory: directory, transport: try GRPCNodeTransport(security: security), options: options)
             try await client.start()
             do {
                 let result = try await ActorCallContext.$idempotencyKey.withValue(callID) { try await call(system) }
                 let node = try await directory.lookup(GPUActorID(type: actor, key: key))?.node.description
                 await client.stop()
-                return #"{"actor":\#(json(actor + "/" + key)),"method":\#(json(method)),"node":\#(node.map(json) ?? "null"),"result":\#(result)}"#
+                return
+                    #"{"actor":\#(json(actor + "/" + key)),"method":\#(json(method)),"node":\#(node.map(json) ?? "null"),"result":\#(result)}"#
             } catch {
                 await client.stop()
                 throw error
@@ -123,10 +139,12 @@ struct CallCommand: AsyncParsableCommand {
         case ("vector-index", "upsert-random"):
             var random = SplitMix64(seed: seed)
             let vectors = random.floats(rows * vectorDim, -1, 1)
-            return "\(try await system.actor(VectorIndexActor.self, key: key).upsert(ids: Array(firstID ..< firstID + rows), vectors: vectors))"
+            return
+                "\(try await system.actor(VectorIndexActor.self, key: key).upsert(ids: Array(firstID ..< firstID + rows), vectors: vectors))"
         case ("vector-index", "query-random"):
             var random = SplitMix64(seed: seed)
-            let hits = try await system.actor(VectorIndexActor.self, key: key).query(random.floats(vectorDim, -1, 1), k: k)
+            let hits = try await system.actor(VectorIndexActor.self, key: key).query(
+                random.floats(vectorDim, -1, 1), k: k)
             return String(decoding: try JSONEncoder().encode(hits.first ?? []), as: UTF8.self)
         case ("vector-index", "count"):
             return "\(try await system.actor(VectorIndexActor.self, key: key).vectorCount())"

@@ -28,10 +28,11 @@ struct CertsCommand: AsyncParsableCommand {
     var days = 365
 
     func run() async throws {
-        guard (1 ... 3650).contains(days) else { throw ValidationError("invalid --days \(days); expected 1...3650") }
+        guard (1...3650).contains(days) else { throw ValidationError("invalid --days \(days); expected 1...3650") }
         do {
             let authority = try ClusterCertificateAuthority(validity: .seconds(days * 86_400))
-            for path in try authority.write(to: out, names: name, addresses: address, validity: .seconds(days * 86_400)) { print(path) }
+            for path in try authority.write(to: out, names: name, addresses: address, validity: .seconds(days * 86_400))
+            { print(path) }
         } catch {
             throw ValidationError("gpubridge certs: \(error)")
         }

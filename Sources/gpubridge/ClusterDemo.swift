@@ -24,17 +24,20 @@ struct ClusterDemoReport: Encodable {
 /// their snapshot and journal. The single-process reference has storage of its own (sharing the cluster's would make
 /// its activations claim, and fence, the cluster's actors of the same keys).
 func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemoReport {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-demo-\(UUID().uuidString)").path
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-demo-\(UUID().uuidString)")
+        .path
     defer { try? FileManager.default.removeItem(atPath: folder) }
     try ClusterCertificateAuthority(name: "demo cluster CA").write(to: folder, names: ["node"])
-    let security = ClusterSecurity.mutualTLS(certificate: "\(folder)/node.pem", privateKey: "\(folder)/node-key.pem",
-                                             trustRoots: "\(folder)/ca.pem")
+    let security = ClusterSecurity.mutualTLS(
+        certificate: "\(folder)/node.pem", privateKey: "\(folder)/node-key.pem",
+        trustRoots: "\(folder)/ca.pem")
     let membership = InMemoryMembershipTable(), directory = InMemoryActorDirectory(), storage = InMemoryActorStorage()
     func system(storage: any ActorStorage) throws -> EmbeddedActorSystem {
         var options = BridgeOptions()
         options.cacheDirectory = nil
         options.backendOrder = [.cpu]
-        let system = try EmbeddedActorSystem(bridge: try Bridge(options: options, backends: [CPUBackend()]), storage: storage)
+        let system = try EmbeddedActorSystem(
+            bridge: try Bridge(options: options, backends: [CPUBackend()]), storage: storage)
         try NodeActors.register(system, vectorDim: dim)
         return system
     }
@@ -43,9 +46,10 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
     options.missedProbesLimit = 2
     var nodes: [ClusterNode] = []
     do {
-        for _ in 0 ..< 3 {
-            let node = try ClusterNode(system: try system(storage: storage), membership: membership, directory: directory,
-                                       transport: try GRPCNodeTransport(security: security), options: options)
+        for _ in 0..<3 {
+            let node = try ClusterNode(
+                system: try system(storage: storage), membership: membership, directory: directory,
+                transport: try GRPCNodeTransport(security: security), options: options)
             try await node.start()
             nodes.append(node)
         }
@@ -53,12 +57,14 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
         for node in nodes {
             let count = nodes.count
             guard await node.waitForView(timeout: .seconds(10), until: { $0.active.count >= count }) != nil else {
-                throw GPUBridgeError.backendFailure(backend: "cluster", call: "demo", code: -1,
-                                                    message: "node \(node.id) did not see the other nodes in 10 s")
+                throw GPUBridgeError.backendFailure(
+                    backend: "cluster", call: "demo", code: -1,
+                    message: "node \(node.id) did not see the other nodes in 10 s")
             }
         }
-        let report = try await clusterDemoSteps(nodes: nodes, directory: directory, reference: try system(storage: InMemoryActorStorage()),
-                                                dim: dim, log: log)
+        let report = try await clusterDemoSteps(
+            nodes: nodes, directory: directory, reference: try system(storage: InMemoryActorStorage()),
+            dim: dim, log: log)
         for node in nodes { await node.stop() }
         return report
     } catch {
@@ -67,23 +73,27 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
     }
 }
 
-private func clusterDemoSteps(nodes: [ClusterNode], directory: InMemoryActorDirectory,
-                              reference: EmbeddedActorSystem, dim: Int, log: (String) -> Void) async throws -> ClusterDemoReport {
-    log("   3 nodes on 127.0.0.1 (ports \(nodes.map { "\($0.id.port)" }.joined(separator: ", "))), mutual TLS with a fresh CA")
+private func clusterDemoSteps(
+    nodes: [ClusterNode], directory: InMemoryActorDirectory,
+    reference: EmbeddedActorSystem, dim: Int, log: (String) -> Void
+) async throws -> ClusterDemoReport {
+    log(
+        "   3 nodes on 127.0.0.1 (ports \(nodes.map { "\($0.id.port)" }.joined(separator: ", "))), mutual TLS with a fresh CA"
+    )
 
     // Indexes placed by capacity, called from the first node; a single-process system gives the reference answers.
     var random = SplitMix64(seed: 2026)
     let count = 12, rows = 500
     var equal = true
     var queries: [String: [Float]] = [:], answers: [String: [[VectorHit]]] = [:]
-    for t in 0 ..< count {
+    for t in 0..<count {
         let key = "tenant-\(t)"
         let vectors = random.floats(rows * dim, -1, 1)
         let query = random.floats(2 * dim, -1, 1)
         let remote = try nodes[0].system.actor(VectorIndexActor.self, key: key)
         let local = try reference.actor(VectorIndexActor.self, key: key)
-        _ = try await remote.upsert(ids: Array(0 ..< rows), vectors: vectors)
-        _ = try await local.upsert(ids: Array(0 ..< rows), vectors: vectors)
+        _ = try await remote.upsert(ids: Array(0..<rows), vectors: vectors)
+        _ = try await local.upsert(ids: Array(0..<rows), vectors: vectors)
         try await remote.checkpoint()
         let hits = try await remote.query(query, k: 5)
         equal = try await local.query(query, k: 5) == hits && equal
@@ -92,9 +102,10 @@ private func clusterDemoSteps(nodes: [ClusterNode], directory: InMemoryActorDire
     }
     let placed = Dictionary(grouping: try await directory.all(), by: \.node)
     let placement = Dictionary(uniqueKeysWithValues: placed.map { ("\($0.key.host):\($0.key.port)", $0.value.count) })
-    log("   \(count) vector indexes of \(rows) x \(dim) placed by capacity: "
-        + nodes.map { "\($0.id.port): \(placed[$0.id]?.count ?? 0)" }.joined(separator: ", ")
-        + "; answers \(equal ? "equal" : "DIFFER from") a single process")
+    log(
+        "   \(count) vector indexes of \(rows) x \(dim) placed by capacity: "
+            + nodes.map { "\($0.id.port): \(placed[$0.id]?.count ?? 0)" }.joined(separator: ", ")
+            + "; answers \(equal ? "equal" : "DIFFER from") a single process")
 
     // One node goes silent.
     let victim = nodes.dropFirst().max { (placed[$0.id]?.count ?? 0) < (placed[$1.id]?.count ?? 0) }!
@@ -107,13 +118,19 @@ private func clusterDemoSteps(nodes: [ClusterNode], directory: InMemoryActorDire
     let survivors = nodes.filter { $0 !== victim }
     let victimID = victim.id
     for survivor in survivors {
-        guard await survivor.waitForView(timeout: .seconds(30), until: { $0.entry(of: victimID)?.entry.status == .dead }) != nil else {
-            throw GPUBridgeError.backendFailure(backend: "cluster", call: "demo", code: -1,
-                                                message: "node \(survivor.id) did not learn of the silent node's death in 30 s")
+        guard
+            await survivor.waitForView(timeout: .seconds(30), until: { $0.entry(of: victimID)?.entry.status == .dead })
+                != nil
+        else {
+            throw GPUBridgeError.backendFailure(
+                backend: "cluster", call: "demo", code: -1,
+                message: "node \(survivor.id) did not learn of the silent node's death in 30 s")
         }
     }
     let declared = clock.now - silent
-    log("   node \(victim.id.port) stopped answering: voted Dead, and known dead by every survivor after \(declared.short)")
+    log(
+        "   node \(victim.id.port) stopped answering: voted Dead, and known dead by every survivor after \(declared.short)"
+    )
     var restored = true
     for (key, query) in queries.sorted(by: { $0.key < $1.key }) {
         let index = try nodes[0].system.actor(VectorIndexActor.self, key: key)
@@ -122,12 +139,14 @@ private func clusterDemoSteps(nodes: [ClusterNode], directory: InMemoryActorDire
         restored = restored && count == rows && hits == answers[key]
     }
     let now = Dictionary(grouping: try await directory.all(), by: \.node)
-    log("   its \(moved) indexes reactivated on the survivors from their snapshots: "
-        + survivors.map { "\($0.id.port): \(now[$0.id]?.count ?? 0)" }.joined(separator: ", ")
-        + "; answers \(restored ? "unchanged" : "CHANGED")")
-    return ClusterDemoReport(nodes: nodes.count, indexes: count, placement: placement, answersEqualSingleProcess: equal,
-                             killedNode: victim.id.description, indexesOnKilledNode: moved,
-                             deathDeclaredMilliseconds: Double(declared.components.seconds) * 1e3
-                                 + Double(declared.components.attoseconds) * 1e-15,
-                             reactivatedFromSnapshot: restored)
+    log(
+        "   its \(moved) indexes reactivated on the survivors from their snapshots: "
+            + survivors.map { "\($0.id.port): \(now[$0.id]?.count ?? 0)" }.joined(separator: ", ")
+            + "; answers \(restored ? "unchanged" : "CHANGED")")
+    return ClusterDemoReport(
+        nodes: nodes.count, indexes: count, placement: placement, answersEqualSingleProcess: equal,
+        killedNode: victim.id.description, indexesOnKilledNode: moved,
+        deathDeclaredMilliseconds: Double(declared.components.seconds) * 1e3
+            + Double(declared.components.attoseconds) * 1e-15,
+        reactivatedFromSnapshot: restored)
 }

@@ -29,8 +29,12 @@ struct DemoCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        guard size >= 1024, size <= Int(Int32.max) else { throw ValidationError("invalid --size \(size); expected 1024...\(Int32.max)") }
-        guard vectors >= 1, vectors <= 10_000_000 else { throw ValidationError("invalid --vectors \(vectors); expected 1...10000000") }
+        guard size >= 1024, size <= Int(Int32.max) else {
+            throw ValidationError("invalid --size \(size); expected 1024...\(Int32.max)")
+        }
+        guard vectors >= 1, vectors <= 10_000_000 else {
+            throw ValidationError("invalid --vectors \(vectors); expected 1...10000000")
+        }
         guard dim >= 1, dim <= 4096 else { throw ValidationError("invalid --dim \(dim); expected 1...4096") }
     }
 
@@ -55,21 +59,29 @@ struct DemoCommand: AsyncParsableCommand {
         let (reports, devices, _) = Backends.discover()
         say("GPUBridge \(GPUBridgeVersion.string) — discovered \(devices.count) device(s) in \((clock.now - t).short)")
         for report in reports {
-            let state = report.isAvailable ? "\(report.devices.count) device(s)" : "unavailable: \(report.unavailableReason ?? "no device")"
+            let state =
+                report.isAvailable
+                ? "\(report.devices.count) device(s)" : "unavailable: \(report.unavailableReason ?? "no device")"
             say("  \(report.backend): \(state)")
         }
         let device = try BackendChoice.auto.select(from: devices, reports: reports)[0]
-        say("\nUsing \(device.id): \(device.info.name), \(formatBytes(device.info.totalMemory)), \(device.info.computeUnits) compute units")
+        say(
+            "\nUsing \(device.id): \(device.info.name), \(formatBytes(device.info.totalMemory)), \(device.info.computeUnits) compute units"
+        )
 
         // 1. The reference VectorAdd, end to end and verified.
         let run = try await VectorAddRun.run(Float.self, count: size, on: device, verify: true)
         let p = run.phases
-        let outcome = run.mismatches == 0 ? "correct"
+        let outcome =
+            run.mismatches == 0
+            ? "correct"
             : run.mismatches.map { "VERIFY FAILED: \($0) mismatches" } ?? "VERIFY FAILED: not checked"
         say("\n1. vector-add of \(size) float32 (c = a + b), verified against the host: \(outcome)")
-        say("   allocate \(p.allocate.short) · copy in \(p.copyIn.short) · compile \(p.compile.short) · launch \(p.launch.short) · copy out \(p.copyOut.short)")
+        say(
+            "   allocate \(p.allocate.short) · copy in \(p.copyIn.short) · compile \(p.compile.short) · launch \(p.launch.short) · copy out \(p.copyOut.short)"
+        )
         if let k = run.kernelTime {
-            let gbps = Double(3 * 4 * size) / (Double(k.nanoseconds) + 1) // bytes per ns = GB/s
+            let gbps = Double(3 * 4 * size) / (Double(k.nanoseconds) + 1)  // bytes per ns = GB/s
             say("   kernel on the device clock: \(k.short) (\(Int(gbps.rounded())) GB/s counted as 2 reads + 1 write)")
         }
 
@@ -79,40 +91,49 @@ struct DemoCommand: AsyncParsableCommand {
         let align = max(1, device.info.capabilities.viewOffsetAlignment / 4)
         let offset = (size / 4) / align * align
         let half = size / 2
-        let a = try device.makeBuffer(copying: (0 ..< size).map { Float($0 % 1000) })
+        let a = try device.makeBuffer(copying: (0..<size).map { Float($0 % 1000) })
         let c = try device.makeBuffer(of: Float.self, count: size)
         try await c.fill(0)
         let before = device.counters.snapshot
         t = clock.now
-        try await device.launch(kernel, .covering(half), arguments: [
-            .buffer(try a.view(offset: offset, count: half)), .buffer(try a.view(offset: offset, count: half)),
-            .buffer(try c.view(offset: offset, count: half)), .int32(Int32(half)),
-        ])
+        try await device.launch(
+            kernel, .covering(half),
+            arguments: [
+                .buffer(try a.view(offset: offset, count: half)), .buffer(try a.view(offset: offset, count: half)),
+                .buffer(try c.view(offset: offset, count: half)), .int32(Int32(half)),
+            ])
         let elapsed = clock.now - t
         let after = device.counters.snapshot
         let sample = try c.toArray(offset: offset, count: 4)
         let outside = try c.toArray(offset: 0, count: 4)
         let whole = try c.toArray()
         let viewsVerified = whole.indices.allSatisfy { i in
-            whole[i] == ((offset ..< offset + half).contains(i) ? 2 * Float(i % 1000) : 0)
+            whole[i] == ((offset..<offset + half).contains(i) ? 2 * Float(i % 1000) : 0)
         }
         say("\n2. the same kernel on views [\(offset) ..< \(offset + half)]: \(elapsed.short)")
-        say("   c[\(offset)...] = \(sample) (2·a), outside the view still \(outside): "
-            + (viewsVerified ? "all \(size) elements checked"
-                : "VERIFY FAILED: c differs from 2·a inside the view or 0 outside it"))
+        say(
+            "   c[\(offset)...] = \(sample) (2·a), outside the view still \(outside): "
+                + (viewsVerified
+                    ? "all \(size) elements checked"
+                    : "VERIFY FAILED: c differs from 2·a inside the view or 0 outside it"))
         let newObjects = after.allocations - before.allocations
-        say("   bytes copied during the launch: \(after.bytesCopied - before.bytesCopied); new device objects: \(newObjects)"
-            + (newObjects > 0 ? " (OpenCL sub-buffers for the views, made once per view region and cached)" : ""))
+        say(
+            "   bytes copied during the launch: \(after.bytesCopied - before.bytesCopied); new device objects: \(newObjects)"
+                + (newObjects > 0 ? " (OpenCL sub-buffers for the views, made once per view region and cached)" : ""))
 
         // 3. Pool and cache.
         let stats = device.pool.statistics
         _ = try device.compile(ReferenceKernels.vectorAdd(Float.self, language: language))
         let cache = device.cache.statistics
-        say("\n3. buffer pool: \(formatBytes(stats.bytesInUse)) in use, \(formatBytes(stats.bytesCached)) cached, peak \(formatBytes(stats.peakBytesInUse)), \(stats.hits) hits / \(stats.misses) misses")
+        say(
+            "\n3. buffer pool: \(formatBytes(stats.bytesInUse)) in use, \(formatBytes(stats.bytesCached)) cached, peak \(formatBytes(stats.peakBytesInUse)), \(stats.hits) hits / \(stats.misses) misses"
+        )
         if language == .swift {
             say("   kernel cache: not used — CPU kernels are Swift functions compiled with the package")
         } else {
-            say("   kernel cache: \(cache.loadedHits) loaded hits, \(cache.memoryHits) memory hits, \(cache.diskHits) disk hits, \(cache.misses) compiles")
+            say(
+                "   kernel cache: \(cache.loadedHits) loaded hits, \(cache.memoryHits) memory hits, \(cache.diskHits) disk hits, \(cache.misses) compiles"
+            )
         }
 
         // 4. GPU actors: a resident vector index, placed by the broker, persisted in SQLite.
@@ -123,17 +144,23 @@ struct DemoCommand: AsyncParsableCommand {
         // 5. A cluster in this process: placement, a node dying, reactivation from snapshots.
         say("\n5. A cluster of GPU actor nodes")
         let cluster = try await runClusterDemo(dim: dim, log: say)
-        say("\nDone. `gpubridge devices` lists every backend; `gpubridge selftest` checks each device; `gpubridge bench` measures.")
+        say(
+            "\nDone. `gpubridge devices` lists every backend; `gpubridge selftest` checks each device; `gpubridge bench` measures."
+        )
         if json {
-            try printJSON(DemoJSON(
-                device: device.id.description,
-                vectorAdd: ["allocate": p.allocate.milliseconds, "copyIn": p.copyIn.milliseconds, "compile": p.compile.milliseconds,
-                            "launch": p.launch.milliseconds, "copyOut": p.copyOut.milliseconds],
-                vectorAddVerified: run.mismatches == 0,
-                viewsVerified: viewsVerified,
-                viewLaunchAllocations: after.allocations - before.allocations,
-                viewLaunchCopies: after.copies - before.copies,
-                pool: stats, actors: actors, cluster: cluster))
+            try printJSON(
+                DemoJSON(
+                    device: device.id.description,
+                    vectorAdd: [
+                        "allocate": p.allocate.milliseconds, "copyIn": p.copyIn.milliseconds,
+                        "compile": p.compile.milliseconds,
+                        "launch": p.launch.milliseconds, "copyOut": p.copyOut.milliseconds,
+                    ],
+                    vectorAddVerified: run.mismatches == 0,
+                    viewsVerified: viewsVerified,
+                    viewLaunchAllocations: after.allocations - before.allocations,
+                    viewLaunchCopies: after.copies - before.copies,
+                    pool: stats, actors: actors, cluster: cluster))
         }
         // Every part's check gates the exit status: the vector add and the views against the host, the actors' answers
         // after reactivation and their vector add, the cluster against a single process and against its answers

@@ -33,8 +33,9 @@ struct DevicesCommand: AsyncParsableCommand {
                 details: Dictionary(report.details, uniquingKeysWith: { a, _ in a }),
                 devices: devices.filter { $0.id.backend == report.backend }.map { device in
                     let free = Result { () throws(GPUBridgeError) in try device.freeMemory() }
-                    return DeviceJSON(info: device.info, freeMemory: try? free.get(),
-                                      freeMemoryError: { if case let .failure(e) = free { return "\(e)" } else { return nil } }())
+                    return DeviceJSON(
+                        info: device.info, freeMemory: try? free.get(),
+                        freeMemoryError: { if case let .failure(e) = free { return "\(e)" } else { return nil } }())
                 })
         }
         if json {
@@ -42,16 +43,24 @@ struct DevicesCommand: AsyncParsableCommand {
             return
         }
         for backend in output {
-            print("\(backend.backend): \(backend.available ? "available" : "unavailable — \(backend.reason ?? "unknown")")")
+            print(
+                "\(backend.backend): \(backend.available ? "available" : "unavailable — \(backend.reason ?? "unknown")")"
+            )
             for (key, value) in backend.details.sorted(by: { $0.key < $1.key }) { print("    \(key): \(value)") }
             for device in backend.devices {
                 let info = device.info
                 print("  [\(info.id)] \(info.name) (\(info.vendor))")
                 print("      architecture \(info.architecture), driver \(info.driverVersion)")
-                print("      memory \(formatBytes(info.totalMemory)) total, \(device.freeMemory.map(formatBytes) ?? "unknown (\(device.freeMemoryError ?? ""))") free")
-                print("      \(info.computeUnits) compute units, \(info.maxGroupItems) items/group, group size \(info.maxGroupSize), groups \(info.maxGroups)")
+                print(
+                    "      memory \(formatBytes(info.totalMemory)) total, \(device.freeMemory.map(formatBytes) ?? "unknown (\(device.freeMemoryError ?? ""))") free"
+                )
+                print(
+                    "      \(info.computeUnits) compute units, \(info.maxGroupItems) items/group, group size \(info.maxGroupSize), groups \(info.maxGroups)"
+                )
                 let c = info.capabilities
-                print("      shared memory/group \(formatBytes(c.sharedMemoryPerGroup)), pinned host memory \(c.pinnedHostMemory), async copies \(c.asyncCopies), float64 \(c.float64), profiling \(c.profiling), view alignment \(c.viewOffsetAlignment) B")
+                print(
+                    "      shared memory/group \(formatBytes(c.sharedMemoryPerGroup)), pinned host memory \(c.pinnedHostMemory), async copies \(c.asyncCopies), float64 \(c.float64), profiling \(c.profiling), view alignment \(c.viewOffsetAlignment) B"
+                )
             }
         }
         for error in errors { print("error: \(error)") }

@@ -8,14 +8,19 @@ struct GPUBridgeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gpubridge",
         abstract: "Run compute kernels on GPUs (CUDA, OpenCL) or the CPU from Swift.",
-        discussion: "Logs go to standard error at the level in GPUBRIDGE_LOG_LEVEL (trace, debug, info, notice, warning, error; default warning).",
+        discussion:
+            "Logs go to standard error at the level in GPUBRIDGE_LOG_LEVEL (trace, debug, info, notice, warning, error; default warning).",
         version: GPUBridgeVersion.string,
-        subcommands: [DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, BenchCommand.self, DemoCommand.self,
-                      NodeCommand.self, CallCommand.self, CertsCommand.self]
+        subcommands: [
+            DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, BenchCommand.self,
+            DemoCommand.self,
+            NodeCommand.self, CallCommand.self, CertsCommand.self,
+        ]
     )
 
     static func main() async {
-        let level = ProcessInfo.processInfo.environment["GPUBRIDGE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        let level =
+            ProcessInfo.processInfo.environment["GPUBRIDGE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -27,72 +27,98 @@ enum KernelRunner {
         switch name {
         case "saxpy":
             let x = values.floats(size, -1, 1), y = values.floats(size, -1, 1)
-            let (out, d) = try await time { try await Operations.saxpy.run((alpha: 2, x: x, y: y), on: device, catalog: catalog) }
-            let ok = verify ? (0 ..< size).allSatisfy { abs(out[$0] - (2 * x[$0] + y[$0])) <= 1e-6 * (1 + abs(out[$0])) } : nil
-            return Outcome(summary: "y = 2x + y over \(size) floats", duration: d, verified: ok, detail: "y[0] = \(out[0])")
+            let (out, d) = try await time {
+                try await Operations.saxpy.run((alpha: 2, x: x, y: y), on: device, catalog: catalog)
+            }
+            let ok =
+                verify ? (0..<size).allSatisfy { abs(out[$0] - (2 * x[$0] + y[$0])) <= 1e-6 * (1 + abs(out[$0])) } : nil
+            return Outcome(
+                summary: "y = 2x + y over \(size) floats", duration: d, verified: ok, detail: "y[0] = \(out[0])")
         case "scale":
             let x = values.floats(size, -1, 1)
-            let (out, d) = try await time { try await Operations.scale.run((alpha: 0.5, x: x), on: device, catalog: catalog) }
-            let ok = verify ? (0 ..< size).allSatisfy { out[$0] == 0.5 * x[$0] } : nil
-            return Outcome(summary: "y = 0.5x over \(size) floats", duration: d, verified: ok, detail: "y[0] = \(out[0])")
+            let (out, d) = try await time {
+                try await Operations.scale.run((alpha: 0.5, x: x), on: device, catalog: catalog)
+            }
+            let ok = verify ? (0..<size).allSatisfy { out[$0] == 0.5 * x[$0] } : nil
+            return Outcome(
+                summary: "y = 0.5x over \(size) floats", duration: d, verified: ok, detail: "y[0] = \(out[0])")
         case "dot":
             let a = values.floats(size, -1, 1), b = values.floats(size, -1, 1)
             let (out, d) = try await time { try await Operations.dot.run(.init(a, b), on: device, catalog: catalog) }
             let want = HostReference.dot(a, b)
-            return Outcome(summary: "dot of two \(size)-float vectors", duration: d,
-                           verified: verify ? relative(Double(out), want) : nil, detail: "\(out) (host \(want))")
+            return Outcome(
+                summary: "dot of two \(size)-float vectors", duration: d,
+                verified: verify ? relative(Double(out), want) : nil, detail: "\(out) (host \(want))")
         case "sum":
             let a = values.floats(size, -1, 1)
             let (out, d) = try await time { try await Operations.sum.run(a, on: device, catalog: catalog) }
             let want = a.reduce(0.0) { $0 + Double($1) }
-            return Outcome(summary: "sum of \(size) floats", duration: d,
-                           verified: verify ? relative(Double(out), want) : nil, detail: "\(out) (host \(want))")
+            return Outcome(
+                summary: "sum of \(size) floats", duration: d,
+                verified: verify ? relative(Double(out), want) : nil, detail: "\(out) (host \(want))")
         case "matmul":
             let a = values.floats(size * size, -1, 1), b = values.floats(size * size, -1, 1)
             let (out, d) = try await time {
-                try await Operations.matmul.run(.init(a: a, b: b, m: size, n: size, k: size), on: device, catalog: catalog)
+                try await Operations.matmul.run(
+                    .init(a: a, b: b, m: size, n: size, k: size), on: device, catalog: catalog)
             }
             var ok: Bool?
             if verify {
                 let want = HostReference.matmul(a, b, m: size, n: size, k: size)
-                ok = (0 ..< size * size).allSatisfy { abs(Double(out[$0]) - want[$0]) <= 1e-3 * (1 + abs(want[$0])) }
+                ok = (0..<size * size).allSatisfy { abs(Double(out[$0]) - want[$0]) <= 1e-3 * (1 + abs(want[$0])) }
             }
             let gflops = 2 * Double(size) * Double(size) * Double(size) / Double(d.nanoseconds)
-            return Outcome(summary: "\(size)x\(size) float32 matmul", duration: d, verified: ok,
-                           detail: String(format: "%.2f GFLOP/s including transfers", gflops))
+            return Outcome(
+                summary: "\(size)x\(size) float32 matmul", duration: d, verified: ok,
+                detail: String(format: "%.2f GFLOP/s including transfers", gflops))
         case "softmax":
             let rows = 64
             let x = values.floats(rows * size, -5, 5)
-            let (out, d) = try await time { try await Operations.softmax.run((x: x, rows: rows, cols: size), on: device, catalog: catalog) }
+            let (out, d) = try await time {
+                try await Operations.softmax.run((x: x, rows: rows, cols: size), on: device, catalog: catalog)
+            }
             var ok: Bool?
             if verify {
                 let want = HostReference.softmax(x, rows: rows, cols: size)
-                ok = (0 ..< x.count).allSatisfy { abs(Double(out[$0]) - want[$0]) <= 1e-5 }
+                ok = (0..<x.count).allSatisfy { abs(Double(out[$0]) - want[$0]) <= 1e-5 }
             }
-            return Outcome(summary: "softmax of \(rows) rows x \(size) columns", duration: d, verified: ok, detail: "y[0] = \(out[0])")
+            return Outcome(
+                summary: "softmax of \(rows) rows x \(size) columns", duration: d, verified: ok,
+                detail: "y[0] = \(out[0])")
         case "topk":
             let dim = 64, queries = 8, k = min(10, size)
             let matrix = values.floats(size * dim, -1, 1), q = values.floats(queries * dim, -1, 1)
             let (out, d) = try await time {
-                try await Operations.topK.run((queries: q, matrix: matrix, dim: dim, k: k), on: device, catalog: catalog)
+                try await Operations.topK.run(
+                    (queries: q, matrix: matrix, dim: dim, k: k), on: device, catalog: catalog)
             }
             var ok: Bool?
             if verify {
                 let want = HostReference.topK(queries: q, matrix: matrix, dim: dim, k: k)
-                ok = (0 ..< queries).allSatisfy { qi in (0 ..< k).allSatisfy { abs(Double(out[qi][$0].score) - want[qi][$0].score) <= 1e-4 } }
+                ok = (0..<queries).allSatisfy { qi in
+                    (0..<k).allSatisfy { abs(Double(out[qi][$0].score) - want[qi][$0].score) <= 1e-4 }
+                }
             }
-            return Outcome(summary: "cosine top-\(k) of \(queries) queries over \(size) x \(dim)", duration: d, verified: ok,
-                           detail: "query 0 best: row \(out[0][0].index) (\(out[0][0].score))")
+            return Outcome(
+                summary: "cosine top-\(k) of \(queries) queries over \(size) x \(dim)", duration: d, verified: ok,
+                detail: "query 0 best: row \(out[0][0].index) (\(out[0][0].score))")
         case "histogram":
             let v = values.floats(size, -1, 1)
-            let (out, d) = try await time { try await Operations.histogram.run((values: v, bins: 256, lo: -1, hi: 1), on: device, catalog: catalog) }
+            let (out, d) = try await time {
+                try await Operations.histogram.run((values: v, bins: 256, lo: -1, hi: 1), on: device, catalog: catalog)
+            }
             let ok = verify ? out == HostReference.histogram(v, bins: 256, lo: -1, hi: 1) : nil
-            return Outcome(summary: "256-bin histogram of \(size) floats", duration: d, verified: ok, detail: "total \(out.reduce(0, +))")
+            return Outcome(
+                summary: "256-bin histogram of \(size) floats", duration: d, verified: ok,
+                detail: "total \(out.reduce(0, +))")
         default:
             let a = values.floats(size, -1, 1), b = values.floats(size, -1, 1)
-            let (out, d) = try await time { try await Operations.vectorAdd.run(.init(a, b), on: device, catalog: catalog) }
-            let ok = verify ? (0 ..< size).allSatisfy { out[$0] == a[$0] + b[$0] } : nil
-            return Outcome(summary: "c = a + b over \(size) floats", duration: d, verified: ok, detail: "c[0] = \(out[0])")
+            let (out, d) = try await time {
+                try await Operations.vectorAdd.run(.init(a, b), on: device, catalog: catalog)
+            }
+            let ok = verify ? (0..<size).allSatisfy { out[$0] == a[$0] + b[$0] } : nil
+            return Outcome(
+                summary: "c = a + b over \(size) floats", duration: d, verified: ok, detail: "c[0] = \(out[0])")
         }
     }
 }

@@ -19,12 +19,14 @@ struct KernelsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let kernels = KernelCatalog().all.map { definition in
-            KernelJSON(id: definition.id, summary: definition.summary, parameters: definition.parameters.map { parameter in
-                switch parameter {
-                case let .buffer(name, size, _): return "\(name): buffer (\(size)-byte elements)"
-                case let .scalar(name, type): return "\(name): \(type.rawValue)"
-                }
-            }, backends: definition.backends.map(\.rawValue))
+            KernelJSON(
+                id: definition.id, summary: definition.summary,
+                parameters: definition.parameters.map { parameter in
+                    switch parameter {
+                    case let .buffer(name, size, _): return "\(name): buffer (\(size)-byte elements)"
+                    case let .scalar(name, type): return "\(name): \(type.rawValue)"
+                    }
+                }, backends: definition.backends.map(\.rawValue))
         }
         if json { return try printJSON(kernels) }
         for k in kernels {

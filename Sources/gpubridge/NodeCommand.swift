@@ -73,8 +73,9 @@ struct NodeCommand: AsyncParsableCommand {
     var statePath: String?
     @Option(name: .long, help: "File to write the node's metrics to, Prometheus text format, every 2 s and at exit.")
     var metricsFile: String?
-    @Option(name: .long,
-            help: "Largest call (arguments) or reply (body) accepted, in bytes; more is refused. Default 1073741824.")
+    @Option(
+        name: .long,
+        help: "Largest call (arguments) or reply (body) accepted, in bytes; more is refused. Default 1073741824.")
     var maxCallBytes: Int?
 
     /// Settings after merging flags, environment and file.
@@ -105,8 +106,10 @@ struct NodeCommand: AsyncParsableCommand {
         }
         var s = Settings()
         let listen = self.listen ?? environment["GPUBRIDGE_NODE_LISTEN"] ?? file.listen ?? "127.0.0.1:0"
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port),
-              !listen[..<colon].isEmpty else {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+            (0...65_535).contains(port),
+            !listen[..<colon].isEmpty
+        else {
             throw ValidationError("invalid --listen \(listen); expected host:port with port 0...65535")
         }
         s.host = String(listen[..<colon])
@@ -116,14 +119,19 @@ struct NodeCommand: AsyncParsableCommand {
         let cert = connection.tlsCert ?? environment["GPUBRIDGE_TLS_CERT"] ?? file.tlsCertificate
         let key = connection.tlsKey ?? environment["GPUBRIDGE_TLS_KEY"] ?? file.tlsKey
         let ca = connection.tlsCA ?? environment["GPUBRIDGE_TLS_CA"] ?? file.tlsCA
-        s.security = try Self.security(certificate: cert, key: key, ca: ca, plaintext: connection.plaintext || file.plaintext == true)
+        s.security = try Self.security(
+            certificate: cert, key: key, ca: ca, plaintext: connection.plaintext || file.plaintext == true)
         let deviceText = devices ?? environment["GPUBRIDGE_NODE_DEVICES"] ?? file.devices ?? "auto"
         guard let choice = BackendChoice(rawValue: deviceText) else {
-            throw ValidationError("invalid --devices \(deviceText); expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "invalid --devices \(deviceText); expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         s.devices = choice
         s.vectorDim = vectorDim ?? file.vectorDim ?? 384
-        guard (1...4096).contains(s.vectorDim) else { throw ValidationError("invalid --vector-dim \(s.vectorDim); expected 1...4096") }
+        guard (1...4096).contains(s.vectorDim) else {
+            throw ValidationError("invalid --vector-dim \(s.vectorDim); expected 1...4096")
+        }
         s.options.host = s.host
         s.options.port = s.port
         s.options.probeInterval = .milliseconds(probeIntervalMs ?? file.probeIntervalMs ?? 1000)
@@ -138,15 +146,18 @@ struct NodeCommand: AsyncParsableCommand {
         if let path = s.metricsFile {
             let folder = (path as NSString).deletingLastPathComponent
             var isFolder: ObjCBool = false
-            guard !path.hasSuffix("/"), FileManager.default.fileExists(atPath: folder.isEmpty ? "." : folder, isDirectory: &isFolder),
-                  isFolder.boolValue else {
+            guard !path.hasSuffix("/"),
+                FileManager.default.fileExists(atPath: folder.isEmpty ? "." : folder, isDirectory: &isFolder),
+                isFolder.boolValue
+            else {
                 throw ValidationError("invalid --metrics-file \(path); expected a file path in an existing folder")
             }
         }
         if let bytes = maxCallBytes ?? file.maxCallBytes {
             guard WireLimits.maxCallBytesRange.contains(bytes) else {
                 let range = WireLimits.maxCallBytesRange
-                throw ValidationError("invalid --max-call-bytes \(bytes); expected \(range.lowerBound)...\(range.upperBound)")
+                throw ValidationError(
+                    "invalid --max-call-bytes \(bytes); expected \(range.lowerBound)...\(range.upperBound)")
             }
             s.limits.maxCallBytes = bytes
         }
@@ -163,9 +174,12 @@ struct NodeCommand: AsyncParsableCommand {
         case (nil, nil, nil, true):
             return .plaintext
         case (_, _, _, true):
-            throw ValidationError("invalid --plaintext with TLS files; give either --tls-cert, --tls-key and --tls-ca, or --plaintext")
+            throw ValidationError(
+                "invalid --plaintext with TLS files; give either --tls-cert, --tls-key and --tls-ca, or --plaintext")
         default:
-            throw ValidationError("node traffic needs --tls-cert, --tls-key and --tls-ca (all three), or --plaintext for local development")
+            throw ValidationError(
+                "node traffic needs --tls-cert, --tls-key and --tls-ca (all three), or --plaintext for local development"
+            )
         }
     }
 
@@ -189,7 +203,9 @@ struct NodeCommand: AsyncParsableCommand {
         let membership: any MembershipTable, directory: any ActorDirectory, storage: any ActorStorage
         if let url = s.databaseURL {
             let opened: PostgresStore
-            do { opened = try PostgresStore(url: url) } catch { throw ValidationError("invalid --database-url: \(error)") }
+            do { opened = try PostgresStore(url: url) } catch {
+                throw ValidationError("invalid --database-url: \(error)")
+            }
             store = opened
             membership = PostgresMembershipTable(store: opened, cluster: s.cluster)
             directory = PostgresActorDirectory(store: opened, cluster: s.cluster)
@@ -204,8 +220,9 @@ struct NodeCommand: AsyncParsableCommand {
         let system = try EmbeddedActorSystem(bridge: bridge, storage: storage, options: systemOptions)
         try NodeActors.register(system, vectorDim: s.vectorDim)
         let transport = try GRPCNodeTransport(security: s.security, limits: s.limits)
-        let node = try ClusterNode(system: system, membership: membership, directory: directory, transport: transport,
-                                   options: s.options)
+        let node = try ClusterNode(
+            system: system, membership: membership, directory: directory, transport: transport,
+            options: s.options)
         let runner = NodeRunner(node: node, store: store)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         // Shut down in reverse order: the node first, then the metrics writer (its last write has the final counts),
@@ -213,8 +230,9 @@ struct NodeCommand: AsyncParsableCommand {
         if let store { services.append(.init(service: store)) }
         if let metricsWriter { services.append(.init(service: metricsWriter)) }
         services.append(.init(service: runner))
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
@@ -229,7 +247,9 @@ struct NodeCommand: AsyncParsableCommand {
 /// How a process reaches a cluster: its database and name, and the TLS files (or plaintext), shared by `node` and
 /// `call`.
 struct ClusterConnectionOptions: ParsableArguments {
-    @Option(name: .long, help: "PostgreSQL URL for membership, directory and actor state: postgres://user[:password]@host:port/db.")
+    @Option(
+        name: .long,
+        help: "PostgreSQL URL for membership, directory and actor state: postgres://user[:password]@host:port/db.")
     var databaseURL: String?
     @Option(name: .long, help: "Cluster name (rows of several clusters can share a database). Default gpubridge.")
     var cluster: String?
@@ -246,7 +266,9 @@ struct ClusterConnectionOptions: ParsableArguments {
 /// The actor types every node hosts (a client registers the same ones to call them).
 enum NodeActors {
     static func register(_ system: EmbeddedActorSystem, vectorDim: Int) throws {
-        try system.register(VectorIndexActor.self, as: "vector-index") { VectorIndexActor(actorSystem: $0, dim: vectorDim) }
+        try system.register(VectorIndexActor.self, as: "vector-index") {
+            VectorIndexActor(actorSystem: $0, dim: vectorDim)
+        }
         try system.register(EchoActor.self, as: "echo") { EchoActor(actorSystem: $0) }
     }
 }
@@ -280,7 +302,8 @@ struct MetricsFileWriter: Service {
     func write() {
         let temporary = path + ".tmp"
         let text = registry.emitToString()
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)), rename(temporary, path) == 0 else {
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)), rename(temporary, path) == 0
+        else {
             logger.warning("could not write the metrics file", metadata: ["path": "\(path)", "errno": "\(errno)"])
             return
         }

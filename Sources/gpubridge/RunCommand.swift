@@ -33,10 +33,13 @@ struct RunCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard KernelRunner.names.contains(kernel) else {
-            throw ValidationError("unknown kernel '\(kernel)'; available: \(KernelRunner.names.joined(separator: ", "))")
+            throw ValidationError(
+                "unknown kernel '\(kernel)'; available: \(KernelRunner.names.joined(separator: ", "))")
         }
         guard BackendChoice(rawValue: backend) != nil else {
-            throw ValidationError("invalid --backend '\(backend)'; expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "invalid --backend '\(backend)'; expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         guard size >= 1, size <= Int(Int32.max) else {
             throw ValidationError("invalid --size \(size); expected 1...\(Int32.max)")
@@ -73,18 +76,26 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (reports, devices, _) = Backends.discover()
-        let device = try BackendChoice(rawValue: backend)!.select(from: devices, reports: reports)[0]  // validated above
+        // validated above
+        let device = try BackendChoice(rawValue: backend)!.select(from: devices, reports: reports)[0]
         if kernel != "vector-add" {
             let outcome = try await KernelRunner.run(kernel, size: size, on: device, verify: verify)
             if json {
-                try printJSON(OperationJSON(operation: kernel, device: device.id.description, deviceName: device.info.name, size: size,
-                                            summary: outcome.summary, milliseconds: outcome.duration.milliseconds,
-                                            verified: outcome.verified, detail: outcome.detail))
+                try printJSON(
+                    OperationJSON(
+                        operation: kernel, device: device.id.description, deviceName: device.info.name, size: size,
+                        summary: outcome.summary, milliseconds: outcome.duration.milliseconds,
+                        verified: outcome.verified, detail: outcome.detail))
             } else {
                 print("\(kernel) on \(device.id) (\(device.info.name)): \(outcome.summary)")
-                print("  \(outcome.duration.short) end to end (upload, compile or cache, launch, download) — \(outcome.detail)")
+                print(
+                    "  \(outcome.duration.short) end to end (upload, compile or cache, launch, download) — \(outcome.detail)"
+                )
                 if let verified = outcome.verified {
-                    print(verified ? "  verified against the host reference" : "  VERIFY FAILED: result differs from the host reference")
+                    print(
+                        verified
+                            ? "  verified against the host reference"
+                            : "  VERIFY FAILED: result differs from the host reference")
                 }
             }
             if outcome.verified == false { throw ExitCode(1) }
@@ -97,19 +108,30 @@ struct RunCommand: AsyncParsableCommand {
         default: result = try await VectorAddRun.run(Float.self, count: size, on: device, verify: verify)
         }
         let p = result.phases
-        let phases: [(String, Duration)] = [("allocate", p.allocate), ("copy-in", p.copyIn), ("compile", p.compile),
-                                            ("launch", p.launch), ("copy-out", p.copyOut)] + (verify ? [("verify", p.verify)] : [])
+        let phases: [(String, Duration)] =
+            [
+                ("allocate", p.allocate), ("copy-in", p.copyIn), ("compile", p.compile),
+                ("launch", p.launch), ("copy-out", p.copyOut),
+            ] + (verify ? [("verify", p.verify)] : [])
         if json {
-            try printJSON(RunJSON(kernel: kernel, device: device.id.description, deviceName: device.info.name, elements: size,
-                                  type: type, phasesMilliseconds: Dictionary(uniqueKeysWithValues: phases.map { ($0.0, $0.1.milliseconds) }),
-                                  kernelDeviceMilliseconds: result.kernelTime?.milliseconds,
-                                  verified: result.mismatches.map { $0 == 0 }, mismatches: result.mismatches))
+            try printJSON(
+                RunJSON(
+                    kernel: kernel, device: device.id.description, deviceName: device.info.name, elements: size,
+                    type: type,
+                    phasesMilliseconds: Dictionary(uniqueKeysWithValues: phases.map { ($0.0, $0.1.milliseconds) }),
+                    kernelDeviceMilliseconds: result.kernelTime?.milliseconds,
+                    verified: result.mismatches.map { $0 == 0 }, mismatches: result.mismatches))
         } else {
             print("\(kernel) \(type) x \(size) on \(device.id) (\(device.info.name))")
-            for (name, duration) in phases { print("  \(name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(duration.short)") }
+            for (name, duration) in phases {
+                print("  \(name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(duration.short)")
+            }
             if let kernelTime = result.kernelTime { print("  kernel (device clock) \(kernelTime.short)") }
             if let mismatches = result.mismatches {
-                print(mismatches == 0 ? "  verified: all \(size) elements match the host" : "  VERIFY FAILED: \(mismatches) elements differ")
+                print(
+                    mismatches == 0
+                        ? "  verified: all \(size) elements match the host"
+                        : "  VERIFY FAILED: \(mismatches) elements differ")
             }
         }
         if let mismatches = result.mismatches, mismatches > 0 { throw ExitCode(1) }

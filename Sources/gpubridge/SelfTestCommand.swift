@@ -18,9 +18,13 @@ struct SelfTestCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard BackendChoice(rawValue: backend) != nil else {
-            throw ValidationError("invalid --backend '\(backend)'; expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ValidationError(
+                "invalid --backend '\(backend)'; expected one of \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
-        guard size >= 1, size <= Int(Int32.max) else { throw ValidationError("invalid --size \(size); expected 1...\(Int32.max)") }
+        guard size >= 1, size <= Int(Int32.max) else {
+            throw ValidationError("invalid --size \(size); expected 1...\(Int32.max)")
+        }
     }
 
     struct DeviceResult: Encodable {
@@ -52,9 +56,14 @@ struct SelfTestCommand: AsyncParsableCommand {
                 }
             }
             failed += checks.filter { $0.status == .failed }.count
-            results.append(DeviceResult(device: device.id.description, name: device.info.name, checks: checks.map {
-                CheckJSON(name: $0.name, status: $0.status.rawValue, detail: $0.detail, milliseconds: $0.duration.milliseconds)
-            }))
+            results.append(
+                DeviceResult(
+                    device: device.id.description, name: device.info.name,
+                    checks: checks.map {
+                        CheckJSON(
+                            name: $0.name, status: $0.status.rawValue, detail: $0.detail,
+                            milliseconds: $0.duration.milliseconds)
+                    }))
         }
         if json {
             try printJSON(results)

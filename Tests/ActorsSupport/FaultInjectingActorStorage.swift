@@ -46,7 +46,10 @@ public final class FaultInjectingActorStorage: ActorStorage {
             f[keyPath: path] -= 1
             return true
         }
-        if fail { throw GPUBridgeError.io(path: "fault-injecting storage", operation: operation, errno: 5, message: "injected I/O error") }
+        if fail {
+            throw GPUBridgeError.io(
+                path: "fault-injecting storage", operation: operation, errno: 5, message: "injected I/O error")
+        }
     }
 
     public func claim(_ id: GPUActorID) async throws -> ActorClaim {
@@ -75,7 +78,9 @@ public final class FaultInjectingActorStorage: ActorStorage {
         try await inner.append(entries, to: id, epoch: epoch)
     }
 
-    public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64) async throws {
+    public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64)
+        async throws
+    {
         try take(\.failChunkWrites, "snapshot chunk write")
         try await inner.writeChunk(bytes, of: id, snapshot: snapshot, index: index, epoch: epoch)
     }

@@ -8,7 +8,9 @@ public func checkStorageContract(_ storage: any ActorStorage) async throws {
     let a = GPUActorID(type: "contract", key: "a")
     let b = GPUActorID(type: "contract", key: "b")
     func entry(_ seq: Int64, _ call: String? = nil) -> JournalEntry {
-        JournalEntry(sequence: seq, callID: call, bytes: (0 ..< Int(seq) * 3).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seq)) })
+        JournalEntry(
+            sequence: seq, callID: call,
+            bytes: (0..<Int(seq) * 3).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seq)) })
     }
 
     // A new actor: epoch 1, no snapshot, empty journal.
@@ -21,7 +23,8 @@ public func checkStorageContract(_ storage: any ActorStorage) async throws {
     // Appends keep order, call ids and bytes; reads page.
     try await storage.append([entry(1, "call-1"), entry(2)], to: a, epoch: 1)
     try await storage.append([entry(3, "call-3")], to: a, epoch: 1)
-    #expect(try await storage.readJournal(a, after: 0, limit: 10) == [entry(1, "call-1"), entry(2), entry(3, "call-3")])
+    #expect(
+        try await storage.readJournal(a, after: 0, limit: 10) == [entry(1, "call-1"), entry(2), entry(3, "call-3")])
     #expect(try await storage.readJournal(a, after: 1, limit: 1) == [entry(2)])
     #expect(try await storage.readJournal(a, after: 3, limit: 10).isEmpty)
 
@@ -50,12 +53,13 @@ public func checkStorageContract(_ storage: any ActorStorage) async throws {
     try await storage.append([entry(4, "call-4")], to: a, epoch: 2)
 
     // A snapshot at sequence 4 in two chunks (the first 1 MiB): committing it trims entries 1...4.
-    let big = (0 ..< (1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+    let big = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
     try await storage.writeChunk(big, of: a, snapshot: snapshot, index: 0, epoch: 2)
     try await storage.writeChunk([9, 8, 7], of: a, snapshot: snapshot, index: 1, epoch: 2)
     let head = SnapshotHead(id: snapshot, chunks: 2, bytes: Int64(big.count + 3), recentCallIDs: ["call-1", "call-4"])
     await #expect(throws: ActorStorageError.self) {
-        try await storage.commitSnapshot(SnapshotHead(id: snapshot, chunks: 3, bytes: 0, recentCallIDs: []), of: a, epoch: 2)
+        try await storage.commitSnapshot(
+            SnapshotHead(id: snapshot, chunks: 3, bytes: 0, recentCallIDs: []), of: a, epoch: 2)
     }
     await #expect(throws: ActorStorageError.fenced(actor: "\(a)", operation: "snapshot commit", epoch: 1, current: 2)) {
         try await storage.commitSnapshot(head, of: a, epoch: 1)
@@ -93,12 +97,14 @@ public func checkStorageContract(_ storage: any ActorStorage) async throws {
 
     // Another actor is untouched by all of that; concurrent appends of many actors all commit.
     #expect(try await storage.status(of: b).epoch == 0)
-    let keys = (0 ..< 40).map { GPUActorID(type: "contract", key: "many-\($0)") }
+    let keys = (0..<40).map { GPUActorID(type: "contract", key: "many-\($0)") }
     for key in keys { _ = try await storage.claim(key) }
     try await withThrowingTaskGroup(of: Void.self) { group in
         for key in keys {
             group.addTask {
-                for seq in Int64(1) ... 5 { try await storage.append([entry(seq, "\(key.key)-\(seq)")], to: key, epoch: 1) }
+                for seq in Int64(1)...5 {
+                    try await storage.append([entry(seq, "\(key.key)-\(seq)")], to: key, epoch: 1)
+                }
             }
         }
         try await group.waitForAll()
@@ -106,7 +112,7 @@ public func checkStorageContract(_ storage: any ActorStorage) async throws {
     for key in keys {
         let journal = try await storage.readJournal(key, after: 0, limit: 100)
         #expect(journal.map(\.sequence) == [1, 2, 3, 4, 5], "\(key)")
-        #expect(journal.map(\.callID) == (1 ... 5).map { "\(key.key)-\($0)" }, "\(key)")
+        #expect(journal.map(\.callID) == (1...5).map { "\(key.key)-\($0)" }, "\(key)")
     }
 
     // Delete forgets the state and fences whoever still writes.

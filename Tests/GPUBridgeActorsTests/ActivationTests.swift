@@ -8,10 +8,12 @@ struct ActivationTests {
     @Test("1 000 concurrent first calls to one key create exactly one instance and one activation")
     func oneActivation() async throws {
         let system = try makeSystem([CPUBackend()])
-        try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 8, initialCapacity: 16) }
+        try system.register(VectorIndexActor.self, as: "index") {
+            VectorIndexActor(actorSystem: $0, dim: 8, initialCapacity: 16)
+        }
         let id = GPUActorID(type: "index", key: "hot")
         let counts = try await withThrowingTaskGroup(of: Int.self) { group in
-            for _ in 0 ..< 1000 {
+            for _ in 0..<1000 {
                 group.addTask { try await VectorIndexActor.resolve(id: id, using: system).vectorCount() }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
@@ -32,7 +34,9 @@ struct ActivationTests {
         defer { cleanup() }
         let storage = try SQLiteActorStorage(path: path)
         let system = try makeSystem([CPUBackend()], storage: storage, idle: .milliseconds(300))
-        try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 16, initialCapacity: 64) }
+        try system.register(VectorIndexActor.self, as: "index") {
+            VectorIndexActor(actorSystem: $0, dim: 16, initialCapacity: 64)
+        }
         let pool = system.bridge.devices[0].pool
         let baseline = pool.statistics.bytesInUse
         let index = try system.actor(VectorIndexActor.self, key: "tenant-7")
@@ -40,7 +44,7 @@ struct ActivationTests {
 
         var random = SplitMix64(seed: 11)
         let vectors = random.floats(200 * 16, -1, 1)
-        try await index.upsert(ids: Array(1000 ..< 1200), vectors: vectors)
+        try await index.upsert(ids: Array(1000..<1200), vectors: vectors)
         try await index.delete(ids: [1003, 1100])
         let queries = random.floats(3 * 16, -1, 1)
         let before = try await index.query(queries, k: 7)
@@ -106,14 +110,20 @@ struct ActivationTests {
     func unresolvable() async throws {
         let system = try makeSystem([CPUBackend()])
         try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 4) }
-        #expect(throws: GPUBridgeError.self) { try VectorIndexActor.resolve(id: GPUActorID(type: "nope", key: "x"), using: system) }
+        #expect(throws: GPUBridgeError.self) {
+            try VectorIndexActor.resolve(id: GPUActorID(type: "nope", key: "x"), using: system)
+        }
         do {
             _ = try VectorIndexActor.resolve(id: GPUActorID(type: "nope", key: "x"), using: system)
         } catch let error as GPUBridgeError {
             #expect("\(error)".contains("nope/x"))
         }
-        #expect(throws: GPUBridgeError.self) { try system.register(VectorIndexActor.self, as: "again") { VectorIndexActor(actorSystem: $0, dim: 4) } }
-        #expect(throws: GPUBridgeError.self) { try system.register(StreamActor.self, as: "index") { StreamActor(actorSystem: $0, kernel: .scale(by: 1)) } }
+        #expect(throws: GPUBridgeError.self) {
+            try system.register(VectorIndexActor.self, as: "again") { VectorIndexActor(actorSystem: $0, dim: 4) }
+        }
+        #expect(throws: GPUBridgeError.self) {
+            try system.register(StreamActor.self, as: "index") { StreamActor(actorSystem: $0, kernel: .scale(by: 1)) }
+        }
         // A bad dim fails every call with the argument, value and limit; the actor stays inactive.
         try system.register(StreamActor.self, as: "stream") { StreamActor(actorSystem: $0, kernel: .scale(by: 1)) }
         let bad = try makeSystem([CPUBackend()])
@@ -127,18 +137,21 @@ struct ActivationTests {
     func loopbackSerialization() async throws {
         var options = ActorSystemOptions()
         options.serializeLocalCalls = true
-        let system = try EmbeddedActorSystem(bridge: try makeBridge([CPUBackend()]), storage: InMemoryActorStorage(), options: options)
+        let system = try EmbeddedActorSystem(
+            bridge: try makeBridge([CPUBackend()]), storage: InMemoryActorStorage(), options: options)
         try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 8) }
         let proxy = try system.actor(VectorIndexActor.self, key: "wire")
         #expect(__isRemoteActor(proxy))
         var random = SplitMix64(seed: 3)
         let rows = random.floats(50 * 8, -1, 1)
-        #expect(try await proxy.upsert(ids: Array(0 ..< 50), vectors: rows) == 50)
+        #expect(try await proxy.upsert(ids: Array(0..<50), vectors: rows) == 50)
         let queries = random.floats(2 * 8, -1, 1)
         let hits = try await proxy.query(queries, k: 5)
-        #expect(compare(hits, queries: queries, rows: rows, ids: Array(0 ..< 50), dim: 8, k: 5).isEmpty)
+        #expect(compare(hits, queries: queries, rows: rows, ids: Array(0..<50), dim: 8, k: 5).isEmpty)
         // Errors thrown by the callee come back as they are.
-        await #expect(throws: GPUBridgeError.invalidArgument(name: "k", value: "0", limit: "1...1024")) { try await proxy.query(queries, k: 0) }
+        await #expect(throws: GPUBridgeError.invalidArgument(name: "k", value: "0", limit: "1...1024")) {
+            try await proxy.query(queries, k: 0)
+        }
         #expect(system.activationCount(of: proxy.id) == 1)
     }
 }

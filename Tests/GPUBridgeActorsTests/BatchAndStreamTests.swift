@@ -10,9 +10,13 @@ struct BatchAndStreamTests {
     @Test("batch actor: results in input order")
     func batchOrder() async throws {
         let system = try makeSystem([CPUBackend()])
-        try system.register(VectorAddActor.self, as: "add") { VectorAddActor(actorSystem: $0, operation: ActorOperations.vectorAdd, maxInFlight: 3) }
+        try system.register(VectorAddActor.self, as: "add") {
+            VectorAddActor(actorSystem: $0, operation: ActorOperations.vectorAdd, maxInFlight: 3)
+        }
         let actor = try system.actor(VectorAddActor.self, key: "order")
-        let inputs = (0 ..< 40).map { i in FloatPair([Float](repeating: Float(i), count: 10 + i), [Float](repeating: 0.5, count: 10 + i)) }
+        let inputs = (0..<40).map { i in
+            FloatPair([Float](repeating: Float(i), count: 10 + i), [Float](repeating: 0.5, count: 10 + i))
+        }
         let outputs = try await actor.run(inputs)
         #expect(outputs.count == 40)
         #expect(outputs.enumerated().allSatisfy { i, c in c == [Float](repeating: Float(i) + 0.5, count: 10 + i) })
@@ -25,7 +29,9 @@ struct BatchAndStreamTests {
     func backPressure() async throws {
         let system = try makeSystem([CPUBackend()])
         let bound = 4
-        try system.register(VectorAddActor.self, as: "add") { VectorAddActor(actorSystem: $0, operation: ActorOperations.vectorAdd, maxInFlight: bound) }
+        try system.register(VectorAddActor.self, as: "add") {
+            VectorAddActor(actorSystem: $0, operation: ActorOperations.vectorAdd, maxInFlight: bound)
+        }
         let actor = try system.actor(VectorAddActor.self, key: "pressure")
         let n = 1 << 20
         let a = [Float](repeating: 1, count: n), b = [Float](repeating: 2, count: n)
@@ -37,7 +43,7 @@ struct BatchAndStreamTests {
         let producer = CountingSequence(limit: nil, make: { _ in FloatPair(a, b) }, pulls: pulls)
         var iterator = producer.makeAsyncIterator()
         let producerStart = clock.now
-        for _ in 0 ..< 10_000 { _ = try await iterator.next() }
+        for _ in 0..<10_000 { _ = try await iterator.next() }
         let perProduced = (clock.now - producerStart) / 10_000
 
         let counted = PullCounter()

@@ -50,8 +50,9 @@ distributed actor Accumulator: DurableActor {
         guard let device, let sum else { return }
         let delta = try device.makeBuffer(copying: mutation.delta)
         let saxpy = try ExecutionContext(device: device, catalog: actorSystem.bridge.catalog).kernel("saxpy")
-        try await device.launch(saxpy, .covering(size),  // sum = 1 * delta + sum, on the device
-                                arguments: [.buffer(delta), .buffer(sum), .float(1), .int32(Int32(size))])
+        try await device.launch(
+            saxpy, .covering(size),  // sum = 1 * delta + sum, on the device
+            arguments: [.buffer(delta), .buffer(sum), .float(1), .int32(Int32(size))])
     }
 
     func writeSnapshot(to writer: inout SnapshotWriter) async throws {
@@ -72,8 +73,9 @@ struct DocsExampleTests {
         let (path, cleanup) = temporaryDatabase()
         defer { cleanup() }
         func open() throws -> EmbeddedActorSystem {
-            let system = try EmbeddedActorSystem(bridge: try makeBridge([CPUBackend()]),
-                                                 storage: try SQLiteActorStorage(path: path))
+            let system = try EmbeddedActorSystem(
+                bridge: try makeBridge([CPUBackend()]),
+                storage: try SQLiteActorStorage(path: path))
             try system.register(Accumulator.self, as: "accumulator") { Accumulator(actorSystem: $0, size: 4) }
             return system
         }
@@ -102,8 +104,10 @@ struct DocsExampleTests {
         let docs = try String(contentsOfFile: root + "/docs/ACTORS.md", encoding: .utf8)
         let test = try String(contentsOfFile: here, encoding: .utf8)
         func between(_ text: String, _ start: String, _ end: String) -> String? {
-            guard let a = text.range(of: start), let b = text.range(of: end, range: a.upperBound ..< text.endIndex) else { return nil }
-            return String(text[a.upperBound ..< b.lowerBound])
+            guard let a = text.range(of: start), let b = text.range(of: end, range: a.upperBound..<text.endIndex) else {
+                return nil
+            }
+            return String(text[a.upperBound..<b.lowerBound])
         }
         let block = between(docs, "<!-- durable-example -->\n```swift\n", "```")
         let marked = between(test, "// ACTORS-BEGIN\n", "// ACTORS-END")

@@ -8,15 +8,19 @@ extension IndexModel {
     var export: VectorIndexExport { VectorIndexExport(ids: ids, vectors: rows) }
 }
 
-func durableSystem(_ storage: any ActorStorage, checkpointEntries: Int = 10_000, chunkBytes: Int = 8 << 20,
-                   serialize: Bool = false, dim: Int = 4) throws -> EmbeddedActorSystem {
+func durableSystem(
+    _ storage: any ActorStorage, checkpointEntries: Int = 10_000, chunkBytes: Int = 8 << 20,
+    serialize: Bool = false, dim: Int = 4
+) throws -> EmbeddedActorSystem {
     var options = ActorSystemOptions()
     options.idleTimeout = .seconds(600)
     options.serializeLocalCalls = serialize
     options.durability.checkpointEntries = checkpointEntries
     options.durability.snapshotChunkBytes = chunkBytes
     let system = try EmbeddedActorSystem(bridge: try makeBridge([CPUBackend()]), storage: storage, options: options)
-    try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: 2) }
+    try system.register(VectorIndexActor.self, as: "index") {
+        VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: 2)
+    }
     return system
 }
 
@@ -42,8 +46,8 @@ struct DurabilityTests {
         var random = SplitMix64(seed: 5)
         let crashed = try durableSystem(try SQLiteActorStorage(path: path))
         let zombie = try crashed.actor(VectorIndexActor.self, key: "k")
-        for batch in 0 ..< 20 {
-            let ids = Array(batch * 10 ..< batch * 10 + 10)
+        for batch in 0..<20 {
+            let ids = Array(batch * 10..<batch * 10 + 10)
             let rows = random.floats(10 * 4, -1, 1)
             try await zombie.upsert(ids: ids, vectors: rows)
             model.upsert(ids, rows)
@@ -56,7 +60,9 @@ struct DurabilityTests {
         #expect(try await index.journalStatistics().replayedEntries == 20)
 
         // The abandoned activation is fenced: it cannot write behind the new one, and says why.
-        await #expect(throws: ActorStorageError.fenced(actor: "index/k", operation: "journal append", epoch: 1, current: 2)) {
+        await #expect(
+            throws: ActorStorageError.fenced(actor: "index/k", operation: "journal append", epoch: 1, current: 2)
+        ) {
             try await zombie.upsert(ids: [999], vectors: [1, 2, 3, 4])
         }
         #expect(try await index.vectorCount() == 200)
@@ -64,17 +70,20 @@ struct DurabilityTests {
         #expect(try await third.actor(VectorIndexActor.self, key: "k").export() == model.export)
     }
 
-    @Test("journal replay equals the live state for random upserts and deletes, across checkpoints, deactivations and crashes")
+    @Test(
+        "journal replay equals the live state for random upserts and deletes, across checkpoints, deactivations and crashes"
+    )
     func replayMatchesModel() async throws {
         let (path, cleanup) = temporaryDatabase()
         defer { cleanup() }
         var random = SplitMix64(seed: 2026)
         var model = IndexModel(dim: 8)
         // Tiny limits: a background checkpoint every 5 entries, snapshots of several 4 KiB chunks.
-        var system = try durableSystem(try SQLiteActorStorage(path: path), checkpointEntries: 5, chunkBytes: 4096, dim: 8)
+        var system = try durableSystem(
+            try SQLiteActorStorage(path: path), checkpointEntries: 5, chunkBytes: 4096, dim: 8)
         var index = try system.actor(VectorIndexActor.self, key: "p")
         var crashes = 0, deactivations = 0, checkpoints = 0
-        for step in 0 ..< 240 {
+        for step in 0..<240 {
             switch random.next() % 20 {
             case 0:
                 try await index.checkpoint()
@@ -83,17 +92,18 @@ struct DurabilityTests {
                 try await system.deactivate(index.id)
                 deactivations += 1
             case 2:
-                system = try durableSystem(try SQLiteActorStorage(path: path), checkpointEntries: 5, chunkBytes: 4096, dim: 8)
+                system = try durableSystem(
+                    try SQLiteActorStorage(path: path), checkpointEntries: 5, chunkBytes: 4096, dim: 8)
                 index = try system.actor(VectorIndexActor.self, key: "p")
                 crashes += 1
-            case 3 ..< 8:
-                let ids = (0 ..< Int(random.next() % 4) + 1).map { _ in Int(random.next() % 200) }
+            case 3..<8:
+                let ids = (0..<Int(random.next() % 4) + 1).map { _ in Int(random.next() % 200) }
                 let removed = try await index.delete(ids: ids)
                 let before = model.ids.count
                 model.delete(ids)
                 #expect(removed == before - model.ids.count, "step \(step)")
             default:
-                let ids = (0 ..< Int(random.next() % 40) + 1).map { _ in Int(random.next() % 200) }
+                let ids = (0..<Int(random.next() % 40) + 1).map { _ in Int(random.next() % 200) }
                 let rows = random.floats(ids.count * 8, -1, 1)
                 let count = try await index.upsert(ids: ids, vectors: rows)
                 model.upsert(ids, rows)
@@ -104,7 +114,9 @@ struct DurabilityTests {
             }
         }
         #expect(try await index.export() == model.export)
-        #expect(crashes > 3 && deactivations > 3 && checkpoints > 3, "crashes \(crashes), deactivations \(deactivations), checkpoints \(checkpoints)")
+        #expect(
+            crashes > 3 && deactivations > 3 && checkpoints > 3,
+            "crashes \(crashes), deactivations \(deactivations), checkpoints \(checkpoints)")
         // The background checkpoints kept the journal short.
         let status = try await SQLiteActorStorage(path: path).status(of: index.id)
         #expect(status.journalEntries < 40, "journal entries after the last snapshot: \(status.journalEntries)")
@@ -121,7 +133,7 @@ struct DurabilityTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { _ = try await index.upsert(ids: [0], vectors: [0, 0, 0, 1]) }
             #expect(await eventually { storage.heldAppends == 1 })
-            for i in 1 ... 30 {
+            for i in 1...30 {
                 group.addTask { _ = try await index.upsert(ids: [i], vectors: [Float(i), 0, 0, 1]) }
             }
             #expect(try await eventually { try await index.journalStatistics().waitingMutations == 30 })
@@ -142,8 +154,11 @@ struct DurabilityTests {
         let index = try system.actor(VectorIndexActor.self, key: "f")
         try await index.upsert(ids: [1, 2], vectors: [1, 0, 0, 0, 0, 1, 0, 0])
         storage.inject { $0.failAppends = 1 }
-        await #expect(throws: GPUBridgeError.io(path: "fault-injecting storage", operation: "journal append", errno: 5,
-                                                message: "injected I/O error")) {
+        await #expect(
+            throws: GPUBridgeError.io(
+                path: "fault-injecting storage", operation: "journal append", errno: 5,
+                message: "injected I/O error")
+        ) {
             try await index.upsert(ids: [3], vectors: [0, 0, 1, 0])
         }
         // The activation is discarded and reloaded from storage; the failed row was never acknowledged nor applied.
@@ -196,15 +211,16 @@ struct DurabilityTests {
         let storage = FaultInjectingActorStorage(InMemoryActorStorage())
         let system = try durableSystem(storage)
         let index = try system.actor(VectorIndexActor.self, key: "s")
-        try await index.upsert(ids: [1, 2, 3], vectors: (0 ..< 12).map(Float.init))
+        try await index.upsert(ids: [1, 2, 3], vectors: (0..<12).map(Float.init))
         storage.inject { $0.failCommits = 1 }
         try await system.deactivate(index.id)
         #expect(system.placement(of: index.id) == nil)
         #expect(try await storage.status(of: index.id).snapshot == nil)
-        #expect(try await index.export() == VectorIndexExport(ids: [1, 2, 3], vectors: (0 ..< 12).map(Float.init)))
+        #expect(try await index.export() == VectorIndexExport(ids: [1, 2, 3], vectors: (0..<12).map(Float.init)))
     }
 
-    @Test("a crash after a snapshot's chunks were written but before its commit loses nothing and applies nothing twice")
+    @Test(
+        "a crash after a snapshot's chunks were written but before its commit loses nothing and applies nothing twice")
     func crashBeforeSnapshotCommit() async throws {
         let (path, cleanup) = temporaryDatabase()
         defer { cleanup() }
@@ -214,7 +230,7 @@ struct DurabilityTests {
         let index = try system.actor(VectorIndexActor.self, key: "t")
         var model = IndexModel(dim: 4)
         var random = SplitMix64(seed: 77)
-        for i in 0 ..< 10 {
+        for i in 0..<10 {
             let ids = [i, i + 100]
             let rows = random.floats(8, -1, 1)
             try await index.upsert(ids: ids, vectors: rows)
@@ -240,7 +256,7 @@ struct DurabilityTests {
         let index = try system.actor(VectorIndexActor.self, key: "c")
         var random = SplitMix64(seed: 9)
         let rows = random.floats(300 * 64, -1, 1)
-        try await index.upsert(ids: Array(0 ..< 300), vectors: rows)
+        try await index.upsert(ids: Array(0..<300), vectors: rows)
         try await index.checkpoint()
         let status = try await storage.status(of: index.id)
         let head = try #require(status.snapshot)
@@ -249,6 +265,8 @@ struct DurabilityTests {
         #expect(head.chunks == Int((head.bytes + 4095) / 4096))
         #expect(status.journalEntries == 0)
         let other = try durableSystem(storage, chunkBytes: 4096, dim: 64)
-        #expect(try await other.actor(VectorIndexActor.self, key: "c").export() == VectorIndexExport(ids: Array(0 ..< 300), vectors: rows))
+        #expect(
+            try await other.actor(VectorIndexActor.self, key: "c").export()
+                == VectorIndexExport(ids: Array(0..<300), vectors: rows))
     }
 }

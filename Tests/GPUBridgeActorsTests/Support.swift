@@ -18,19 +18,25 @@ func makeBridge(_ backends: [any DeviceBackend], configure: (inout BridgeOptions
     return try Bridge(options: options, backends: backends)
 }
 
-func makeSystem(_ backends: [any DeviceBackend], storage: any ActorStorage = InMemoryActorStorage(),
-                idle: Duration = .seconds(600), configure: (inout BridgeOptions) -> Void = { _ in }) throws -> EmbeddedActorSystem {
+func makeSystem(
+    _ backends: [any DeviceBackend], storage: any ActorStorage = InMemoryActorStorage(),
+    idle: Duration = .seconds(600), configure: (inout BridgeOptions) -> Void = { _ in }
+) throws -> EmbeddedActorSystem {
     var options = ActorSystemOptions()
     options.idleTimeout = idle
-    return try EmbeddedActorSystem(bridge: try makeBridge(backends, configure: configure), storage: storage, options: options)
+    return try EmbeddedActorSystem(
+        bridge: try makeBridge(backends, configure: configure), storage: storage, options: options)
 }
 
 /// A fresh database file in the temporary folder, removed (with its WAL files) by `cleanup`.
 func temporaryDatabase() -> (path: String, cleanup: @Sendable () -> Void) {
     let path = NSTemporaryDirectory() + "gpubridge-actors-\(UUID().uuidString).sqlite"
-    return (path, {
-        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-    })
+    return (
+        path,
+        {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
+    )
 }
 
 /// Polls `condition` until it holds or `timeout` passes (for effects of real timers and background tasks).
@@ -49,10 +55,14 @@ func compare(_ got: [[VectorHit]], queries: [Float], rows: [Float], ids: [Int], 
     let want = HostReference.topK(queries: queries, matrix: rows, dim: dim, k: min(k, ids.count))
     var failures: [String] = []
     for q in want.indices {
-        guard got[q].count == want[q].count else { failures.append("query \(q): \(got[q].count) hits, want \(want[q].count)"); continue }
+        guard got[q].count == want[q].count else {
+            failures.append("query \(q): \(got[q].count) hits, want \(want[q].count)"); continue
+        }
         for (j, w) in want[q].enumerated() {
             let g = got[q][j]
-            if abs(Double(g.score) - w.score) > 1e-4 { failures.append("query \(q) rank \(j): score \(g.score), want \(w.score)") }
+            if abs(Double(g.score) - w.score) > 1e-4 {
+                failures.append("query \(q) rank \(j): score \(g.score), want \(w.score)")
+            }
             if g.id != ids[w.index] {
                 let other = want[q].first { ids[$0.index] == g.id }
                 if other == nil || abs(other!.score - w.score) > 1e-5 {

@@ -12,7 +12,7 @@ struct IndexModel {
     mutating func upsert(_ newIDs: [Int], _ flat: [Float]) {
         for (i, id) in newIDs.enumerated() {
             if vectors[id] == nil { ids.append(id) }
-            vectors[id] = Array(flat[i * dim ..< (i + 1) * dim])
+            vectors[id] = Array(flat[i * dim..<(i + 1) * dim])
         }
     }
 
@@ -32,17 +32,23 @@ struct IndexModel {
 struct VectorIndexTests {
     static func check(on backend: any DeviceBackend, dim: Int, countsBytes: Bool) async throws {
         let system = try makeSystem([backend])
-        try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: 256) }
+        try system.register(VectorIndexActor.self, as: "index") {
+            VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: 256)
+        }
         let index = try system.actor(VectorIndexActor.self, key: "check")
         var model = IndexModel(dim: dim)
         var random = SplitMix64(seed: 42)
 
         // 1 000 vectors, upserted in chunks (the matrix grows past its 256-row capacity by device-to-device copies),
         // with exact duplicates so that ties happen: equal scores must go to the lower row.
-        for chunk in 0 ..< 4 {
-            let ids = Array(chunk * 250 ..< (chunk + 1) * 250).map { $0 * 3 + 7 }
+        for chunk in 0..<4 {
+            let ids = Array(chunk * 250..<(chunk + 1) * 250).map { $0 * 3 + 7 }
             var flat = random.floats(250 * dim, -1, 1)
-            if chunk == 3 { for i in 0 ..< 10 { flat.replaceSubrange(i * dim ..< (i + 1) * dim, with: model.vectors[model.ids[i * 20]]!) } }
+            if chunk == 3 {
+                for i in 0..<10 {
+                    flat.replaceSubrange(i * dim..<(i + 1) * dim, with: model.vectors[model.ids[i * 20]]!)
+                }
+            }
             try await index.upsert(ids: ids, vectors: flat)
             model.upsert(ids, flat)
         }
@@ -59,7 +65,9 @@ struct VectorIndexTests {
         let copied = device.counters.bytesCopied - copiedBefore
         var failures = compare(hits, queries: queries, rows: model.rows, ids: model.ids, dim: dim, k: 10)
         #expect(failures.isEmpty, "\(failures.prefix(5))")
-        #expect(hits[6][0].id == model.ids[0] && hits[6][1].id == model.ids[750], "the duplicate in a later row ranks second")
+        #expect(
+            hits[6][0].id == model.ids[0] && hits[6][1].id == model.ids[750],
+            "the duplicate in a later row ranks second")
         #expect(hits[6][0].score == hits[6][1].score)
 
         // The matrix stayed on the device: only the queries went up (and the k results came back).
@@ -83,9 +91,13 @@ struct VectorIndexTests {
         #expect(!again.joined().contains { gone.contains($0.id) })
 
         // Argument errors name the argument, the value and the limit.
-        await #expect(throws: GPUBridgeError.invalidArgument(name: "k", value: "1025", limit: "1...1024")) { try await index.query(queries, k: 1025) }
+        await #expect(throws: GPUBridgeError.invalidArgument(name: "k", value: "1025", limit: "1...1024")) {
+            try await index.query(queries, k: 1025)
+        }
         await #expect(throws: GPUBridgeError.self) { try await index.query([1, 2, 3], k: 1) }
-        await #expect(throws: GPUBridgeError.self) { try await index.upsert(ids: [1, 2], vectors: [Float](repeating: 0, count: dim)) }
+        await #expect(throws: GPUBridgeError.self) {
+            try await index.upsert(ids: [1, 2], vectors: [Float](repeating: 0, count: dim))
+        }
         #expect(try await index.vectorCount() == model.ids.count)
     }
 
@@ -95,8 +107,9 @@ struct VectorIndexTests {
     }
 
     // Needs an OpenCL platform with a device (PoCL in CI, installed by scripts/test).
-    @Test("top-k on OpenCL equals the host reference, with upserts and deletes visible to the next query",
-          .enabled(if: Machine.hasOpenCL, "no OpenCL device on this machine"))
+    @Test(
+        "top-k on OpenCL equals the host reference, with upserts and deletes visible to the next query",
+        .enabled(if: Machine.hasOpenCL, "no OpenCL device on this machine"))
     func openCL() async throws {
         try await Self.check(on: Machine.openCL[0], dim: 384, countsBytes: false)
     }
@@ -131,10 +144,15 @@ struct VectorIndexTests {
         let broken = GPUActorID(type: "index", key: "broken")
         let epoch = try await storage.claim(broken).epoch
         let bad = Array("GBVI".utf8) + [1, 0, 0, 0]
-        try await storage.writeChunk(bad, of: broken, snapshot: SnapshotID(epoch: epoch, sequence: 0), index: 0, epoch: epoch)
-        try await storage.commitSnapshot(SnapshotHead(id: SnapshotID(epoch: epoch, sequence: 0), chunks: 1, bytes: Int64(bad.count),
-                                                      recentCallIDs: []), of: broken, epoch: epoch)
-        await #expect(throws: GPUBridgeError.self) { try await system.actor(VectorIndexActor.self, key: "broken").vectorCount() }
+        try await storage.writeChunk(
+            bad, of: broken, snapshot: SnapshotID(epoch: epoch, sequence: 0), index: 0, epoch: epoch)
+        try await storage.commitSnapshot(
+            SnapshotHead(
+                id: SnapshotID(epoch: epoch, sequence: 0), chunks: 1, bytes: Int64(bad.count),
+                recentCallIDs: []), of: broken, epoch: epoch)
+        await #expect(throws: GPUBridgeError.self) {
+            try await system.actor(VectorIndexActor.self, key: "broken").vectorCount()
+        }
         let other = try makeSystem([CPUBackend()], storage: storage)
         try other.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 5) }
         await #expect(throws: GPUBridgeError.sizeMismatch(name: "snapshot dim of index/snap", expected: 5, actual: 4)) {

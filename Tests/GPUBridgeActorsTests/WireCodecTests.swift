@@ -33,9 +33,13 @@ struct WireCodecTests {
         try WireCodec.encode([UInt8](), into: &writer)
         #expect(writer.bytes == [2])
         let error = writer.bytes.withUnsafeBytes { raw -> GPUBridgeError? in
-            do { _ = try WireCodec.decode([Float].self, from: raw); return nil } catch { return error as? GPUBridgeError }
+            do { _ = try WireCodec.decode([Float].self, from: raw); return nil } catch {
+                return error as? GPUBridgeError
+            }
         }
-        guard case let .invalidArgument(_, value, _)? = error else { Issue.record("\(String(describing: error))"); return }
+        guard case let .invalidArgument(_, value, _)? = error else {
+            Issue.record("\(String(describing: error))"); return
+        }
         #expect(value.contains("bytes"))
     }
 
@@ -47,8 +51,11 @@ struct WireCodecTests {
         let error = bridgeError {
             try writer.lengthPrefixed(maxLength: 8) { w in try w.blob(Array(repeating: 1, count: 5)) }
         }
-        #expect(error == .invalidArgument(name: "length-prefixed wire region", value: "9 bytes",
-                                          limit: "at most 8 bytes (a 4-byte length)"))
+        #expect(
+            error
+                == .invalidArgument(
+                    name: "length-prefixed wire region", value: "9 bytes",
+                    limit: "at most 8 bytes (a 4-byte length)"))
         #expect(writer.bytes == before)
         // At the limit it is written, and reads back.
         try writer.lengthPrefixed(maxLength: 8) { w in try w.blob([1, 2, 3, 4]) }
@@ -61,9 +68,11 @@ struct WireCodecTests {
             #expect(reader.remaining == 0)
         }
         #expect(try WireWriter.checkedU32(Int(UInt32.max), name: "n") == UInt32.max)
-        #expect(bridgeError { try WireWriter.checkedU32(Int(UInt32.max) + 1, name: "n") }
-            == .invalidArgument(name: "n", value: "\(Int(UInt32.max) + 1)",
-                                limit: "0...\(UInt32.max) (a 4-byte wire field)"))
+        #expect(
+            bridgeError { try WireWriter.checkedU32(Int(UInt32.max) + 1, name: "n") }
+                == .invalidArgument(
+                    name: "n", value: "\(Int(UInt32.max) + 1)",
+                    limit: "0...\(UInt32.max) (a 4-byte wire field)"))
     }
 
     @Test("a reader whose offset lies outside its bytes throws instead of reading there")

@@ -25,9 +25,11 @@ struct ArgumentPackingTests {
 
     @Test("values are stored little-endian; a view is its parent's pointer plus its offset")
     func values() {
-        let packing = CUDAArgumentPacking([.memory(view), .scalar(.int8(-3)), .scalar(.float64(2.5)), .scalar(.uint16(0xBEEF))])
+        let packing = CUDAArgumentPacking([
+            .memory(view), .scalar(.int8(-3)), .scalar(.float64(2.5)), .scalar(.uint16(0xBEEF)),
+        ])
         func load<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
-            (0 ..< MemoryLayout<T>.size).reduce(T.zero) { $0 | T(packing.bytes[offset + $1]) << (8 * $1) }
+            (0..<MemoryLayout<T>.size).reduce(T.zero) { $0 | T(packing.bytes[offset + $1]) << (8 * $1) }
         }
         #expect(load(UInt64.self, at: 0) == 0x7f00_0020_0000 + 13)
         #expect(CUDAArgumentPacking.devicePointer(view) == 0x7f00_0020_000d)
@@ -45,12 +47,12 @@ struct ArgumentPackingTests {
         let packing = CUDAArgumentPacking(arguments)
         #expect(packing.offsets == [0, 8, 16, 20, 24, 32, 40])
         packing.withParameterPointers { pointers in
-            for index in 0 ..< packing.count {
+            for index in 0..<packing.count {
                 let pointer = pointers[index]!
                 #expect(UInt(bitPattern: pointer) % UInt(packing.alignments[index]) == 0)
                 let bytes = Array(UnsafeRawBufferPointer(start: pointer, count: packing.sizes[index]))
                 let start = packing.offsets[index]
-                #expect(bytes == Array(packing.bytes[start ..< start + packing.sizes[index]]))
+                #expect(bytes == Array(packing.bytes[start..<start + packing.sizes[index]]))
             }
             #expect(pointers[0]!.load(as: UInt8.self) == 9)
             #expect(pointers[1]!.load(as: UInt64.self) == a.handle)
@@ -76,7 +78,10 @@ struct ArgumentPackingTests {
 
     @Test("every scalar type has its own size")
     func scalarSizes() {
-        let values: [ScalarValue] = [.int8(0), .uint8(0), .int16(0), .uint16(0), .int32(0), .uint32(0), .int64(0), .uint64(0), .float32(0), .float64(0)]
+        let values: [ScalarValue] = [
+            .int8(0), .uint8(0), .int16(0), .uint16(0), .int32(0), .uint32(0), .int64(0), .uint64(0), .float32(0),
+            .float64(0),
+        ]
         let packing = CUDAArgumentPacking(values.map(ResolvedArgument.scalar))
         #expect(packing.sizes == [1, 1, 2, 2, 4, 4, 8, 8, 4, 8])
         #expect(packing.offsets == [0, 1, 2, 4, 8, 12, 16, 24, 32, 40])

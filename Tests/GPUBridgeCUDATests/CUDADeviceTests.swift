@@ -52,7 +52,7 @@ struct CUDADeviceTests {
     func views() async throws {
         let device = try CUDATestSupport.device()
         let kernel = try device.compile(ReferenceKernels.vectorAdd(Float.self, language: .cuda))
-        let a = try device.makeBuffer(copying: (0 ..< 1000).map(Float.init))
+        let a = try device.makeBuffer(copying: (0..<1000).map(Float.init))
         let b = try device.makeBuffer(copying: [Float](repeating: 0.5, count: 1000))
         let c = try device.makeBuffer(of: Float.self, count: 1000)
         try await c.fill(-1)
@@ -60,11 +60,12 @@ struct CUDADeviceTests {
         let bv = try b.view(offset: 101, count: 500)
         let cv = try c.view(offset: 7, count: 500)
         #expect(cv.raw.address == c.raw.address + 28)
-        try await device.launch(kernel, .covering(500, groupSize: 128),
-                                arguments: [.buffer(av), .buffer(bv), .buffer(cv), .int32(500)])
+        try await device.launch(
+            kernel, .covering(500, groupSize: 128),
+            arguments: [.buffer(av), .buffer(bv), .buffer(cv), .int32(500)])
         let out = try c.toArray()
-        #expect(out[0 ..< 7].allSatisfy { $0 == -1 })
-        #expect((0 ..< 500).allSatisfy { out[7 + $0] == Float(3 + $0) + 0.5 })
+        #expect(out[0..<7].allSatisfy { $0 == -1 })
+        #expect((0..<500).allSatisfy { out[7 + $0] == Float(3 + $0) + 0.5 })
         #expect(out[507...].allSatisfy { $0 == -1 })
         #expect(try cv.toArray(offset: 10, count: 2) == [13.5, 14.5])
     }
@@ -73,7 +74,9 @@ struct CUDADeviceTests {
     func fills() async throws {
         let device = try CUDATestSupport.device()
         let raw = try device.makeRawBuffer(byteCount: 256)
-        let patterns: [[UInt8]] = [[7], [1, 2], [1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 1, 2, 3, 4], [9, 9, 9, 9]]
+        let patterns: [[UInt8]] = [
+            [7], [1, 2], [1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 1, 2, 3, 4], [9, 9, 9, 9],
+        ]
         for pattern in patterns {
             for start in [0, 1, 2, 4, 6] {
                 let length = pattern.count * 16
@@ -81,7 +84,7 @@ struct CUDADeviceTests {
                 try await raw.enqueueFill(pattern: pattern, offset: start, byteCount: length).wait()
                 var bytes = [UInt8](repeating: 0xFF, count: 256)
                 try bytes.withUnsafeMutableBytes { try raw.copy(to: $0) }
-                let expected = (0 ..< 256).map { index -> UInt8 in
+                let expected = (0..<256).map { index -> UInt8 in
                     index >= start && index < start + length ? pattern[(index - start) % pattern.count] : 0
                 }
                 #expect(bytes == expected, "pattern \(pattern) at offset \(start)")
@@ -92,19 +95,19 @@ struct CUDADeviceTests {
         try await doubles.fill(-0.5, offset: 1, count: 999)
         let values = try doubles.toArray()
         #expect(values.first == 3.25 && values.last == 3.25)
-        #expect(values[1 ..< 1000].allSatisfy { $0 == -0.5 })
+        #expect(values[1..<1000].allSatisfy { $0 == -0.5 })
     }
 
     @Test("device-to-device copies with offsets; overlapping ranges are refused")
     func deviceCopies() async throws {
         let device = try CUDATestSupport.device()
-        let source = try device.makeBuffer(copying: (0 ..< 1000).map(Int32.init))
+        let source = try device.makeBuffer(copying: (0..<1000).map(Int32.init))
         let destination = try device.makeBuffer(of: Int32.self, count: 1000)
         try await destination.fill(0)
         try await destination.copy(from: source, sourceOffset: 10, toOffset: 20, count: 100)
         let out = try destination.toArray()
         #expect(out[19] == 0 && out[120] == 0)
-        #expect((0 ..< 100).allSatisfy { out[20 + $0] == Int32(10 + $0) })
+        #expect((0..<100).allSatisfy { out[20 + $0] == Int32(10 + $0) })
         await #expect(throws: GPUBridgeError.self) {
             try await source.copy(from: source, sourceOffset: 0, toOffset: 10, count: 100)
         }
@@ -116,20 +119,20 @@ struct CUDADeviceTests {
         let count = 4096
         let host = try device.makeHostBuffer(byteCount: count * 4, pinned: pinned)
         #expect(host.isPinned == pinned)
-        try host.write((0 ..< count).map(Float.init))
+        try host.write((0..<count).map(Float.init))
         let buffer = try device.makeBuffer(of: Float.self, count: count)
         try await buffer.fill(0)
         try await buffer.copy(from: host, hostOffset: 5, toOffset: 11, count: 1000)
         let values = try buffer.toArray()
         #expect(values[10] == 0 && values[1011] == 0)
-        #expect((0 ..< 1000).allSatisfy { values[11 + $0] == Float(5 + $0) })
+        #expect((0..<1000).allSatisfy { values[11 + $0] == Float(5 + $0) })
 
         let back = try device.makeHostBuffer(byteCount: count * 4, pinned: pinned)
         try back.write([Float](repeating: -1, count: count))
         try await buffer.copy(to: back, hostOffset: 20, fromOffset: 11, count: 1000)
         let read = try back.read(Float.self, count: count)
         #expect(read[19] == -1 && read[1020] == -1)
-        #expect((0 ..< 1000).allSatisfy { read[20 + $0] == Float(5 + $0) })
+        #expect((0..<1000).allSatisfy { read[20 + $0] == Float(5 + $0) })
 
         // The completion keeps the staging host memory alive after the caller's references are gone.
         let pending = try buffer.enqueueCopy(from: [Float](repeating: 2, count: 64), toOffset: 100)
@@ -144,17 +147,20 @@ struct CUDADeviceTests {
         let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: count * 4, alignment: 4096)
         defer { memory.deallocate() }
         let floats = memory.bindMemory(to: Float.self)
-        for index in 0 ..< count { floats[index] = Float(index) }
+        for index in 0..<count { floats[index] = Float(index) }
         let registration = try backend.registerHostMemory(memory)
         #expect(registration.allocation.pinned && registration.isRegistered)
         let buffer = try device.makeBuffer(of: Float.self, count: count)
-        try await backend.enqueueCopy(from: registration.allocation, offset: 0, owner: registration, to: buffer.region).wait()
-        #expect(try buffer.toArray() == (0 ..< count).map(Float.init))
-        for index in 0 ..< count { floats[index] = 0 }
-        try await backend.enqueueCopy(from: buffer.region.slice(offset: 400, byteCount: 400), to: registration.allocation,
-                                      offset: 40, owner: registration).wait()
+        try await backend.enqueueCopy(from: registration.allocation, offset: 0, owner: registration, to: buffer.region)
+            .wait()
+        #expect(try buffer.toArray() == (0..<count).map(Float.init))
+        for index in 0..<count { floats[index] = 0 }
+        try await backend.enqueueCopy(
+            from: buffer.region.slice(offset: 400, byteCount: 400), to: registration.allocation,
+            offset: 40, owner: registration
+        ).wait()
         #expect(floats[9] == 0 && floats[110] == 0)
-        #expect((0 ..< 100).allSatisfy { floats[10 + $0] == Float(100 + $0) })
+        #expect((0..<100).allSatisfy { floats[10 + $0] == Float(100 + $0) })
         try registration.unregister()
         #expect(!registration.isRegistered)
     }
@@ -164,15 +170,16 @@ struct CUDADeviceTests {
         let device = try CUDATestSupport.device()
         let kernel = try device.compile(ReferenceKernels.vectorAdd(Float.self, language: .cuda))
         let n = 10_000
-        let a = try device.makeBuffer(copying: (0 ..< n).map(Float.init))
+        let a = try device.makeBuffer(copying: (0..<n).map(Float.init))
         try await withThrowingTaskGroup(of: Bool.self) { group in
-            for k in 0 ..< 200 {
+            for k in 0..<200 {
                 group.addTask {
                     let b = try device.makeBuffer(copying: [Float](repeating: Float(k), count: n))
                     let c = try device.makeBuffer(of: Float.self, count: n)
-                    try await device.launch(kernel, .covering(n), arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(Int32(n))])
+                    try await device.launch(
+                        kernel, .covering(n), arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(Int32(n))])
                     let out = try c.toArray()
-                    return (0 ..< n).allSatisfy { out[$0] == Float($0) + Float(k) }
+                    return (0..<n).allSatisfy { out[$0] == Float($0) + Float(k) }
                 }
             }
             var correct = 0
@@ -189,8 +196,10 @@ struct CUDADeviceTests {
         let a = try device.makeBuffer(copying: [Float](repeating: 1, count: n))
         let c = try device.makeBuffer(of: Float.self, count: n)
         var completions: [Completion] = []
-        for _ in 0 ..< 50 {
-            completions.append(try device.enqueue(kernel, .covering(n), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(Int32(n))]))
+        for _ in 0..<50 {
+            completions.append(
+                try device.enqueue(
+                    kernel, .covering(n), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(Int32(n))]))
         }
         try await device.synchronize()
         #expect(completions.allSatisfy { $0.isComplete })
@@ -206,10 +215,12 @@ struct CUDADeviceTests {
         let c = try device.makeBuffer(copying: [Float](repeating: -1, count: n))  // a sentinel
         let before = device.counters.snapshot
         let poolBefore = device.pool.statistics
-        for _ in 0 ..< 999 {
-            _ = try device.enqueue(kernel, .covering(n), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(Int32(n))])
+        for _ in 0..<999 {
+            _ = try device.enqueue(
+                kernel, .covering(n), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(Int32(n))])
         }
-        let result = try await device.launch(kernel, .covering(n), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(Int32(n))])
+        let result = try await device.launch(
+            kernel, .covering(n), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(Int32(n))])
         let after = device.counters.snapshot
         #expect(after.allocations == before.allocations)
         #expect(after.copies == before.copies)
@@ -232,14 +243,15 @@ struct CUDADeviceTests {
         let sum = try device.compile(CUDATestSupport.blockSum)
         let blocks = 64
         let threads = 256
-        let input = (0 ..< blocks * threads).map { Float($0 % 7) }
-        let expected = (0 ..< blocks).map { block in (0 ..< threads).reduce(Float(0)) { $0 + input[block * threads + $1] } }
+        let input = (0..<blocks * threads).map { Float($0 % 7) }
+        let expected = (0..<blocks).map { block in (0..<threads).reduce(Float(0)) { $0 + input[block * threads + $1] } }
         let a = try device.makeBuffer(copying: input)
         let out = try device.makeBuffer(of: Float.self, count: blocks)
         for shared in [threads * 4, 64 * 1024] where shared <= device.info.capabilities.sharedMemoryPerGroup {
             try await out.fill(-1)
-            try await device.launch(sum, Launch(groups: Extent3(blocks), groupSize: Extent3(threads), sharedMemoryBytes: shared),
-                                    arguments: [.buffer(a), .buffer(out), .int32(Int32(blocks * threads))])
+            try await device.launch(
+                sum, Launch(groups: Extent3(blocks), groupSize: Extent3(threads), sharedMemoryBytes: shared),
+                arguments: [.buffer(a), .buffer(out), .int32(Int32(blocks * threads))])
             #expect(try out.toArray() == expected, "\(shared) bytes of dynamic shared memory")
         }
         if backend.driverVersion >= 12040 {
@@ -251,13 +263,17 @@ struct CUDADeviceTests {
         let transpose = try device.compile(CUDATestSupport.transpose)
         let width = 100
         let height = 70
-        let matrix = (0 ..< width * height).map(Float.init)
+        let matrix = (0..<width * height).map(Float.init)
         let source = try device.makeBuffer(copying: matrix)
         let target = try device.makeBuffer(of: Float.self, count: width * height)
-        try await device.launch(transpose, Launch(groups: Extent3((width + 31) / 32, (height + 31) / 32), groupSize: Extent3(32, 32)),
-                                arguments: [.buffer(source), .buffer(target), .int32(Int32(width)), .int32(Int32(height))])
+        try await device.launch(
+            transpose, Launch(groups: Extent3((width + 31) / 32, (height + 31) / 32), groupSize: Extent3(32, 32)),
+            arguments: [.buffer(source), .buffer(target), .int32(Int32(width)), .int32(Int32(height))])
         let transposed = try target.toArray()
-        #expect((0 ..< height).allSatisfy { y in (0 ..< width).allSatisfy { x in transposed[x * height + y] == matrix[y * width + x] } })
+        #expect(
+            (0..<height).allSatisfy { y in
+                (0..<width).allSatisfy { x in transposed[x * height + y] == matrix[y * width + x] }
+            })
     }
 
     @Test("a compile error carries NVRTC's log; a missing extern \"C\" entry point is named")
@@ -274,8 +290,9 @@ struct CUDADeviceTests {
             #expect(kernel == "broken" && backend == "cuda")
             #expect(log.contains("broken.cu(3)"))
         }
-        let mangled = KernelSource(name: "mangled", language: .cuda, text: "__global__ void mangled(float* x) { x[threadIdx.x] = 1.0f; }",
-                                   entryPoint: "mangled")
+        let mangled = KernelSource(
+            name: "mangled", language: .cuda, text: "__global__ void mangled(float* x) { x[threadIdx.x] = 1.0f; }",
+            entryPoint: "mangled")
         do {
             _ = try device.compile(mangled)
             Issue.record("found a C++-mangled kernel by its plain name")
@@ -294,10 +311,12 @@ struct CUDADeviceTests {
         let device = try CUDATestSupport.device()
         let virtual = "compute_" + device.info.architecture.dropFirst(3)
         do {
-            let kernel = try device.compile(ReferenceKernels.vectorAdd(Float.self, language: .cuda), options: CompileOptions(target: virtual))
+            let kernel = try device.compile(
+                ReferenceKernels.vectorAdd(Float.self, language: .cuda), options: CompileOptions(target: virtual))
             let a = try device.makeBuffer(copying: [Float](repeating: 1.5, count: 300))
             let c = try device.makeBuffer(of: Float.self, count: 300)
-            try await device.launch(kernel, .covering(300), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(300)])
+            try await device.launch(
+                kernel, .covering(300), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(300)])
             #expect(try c.toArray() == [Float](repeating: 3, count: 300))
         } catch {
             guard case let .backendFailure(backend, call, code, message) = error else {
@@ -342,16 +361,18 @@ struct CUDADeviceTests {
         #expect(try await VectorAddRun.run(Float.self, count: 100_000, on: device).mismatches == 0)
         let kernel = try device.compile(ReferenceKernels.vectorAdd(Int32.self, language: .cuda))
         let n = 4096
-        let a = try device.makeBuffer(copying: (0 ..< n).map(Int32.init))
+        let a = try device.makeBuffer(copying: (0..<n).map(Int32.init))
         var outputs: [Buffer<Int32>] = []
         var completions: [Completion] = []
-        for _ in 0 ..< 32 {
+        for _ in 0..<32 {
             let c = try device.makeBuffer(of: Int32.self, count: n)
             outputs.append(c)
-            completions.append(try device.enqueue(kernel, .covering(n), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(Int32(n))]))
+            completions.append(
+                try device.enqueue(
+                    kernel, .covering(n), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(Int32(n))]))
         }
         try await device.synchronize()
         #expect(completions.allSatisfy { $0.isComplete })
-        for c in outputs { #expect(try c.toArray() == (0 ..< n).map { Int32($0 * 2) }) }
+        for c in outputs { #expect(try c.toArray() == (0..<n).map { Int32($0 * 2) }) }
     }
 }

@@ -18,7 +18,9 @@ enum CUDATestSupport {
 
     /// A fresh `Device` (own pool, memory-only kernel cache) over the shared backend.
     static func device(poolLimit: Int? = nil) throws -> Device {
-        guard let backend else { throw GPUBridgeError.backendUnavailable(backend: "cuda", reason: report.unavailableReason ?? "no device") }
+        guard let backend else {
+            throw GPUBridgeError.backendUnavailable(backend: "cuda", reason: report.unavailableReason ?? "no device")
+        }
         return try Device(backend: backend, poolLimit: poolLimit)
     }
 
@@ -31,45 +33,52 @@ enum CUDATestSupport {
     }
 
     /// A block sum: dynamic shared memory and `__syncthreads`. `output[block] = sum of the block's inputs`.
-    static let blockSum = KernelSource(name: "block_sum", language: .cuda, text: """
-        extern "C" __global__ void block_sum(const float* __restrict__ input, float* __restrict__ output, int n) {
-            extern __shared__ float partial[];
-            unsigned int tid = threadIdx.x;
-            unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
-            partial[tid] = i < (unsigned int)n ? input[i] : 0.0f;
-            __syncthreads();
-            for (unsigned int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-                if (tid < stride) partial[tid] += partial[tid + stride];
+    static let blockSum = KernelSource(
+        name: "block_sum", language: .cuda,
+        text: """
+            extern "C" __global__ void block_sum(const float* __restrict__ input, float* __restrict__ output, int n) {
+                extern __shared__ float partial[];
+                unsigned int tid = threadIdx.x;
+                unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+                partial[tid] = i < (unsigned int)n ? input[i] : 0.0f;
                 __syncthreads();
+                for (unsigned int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+                    if (tid < stride) partial[tid] += partial[tid + stride];
+                    __syncthreads();
+                }
+                if (tid == 0) output[blockIdx.x] = partial[0];
             }
-            if (tid == 0) output[blockIdx.x] = partial[0];
-        }
-        """, entryPoint: "block_sum", parameters: [
+            """, entryPoint: "block_sum",
+        parameters: [
             .buffer("input", Float.self, extent: .argument(2)),
             .buffer("output", Float.self),
             .scalar(name: "n", type: .int32),
         ])
 
     /// A tile transpose with static shared memory and `__syncthreads`.
-    static let transpose = KernelSource(name: "transpose_tile", language: .cuda, text: """
-        #define TILE 32
-        extern "C" __global__ void transpose_tile(const float* in, float* out, int width, int height) {
-            __shared__ float tile[TILE][TILE + 1];
-            int x = blockIdx.x * TILE + threadIdx.x;
-            int y = blockIdx.y * TILE + threadIdx.y;
-            if (x < width && y < height) tile[threadIdx.y][threadIdx.x] = in[y * width + x];
-            __syncthreads();
-            x = blockIdx.y * TILE + threadIdx.x;
-            y = blockIdx.x * TILE + threadIdx.y;
-            if (x < height && y < width) out[y * height + x] = tile[threadIdx.x][threadIdx.y];
-        }
-        """, entryPoint: "transpose_tile")
+    static let transpose = KernelSource(
+        name: "transpose_tile", language: .cuda,
+        text: """
+            #define TILE 32
+            extern "C" __global__ void transpose_tile(const float* in, float* out, int width, int height) {
+                __shared__ float tile[TILE][TILE + 1];
+                int x = blockIdx.x * TILE + threadIdx.x;
+                int y = blockIdx.y * TILE + threadIdx.y;
+                if (x < width && y < height) tile[threadIdx.y][threadIdx.x] = in[y * width + x];
+                __syncthreads();
+                x = blockIdx.y * TILE + threadIdx.x;
+                y = blockIdx.x * TILE + threadIdx.y;
+                if (x < height && y < width) out[y * height + x] = tile[threadIdx.x][threadIdx.y];
+            }
+            """, entryPoint: "transpose_tile")
 
     /// Source with a syntax error on line 3.
-    static let broken = KernelSource(name: "broken", language: .cuda, text: """
-        extern "C" __global__ void broken(float* out) {
-            int i = threadIdx.x;
-            out[i] = undeclared_value +;
-        }
-        """, entryPoint: "broken")
+    static let broken = KernelSource(
+        name: "broken", language: .cuda,
+        text: """
+            extern "C" __global__ void broken(float* out) {
+                int i = threadIdx.x;
+                out[i] = undeclared_value +;
+            }
+            """, entryPoint: "broken")
 }

@@ -5,7 +5,9 @@ import Testing
 
 /// Real NVRTC compilations; no GPU or driver needed. Skipped (visibly) on a machine without NVRTC; CI installs it
 /// from PyPI (`nvidia-cuda-nvrtc`), so there they always run.
-@Suite("NVRTC compiler", .enabled(if: CUDATestSupport.hasNVRTC, "NVRTC not found: pip install nvidia-cuda-nvrtc, or set GPUBRIDGE_NVRTC"))
+@Suite(
+    "NVRTC compiler",
+    .enabled(if: CUDATestSupport.hasNVRTC, "NVRTC not found: pip install nvidia-cuda-nvrtc, or set GPUBRIDGE_NVRTC"))
 struct NVRTCCompilerTests {
     var nvrtc: NVRTCCompiler { CUDATestSupport.nvrtc! }  // the suite only runs when it was found
 
@@ -44,28 +46,37 @@ struct NVRTCCompilerTests {
 
     @Test("Double and Int32 VectorAdd compile")
     func otherElementTypes() throws {
-        expectCubin(try nvrtc.compile(ReferenceKernels.vectorAdd(Double.self, language: .cuda), architecture: "sm_90"), containing: "vector_add_double")
-        expectCubin(try nvrtc.compile(ReferenceKernels.vectorAdd(Int32.self, language: .cuda), architecture: "sm_90"), containing: "vector_add_int")
+        expectCubin(
+            try nvrtc.compile(ReferenceKernels.vectorAdd(Double.self, language: .cuda), architecture: "sm_90"),
+            containing: "vector_add_double")
+        expectCubin(
+            try nvrtc.compile(ReferenceKernels.vectorAdd(Int32.self, language: .cuda), architecture: "sm_90"),
+            containing: "vector_add_int")
     }
 
     @Test("shared memory and __syncthreads kernels compile", arguments: CUDATestSupport.architectures)
     func sharedMemoryKernels(architecture: String) throws {
         expectCubin(try nvrtc.compile(CUDATestSupport.blockSum, architecture: architecture), containing: "block_sum")
-        expectCubin(try nvrtc.compile(CUDATestSupport.transpose, architecture: architecture), containing: "transpose_tile")
+        expectCubin(
+            try nvrtc.compile(CUDATestSupport.transpose, architecture: architecture), containing: "transpose_tile")
     }
 
     @Test("compute_90 gives PTX text with the entry point")
     func ptx() throws {
-        let binary = try nvrtc.compile(ReferenceKernels.vectorAdd(Float.self, language: .cuda),
-                                       options: CompileOptions(target: "compute_90"), architecture: "sm_90")
+        let binary = try nvrtc.compile(
+            ReferenceKernels.vectorAdd(Float.self, language: .cuda),
+            options: CompileOptions(target: "compute_90"), architecture: "sm_90")
         #expect(binary.format == "ptx")
         #expect(binary.bytes.last != 0, "stored without the terminating NUL")
         let text = String(decoding: binary.bytes, as: UTF8.self)
         #expect(text.contains(".entry"))
         #expect(text.contains("vector_add_float"))
         #expect(text.contains(".target sm_90"))
-        let shared = String(decoding: try nvrtc.compile(CUDATestSupport.blockSum, options: CompileOptions(target: "compute_80"),
-                                                        architecture: "sm_90").bytes, as: UTF8.self)
+        let shared = String(
+            decoding: try nvrtc.compile(
+                CUDATestSupport.blockSum, options: CompileOptions(target: "compute_80"),
+                architecture: "sm_90"
+            ).bytes, as: UTF8.self)
         #expect(shared.contains("bar.sync") || shared.contains("barrier.sync"), "__syncthreads is a barrier in PTX")
     }
 
@@ -87,7 +98,9 @@ struct NVRTCCompilerTests {
     @Test("an architecture NVRTC does not support is a compilation failure naming what it supports")
     func unsupportedArchitecture() {
         do {
-            _ = try nvrtc.compile(ReferenceKernels.vectorAdd(Float.self, language: .cuda), options: CompileOptions(target: "sm_10"), architecture: "sm_90")
+            _ = try nvrtc.compile(
+                ReferenceKernels.vectorAdd(Float.self, language: .cuda), options: CompileOptions(target: "sm_10"),
+                architecture: "sm_90")
             Issue.record("sm_10 compiled")
         } catch let GPUBridgeError.compilationFailed(_, _, log) {
             #expect(log.contains("sm_10"))
@@ -101,7 +114,9 @@ struct NVRTCCompilerTests {
     func malformedTarget() {
         for target in ["90", "sm_", "sm_9x", "compute90", "gfx90a"] {
             #expect(throws: GPUBridgeError.self) {
-                _ = try nvrtc.compile(ReferenceKernels.vectorAdd(Float.self, language: .cuda), options: CompileOptions(target: target), architecture: "sm_90")
+                _ = try nvrtc.compile(
+                    ReferenceKernels.vectorAdd(Float.self, language: .cuda), options: CompileOptions(target: target),
+                    architecture: "sm_90")
             }
         }
     }
@@ -116,21 +131,25 @@ struct NVRTCCompilerTests {
     @Test("options become the exact NVRTC flags")
     func flags() {
         #expect(nvrtc.flags(for: CompileOptions(), architecture: "sm_90") == ["--gpu-architecture=sm_90"])
-        let options = CompileOptions(defines: ["WIDTH": "64", "FAST": ""], optimize: false, fastMath: true, target: "compute_80",
-                                     lineInfo: true, maxRegisters: 32, extraFlags: ["--std=c++17"])
-        #expect(nvrtc.flags(for: options, architecture: "sm_90") == [
-            "--gpu-architecture=compute_80", "-DFAST", "-DWIDTH=64", "--device-debug", "--use_fast_math",
-            "--generate-line-info", "--maxrregcount=32", "--std=c++17",
-        ])
+        let options = CompileOptions(
+            defines: ["WIDTH": "64", "FAST": ""], optimize: false, fastMath: true, target: "compute_80",
+            lineInfo: true, maxRegisters: 32, extraFlags: ["--std=c++17"])
+        #expect(
+            nvrtc.flags(for: options, architecture: "sm_90") == [
+                "--gpu-architecture=compute_80", "-DFAST", "-DWIDTH=64", "--device-debug", "--use_fast_math",
+                "--generate-line-info", "--maxrregcount=32", "--std=c++17",
+            ])
     }
 
     @Test("every option changes the kernel cache key")
     func cacheKeys() {
         let source = ReferenceKernels.vectorAdd(Float.self, language: .cuda)
         func digest(_ options: CompileOptions) -> String {
-            KernelCache.Key(backend: "cuda", architecture: "sm_90", compiler: nvrtc.version,
-                            flags: nvrtc.flags(for: options, architecture: "sm_90"), language: "cuda",
-                            entryPoint: source.entryPoint, source: source.text ?? "").digest
+            KernelCache.Key(
+                backend: "cuda", architecture: "sm_90", compiler: nvrtc.version,
+                flags: nvrtc.flags(for: options, architecture: "sm_90"), language: "cuda",
+                entryPoint: source.entryPoint, source: source.text ?? ""
+            ).digest
         }
         let variants = [
             CompileOptions(), CompileOptions(defines: ["A": "1"]), CompileOptions(defines: ["A": "2"]),
@@ -145,26 +164,32 @@ struct NVRTCCompilerTests {
 
     @Test("defines and register caps reach NVRTC")
     func optionsReachTheCompiler() throws {
-        let guarded = KernelSource(name: "guarded", language: .cuda, text: """
-            #ifndef SCALE
-            #error SCALE must be defined
-            #endif
-            extern "C" __global__ void scale(float* x, int n) {
-                int i = blockIdx.x * blockDim.x + threadIdx.x;
-                if (i < n) x[i] *= SCALE;
-            }
-            """, entryPoint: "scale")
+        let guarded = KernelSource(
+            name: "guarded", language: .cuda,
+            text: """
+                #ifndef SCALE
+                #error SCALE must be defined
+                #endif
+                extern "C" __global__ void scale(float* x, int n) {
+                    int i = blockIdx.x * blockDim.x + threadIdx.x;
+                    if (i < n) x[i] *= SCALE;
+                }
+                """, entryPoint: "scale")
         #expect(throws: GPUBridgeError.self) { _ = try nvrtc.compile(guarded, architecture: "sm_90") }
         let two = try nvrtc.compile(guarded, options: CompileOptions(defines: ["SCALE": "2.0f"]), architecture: "sm_90")
-        let three = try nvrtc.compile(guarded, options: CompileOptions(defines: ["SCALE": "3.0f"]), architecture: "sm_90")
+        let three = try nvrtc.compile(
+            guarded, options: CompileOptions(defines: ["SCALE": "3.0f"]), architecture: "sm_90")
         expectCubin(two, containing: "scale")
         #expect(two.bytes != three.bytes)
-        let debug = try nvrtc.compile(guarded, options: CompileOptions(defines: ["SCALE": "2.0f"], optimize: false), architecture: "sm_90")
+        let debug = try nvrtc.compile(
+            guarded, options: CompileOptions(defines: ["SCALE": "2.0f"], optimize: false), architecture: "sm_90")
         #expect(debug.bytes != two.bytes)
-        let capped = try nvrtc.compile(guarded, options: CompileOptions(defines: ["SCALE": "2.0f"], maxRegisters: 16), architecture: "sm_90")
+        let capped = try nvrtc.compile(
+            guarded, options: CompileOptions(defines: ["SCALE": "2.0f"], maxRegisters: 16), architecture: "sm_90")
         expectCubin(capped, containing: "scale")
         #expect(throws: GPUBridgeError.self) {
-            _ = try nvrtc.compile(guarded, options: CompileOptions(defines: ["SCALE": "2.0f"], maxRegisters: 0), architecture: "sm_90")
+            _ = try nvrtc.compile(
+                guarded, options: CompileOptions(defines: ["SCALE": "2.0f"], maxRegisters: 0), architecture: "sm_90")
         }
     }
 
@@ -174,7 +199,8 @@ struct NVRTCCompilerTests {
         #expect(nvrtc.target(for: CompileOptions(), architecture: "sm_\(newest + 1000)") == "compute_\(newest)")
         #expect(nvrtc.target(for: CompileOptions(), architecture: "sm_90") == "sm_90")
         #expect(nvrtc.target(for: CompileOptions(target: "compute_80"), architecture: "sm_90") == "compute_80")
-        let binary = try nvrtc.compile(ReferenceKernels.vectorAdd(Float.self, language: .cuda), architecture: "sm_\(newest + 1000)")
+        let binary = try nvrtc.compile(
+            ReferenceKernels.vectorAdd(Float.self, language: .cuda), architecture: "sm_\(newest + 1000)")
         #expect(binary.format == "ptx")
     }
 
@@ -188,9 +214,10 @@ struct NVRTCCompilerTests {
         let directory = try #require(made)
         let cache = KernelCache(directory: directory)
         let source = ReferenceKernels.vectorAdd(Float.self, language: .cuda)
-        let key = KernelCache.Key(backend: "cuda", architecture: "sm_90", compiler: nvrtc.version,
-                                  flags: nvrtc.flags(for: CompileOptions(), architecture: "sm_90"), language: "cuda",
-                                  entryPoint: source.entryPoint, source: source.text ?? "")
+        let key = KernelCache.Key(
+            backend: "cuda", architecture: "sm_90", compiler: nvrtc.version,
+            flags: nvrtc.flags(for: CompileOptions(), architecture: "sm_90"), language: "cuda",
+            entryPoint: source.entryPoint, source: source.text ?? "")
         var builds = 0
         let first = try cache.binary(for: key) { () throws(GPUBridgeError) -> KernelBinary in
             builds += 1
@@ -215,7 +242,9 @@ struct NVRTCCompilerTests {
         case .success:
             Issue.record("found NVRTC at a path that does not exist")
         case let .failure(reason):
-            #expect(reason.description.contains("/nonexistent/libnvrtc.so.13: no such file") || reason.attempts.contains { $0.contains("/nonexistent/libnvrtc.so.13") })
+            #expect(
+                reason.description.contains("/nonexistent/libnvrtc.so.13: no such file")
+                    || reason.attempts.contains { $0.contains("/nonexistent/libnvrtc.so.13") })
         }
         let again = try NVRTCCompiler.locate(explicitPath: nvrtc.path).get()
         #expect(again.version == nvrtc.version)

@@ -23,13 +23,16 @@ struct ProviderTests {
             #expect(report.devices.isEmpty)
             let reason = report.unavailableReason ?? ""
             // No driver here: dlopen's own words; with a driver but no GPU: cuInit's error or an empty device list.
-            #expect(reason.contains("libcuda.so.1") || reason.contains("cuInit") || reason.contains("device"), "reason: \(reason)")
+            #expect(
+                reason.contains("libcuda.so.1") || reason.contains("cuInit") || reason.contains("device"),
+                "reason: \(reason)")
         }
     }
 
     @Test("a driver library that does not exist is unavailable with dlerror's text")
     func missingLibrary() {
-        let report = CUDABackendProvider(options: CUDABackend.Options(libraryPath: "libcuda-gpubridge-missing.so.1")).discover()
+        let report = CUDABackendProvider(options: CUDABackend.Options(libraryPath: "libcuda-gpubridge-missing.so.1"))
+            .discover()
         #expect(!report.isAvailable)
         #expect(report.devices.isEmpty)
         let reason = report.unavailableReason ?? ""

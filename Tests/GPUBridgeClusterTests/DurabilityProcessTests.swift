@@ -29,13 +29,15 @@ final class UpsertLog: Sendable {
 }
 
 extension ProcessClusterTests {
-    @Test("kill -9 of each node in turn while a client streams upserts: every acknowledged row is present with its exact vector, none twice")
+    @Test(
+        "kill -9 of each node in turn while a client streams upserts: every acknowledged row is present with its exact vector, none twice"
+    )
     func killEachNodeDuringUpserts() async throws {
         try await ProcessCluster.run { cluster in
             _ = try await cluster.startNodes(3)
             let client = try await cluster.client { $0.retryUnreachableFor = .seconds(30) }
             let dim = ProcessCluster.dim
-            let keys = (0 ..< 6).map { "durable-\($0)" }
+            let keys = (0..<6).map { "durable-\($0)" }
             let log = UpsertLog()
             let system = client.system
             // One worker per index, calls back to back: 10 new rows per call (ids unique across the test).
@@ -46,11 +48,12 @@ extension ProcessClusterTests {
                             var random = SplitMix64(seed: UInt64(w + 1))
                             var n = 0
                             while !log.stop {
-                                let ids = (0 ..< 10).map { w * 1_000_000 + n * 10 + $0 }
+                                let ids = (0..<10).map { w * 1_000_000 + n * 10 + $0 }
                                 let vectors = random.floats(10 * dim, -1, 1)
                                 n += 1
                                 do {
-                                    _ = try await system.actor(VectorIndexActor.self, key: key).upsert(ids: ids, vectors: vectors)
+                                    _ = try await system.actor(VectorIndexActor.self, key: key).upsert(
+                                        ids: ids, vectors: vectors)
                                     log.record(.init(key: key, ids: ids, vectors: vectors, failure: nil))
                                 } catch {
                                     log.record(.init(key: key, ids: ids, vectors: vectors, failure: "\(error)"))
@@ -65,8 +68,9 @@ extension ProcessClusterTests {
             let originals = cluster.processes
             for victim in originals {
                 let before = log.acknowledged
-                #expect(await eventually(timeout: .seconds(60)) { log.acknowledged >= before + 30 },
-                        "no progress before killing \(victim.name): \(log.acknowledged - before) calls")
+                #expect(
+                    await eventually(timeout: .seconds(60)) { log.acknowledged >= before + 30 },
+                    "no progress before killing \(victim.name): \(log.acknowledged - before) calls")
                 victim.kill9()
                 #expect(await victim.waitExit() == SIGKILL)
                 _ = try await cluster.startNode().waitReady()
@@ -78,8 +82,9 @@ extension ProcessClusterTests {
 
             let calls = log.all
             let failed = calls.filter { $0.failure != nil }
-            print("durability kill test: \(calls.count) upserts, \(calls.count - failed.count) acknowledged, \(failed.count) failed: "
-                  + "\(Array(Set(failed.compactMap(\.failure)).prefix(3)))")
+            print(
+                "durability kill test: \(calls.count) upserts, \(calls.count - failed.count) acknowledged, \(failed.count) failed: "
+                    + "\(Array(Set(failed.compactMap(\.failure)).prefix(3)))")
             #expect(calls.count - failed.count >= 120)
             for key in keys {
                 let export = try await system.actor(VectorIndexActor.self, key: key).export()
@@ -90,11 +95,13 @@ extension ProcessClusterTests {
                     known.formUnion(call.ids)
                     let found = call.ids.filter { present[$0] != nil }
                     let exact = call.ids.enumerated().allSatisfy { i, id in
-                        present[id] == nil || present[id]! == Array(call.vectors[i * dim ..< (i + 1) * dim])
+                        present[id] == nil || present[id]! == Array(call.vectors[i * dim..<(i + 1) * dim])
                     }
                     #expect(exact, "\(key): a row of call \(call.ids[0] / 10) has another vector")
                     if call.failure == nil {
-                        #expect(found.count == call.ids.count, "\(key): acknowledged rows \(call.ids[0]) lost: \(call.ids.count - found.count)")
+                        #expect(
+                            found.count == call.ids.count,
+                            "\(key): acknowledged rows \(call.ids[0]) lost: \(call.ids.count - found.count)")
                     } else {
                         // A call that failed is either wholly present (its append committed) or wholly absent.
                         #expect(found.isEmpty || found.count == call.ids.count, "\(key): failed call partly applied")
@@ -105,37 +112,54 @@ extension ProcessClusterTests {
         }
     }
 
-    @Test("20 acknowledged `gpubridge call ... upsert-random` processes, kill -9 of the serving node: nothing lost; a retried --call-id applies once")
+    @Test(
+        "20 acknowledged `gpubridge call ... upsert-random` processes, kill -9 of the serving node: nothing lost; a retried --call-id applies once"
+    )
     func cliUpsertsSurviveKill() async throws {
         try await ProcessCluster.run { cluster in
             _ = try await cluster.startNodes(2)
-            for i in 0 ..< 20 {
-                let result = try await cluster.call([["vector-index", "cli", "upsert-random", "--rows", "10",
-                                                      "--first-id", "\(i * 10)", "--seed", "\(i + 1)", "--call-id", "upsert-\(i)"]])
+            for i in 0..<20 {
+                let result = try await cluster.call([
+                    [
+                        "vector-index", "cli", "upsert-random", "--rows", "10",
+                        "--first-id", "\(i * 10)", "--seed", "\(i + 1)", "--call-id", "upsert-\(i)",
+                    ]
+                ])
                 #expect(result[0].status == 0, "call \(i): \(result[0].output.suffix(500))")
-                #expect(result[0].output.contains(#""result":\#((i + 1) * 10)}"#), "call \(i): \(result[0].output.suffix(300))")
+                #expect(
+                    result[0].output.contains(#""result":\#((i + 1) * 10)}"#),
+                    "call \(i): \(result[0].output.suffix(300))")
             }
             // The same call id again (a client that lost the reply and retries): applied once.
-            let retry = try await cluster.call([["vector-index", "cli", "upsert-random", "--rows", "10", "--first-id", "5000",
-                                                 "--seed", "99", "--call-id", "upsert-19"]])
-            #expect(retry[0].status == 0 && retry[0].output.contains(#""result":200}"#), "\(retry[0].output.suffix(300))")
+            let retry = try await cluster.call([
+                [
+                    "vector-index", "cli", "upsert-random", "--rows", "10", "--first-id", "5000",
+                    "--seed", "99", "--call-id", "upsert-19",
+                ]
+            ])
+            #expect(
+                retry[0].status == 0 && retry[0].output.contains(#""result":200}"#), "\(retry[0].output.suffix(300))")
             let address = try #require(try await cluster.directory.lookup(GPUActorID(type: "vector-index", key: "cli")))
             let serving = try #require(cluster.processes.first { $0.readyID == address.node })
             serving.kill9()
             #expect(await serving.waitExit() == SIGKILL)
-            #expect(await eventually(timeout: .seconds(30)) {
-                (try? await cluster.membership.readAll().entry(of: address.node)?.entry.status) == .dead
-            })
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    (try? await cluster.membership.readAll().entry(of: address.node)?.entry.status) == .dead
+                })
             let count = try await cluster.call([["vector-index", "cli", "count"]])
-            #expect(count[0].status == 0 && count[0].output.contains(#""result":200}"#), "\(count[0].output.suffix(500))")
+            #expect(
+                count[0].status == 0 && count[0].output.contains(#""result":200}"#), "\(count[0].output.suffix(500))")
             // Every row with the vector its call wrote (seeded), read through an in-process client.
             let client = try await cluster.client()
             let export = try await client.system.actor(VectorIndexActor.self, key: "cli").export()
             var want: [Int: [Float]] = [:]
-            for i in 0 ..< 20 {
+            for i in 0..<20 {
                 var random = SplitMix64(seed: UInt64(i + 1))
                 let rows = random.floats(10 * ProcessCluster.dim, -1, 1)
-                for r in 0 ..< 10 { want[i * 10 + r] = Array(rows[r * ProcessCluster.dim ..< (r + 1) * ProcessCluster.dim]) }
+                for r in 0..<10 {
+                    want[i * 10 + r] = Array(rows[r * ProcessCluster.dim..<(r + 1) * ProcessCluster.dim])
+                }
             }
             #expect(export.byID(dim: ProcessCluster.dim) == want)
         }
@@ -158,13 +182,15 @@ extension ProcessClusterTests {
 
             kill(zombie.pid, SIGSTOP)
             let late = Task {
-                try await stuck.system.actor(VectorIndexActor.self, key: key).upsert(ids: [666], vectors: [Float](repeating: 6, count: dim))
+                try await stuck.system.actor(VectorIndexActor.self, key: key).upsert(
+                    ids: [666], vectors: [Float](repeating: 6, count: dim))
             }
             // Declared dead; the index comes back on the other node (a new epoch) and takes a write there. (A client
             // that had cached the paused node would wait for its deadline: a new one reads the Dead row first.)
-            #expect(await eventually(timeout: .seconds(30)) {
-                (try? await cluster.membership.readAll().entry(of: address.node)?.entry.status) == .dead
-            })
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    (try? await cluster.membership.readAll().entry(of: address.node)?.entry.status) == .dead
+                })
             let patient = try await cluster.client { $0.retryUnreachableFor = .seconds(30) }
             let index = try patient.system.actor(VectorIndexActor.self, key: key)
             _ = try await index.upsert(ids: [3], vectors: [Float](repeating: 3, count: dim))
@@ -182,7 +208,8 @@ extension ProcessClusterTests {
             }
             print("zombie: the call it held ended with: \(outcome)")
             #expect(outcome != "acknowledged", "the zombie acknowledged a write")
-            #expect(await zombie.waitExit(timeout: .seconds(30)) != nil, "the zombie did not stop on finding itself dead")
+            #expect(
+                await zombie.waitExit(timeout: .seconds(30)) != nil, "the zombie did not stop on finding itself dead")
             #expect(try await index.export().ids.sorted() == [1, 2, 3])
             let status = try await PostgresActorStorage(store: cluster.store, cluster: cluster.name)
                 .status(of: GPUActorID(type: "vector-index", key: key))

@@ -16,23 +16,29 @@ struct GRPCPair {
 
     init() throws { certificates = try TestCertificates() }
 
-    func system() throws -> EmbeddedActorSystem { try InProcessCluster.cpuSystem(storage: storage, register: InProcessCluster.register) }
+    func system() throws -> EmbeddedActorSystem {
+        try InProcessCluster.cpuSystem(storage: storage, register: InProcessCluster.register)
+    }
 
     mutating func start(limits: WireLimits = WireLimits()) async throws {
         var options = ClusterOptions()
         options.probeInterval = .milliseconds(100)
-        node = try ClusterNode(system: try system(), membership: membership, directory: directory,
-                               transport: try GRPCNodeTransport(security: certificates.node, limits: limits), options: options)
+        node = try ClusterNode(
+            system: try system(), membership: membership, directory: directory,
+            transport: try GRPCNodeTransport(security: certificates.node, limits: limits), options: options)
         try await node.start()
     }
 
-    mutating func client(security: ClusterSecurity? = nil, limits: WireLimits = WireLimits()) async throws -> EmbeddedActorSystem {
+    mutating func client(security: ClusterSecurity? = nil, limits: WireLimits = WireLimits()) async throws
+        -> EmbeddedActorSystem
+    {
         var options = ClusterOptions()
         options.role = .client
         options.probeInterval = .milliseconds(100)
-        let client = try ClusterNode(system: try system(), membership: membership, directory: directory,
-                                     transport: try GRPCNodeTransport(security: security ?? certificates.client, limits: limits),
-                                     options: options)
+        let client = try ClusterNode(
+            system: try system(), membership: membership, directory: directory,
+            transport: try GRPCNodeTransport(security: security ?? certificates.client, limits: limits),
+            options: options)
         try await client.start()
         clients.append(client)
         return client.system
@@ -55,7 +61,7 @@ struct GRPCTransportTests {
         var random = SplitMix64(seed: 64)
         let bytes = [UInt8](unsafeUninitializedCapacity: 64 << 20) { out, count in
             let words = UnsafeMutableRawPointer(out.baseAddress!).assumingMemoryBound(to: UInt64.self)
-            for i in 0 ..< (64 << 20) / 8 { words[i] = random.next() }
+            for i in 0..<(64 << 20) / 8 { words[i] = random.next() }
             count = 64 << 20
         }
         let echo = try client.actor(EchoActor.self, key: "big")
@@ -67,7 +73,9 @@ struct GRPCTransportTests {
         await pair.stop()
     }
 
-    @Test("small chunks: payloads of every size around the chunk limit arrive whole", arguments: [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+    @Test(
+        "small chunks: payloads of every size around the chunk limit arrive whole",
+        arguments: [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
     func chunkEdges(size: Int) async throws {
         var limits = WireLimits()
         limits.maxMessageBytes = 128 * 1024
@@ -75,7 +83,7 @@ struct GRPCTransportTests {
         var pair = try GRPCPair()
         try await pair.start(limits: limits)
         let client = try await pair.client(limits: limits)
-        let bytes = (0 ..< size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         #expect(try await client.actor(EchoActor.self, key: "edge").echo(bytes) == bytes)
         // Above the message limit too (the request and the reply are both streamed).
         let large = [UInt8](repeating: 0xA5, count: 300 * 1024 + size)
@@ -105,7 +113,9 @@ struct GRPCTransportTests {
         }
         let started = ContinuousClock.now
         do {
-            _ = try await ClusterCall.$timeout.withValue(.milliseconds(200)) { try await trouble.wait(milliseconds: 2500) }
+            _ = try await ClusterCall.$timeout.withValue(.milliseconds(200)) {
+                try await trouble.wait(milliseconds: 2500)
+            }
             Issue.record("the slow call returned")
         } catch let error as ClusterError {
             guard case .deadlineExceeded = error else { Issue.record("\(error)"); return }
@@ -136,19 +146,27 @@ struct GRPCTransportTests {
     @Test("bad TLS files and wire limits are rejected with the argument, the value and the limit")
     func badSettings() throws {
         let missing = bridgeError {
-            _ = try GRPCNodeTransport(security: .mutualTLS(certificate: "/nonexistent/cert.pem", privateKey: "/nonexistent/key.pem",
-                                                           trustRoots: "/nonexistent/ca.pem"))
+            _ = try GRPCNodeTransport(
+                security: .mutualTLS(
+                    certificate: "/nonexistent/cert.pem", privateKey: "/nonexistent/key.pem",
+                    trustRoots: "/nonexistent/ca.pem"))
         }
-        guard case let .invalidArgument(name, value, _)? = missing else { Issue.record("\(String(describing: missing))"); return }
+        guard case let .invalidArgument(name, value, _)? = missing else {
+            Issue.record("\(String(describing: missing))"); return
+        }
         #expect(name == "tls certificate" && value == "/nonexistent/cert.pem")
         var limits = WireLimits()
         limits.chunkBytes = 100
         let small = bridgeError { _ = try GRPCNodeTransport(security: .plaintext, limits: limits) }
-        guard case let .invalidArgument(limitName, _, _)? = small else { Issue.record("\(String(describing: small))"); return }
+        guard case let .invalidArgument(limitName, _, _)? = small else {
+            Issue.record("\(String(describing: small))"); return
+        }
         #expect(limitName == "chunkBytes")
         let authority = try ClusterCertificateAuthority()
         let badAddress = bridgeError { _ = try authority.issue(name: "n", addresses: ["not-an-ip"]) }
-        guard case let .invalidArgument(addressName, addressValue, _)? = badAddress else { Issue.record("\(String(describing: badAddress))"); return }
+        guard case let .invalidArgument(addressName, addressValue, _)? = badAddress else {
+            Issue.record("\(String(describing: badAddress))"); return
+        }
         #expect(addressName == "addresses" && addressValue == "not-an-ip")
     }
 }

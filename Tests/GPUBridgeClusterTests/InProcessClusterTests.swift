@@ -50,7 +50,9 @@ struct InProcessCluster {
     }
 
     static func register(_ system: EmbeddedActorSystem) throws {
-        try system.register(VectorIndexActor.self, as: "vector-index") { VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: 64) }
+        try system.register(VectorIndexActor.self, as: "vector-index") {
+            VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: 64)
+        }
         try system.register(EchoActor.self, as: "echo") { EchoActor(actorSystem: $0) }
         try system.register(TroubleActor.self, as: "trouble") { TroubleActor(actorSystem: $0) }
     }
@@ -58,21 +60,25 @@ struct InProcessCluster {
     func makeSystem() throws -> EmbeddedActorSystem { try Self.cpuSystem(storage: storage, register: Self.register) }
 
     /// An actor system on one CPU device with `register`'s actor types (each test node, client and reference has one).
-    static func cpuSystem(storage: any ActorStorage, register: (EmbeddedActorSystem) throws -> Void) throws -> EmbeddedActorSystem {
+    static func cpuSystem(storage: any ActorStorage, register: (EmbeddedActorSystem) throws -> Void) throws
+        -> EmbeddedActorSystem
+    {
         var bridgeOptions = BridgeOptions()
         bridgeOptions.cacheDirectory = nil
         bridgeOptions.backendOrder = [.cpu]
-        let system = try EmbeddedActorSystem(bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]), storage: storage)
+        let system = try EmbeddedActorSystem(
+            bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]), storage: storage)
         try register(system)
         return system
     }
 
     mutating func start(count: Int, configure: (inout ClusterOptions) -> Void = { _ in }) async throws {
-        for i in 0 ..< count {
+        for i in 0..<count {
             var options = Self.options(port: 7000 + nodes.count + i)
             configure(&options)
-            let node = try ClusterNode(system: try makeSystem(), membership: membership, directory: directory,
-                                       transport: InProcessNodeTransport(network: network), options: options)
+            let node = try ClusterNode(
+                system: try makeSystem(), membership: membership, directory: directory,
+                transport: InProcessNodeTransport(network: network), options: options)
             try await node.start()
             nodes.append(node)
         }
@@ -98,9 +104,9 @@ struct InProcessClusterTests {
 
         var random = SplitMix64(seed: 5)
         let dim = InProcessCluster.dim
-        for t in 0 ..< 30 {
+        for t in 0..<30 {
             let rows = random.floats(40 * dim, -1, 1)
-            let ids = Array(t * 100 ..< t * 100 + 40)
+            let ids = Array(t * 100..<t * 100 + 40)
             let queries = random.floats(3 * dim, -1, 1)
             let remote = try cluster.nodes[t % 3].system.actor(VectorIndexActor.self, key: "tenant-\(t)")
             let local = try reference.actor(VectorIndexActor.self, key: "tenant-\(t)")
@@ -123,10 +129,10 @@ struct InProcessClusterTests {
         var cluster = InProcessCluster()
         try await cluster.start(count: 3)
         defer { Task { [cluster] in await cluster.stopAll() } }
-        for round in 0 ..< 5 {
+        for round in 0..<5 {
             let key = "hot-\(round)"
             let counts = try await withThrowingTaskGroup(of: Int.self) { group in
-                for i in 0 ..< 60 {
+                for i in 0..<60 {
                     let system = cluster.nodes[i % 3].system
                     group.addTask { try await system.actor(EchoActor.self, key: key).echo([UInt8(i)]).count }
                 }
@@ -152,14 +158,14 @@ struct InProcessClusterTests {
         let client = cluster.nodes[0].system
         // An index on a node other than the first (the caller), checkpointed.
         var key = ""
-        for k in 0 ..< 64 where key.isEmpty {
+        for k in 0..<64 where key.isEmpty {
             let address = try await cluster.nodes[0].locate(GPUActorID(type: "vector-index", key: "k\(k)"))
             if address.node != cluster.nodes[0].id { key = "k\(k)" }
         }
         let id = GPUActorID(type: "vector-index", key: key)
         let index = try client.actor(VectorIndexActor.self, key: key)
         let rows = random.floats(30 * dim, -1, 1)
-        _ = try await index.upsert(ids: Array(0 ..< 30), vectors: rows)
+        _ = try await index.upsert(ids: Array(0..<30), vectors: rows)
         try await index.checkpoint()
         let queries = random.floats(2 * dim, -1, 1)
         // A row after the checkpoint is not in the snapshot but in the journal: it survives the node.
@@ -176,9 +182,10 @@ struct InProcessClusterTests {
             guard case .nodeUnreachable = error else { Issue.record("unexpected \(error)"); return }
         }
         // The survivors vote; the row turns Dead; the victim reads its own row and stops.
-        #expect(await eventually(timeout: .seconds(20)) {
-            (try? await cluster.membership.readAll().entry(of: victim.id)?.entry.status) == .dead
-        })
+        #expect(
+            await eventually(timeout: .seconds(20)) {
+                (try? await cluster.membership.readAll().entry(of: victim.id)?.entry.status) == .dead
+            })
         #expect(await eventually(timeout: .seconds(20)) { victim.phase == .dead })
         // The next call reactivates the index on a survivor with every acknowledged row (snapshot + journal).
         #expect(await eventually(timeout: .seconds(20)) { (try? await index.vectorCount()) == 31 })
@@ -195,7 +202,9 @@ struct InProcessClusterTests {
         let system = cluster.nodes[0].system
         for key in ["a", "b", "c", "d"] {
             let index = try system.actor(VectorIndexActor.self, key: key)
-            await #expect(throws: GPUBridgeError.self) { try await index.query([Float](repeating: 0, count: InProcessCluster.dim), k: 0) }
+            await #expect(throws: GPUBridgeError.self) {
+                try await index.query([Float](repeating: 0, count: InProcessCluster.dim), k: 0)
+            }
             do {
                 _ = try await index.query([Float](repeating: 0, count: InProcessCluster.dim), k: 0)
             } catch let error as GPUBridgeError {
@@ -212,7 +221,9 @@ struct InProcessClusterTests {
             }
             let started = ContinuousClock.now
             await #expect(throws: ClusterError.self) {
-                try await ClusterCall.$timeout.withValue(.milliseconds(100)) { try await trouble.wait(milliseconds: 5000) }
+                try await ClusterCall.$timeout.withValue(.milliseconds(100)) {
+                    try await trouble.wait(milliseconds: 5000)
+                }
             }
             #expect(ContinuousClock.now - started < .seconds(4))
             // A deadline no clock can add (it used to overflow and trap) is refused, naming the setting.
@@ -220,7 +231,9 @@ struct InProcessClusterTests {
                 let error = await bridgeError {
                     try await ClusterCall.$timeout.withValue(bad) { _ = try await trouble.wait(milliseconds: 1) }
                 }
-                guard case let .invalidArgument(name, _, limit)? = error else { Issue.record("\(bad): \(String(describing: error))"); continue }
+                guard case let .invalidArgument(name, _, limit)? = error else {
+                    Issue.record("\(bad): \(String(describing: error))"); continue
+                }
                 #expect(name == "ClusterCall.timeout" && limit == "more than zero, at most a day")
             }
         }
@@ -235,7 +248,7 @@ struct InProcessClusterTests {
         var random = SplitMix64(seed: 3)
         let system = cluster.nodes[0].system
         var keys: [String] = []
-        for k in 0 ..< 8 {
+        for k in 0..<8 {
             let index = try system.actor(VectorIndexActor.self, key: "g\(k)")
             _ = try await index.upsert(ids: [k, k + 100], vectors: random.floats(2 * dim, -1, 1))
             keys.append("g\(k)")
@@ -281,18 +294,29 @@ struct InProcessClusterTests {
     @Test("bad options are rejected with the argument, the value and the limit")
     func badOptions() throws {
         let cluster = InProcessCluster()
-        for (change, name) in [({ (o: inout ClusterOptions) in o.port = 70_000 }, "port"),
-                               ({ $0.probeInterval = .zero }, "probeInterval"),
-                               ({ $0.votesForDeath = 0 }, "votesForDeath"),
-                               ({ $0.probedSuccessors = 2; $0.votesForDeath = 3 }, "votesForDeath"),
-                               ({ $0.callTimeout = .zero }, "callTimeout"),
-                               ({ $0.missedProbesLimit = 0 }, "missedProbesLimit")] as [((inout ClusterOptions) -> Void, String)] {
+        for (change, name) in [
+            ({ (o: inout ClusterOptions) in o.port = 70_000 }, "port"),
+            ({ $0.probeInterval = .zero }, "probeInterval"),
+            ({ $0.votesForDeath = 0 }, "votesForDeath"),
+            (
+                {
+                    $0.probedSuccessors = 2; $0.votesForDeath = 3
+                }, "votesForDeath"
+            ),
+            ({ $0.callTimeout = .zero }, "callTimeout"),
+            ({ $0.missedProbesLimit = 0 }, "missedProbesLimit"),
+        ] as [((inout ClusterOptions) -> Void, String)] {
             var options = ClusterOptions()
             change(&options)
-            let error = bridgeError { _ = try ClusterNode(system: try cluster.makeSystem(), membership: cluster.membership,
-                                                          directory: cluster.directory,
-                                                          transport: InProcessNodeTransport(network: cluster.network), options: options) }
-            guard case let .invalidArgument(got, _, _)? = error else { Issue.record("\(name): \(String(describing: error))"); continue }
+            let error = bridgeError {
+                _ = try ClusterNode(
+                    system: try cluster.makeSystem(), membership: cluster.membership,
+                    directory: cluster.directory,
+                    transport: InProcessNodeTransport(network: cluster.network), options: options)
+            }
+            guard case let .invalidArgument(got, _, _)? = error else {
+                Issue.record("\(name): \(String(describing: error))"); continue
+            }
             #expect(got == name)
         }
     }

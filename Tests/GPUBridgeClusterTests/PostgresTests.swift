@@ -20,11 +20,18 @@ private func fullEntry(_ node: NodeID, status: NodeStatus = .joining) -> Members
         node: node, status: status,
         iAmAlive: Date(timeIntervalSince1970: 1_750_000_000.123),
         startTime: Date(timeIntervalSince1970: 1_749_999_000.456),
-        suspicions: [SuspicionVote(voter: testNode(99, host: "10.0.0.9"),
-                                   time: Date(timeIntervalSince1970: 1_750_000_001.789))],
-        capacity: NodeCapacity(devices: [.init(id: "cuda:0", backend: "cuda", name: "H100", totalMemory: 80 << 30,
-                                               freeMemory: 70 << 30)],
-                               activations: 3, callsInFlight: 2),
+        suspicions: [
+            SuspicionVote(
+                voter: testNode(99, host: "10.0.0.9"),
+                time: Date(timeIntervalSince1970: 1_750_000_001.789))
+        ],
+        capacity: NodeCapacity(
+            devices: [
+                .init(
+                    id: "cuda:0", backend: "cuda", name: "H100", totalMemory: 80 << 30,
+                    freeMemory: 70 << 30)
+            ],
+            activations: 3, callsInFlight: 2),
         labels: ["host": "gpu-01", "version": "1.2.3", "ünïcode": "✓"])
 }
 
@@ -38,8 +45,9 @@ private func expectSame(_ a: MembershipEntry, _ b: MembershipEntry, sourceLocati
     #expect(milliseconds(a.iAmAlive) == milliseconds(b.iAmAlive), sourceLocation: sourceLocation)
     #expect(milliseconds(a.startTime) == milliseconds(b.startTime), sourceLocation: sourceLocation)
     #expect(a.suspicions.map(\.voter) == b.suspicions.map(\.voter), sourceLocation: sourceLocation)
-    #expect(a.suspicions.map { milliseconds($0.time) } == b.suspicions.map { milliseconds($0.time) },
-            sourceLocation: sourceLocation)
+    #expect(
+        a.suspicions.map { milliseconds($0.time) } == b.suspicions.map { milliseconds($0.time) },
+        sourceLocation: sourceLocation)
     #expect(a.capacity == b.capacity, sourceLocation: sourceLocation)
     #expect(a.labels == b.labels, sourceLocation: sourceLocation)
 }
@@ -165,8 +173,9 @@ private func checkRoundTrip(_ table: any MembershipTable) async throws {
         expectSame(row.entry, entry)
     }
     // Empty collections too.
-    let bare = MembershipEntry(node: testNode(50, host: "[::1]"), status: .active,
-                               iAmAlive: Date(timeIntervalSince1970: 0.001), startTime: Date(timeIntervalSince1970: 0))
+    let bare = MembershipEntry(
+        node: testNode(50, host: "[::1]"), status: .active,
+        iAmAlive: Date(timeIntervalSince1970: 0.001), startTime: Date(timeIntervalSince1970: 0))
     #expect(try await table.insert(bare, expectedVersion: version))
     let row = try #require(try await table.readAll().entry(of: bare.node))
     expectSame(row.entry, bare)
@@ -232,9 +241,11 @@ private var databaseURL: String { ProcessInfo.processInfo.environment["GPUBRIDGE
 /// A cluster name no other test or run uses.
 private func uniqueCluster() -> String { "test-\(UUID().uuidString)" }
 
-@Suite("PostgreSQL membership, directory and storage",
-       .enabled(if: ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_URL"] != nil,
-                "needs a PostgreSQL server: scripts/test starts one and sets GPUBRIDGE_TEST_DATABASE_URL"))
+@Suite(
+    "PostgreSQL membership, directory and storage",
+    .enabled(
+        if: ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_URL"] != nil,
+        "needs a PostgreSQL server: scripts/test starts one and sets GPUBRIDGE_TEST_DATABASE_URL"))
 struct PostgresTests {
     @Test("membership: insert and update are compare-and-swaps on the version and the etag")
     func membershipCAS() async throws {
@@ -356,23 +367,28 @@ struct PostgresURLTests {
         #expect(store.username == "alice")
         #expect(store.database == "cluster")
 
-        #expect(try PostgresStore.parse(url: "postgresql://bob@127.0.0.1/gpubridge")
+        #expect(
+            try PostgresStore.parse(url: "postgresql://bob@127.0.0.1/gpubridge")
                 == .init(user: "bob", password: nil, host: "127.0.0.1", port: 5432, database: "gpubridge"))
-        #expect(try PostgresStore.parse(url: "POSTGRES://u:p%40ss%3Aw@[::1]:5000/my%20db")
+        #expect(
+            try PostgresStore.parse(url: "POSTGRES://u:p%40ss%3Aw@[::1]:5000/my%20db")
                 == .init(user: "u", password: "p@ss:w", host: "::1", port: 5000, database: "my db"))
-        #expect(try PostgresStore.parse(url: "postgres://u:@h:1/d")
+        #expect(
+            try PostgresStore.parse(url: "postgres://u:@h:1/d")
                 == .init(user: "u", password: "", host: "h", port: 1, database: "d"))
         #expect(try PostgresStore.parse(url: "postgres://u@h:65535/d").port == 65_535)
     }
 
-    @Test("bad URLs throw invalidArgument naming databaseURL", arguments: [
-        "mysql://u@h:5432/d", "http://u@h/d", "u@h:5432/d", "", "postgres://",
-        "postgres://u@:5432/d", "postgres://u@/d",
-        "postgres://u@h:0/d", "postgres://u@h:70000/d", "postgres://u@h:-1/d", "postgres://u@h:port/d",
-        "postgres://u@h:/d",
-        "postgres://u@h:5432", "postgres://u@h:5432/", "postgres://u@h/d?sslmode=require",
-        "postgres://h:5432/d", "postgres://:p@h:5432/d", "postgres://u@[::1/d",
-    ])
+    @Test(
+        "bad URLs throw invalidArgument naming databaseURL",
+        arguments: [
+            "mysql://u@h:5432/d", "http://u@h/d", "u@h:5432/d", "", "postgres://",
+            "postgres://u@:5432/d", "postgres://u@/d",
+            "postgres://u@h:0/d", "postgres://u@h:70000/d", "postgres://u@h:-1/d", "postgres://u@h:port/d",
+            "postgres://u@h:/d",
+            "postgres://u@h:5432", "postgres://u@h:5432/", "postgres://u@h/d?sslmode=require",
+            "postgres://h:5432/d", "postgres://:p@h:5432/d", "postgres://u@[::1/d",
+        ])
     func badURLs(url: String) {
         let error = bridgeError { try PostgresStore(url: url) }
         guard case let .invalidArgument(name, _, limit) = error else {

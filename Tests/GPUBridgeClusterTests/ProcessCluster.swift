@@ -10,7 +10,9 @@ import Testing
 enum NodeBinary {
     static let path: String? = {
         let fm = FileManager.default
-        if let given = ProcessInfo.processInfo.environment["GPUBRIDGE_BIN"] { return fm.isExecutableFile(atPath: given) ? given : nil }
+        if let given = ProcessInfo.processInfo.environment["GPUBRIDGE_BIN"] {
+            return fm.isExecutableFile(atPath: given) ? given : nil
+        }
         var folders = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
         folders.append(Bundle.main.bundleURL.deletingLastPathComponent())
         folders.append(Bundle.main.bundleURL)
@@ -49,21 +51,25 @@ struct TestCertificates {
     var rogue: ClusterSecurity { security("rogue", "rogue") }
 
     init() throws {
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-certs-\(UUID().uuidString)").path
-        try ClusterCertificateAuthority(name: "test cluster CA").write(to: "\(folder)/cluster", names: ["node", "client"])
+        folder =
+            FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-certs-\(UUID().uuidString)").path
+        try ClusterCertificateAuthority(name: "test cluster CA").write(
+            to: "\(folder)/cluster", names: ["node", "client"])
         try ClusterCertificateAuthority(name: "rogue CA").write(to: "\(folder)/rogue", names: ["rogue"])
     }
 
     func security(_ set: String, _ name: String) -> ClusterSecurity {
-        .mutualTLS(certificate: "\(folder)/\(set)/\(name).pem", privateKey: "\(folder)/\(set)/\(name)-key.pem",
-                   trustRoots: "\(folder)/\(set)/ca.pem")
+        .mutualTLS(
+            certificate: "\(folder)/\(set)/\(name).pem", privateKey: "\(folder)/\(set)/\(name)-key.pem",
+            trustRoots: "\(folder)/\(set)/ca.pem")
     }
 
     /// The `gpubridge node` flags for `security`.
     static func flags(_ security: ClusterSecurity) -> [String] {
         switch security {
         case .plaintext: return ["--plaintext"]
-        case let .mutualTLS(certificate, key, roots): return ["--tls-cert", certificate, "--tls-key", key, "--tls-ca", roots]
+        case let .mutualTLS(certificate, key, roots):
+            return ["--tls-cert", certificate, "--tls-key", key, "--tls-ca", roots]
         }
     }
 
@@ -78,7 +84,9 @@ final class NodeProcess: Sendable {
     let stderrPath: String
 
     init(name: String, arguments: [String], folder: String) throws {
-        guard let binary = NodeBinary.path else { throw GPUBridgeError.unsupported(feature: "gpubridge binary", backend: "tests") }
+        guard let binary = NodeBinary.path else {
+            throw GPUBridgeError.unsupported(feature: "gpubridge binary", backend: "tests")
+        }
         self.name = name
         stdoutPath = "\(folder)/\(name).out"
         stderrPath = "\(folder)/\(name).err"
@@ -101,7 +109,8 @@ final class NodeProcess: Sendable {
     /// The node id from the ready line, once it was printed.
     var readyID: NodeID? {
         for line in output.split(separator: "\n") where line.contains(#""event":"ready""#) {
-            guard let start = line.range(of: #""node":""#)?.upperBound, let end = line[start...].firstIndex(of: "\"") else { continue }
+            guard let start = line.range(of: #""node":""#)?.upperBound, let end = line[start...].firstIndex(of: "\"")
+            else { continue }
             return try? NodeID(parsing: String(line[start..<end]))
         }
         return nil
@@ -115,8 +124,10 @@ final class NodeProcess: Sendable {
             if !process.isRunning { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw NodeProcessFailure(node: name, what: process.isRunning ? "no ready line in \(timeout)" : "exited with \(process.terminationStatus)",
-                                 stderr: String(errors.suffix(4000)))
+        throw NodeProcessFailure(
+            node: name,
+            what: process.isRunning ? "no ready line in \(timeout)" : "exited with \(process.terminationStatus)",
+            stderr: String(errors.suffix(4000)))
     }
 
     /// Waits for the process to exit; its status, or nil after `timeout`.
@@ -188,10 +199,12 @@ final class ProcessCluster {
         let nodeName = "node-\(processes.count)"
         let process = try NodeProcess(
             name: nodeName,
-            arguments: ["--listen", "127.0.0.1:0", "--database-url", url, "--cluster", name, "--devices", "cpu",
-                        "--metrics-file", "\(folder)/\(nodeName).prom",
-                        "--vector-dim", "\(Self.dim)", "--probe-interval-ms", "300", "--missed-probes", "3",
-                        "--call-timeout-ms", "20000"] + TestCertificates.flags(security ?? certificates.node) + extra,
+            arguments: [
+                "--listen", "127.0.0.1:0", "--database-url", url, "--cluster", name, "--devices", "cpu",
+                "--metrics-file", "\(folder)/\(nodeName).prom",
+                "--vector-dim", "\(Self.dim)", "--probe-interval-ms", "300", "--missed-probes", "3",
+                "--call-timeout-ms", "20000",
+            ] + TestCertificates.flags(security ?? certificates.node) + extra,
             folder: folder)
         processes.append(process)
         return process
@@ -207,16 +220,19 @@ final class ProcessCluster {
 
     /// A client in this process: it hosts nothing, reads membership and the directory from the database and calls
     /// the nodes over gRPC with `security` (the cluster's client certificate by default).
-    func client(security: ClusterSecurity? = nil, configure: (inout ClusterOptions) -> Void = { _ in }) async throws -> ClusterNode {
+    func client(security: ClusterSecurity? = nil, configure: (inout ClusterOptions) -> Void = { _ in }) async throws
+        -> ClusterNode
+    {
         let system = try InProcessCluster.cpuSystem(storage: InMemoryActorStorage(), register: Self.registerActors)
         var options = ClusterOptions()
         options.role = .client
         options.probeInterval = .milliseconds(200)
         options.callTimeout = .seconds(20)
         configure(&options)
-        let node = try ClusterNode(system: system, membership: PostgresMembershipTable(store: store, cluster: name),
-                                   directory: PostgresActorDirectory(store: store, cluster: name),
-                                   transport: try GRPCNodeTransport(security: security ?? certificates.client), options: options)
+        let node = try ClusterNode(
+            system: system, membership: PostgresMembershipTable(store: store, cluster: name),
+            directory: PostgresActorDirectory(store: store, cluster: name),
+            transport: try GRPCNodeTransport(security: security ?? certificates.client), options: options)
         try await node.start()
         clients.append(node)
         return node
@@ -236,8 +252,11 @@ final class ProcessCluster {
             _ = FileManager.default.createFile(atPath: outputPath + ".err", contents: nil)
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["call"] + arguments + ["--database-url", url, "--cluster", name, "--vector-dim", "\(Self.dim)",
-                                                        "--tls-cert", certificate, "--tls-key", key, "--tls-ca", roots]
+            process.arguments =
+                ["call"] + arguments + [
+                    "--database-url", url, "--cluster", name, "--vector-dim", "\(Self.dim)",
+                    "--tls-cert", certificate, "--tls-key", key, "--tls-ca", roots,
+                ]
             process.standardOutput = FileHandle(forWritingAtPath: outputPath)
             process.standardError = FileHandle(forWritingAtPath: outputPath + ".err")
             try process.run()

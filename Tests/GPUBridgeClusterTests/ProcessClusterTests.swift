@@ -8,24 +8,27 @@ import Testing
 
 /// Real `gpubridge node` processes on loopback: gRPC with mutual TLS between them, membership, directory and actor
 /// state in the test PostgreSQL server (scripts/test starts one). Each test makes its own cluster name.
-@Suite("Cluster of node processes over gRPC, mutual TLS and PostgreSQL",
-       .serialized,
-       // Needs a PostgreSQL server (scripts/test starts one and sets GPUBRIDGE_TEST_DATABASE_URL) and the built
-       // gpubridge executable next to the test bundle (or GPUBRIDGE_BIN).
-       .enabled(if: ProcessClusterEnvironment.available,
-                "needs GPUBRIDGE_TEST_DATABASE_URL (scripts/test starts a server) and the built gpubridge executable"))
+@Suite(
+    "Cluster of node processes over gRPC, mutual TLS and PostgreSQL",
+    .serialized,
+    // Needs a PostgreSQL server (scripts/test starts one and sets GPUBRIDGE_TEST_DATABASE_URL) and the built
+    // gpubridge executable next to the test bundle (or GPUBRIDGE_BIN).
+    .enabled(
+        if: ProcessClusterEnvironment.available,
+        "needs GPUBRIDGE_TEST_DATABASE_URL (scripts/test starts a server) and the built gpubridge executable"))
 struct ProcessClusterTests {
     @Test("three node processes: vector indexes spread over them answer exactly as in a single process")
     func threeNodes() async throws {
         try await ProcessCluster.run { cluster in
             let ids = try await cluster.startNodes(3)
             let client = try await cluster.client()
-            let reference = try InProcessCluster.cpuSystem(storage: InMemoryActorStorage(), register: ProcessCluster.registerActors)
+            let reference = try InProcessCluster.cpuSystem(
+                storage: InMemoryActorStorage(), register: ProcessCluster.registerActors)
             let dim = ProcessCluster.dim
             var random = SplitMix64(seed: 21)
-            for t in 0 ..< 24 {
+            for t in 0..<24 {
                 let rows = random.floats(50 * dim, -1, 1)
-                let keys = Array(t * 1000 ..< t * 1000 + 50)
+                let keys = Array(t * 1000..<t * 1000 + 50)
                 let queries = random.floats(4 * dim, -1, 1)
                 let remote = try client.system.actor(VectorIndexActor.self, key: "tenant-\(t)")
                 let local = try reference.actor(VectorIndexActor.self, key: "tenant-\(t)")
@@ -45,13 +48,17 @@ struct ProcessClusterTests {
             #expect(rows.filter { $0.status == .active }.count == 3)
             #expect(rows.allSatisfy { $0.capacity.devices.first?.backend == "cpu" })
             // Each node's metrics file counts the calls it served: 4 per index, 96 in all.
-            let served = { cluster.processes.map { $0.metric("gpubridge_cluster_calls_served_total", folder: cluster.folder) ?? 0 } }
-            #expect(await eventually(timeout: .seconds(10)) { served().reduce(0, +) == 96 }, "served per node: \(served())")
+            let served = {
+                cluster.processes.map { $0.metric("gpubridge_cluster_calls_served_total", folder: cluster.folder) ?? 0 }
+            }
+            #expect(
+                await eventually(timeout: .seconds(10)) { served().reduce(0, +) == 96 }, "served per node: \(served())")
             for (process, id) in zip(cluster.processes, ids) {
                 let hosted = Double(placed[id]?.count ?? 0)
-                #expect(await eventually(timeout: .seconds(10)) {
-                    process.metric("gpubridge_cluster_activations", folder: cluster.folder) == hosted
-                }, "\(process.name)")
+                #expect(
+                    await eventually(timeout: .seconds(10)) {
+                        process.metric("gpubridge_cluster_activations", folder: cluster.folder) == hosted
+                    }, "\(process.name)")
             }
         }
     }
@@ -61,17 +68,19 @@ struct ProcessClusterTests {
         try await ProcessCluster.run { cluster in
             _ = try await cluster.startNodes(3)
             var clients: [ClusterNode] = []
-            for _ in 0 ..< 3 { clients.append(try await cluster.client()) }
-            for round in 0 ..< 4 {
+            for _ in 0..<3 { clients.append(try await cluster.client()) }
+            for round in 0..<4 {
                 let key = "hot-\(round)"
                 let total = try await withThrowingTaskGroup(of: Int.self) { group in
-                    for i in 0 ..< 45 {
+                    for i in 0..<45 {
                         let system = clients[i % clients.count].system
-                        group.addTask { try await system.actor(EchoActor.self, key: key).echo([UInt8(i)]).first.map(Int.init) ?? -1 }
+                        group.addTask {
+                            try await system.actor(EchoActor.self, key: key).echo([UInt8(i)]).first.map(Int.init) ?? -1
+                        }
                     }
                     return try await group.reduce(0, +)
                 }
-                #expect(total == (0 ..< 45).reduce(0, +))
+                #expect(total == (0..<45).reduce(0, +))
                 let entries = try await cluster.directory.all().filter { $0.id == GPUActorID(type: "echo", key: key) }
                 #expect(entries.count == 1)
                 // Every one of the 45 calls reached the same activation.
@@ -84,22 +93,26 @@ struct ProcessClusterTests {
     func callProcesses() async throws {
         try await ProcessCluster.run { cluster in
             let ids = try await cluster.startNodes(2)
-            let racing = try await cluster.call((0 ..< 4).map { ["echo", "race", "echo", "--text", "from-\($0)"] })
+            let racing = try await cluster.call((0..<4).map { ["echo", "race", "echo", "--text", "from-\($0)"] })
             for (i, outcome) in racing.enumerated() {
                 #expect(outcome.status == 0, "\(outcome.output)")
                 #expect(outcome.output.contains(#""result":"from-\#(i)""#), "\(outcome.output)")
             }
-            let nodes = Set(racing.compactMap { outcome -> String? in
-                guard let range = outcome.output.range(of: #""node":""#) else { return nil }
-                return String(outcome.output[range.upperBound...].prefix { $0 != "\"" })
-            })
+            let nodes = Set(
+                racing.compactMap { outcome -> String? in
+                    guard let range = outcome.output.range(of: #""node":""#) else { return nil }
+                    return String(outcome.output[range.upperBound...].prefix { $0 != "\"" })
+                })
             #expect(nodes.count == 1, "the racing calls named \(nodes)")
-            #expect(try await cluster.directory.all().filter { $0.id == GPUActorID(type: "echo", key: "race") }.count == 1)
+            #expect(
+                try await cluster.directory.all().filter { $0.id == GPUActorID(type: "echo", key: "race") }.count == 1)
             let count = try await cluster.call([["echo", "race", "count"]])
             #expect(count.first?.output.contains(#""result":4"#) == true, "\(count)")
 
             // One process writes rows, another queries them: the index lives on its node, not in the callers.
-            let upsert = try await cluster.call([["vector-index", "shared", "upsert-random", "--rows", "200", "--seed", "5"]])
+            let upsert = try await cluster.call([
+                ["vector-index", "shared", "upsert-random", "--rows", "200", "--seed", "5"]
+            ])
             #expect(upsert.first?.output.contains(#""result":200"#) == true, "\(upsert)")
             let query = try await cluster.call([["vector-index", "shared", "query-random", "--k", "1", "--seed", "5"]])
             // The query vector with seed 5 is the first row written with seed 5 (id 0): cosine 1.
@@ -111,7 +124,9 @@ struct ProcessClusterTests {
         }
     }
 
-    @Test("kill -9 of a node: calls fail clearly or are retried, its row turns Dead, its actors come back elsewhere with every acknowledged write")
+    @Test(
+        "kill -9 of a node: calls fail clearly or are retried, its row turns Dead, its actors come back elsewhere with every acknowledged write"
+    )
     func killNine() async throws {
         try await ProcessCluster.run { cluster in
             let ids = try await cluster.startNodes(3)
@@ -122,10 +137,10 @@ struct ProcessClusterTests {
             var random = SplitMix64(seed: 33)
             // Per index: the count and answers at the checkpoint, and after one more row journaled after it.
             var expected: [String: (count: Int, queries: [Float], hits: [[VectorHit]], laterHits: [[VectorHit]])] = [:]
-            for t in 0 ..< 9 {
+            for t in 0..<9 {
                 let key = "index-\(t)"
                 let index = try client.system.actor(VectorIndexActor.self, key: key)
-                _ = try await index.upsert(ids: Array(0 ..< 20 + t), vectors: random.floats((20 + t) * dim, -1, 1))
+                _ = try await index.upsert(ids: Array(0..<20 + t), vectors: random.floats((20 + t) * dim, -1, 1))
                 try await index.checkpoint()
                 let queries = random.floats(2 * dim, -1, 1)
                 let hits = try await index.query(queries, k: 5)
@@ -147,7 +162,7 @@ struct ProcessClusterTests {
             let system = client.system
             let workers = Task {
                 await withTaskGroup(of: Void.self) { group in
-                    for w in 0 ..< 12 {
+                    for w in 0..<12 {
                         group.addTask {
                             var i = w
                             while true {
@@ -199,9 +214,10 @@ struct ProcessClusterTests {
             #expect(victim.process.terminationReason == .uncaughtSignal)
 
             // The survivors vote it dead.
-            #expect(await eventually(timeout: .seconds(30)) {
-                (try? await cluster.membership.readAll().entry(of: victimID)?.entry.status) == .dead
-            })
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    (try? await cluster.membership.readAll().entry(of: victimID)?.entry.status) == .dead
+                })
             let row = try #require(try await cluster.membership.readAll().entry(of: victimID)?.entry)
             #expect(row.suspicions.count >= 2, "votes: \(row.suspicions)")
 
@@ -222,7 +238,8 @@ struct ProcessClusterTests {
         }
     }
 
-    @Test("SIGTERM: the node snapshots what it hosts, leaves, turns Dead, exits 0; its actors answer from the other node")
+    @Test(
+        "SIGTERM: the node snapshots what it hosts, leaves, turns Dead, exits 0; its actors answer from the other node")
     func gracefulSigterm() async throws {
         try await ProcessCluster.run { cluster in
             let ids = try await cluster.startNodes(2)
@@ -236,7 +253,7 @@ struct ProcessClusterTests {
             // that all land on one of two equal nodes would be a placement bug).
             var rows: [String: [Int]] = [:]
             var hosted: [String] = []
-            for t in 0 ..< 40 where hosted.count < 3 || rows.count < 6 {
+            for t in 0..<40 where hosted.count < 3 || rows.count < 6 {
                 let key = "g\(t)"
                 let index = try client.system.actor(VectorIndexActor.self, key: key)
                 _ = try await index.upsert(ids: [t, t + 100], vectors: random.floats(2 * dim, -1, 1))
@@ -244,9 +261,10 @@ struct ProcessClusterTests {
                 hosted = try await cluster.directory.all().filter { $0.node == leavingID }.map(\.id.key)
             }
             #expect(hosted.count >= 3, "the leaving node hosts \(hosted) of \(rows.count) indexes")
-            #expect(await eventually(timeout: .seconds(10)) {
-                leaving.metric("gpubridge_cluster_activations", folder: cluster.folder) == Double(hosted.count)
-            })
+            #expect(
+                await eventually(timeout: .seconds(10)) {
+                    leaving.metric("gpubridge_cluster_activations", folder: cluster.folder) == Double(hosted.count)
+                })
             leaving.sigterm()
             #expect(await leaving.waitExit() == 0)
             #expect(leaving.output.contains(#""event":"stopped","error":false"#))
@@ -273,7 +291,9 @@ struct ProcessClusterTests {
             let member = try await cluster.client()
             #expect(try await member.system.actor(EchoActor.self, key: "door").echo([7]) == [7])
 
-            for (label, security) in [("another CA's certificate", cluster.certificates.rogue), ("plaintext", ClusterSecurity.plaintext)] {
+            for (label, security) in [
+                ("another CA's certificate", cluster.certificates.rogue), ("plaintext", ClusterSecurity.plaintext),
+            ] {
                 let outsider = try await cluster.client(security: security)
                 do {
                     _ = try await outsider.system.actor(EchoActor.self, key: "door").echo([8])
@@ -288,9 +308,10 @@ struct ProcessClusterTests {
             // can probe it: it is voted dead, reads that, and exits 1.
             let rogue = try cluster.startNode(security: cluster.certificates.rogue)
             let rogueID = try await rogue.waitReady()
-            #expect(await eventually(timeout: .seconds(30)) {
-                (try? await cluster.membership.readAll().entry(of: rogueID)?.entry.status) == .dead
-            })
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    (try? await cluster.membership.readAll().entry(of: rogueID)?.entry.status) == .dead
+                })
             #expect(await rogue.waitExit(timeout: .seconds(30)) == 1)
             #expect(rogue.output.contains(#""event":"stopped","error":true"#))
         }
@@ -350,18 +371,22 @@ struct DemoCommandTests {
         return (process.terminationStatus, data, errorText)
     }
 
-    @Test("node --max-call-bytes outside 1...1 TiB is a usage error naming the flag, the value and the range",
-          .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+    @Test(
+        "node --max-call-bytes outside 1...1 TiB is a usage error naming the flag, the value and the range",
+        .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
     func nodeMaxCallBytes() throws {
         for value in ["0", "-1", "\((1 << 40) + 1)"] {
             let outcome = try Self.gpubridge(["node", "--plaintext", "--max-call-bytes=\(value)"])
             #expect(outcome.status == 64, "\(value): exit \(outcome.status)")
-            #expect(outcome.errors.contains("invalid --max-call-bytes \(value); expected 1...\(1 << 40)"), "\(outcome.errors)")
+            #expect(
+                outcome.errors.contains("invalid --max-call-bytes \(value); expected 1...\(1 << 40)"),
+                "\(outcome.errors)")
         }
     }
 
-    @Test("run --json: \"verified\" is the result of the check, and absent when nothing was checked",
-          .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+    @Test(
+        "run --json: \"verified\" is the result of the check, and absent when nothing was checked",
+        .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
     func runVerifiedField() throws {
         for type in ["float32", "int32", "float64"] {
             let common = ["run", "vector-add", "--backend", "cpu", "--size", "5000", "--type", type, "--json"]
@@ -386,8 +411,9 @@ struct DemoCommandTests {
     }
 
     // Runs the built gpubridge executable (swift build --build-tests builds it next to the tests).
-    @Test("the demo's cluster part places indexes on three nodes, survives a node's death and reports it in JSON",
-          .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+    @Test(
+        "the demo's cluster part places indexes on three nodes, survives a node's death and reports it in JSON",
+        .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
     func demoJSON() throws {
         let (status, data, errorText) = try Self.gpubridge(
             ["demo", "--size", "4096", "--vectors", "200", "--dim", "16", "--json"])

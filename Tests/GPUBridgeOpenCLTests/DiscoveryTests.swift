@@ -49,7 +49,7 @@ struct DiscoveryTests {
             #expect(info.maxGroupItems > 0)
             #expect(info.maxGroupSize.count == 3)
             #expect(info.maxGroups.count == 3)
-            for d in 0 ..< 3 {
+            for d in 0..<3 {
                 // groups * groupSize stays within size_t for every allowed group size.
                 #expect(info.maxGroups[d].multipliedReportingOverflow(by: info.maxGroupSize[d]).overflow == false)
             }
@@ -81,8 +81,12 @@ struct DiscoveryTests {
     @Test("compiler flags follow the options")
     func flags() throws {
         let (_, backend) = try makeOpenCLDevice()
-        let options = CompileOptions(defines: ["B": "2", "A": ""], optimize: false, fastMath: true, extraFlags: ["-cl-std=CL1.2"])
-        #expect(backend.compilerFlags(for: options) == ["-DA", "-DB=2", "-cl-fast-relaxed-math", "-cl-opt-disable", "-cl-std=CL1.2"])
+        let options = CompileOptions(
+            defines: ["B": "2", "A": ""], optimize: false, fastMath: true, extraFlags: ["-cl-std=CL1.2"])
+        #expect(
+            backend.compilerFlags(for: options) == [
+                "-DA", "-DB=2", "-cl-fast-relaxed-math", "-cl-opt-disable", "-cl-std=CL1.2",
+            ])
         #expect(backend.compilerFlags(for: CompileOptions()) == [])
     }
 }

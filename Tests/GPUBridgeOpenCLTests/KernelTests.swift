@@ -22,7 +22,9 @@ struct KernelTests {
         #expect(device.pool.statistics.bytesInUse == 0)
     }
 
-    @Test("reference VectorAdd of Double", .enabled(if: OpenCLTestEnvironment.float64, "the OpenCL device has no cl_khr_fp64"))
+    @Test(
+        "reference VectorAdd of Double",
+        .enabled(if: OpenCLTestEnvironment.float64, "the OpenCL device has no cl_khr_fp64"))
     func vectorAddDouble() async throws {
         let (device, _) = try makeOpenCLDevice()
         #expect(try await VectorAddRun.run(Double.self, count: 100_000, on: device).mismatches == 0)
@@ -40,31 +42,40 @@ struct KernelTests {
         }
         """
 
-    @Test("buffers and scalars of every width arrive in declared order",
-          .enabled(if: OpenCLTestEnvironment.float64, "the kernel takes doubles; the OpenCL device has no cl_khr_fp64"),
-          arguments: [false, true])
+    @Test(
+        "buffers and scalars of every width arrive in declared order",
+        .enabled(if: OpenCLTestEnvironment.float64, "the kernel takes doubles; the OpenCL device has no cl_khr_fp64"),
+        arguments: [false, true])
     func mixedArguments(declared: Bool) async throws {
         let (device, _) = try makeOpenCLDevice()
         try #require(device.info.capabilities.float64)
-        let parameters: [KernelParameter]? = declared ? [
-            .buffer("x", Float.self, extent: .argument(8)), .scalar(name: "a", type: .int32),
-            .buffer("outd", Double.self, extent: .argument(8)), .scalar(name: "b", type: .uint32),
-            .scalar(name: "c", type: .int64), .buffer("outl", Int64.self, extent: .argument(8)),
-            .scalar(name: "d", type: .float32), .scalar(name: "e", type: .float64), .scalar(name: "n", type: .int32),
-        ] : nil
-        let kernel = try device.compile(KernelSource(name: "mixed", language: .openCLC, text: Self.mixedSource,
-                                                     entryPoint: "mixed", parameters: parameters))
+        let parameters: [KernelParameter]? =
+            declared
+            ? [
+                .buffer("x", Float.self, extent: .argument(8)), .scalar(name: "a", type: .int32),
+                .buffer("outd", Double.self, extent: .argument(8)), .scalar(name: "b", type: .uint32),
+                .scalar(name: "c", type: .int64), .buffer("outl", Int64.self, extent: .argument(8)),
+                .scalar(name: "d", type: .float32), .scalar(name: "e", type: .float64),
+                .scalar(name: "n", type: .int32),
+            ] : nil
+        let kernel = try device.compile(
+            KernelSource(
+                name: "mixed", language: .openCLC, text: Self.mixedSource,
+                entryPoint: "mixed", parameters: parameters))
         #expect(kernel.program.parameterCount == 9)
         let n = 5000
-        let x = (0 ..< n).map { Float($0 % 100) }
+        let x = (0..<n).map { Float($0 % 100) }
         let a: Int32 = -7, b: UInt32 = 3_000_000_000, c: Int64 = 5_000_000_000_123, d: Float = 0.5, e = 0.25
         do {
             let dx = try device.makeBuffer(copying: x)
             let outd = try device.makeBuffer(of: Double.self, count: n)
             let outl = try device.makeBuffer(of: Int64.self, count: n)
-            let result = try await device.launch(kernel, .covering(n, groupSize: 128), arguments: [
-                .buffer(dx), .int32(a), .buffer(outd), .uint32(b), .int64(c), .buffer(outl), .float(d), .double(e), .int32(Int32(n)),
-            ])
+            let result = try await device.launch(
+                kernel, .covering(n, groupSize: 128),
+                arguments: [
+                    .buffer(dx), .int32(a), .buffer(outd), .uint32(b), .int64(c), .buffer(outl), .float(d), .double(e),
+                    .int32(Int32(n)),
+                ])
             let timings = try #require(result.timings)
             let queued = try #require(timings.queued), submitted = try #require(timings.submitted)
             let start = try #require(timings.start), end = try #require(timings.end)
@@ -73,7 +84,7 @@ struct KernelTests {
             let doubles = try outd.toArray()
             let longs = try outl.toArray()
             var bad = 0
-            for i in 0 ..< n {
+            for i in 0..<n {
                 if doubles[i] != Double(x[i] * d) + e * Double(i) { bad += 1 }
                 if longs[i] != c + Int64(a) * Int64(i) + Int64(b) { bad += 1 }
             }
@@ -85,10 +96,14 @@ struct KernelTests {
     @Test("a scalar of the wrong width for an undeclared kernel is rejected by the driver check")
     func wrongScalarWidth() throws {
         let (device, _) = try makeOpenCLDevice()
-        let kernel = try device.compile(KernelSource(name: "write_index_undeclared", language: .openCLC,
-                                                     text: writeIndexKernel.text ?? "", entryPoint: "write_index"))
+        let kernel = try device.compile(
+            KernelSource(
+                name: "write_index_undeclared", language: .openCLC,
+                text: writeIndexKernel.text ?? "", entryPoint: "write_index"))
         let out = try device.makeBuffer(of: Float.self, count: 64)
-        let error = bridgeError { try device.enqueue(kernel, .covering(64, groupSize: 64), arguments: [.buffer(out), .int64(64), .float(0)]) }
+        let error = bridgeError {
+            try device.enqueue(kernel, .covering(64, groupSize: 64), arguments: [.buffer(out), .int64(64), .float(0)])
+        }
         guard case let .argumentMismatch(name, detail) = error else {
             Issue.record("expected argumentMismatch, got \(String(describing: error))")
             return
@@ -101,12 +116,14 @@ struct KernelTests {
     @Test("a syntax error throws compilationFailed with the driver's log naming the line")
     func syntaxError() throws {
         let (device, backend) = try makeOpenCLDevice()
-        let source = KernelSource(name: "broken", language: .openCLC, text: """
-            __kernel void broken(__global float* x) {
-                x[0] = 1.0f
-                x[1] = 2.0f;
-            }
-            """, entryPoint: "broken")
+        let source = KernelSource(
+            name: "broken", language: .openCLC,
+            text: """
+                __kernel void broken(__global float* x) {
+                    x[0] = 1.0f
+                    x[1] = 2.0f;
+                }
+                """, entryPoint: "broken")
         let error = bridgeError { try device.compile(source) }
         guard case let .compilationFailed(kernel, backendName, log) = error else {
             Issue.record("expected compilationFailed, got \(String(describing: error))")
@@ -145,7 +162,8 @@ struct KernelTests {
         let large = try device.makeBuffer(of: Float.self, count: 1000)
         let launches = backend.counters.launches
         let tooFar = bridgeError {
-            try device.enqueue(declared, .covering(1000), arguments: [.buffer(large), .buffer(small), .buffer(large), .int32(1000)])
+            try device.enqueue(
+                declared, .covering(1000), arguments: [.buffer(large), .buffer(small), .buffer(large), .int32(1000)])
         }
         guard case let .argumentMismatch(_, detail) = tooFar else {
             Issue.record("expected argumentMismatch, got \(String(describing: tooFar))")
@@ -176,10 +194,14 @@ struct KernelTests {
         let kernel = try device.compile(writeIndexKernel)
         let out = try device.makeBuffer(of: Float.self, count: 16)
         let maxItems = device.info.maxGroupItems
-        for launch in [Launch(groups: Extent3(1), groupSize: Extent3(maxItems + 1)),
-                       Launch(groups: Extent3(1, 1), groupSize: Extent3(maxItems, 2)),
-                       Launch(groups: Extent3(0), groupSize: Extent3(1))] {
-            let error = bridgeError { try device.enqueue(kernel, launch, arguments: [.buffer(out), .int32(0), .float(0)]) }
+        for launch in [
+            Launch(groups: Extent3(1), groupSize: Extent3(maxItems + 1)),
+            Launch(groups: Extent3(1, 1), groupSize: Extent3(maxItems, 2)),
+            Launch(groups: Extent3(0), groupSize: Extent3(1)),
+        ] {
+            let error = bridgeError {
+                try device.enqueue(kernel, launch, arguments: [.buffer(out), .int32(0), .float(0)])
+            }
             guard case .invalidLaunch = error else {
                 Issue.record("expected invalidLaunch for \(launch), got \(String(describing: error))")
                 continue
@@ -193,8 +215,9 @@ struct KernelTests {
         let kernel = try device.compile(writeIndexKernel)
         let out = try device.makeBuffer(of: Float.self, count: 64)
         let error = bridgeError {
-            try device.enqueue(kernel, Launch(groups: Extent3(1), groupSize: Extent3(64), sharedMemoryBytes: 256),
-                               arguments: [.buffer(out), .int32(64), .float(0)])
+            try device.enqueue(
+                kernel, Launch(groups: Extent3(1), groupSize: Extent3(64), sharedMemoryBytes: 256),
+                arguments: [.buffer(out), .int32(64), .float(0)])
         }
         guard case let .unsupported(feature, backend) = error else {
             Issue.record("expected unsupported, got \(String(describing: error))")
@@ -207,20 +230,24 @@ struct KernelTests {
     @Test("a 2-D launch covers every item once")
     func twoDimensions() async throws {
         let (device, _) = try makeOpenCLDevice()
-        let kernel = try device.compile(KernelSource(name: "grid", language: .openCLC, text: """
-            __kernel void grid(__global int* out, const int width) {
-                int x = (int)get_global_id(0), y = (int)get_global_id(1);
-                out[y * width + x] = y * 1000 + x;
-            }
-            """, entryPoint: "grid"))
+        let kernel = try device.compile(
+            KernelSource(
+                name: "grid", language: .openCLC,
+                text: """
+                    __kernel void grid(__global int* out, const int width) {
+                        int x = (int)get_global_id(0), y = (int)get_global_id(1);
+                        out[y * width + x] = y * 1000 + x;
+                    }
+                    """, entryPoint: "grid"))
         let width = 64, height = 24
         let out = try device.makeBuffer(of: Int32.self, count: width * height)
-        try await device.launch(kernel, Launch(groups: Extent3(width / 16, height / 8), groupSize: Extent3(16, 8)),
-                                arguments: [.buffer(out), .int32(Int32(width))])
+        try await device.launch(
+            kernel, Launch(groups: Extent3(width / 16, height / 8), groupSize: Extent3(16, 8)),
+            arguments: [.buffer(out), .int32(Int32(width))])
         let values = try out.toArray()
         var expected: [Int32] = []
-        for y in 0 ..< height {
-            for x in 0 ..< width { expected.append(Int32(y * 1000 + x)) }
+        for y in 0..<height {
+            for x in 0..<width { expected.append(Int32(y * 1000 + x)) }
         }
         #expect(values == expected)
     }

@@ -47,32 +47,40 @@ private let eventInfoWithTerminations: CLFunction.GetInfo = { event, parameter, 
 }
 
 // Needs an OpenCL device (PoCL in CI). Serialized: the substituted entry points share one plan.
-@Suite("OpenCL launch status", .serialized, .enabled(if: OpenCLTestEnvironment.available, OpenCLTestEnvironment.skipReason))
+@Suite(
+    "OpenCL launch status", .serialized, .enabled(if: OpenCLTestEnvironment.available, OpenCLTestEnvironment.skipReason)
+)
 struct LaunchStatusTests {
     /// A device whose driver reports the launches numbered in `doomed` (1-based, in enqueue order) as terminated.
     private func deviceReportingTerminations(_ doomed: Set<Int>) throws -> Device {
-        guard let real = OpenCLBackendProvider().discover().devices.first as? OpenCLBackend else { throw NoOpenCLDevice() }
+        guard let real = OpenCLBackendProvider().discover().devices.first as? OpenCLBackend else {
+            throw NoOpenCLDevice()
+        }
         let library = real.library
         plan.withLock { p in
-            p = TerminationPlan(realEnqueue: unsafeBitCast(library.enqueueNDRangeKernel, to: UInt.self),
-                                realEventInfo: unsafeBitCast(library.getEventInfo, to: UInt.self),
-                                doomedLaunches: doomed)
+            p = TerminationPlan(
+                realEnqueue: unsafeBitCast(library.enqueueNDRangeKernel, to: UInt.self),
+                realEventInfo: unsafeBitCast(library.getEventInfo, to: UInt.self),
+                doomedLaunches: doomed)
         }
-        let substituted = OpenCLLibrary(copying: library, enqueueNDRangeKernel: enqueueRecordingEvents,
-                                        getEventInfo: eventInfoWithTerminations)
+        let substituted = OpenCLLibrary(
+            copying: library, enqueueNDRangeKernel: enqueueRecordingEvents,
+            getEventInfo: eventInfoWithTerminations)
         return try Device(backend: real.reopened(with: substituted))
     }
 
-    @Test("a terminated launch between armed callbacks fails; the launches around it succeed",
-          arguments: [[2], [1], [40], [32, 33, 100]])
+    @Test(
+        "a terminated launch between armed callbacks fails; the launches around it succeed",
+        arguments: [[2], [1], [40], [32, 33, 100]])
     func terminatedLaunchIsReported(doomed: [Int]) async throws {
         let device = try deviceReportingTerminations(Set(doomed))
         let kernel = try device.compile(LaunchTrackingTests.counter)
         let x = try device.makeBuffer(copying: [Int32(0)])
         let count = 100
         var completions: [Completion] = []
-        for _ in 0 ..< count {
-            completions.append(try device.enqueue(kernel, Launch(groups: Extent3(1), groupSize: Extent3(1)), arguments: [.buffer(x)]))
+        for _ in 0..<count {
+            completions.append(
+                try device.enqueue(kernel, Launch(groups: Extent3(1), groupSize: Extent3(1)), arguments: [.buffer(x)]))
         }
         var failed: [Int] = []
         for (index, completion) in completions.enumerated() {

@@ -5,19 +5,23 @@ import Testing
 // Needs an OpenCL device (PoCL in CI).
 @Suite("OpenCL launch completions", .enabled(if: OpenCLTestEnvironment.available, OpenCLTestEnvironment.skipReason))
 struct LaunchTrackingTests {
-    static let counter = KernelSource(name: "count_up", language: .openCLC, text: """
-        __kernel void count_up(__global int* x) { if (get_global_id(0) == 0) x[0] += 1; }
-        """, entryPoint: "count_up")
+    static let counter = KernelSource(
+        name: "count_up", language: .openCLC,
+        text: """
+            __kernel void count_up(__global int* x) { if (get_global_id(0) == 0) x[0] += 1; }
+            """, entryPoint: "count_up")
 
-    @Test("every launch of a burst completes, in order, including the ones after the last armed callback",
-          arguments: [1, 31, 32, 33, 40, 100, 1000])
+    @Test(
+        "every launch of a burst completes, in order, including the ones after the last armed callback",
+        arguments: [1, 31, 32, 33, 40, 100, 1000])
     func burst(count: Int) async throws {
         let (device, _) = try makeOpenCLDevice()
         let kernel = try device.compile(Self.counter)
         let x = try device.makeBuffer(copying: [Int32(0)])
         var completions: [Completion] = []
-        for _ in 0 ..< count {
-            completions.append(try device.enqueue(kernel, Launch(groups: Extent3(1), groupSize: Extent3(1)), arguments: [.buffer(x)]))
+        for _ in 0..<count {
+            completions.append(
+                try device.enqueue(kernel, Launch(groups: Extent3(1), groupSize: Extent3(1)), arguments: [.buffer(x)]))
         }
         // Waiting on each in turn: a launch between armed callbacks is reported when a later one ends.
         var timed = 0
@@ -35,8 +39,9 @@ struct LaunchTrackingTests {
         let (device, _) = try makeOpenCLDevice()
         let kernel = try device.compile(Self.counter)
         let x = try device.makeBuffer(copying: [Int32(0)])
-        for _ in 0 ..< 5 {
-            let result = try await device.launch(kernel, Launch(groups: Extent3(1), groupSize: Extent3(1)), arguments: [.buffer(x)])
+        for _ in 0..<5 {
+            let result = try await device.launch(
+                kernel, Launch(groups: Extent3(1), groupSize: Extent3(1)), arguments: [.buffer(x)])
             let timings = try #require(result.timings)
             let start = try #require(timings.start), end = try #require(timings.end)
             #expect(end >= start)
@@ -48,7 +53,7 @@ struct LaunchTrackingTests {
         let (device, _) = try makeOpenCLDevice()
         let kernel = try device.compile(Self.counter)
         let x = try device.makeBuffer(copying: [Int32(0)])
-        let completions = try (0 ..< 50).map { _ in
+        let completions = try (0..<50).map { _ in
             try device.enqueue(kernel, Launch(groups: Extent3(1), groupSize: Extent3(1)), arguments: [.buffer(x)])
         }
         try await device.synchronize()

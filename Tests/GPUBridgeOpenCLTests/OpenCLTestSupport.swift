@@ -19,7 +19,9 @@ struct NoOpenCLDevice: Error {}
 /// A fresh OpenCL backend (its own context, queues and counters, so tests running in parallel do not disturb each
 /// other's counts) wrapped in a `Device` with a disk cache in its own temporary folder.
 func makeOpenCLDevice(cacheFolder: String? = nil) throws -> (device: Device, backend: OpenCLBackend) {
-    guard let backend = OpenCLBackendProvider().discover().devices.first as? OpenCLBackend else { throw NoOpenCLDevice() }
+    guard let backend = OpenCLBackendProvider().discover().devices.first as? OpenCLBackend else {
+        throw NoOpenCLDevice()
+    }
     let folder = cacheFolder ?? temporaryFolder("cache")
     return (try Device(backend: backend, cache: KernelCache(directory: folder)), backend)
 }
@@ -48,22 +50,30 @@ func removeFolder(_ path: String) {
     rmdir(path)
 }
 
-
 /// `out[i] = base + i` for `i < n`: parameters (out, n, base).
-let writeIndexKernel = KernelSource(name: "write_index", language: .openCLC, text: """
-    __kernel void write_index(__global float* out, const int n, const float base) {
-        int i = (int)get_global_id(0);
-        if (i < n) out[i] = base + (float)i;
-    }
-    """, entryPoint: "write_index",
-    parameters: [.buffer("out", Float.self, extent: .argument(1)), .scalar(name: "n", type: .int32), .scalar(name: "base", type: .float32)])
+let writeIndexKernel = KernelSource(
+    name: "write_index", language: .openCLC,
+    text: """
+        __kernel void write_index(__global float* out, const int n, const float base) {
+            int i = (int)get_global_id(0);
+            if (i < n) out[i] = base + (float)i;
+        }
+        """, entryPoint: "write_index",
+    parameters: [
+        .buffer("out", Float.self, extent: .argument(1)), .scalar(name: "n", type: .int32),
+        .scalar(name: "base", type: .float32),
+    ])
 
 /// `output[i] = input[i] * 2 + t` for `i < n`: parameters (input, output, t, n).
-let scaleKernel = KernelSource(name: "scale", language: .openCLC, text: """
-    __kernel void scale(__global const float* input, __global float* output, const float t, const int n) {
-        int i = (int)get_global_id(0);
-        if (i < n) output[i] = input[i] * 2.0f + t;
-    }
-    """, entryPoint: "scale",
-    parameters: [.buffer("input", Float.self, extent: .argument(3)), .buffer("output", Float.self, extent: .argument(3)),
-                 .scalar(name: "t", type: .float32), .scalar(name: "n", type: .int32)])
+let scaleKernel = KernelSource(
+    name: "scale", language: .openCLC,
+    text: """
+        __kernel void scale(__global const float* input, __global float* output, const float t, const int n) {
+            int i = (int)get_global_id(0);
+            if (i < n) output[i] = input[i] * 2.0f + t;
+        }
+        """, entryPoint: "scale",
+    parameters: [
+        .buffer("input", Float.self, extent: .argument(3)), .buffer("output", Float.self, extent: .argument(3)),
+        .scalar(name: "t", type: .float32), .scalar(name: "n", type: .int32),
+    ])

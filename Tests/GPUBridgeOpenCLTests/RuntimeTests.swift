@@ -9,14 +9,15 @@ struct RuntimeTests {
         let (device, _) = try makeOpenCLDevice()
         let kernel = try device.compile(scaleKernel)
         let wrong = try await withThrowingTaskGroup(of: Int.self) { group in
-            for task in 0 ..< 200 {
+            for task in 0..<200 {
                 group.addTask {
                     let n = 1000 + task * 37
-                    let input = (0 ..< n).map { Float(($0 + task) % 97) }
+                    let input = (0..<n).map { Float(($0 + task) % 97) }
                     let a = try device.makeBuffer(copying: input)
                     let b = try device.makeBuffer(of: Float.self, count: n)
-                    try await device.launch(kernel, .covering(n, groupSize: 64),
-                                            arguments: [.buffer(a), .buffer(b), .float(Float(task)), .int32(Int32(n))])
+                    try await device.launch(
+                        kernel, .covering(n, groupSize: 64),
+                        arguments: [.buffer(a), .buffer(b), .float(Float(task)), .int32(Int32(n))])
                     let output = try b.toArray()
                     return zip(input, output).filter { $0 * 2 + Float(task) != $1 }.count
                 }
@@ -47,7 +48,9 @@ struct RuntimeTests {
             // The program loaded from the binary runs.
             let input = try second.makeBuffer(copying: [Float](repeating: 1, count: 10))
             let output = try second.makeBuffer(of: Float.self, count: 10)
-            try await second.launch(kernel, .covering(10, groupSize: 10), arguments: [.buffer(input), .buffer(output), .float(3), .int32(10)])
+            try await second.launch(
+                kernel, .covering(10, groupSize: 10),
+                arguments: [.buffer(input), .buffer(output), .float(3), .int32(10)])
             #expect(try output.toArray() == [Float](repeating: 5, count: 10))
         }
 
@@ -64,14 +67,15 @@ struct RuntimeTests {
         do {
             let kernel = try device.compile(scaleKernel)
             let n = 4096
-            let input = try device.makeBuffer(copying: (0 ..< n).map { Float($0) })
+            let input = try device.makeBuffer(copying: (0..<n).map { Float($0) })
             let output = try device.makeBuffer(of: Float.self, count: n)
             let viewOffset = alignment / MemoryLayout<Float>.stride * 4
             let view = try output.view(offset: viewOffset, count: 256)
             let arguments: [KernelArgument] = [.buffer(input), .buffer(view), .float(1), .int32(256)]
-            try await device.launch(kernel, .covering(256, groupSize: 64), arguments: arguments)  // warm-up: makes the view's sub-buffer
+            // warm-up: makes the view's sub-buffer
+            try await device.launch(kernel, .covering(256, groupSize: 64), arguments: arguments)
             let before = backend.counters.snapshot
-            for _ in 0 ..< 1000 {
+            for _ in 0..<1000 {
                 try await device.launch(kernel, .covering(256, groupSize: 64), arguments: arguments)
             }
             let after = backend.counters.snapshot
@@ -80,7 +84,7 @@ struct RuntimeTests {
             #expect(after.copies == before.copies)
             #expect(after.bytesCopied == before.bytesCopied)
             #expect(after.launches == before.launches + 1000)
-            #expect(try view.toArray() == (0 ..< 256).map { Float($0) * 2 + 1 })
+            #expect(try view.toArray() == (0..<256).map { Float($0) * 2 + 1 })
         }
         #expect(device.pool.statistics.bytesInUse == 0)
     }

@@ -37,7 +37,9 @@ struct OutOfMemoryTests {
         let device = try Device(backend: CPUBackend(), poolLimit: 4 * Self.mib)
         let baseline = Baseline(device)
         let error = bridgeError { try device.makeBuffer(of: Float.self, count: Self.mib + 1) }
-        guard case let .outOfMemory(_, requested, _, _, limit, detail) = error else { Issue.record("got \(String(describing: error))"); return }
+        guard case let .outOfMemory(_, requested, _, _, limit, detail) = error else {
+            Issue.record("got \(String(describing: error))"); return
+        }
         #expect(requested == 4 * (Self.mib + 1) && limit == 4 * Self.mib)
         #expect(detail.contains("pool limit"))
         #expect(device.pool.statistics.bytesReserved == 0)  // nothing was reserved for the failed request
@@ -54,8 +56,8 @@ struct OutOfMemoryTests {
         let baseline = Baseline(device)
         do {
             // 6 MiB cached in three 2 MiB segments of their own, then released (cached, not freed).
-            for _ in 0 ..< 2 {
-                let held = try (0 ..< 3).map { _ in try device.makeRawBuffer(byteCount: 2 * Self.mib) }
+            for _ in 0..<2 {
+                let held = try (0..<3).map { _ in try device.makeRawBuffer(byteCount: 2 * Self.mib) }
                 #expect(held.count == 3)
             }
             #expect(device.pool.statistics.bytesInUse == 0 && device.pool.statistics.bytesReserved == 6 * Self.mib)
@@ -66,7 +68,9 @@ struct OutOfMemoryTests {
             #expect(device.pool.statistics.bytesReserved == 4 * Self.mib)
             // With 4 MiB really in use, 6 MiB more fails after its one trim, naming what is in use.
             let error = bridgeError { try device.makeRawBuffer(byteCount: 6 * Self.mib) }
-            guard case let .outOfMemory(_, requested, inUse, _, limit, detail) = error else { Issue.record("got \(String(describing: error))"); return }
+            guard case let .outOfMemory(_, requested, inUse, _, limit, detail) = error else {
+                Issue.record("got \(String(describing: error))"); return
+            }
             #expect(requested == 6 * Self.mib && inUse == 4 * Self.mib && limit == 8 * Self.mib)
             #expect(detail.contains("after trimming"))
             #expect(device.pool.statistics.trimsForSpace == 2)
@@ -75,7 +79,9 @@ struct OutOfMemoryTests {
         #expect(device.pool.statistics.bytesReserved == 0)
     }
 
-    @Test("the driver reports out-of-memory: the pool trims its cache and retries once, then reports the device's numbers")
+    @Test(
+        "the driver reports out-of-memory: the pool trims its cache and retries once, then reports the device's numbers"
+    )
     func trimAndRetryOnDriverOOM() async throws {
         let small = FaultInjectingBackend(wrapping: CPUBackend(), plan: .init(capacity: 6 * Self.mib))
         let device = try Device(backend: small, poolLimit: 64 * Self.mib)  // the pool's limit is not what stops it
@@ -83,12 +89,15 @@ struct OutOfMemoryTests {
         do {
             _ = try device.makeRawBuffer(byteCount: 4 * Self.mib)  // released at once: 4 MiB cached
             #expect(small.outstandingBytes == 4 * Self.mib)
-            let next = try device.makeRawBuffer(byteCount: 5 * Self.mib)  // the driver refuses 5 MiB beside 4: trim, retry
+            // the driver refuses 5 MiB beside 4: trim, retry
+            let next = try device.makeRawBuffer(byteCount: 5 * Self.mib)
             #expect(next.byteCount == 5 * Self.mib)
             #expect(device.pool.statistics.trimsForSpace == 1)
             #expect(small.outstandingBytes == 5 * Self.mib)
             let error = bridgeError { try device.makeRawBuffer(byteCount: 2 * Self.mib) }
-            guard case let .outOfMemory(_, _, _, _, _, detail) = error else { Issue.record("got \(String(describing: error))"); return }
+            guard case let .outOfMemory(_, _, _, _, _, detail) = error else {
+                Issue.record("got \(String(describing: error))"); return
+            }
             #expect(detail.contains("device out of memory after trimming"))
         }
         await baseline.check()
@@ -111,20 +120,23 @@ struct OutOfMemoryTests {
         await baseline.check()
     }
 
-    @Test("through the bridge: a request the first device has no memory for moves to the next; with fallback off the error says why")
+    @Test(
+        "through the bridge: a request the first device has no memory for moves to the next; with fallback off the error says why"
+    )
     func bridgeMovesOnOutOfMemory() async throws {
         let tiny = FaultInjectingBackend(wrapping: CPUBackend(ordinal: 0), plan: .init(capacity: Self.mib))
         let bridge = try Bridge(options: options(), backends: [tiny, CPUBackend(ordinal: 1)])
         let baselines = Baselines(bridge)
         let n = 200_000  // 2.4 MB for a, b and c
-        let a = (0 ..< n).map(Float.init), b = [Float](repeating: 1, count: n)
+        let a = (0..<n).map(Float.init), b = [Float](repeating: 1, count: n)
         // With its footprint declared, the broker never sends it to the device without room.
         #expect(try await bridge.run(Operations.vectorAdd, .init(a, b))[n - 1] == Float(n))
         #expect(tiny.calls(.allocate) == 0)
 
         // Without a footprint the broker cannot tell: the least loaded device (the tiny one, while a slot is held on
         // the other) runs out of memory after its pool's trim and retry, and the request moves on.
-        let unsized = Operation<Operations.VectorPair, [Float]>(name: "vector-add", kernels: ["vector_add"]) { context, input throws(GPUBridgeError) in
+        let unsized = Operation<Operations.VectorPair, [Float]>(name: "vector-add", kernels: ["vector_add"]) {
+            context, input throws(GPUBridgeError) in
             try await Operations.vectorAdd.run(input, on: context.device, catalog: context.catalog)
         }
         let busy = try #require(await bridge.broker.acquire(backends: [.cpu], excluding: [tiny.info.id]))
@@ -141,7 +153,9 @@ struct OutOfMemoryTests {
         let strict = try Bridge(options: options { $0.fallback = false }, backends: [alone])
         let strictBaselines = Baselines(strict)
         let error = await bridgeError { try await strict.run(unsized, .init(a, b)) }
-        guard case let .allAttemptsFailed(_, attempts) = error else { Issue.record("got \(String(describing: error))"); return }
+        guard case let .allAttemptsFailed(_, attempts) = error else {
+            Issue.record("got \(String(describing: error))"); return
+        }
         #expect(attempts.allSatisfy { $0.hasPrefix("cpu:0 attempt") && $0.contains("out of memory") }, "\(attempts)")
         #expect(attempts.count == 1, "\(attempts)")
         await strictBaselines.check()

@@ -16,15 +16,18 @@ struct StressTests {
         return v
     }
 
-    @Test("no deadlock, no lost or duplicated result, device memory back to baseline once every actor deactivates",
-          .timeLimit(.minutes(5)))
+    @Test(
+        "no deadlock, no lost or duplicated result, device memory back to baseline once every actor deactivates",
+        .timeLimit(.minutes(5)))
     func thousandActors() async throws {
         var actorOptions = ActorSystemOptions()
         actorOptions.idleTimeout = .milliseconds(250)
         let bridge = try Bridge(options: options(), backends: [CPUBackend()])
         let storage = InMemoryActorStorage()
         let system = try EmbeddedActorSystem(bridge: bridge, storage: storage, options: actorOptions)
-        try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: Self.dim, initialCapacity: 4) }
+        try system.register(VectorIndexActor.self, as: "index") {
+            VectorIndexActor(actorSystem: $0, dim: Self.dim, initialCapacity: 4)
+        }
         let baseline = Baseline(bridge.devices[0])
         let clock = ContinuousClock()
         let start = clock.now
@@ -32,20 +35,21 @@ struct StressTests {
         // Phase 1: every actor gets 10 concurrent upserts of its own ids (id = actor * 10 + j, vector = unit j).
         // Phase 2: every actor gets 10 concurrent queries; query j must answer id actor * 10 + j with score 1.
         // All 10 000 calls of a phase are in flight at once; 4 initial rows make the matrices grow under the writes.
-        let outcome = try await withDeadline(.seconds(240), "1 000 actors x 10 calls") { () async throws -> (wrongQueries: Int, wrongRows: Int, answered: Int) in
+        let outcome = try await withDeadline(.seconds(240), "1 000 actors x 10 calls") {
+            () async throws -> (wrongQueries: Int, wrongRows: Int, answered: Int) in
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for a in 0 ..< Self.actors {
+                for a in 0..<Self.actors {
                     let index = try system.actor(VectorIndexActor.self, key: "tenant-\(a)")
-                    for j in 0 ..< Self.callsPerActor {
+                    for j in 0..<Self.callsPerActor {
                         group.addTask { _ = try await index.upsert(ids: [a * 10 + j], vectors: Self.unit(j)) }
                     }
                 }
                 try await group.waitForAll()
             }
             let answers = try await withThrowingTaskGroup(of: (Int, Int, [[VectorHit]]).self) { group in
-                for a in 0 ..< Self.actors {
+                for a in 0..<Self.actors {
                     let index = try system.actor(VectorIndexActor.self, key: "tenant-\(a)")
-                    for j in 0 ..< Self.callsPerActor {
+                    for j in 0..<Self.callsPerActor {
                         group.addTask { (a, j, try await index.query(Self.unit(j), k: 1)) }
                     }
                 }
@@ -58,9 +62,9 @@ struct StressTests {
                 if hits != [[VectorHit(id: a * 10 + j, score: 1)]] { wrongQueries += 1 }
             }
             var wrongRows = 0
-            for a in 0 ..< Self.actors {
+            for a in 0..<Self.actors {
                 let ids = try await system.actor(VectorIndexActor.self, key: "tenant-\(a)").idsInRowOrder()
-                if ids.sorted() != Array(a * 10 ..< a * 10 + 10) { wrongRows += 1 }
+                if ids.sorted() != Array(a * 10..<a * 10 + 10) { wrongRows += 1 }
             }
             return (wrongQueries, wrongRows, seen.count == answers.count ? answers.count : -1)
         }
@@ -76,7 +80,9 @@ struct StressTests {
         #expect(allIdle, "\(system.placements.count) actors still active")
         #expect(storage.counts.snapshotsCommitted >= Self.actors)
         await baseline.check()
-        print("reliability: stress: \(Self.actors) actors x \(Self.callsPerActor) calls x 2 phases = \(2 * Self.actors * Self.callsPerActor) calls in \(elapsed), 0 lost, 0 duplicated; \(storage.counts.snapshotsCommitted) snapshots saved")
+        print(
+            "reliability: stress: \(Self.actors) actors x \(Self.callsPerActor) calls x 2 phases = \(2 * Self.actors * Self.callsPerActor) calls in \(elapsed), 0 lost, 0 duplicated; \(storage.counts.snapshotsCommitted) snapshots saved"
+        )
 
         // They come back with their rows from the snapshots.
         let hits = try await system.actor(VectorIndexActor.self, key: "tenant-999").query(Self.unit(9), k: 1)

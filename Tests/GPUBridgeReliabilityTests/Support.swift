@@ -19,13 +19,16 @@ func options(_ configure: (inout BridgeOptions) -> Void = { _ in }) -> BridgeOpt
     return options
 }
 
-
 /// Checks an error names the argument, shows the value and states the limit (the three parts of every caller error).
-func expectNames(_ error: GPUBridgeError?, argument: String, value: String? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
+func expectNames(
+    _ error: GPUBridgeError?, argument: String, value: String? = nil, sourceLocation: SourceLocation = #_sourceLocation
+) {
     guard let error else { return }  // bridgeError already recorded the issue
     let text = error.description
     #expect(text.contains(argument), "error does not name '\(argument)': \(text)", sourceLocation: sourceLocation)
-    if let value { #expect(text.contains(value), "error does not show the value \(value): \(text)", sourceLocation: sourceLocation) }
+    if let value {
+        #expect(text.contains(value), "error does not show the value \(value): \(text)", sourceLocation: sourceLocation)
+    }
     switch error {
     case let .invalidArgument(_, _, limit), let .invalidLaunch(_, _, limit):
         #expect(!limit.isEmpty, "error states no limit: \(text)", sourceLocation: sourceLocation)
@@ -64,18 +67,23 @@ struct Baseline {
             pool.statistics.bytesInUse == self.pool.bytesInUse && pool.statistics.blocksInUse == self.pool.blocksInUse
         }
         let now = pool.statistics
-        #expect(back, "\(device.id): \(now.bytesInUse) bytes in \(now.blocksInUse) blocks in use, baseline \(self.pool.bytesInUse) in \(self.pool.blocksInUse)",
-                sourceLocation: sourceLocation)
+        #expect(
+            back,
+            "\(device.id): \(now.bytesInUse) bytes in \(now.blocksInUse) blocks in use, baseline \(self.pool.bytesInUse) in \(self.pool.blocksInUse)",
+            sourceLocation: sourceLocation)
         guard ownsBackend else { return }
         // After a trim the pool holds only segments with blocks in use; every other native allocation made since the
         // baseline must have been freed: live native allocations == segments still held.
         pool.trim()
         let counters = device.counters.snapshot, after = pool.statistics
-        #expect(counters.allocations - counters.frees == after.segments,
-                "\(device.id): \(counters.allocations) native allocations, \(counters.frees) frees, \(after.segments) segments held after trim",
-                sourceLocation: sourceLocation)
-        #expect(after.segments <= self.pool.segments, "\(device.id): \(after.segments) segments after trim, \(self.pool.segments) at the baseline",
-                sourceLocation: sourceLocation)
+        #expect(
+            counters.allocations - counters.frees == after.segments,
+            "\(device.id): \(counters.allocations) native allocations, \(counters.frees) frees, \(after.segments) segments held after trim",
+            sourceLocation: sourceLocation)
+        #expect(
+            after.segments <= self.pool.segments,
+            "\(device.id): \(after.segments) segments after trim, \(self.pool.segments) at the baseline",
+            sourceLocation: sourceLocation)
     }
 }
 
@@ -97,8 +105,10 @@ final class Tally: Sendable {
 }
 
 /// Runs `body` and fails the test (instead of hanging) if it takes longer than `limit`: a deadlock shows as a failure.
-func withDeadline<T: Sendable>(_ limit: Duration, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
-                               _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+func withDeadline<T: Sendable>(
+    _ limit: Duration, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T? {
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await body() }
         group.addTask {

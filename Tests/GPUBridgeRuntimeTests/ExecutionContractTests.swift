@@ -38,13 +38,16 @@ struct ExecutionContractTests {
         #expect(FaultInjectingBackend.Operation.allCases.allSatisfy { backend.injected($0) == 0 })
     }
 
-    @Test("OpenCL backend", .enabled(if: Machine.hasOpenCL, "no OpenCL device on this machine"), arguments: Case.allCases)
+    @Test(
+        "OpenCL backend", .enabled(if: Machine.hasOpenCL, "no OpenCL device on this machine"), arguments: Case.allCases)
     func openCL(_ scenario: Case) async throws {
         let backend = try #require(OpenCLBackendProvider().discover().devices.first)
         try await ContractHarness(device: Device(backend: backend), gated: false).run(scenario)
     }
 
-    @Test("CUDA backend", .enabled(if: Machine.hasCUDA, "no CUDA driver or device on this machine"), arguments: Case.allCases)
+    @Test(
+        "CUDA backend", .enabled(if: Machine.hasCUDA, "no CUDA driver or device on this machine"),
+        arguments: Case.allCases)
     func cuda(_ scenario: Case) async throws {
         let backend = try #require(CUDABackendProvider().discover().devices.first)
         try await ContractHarness(device: Device(backend: backend), gated: false).run(scenario)
@@ -52,18 +55,25 @@ struct ExecutionContractTests {
 
     @Test("a Swift kernel that throws fails its own completion, named; commands before and after it run")
     func kernelFailureOnCPU() async throws {
-        for device in [try Device(backend: CPUBackend(ordinal: 42)),
-                       try Device(backend: FaultInjectingBackend(wrapping: CPUBackend(ordinal: 43), plan: .init()))] {
+        for device in [
+            try Device(backend: CPUBackend(ordinal: 42)),
+            try Device(backend: FaultInjectingBackend(wrapping: CPUBackend(ordinal: 43), plan: .init())),
+        ] {
             let harness = try ContractHarness(device: device, gated: true)
-            let failing = try device.compile(KernelSource(name: "refuse_odd", scheduling: .perGroup) { context in
-                if try context.integer(0) % 2 == 1 { throw GPUBridgeError.invalidArgument(name: "k", value: "odd", limit: "even") }
-            })
+            let failing = try device.compile(
+                KernelSource(name: "refuse_odd", scheduling: .perGroup) { context in
+                    if try context.integer(0) % 2 == 1 {
+                        throw GPUBridgeError.invalidArgument(name: "k", value: "odd", limit: "even")
+                    }
+                })
             do {
                 let x = try device.makeBuffer(copying: [UInt32](repeating: 1, count: harness.n))
                 var expected = [UInt32](repeating: 1, count: harness.n)
                 let before = try harness.step(x, 5, &expected)
-                let failed = try device.enqueue(failing, Launch(groups: Extent3(4), groupSize: Extent3(1)), arguments: [.int32(1)])
-                let fine = try device.enqueue(failing, Launch(groups: Extent3(4), groupSize: Extent3(1)), arguments: [.int32(2)])
+                let failed = try device.enqueue(
+                    failing, Launch(groups: Extent3(4), groupSize: Extent3(1)), arguments: [.int32(1)])
+                let fine = try device.enqueue(
+                    failing, Launch(groups: Extent3(4), groupSize: Extent3(1)), arguments: [.int32(2)])
                 let after = try harness.step(x, 6, &expected)
                 try await before.wait()
                 let error = await bridgeError { try await failed.wait() }
@@ -106,8 +116,10 @@ struct ContractHarness {
             }
             """,
         entryPoint: "contract_step",
-        parameters: [.buffer("x", UInt32.self, extent: .argument(1)), .scalar(name: "n", type: .int32),
-                     .scalar(name: "k", type: .uint32)])
+        parameters: [
+            .buffer("x", UInt32.self, extent: .argument(1)), .scalar(name: "n", type: .int32),
+            .scalar(name: "k", type: .uint32),
+        ])
 
     static let twiceKernel = PortableKernel(
         name: "contract_twice",
@@ -118,8 +130,10 @@ struct ContractHarness {
             }
             """,
         entryPoint: "contract_twice",
-        parameters: [.buffer("x", UInt32.self, extent: .argument(2)), .buffer("y", UInt32.self, extent: .argument(2)),
-                     .scalar(name: "n", type: .int32)])
+        parameters: [
+            .buffer("x", UInt32.self, extent: .argument(2)), .buffer("y", UInt32.self, extent: .argument(2)),
+            .scalar(name: "n", type: .int32),
+        ])
 
     /// The kernel in the device's language: the portable text for OpenCL and CUDA, the same body in Swift for the CPU.
     static func source(_ kernel: PortableKernel, on device: Device) throws -> KernelSource {
@@ -148,16 +162,18 @@ struct ContractHarness {
     /// Enqueues `x[i] = 3 x[i] + k` over the first `count` elements and applies the same to `expected`.
     func step(_ x: Buffer<UInt32>, _ k: UInt32, _ expected: inout [UInt32], count: Int? = nil) throws -> Completion {
         let count = count ?? x.count
-        for i in 0 ..< count { expected[i] = expected[i] &* 3 &+ k }
-        return try device.enqueue(stepProgram, launch(count), arguments: [.buffer(x.raw), .int32(Int32(count)), .uint32(k)])
+        for i in 0..<count { expected[i] = expected[i] &* 3 &+ k }
+        return try device.enqueue(
+            stepProgram, launch(count), arguments: [.buffer(x.raw), .int32(Int32(count)), .uint32(k)])
     }
 
     /// Enqueues `y = 2x + 1`.
     func twice(_ x: Buffer<UInt32>, into y: Buffer<UInt32>) throws -> Completion {
-        try device.enqueue(twiceProgram, launch(x.count), arguments: [.buffer(x.raw), .buffer(y.raw), .int32(Int32(x.count))])
+        try device.enqueue(
+            twiceProgram, launch(x.count), arguments: [.buffer(x.raw), .buffer(y.raw), .int32(Int32(x.count))])
     }
 
-    func initial() -> [UInt32] { (0 ..< n).map { UInt32(truncatingIfNeeded: $0 &* 2_654_435_761) } }
+    func initial() -> [UInt32] { (0..<n).map { UInt32(truncatingIfNeeded: $0 &* 2_654_435_761) } }
 
     /// A closed gate: a Swift kernel that holds the device's queue (its worker) until `open` is called.
     func closedGate() throws -> (completion: Completion, open: @Sendable () -> Void) {
@@ -207,7 +223,7 @@ struct ContractHarness {
         var expected = initial()
         let x = try device.makeBuffer(copying: expected)
         var completions: [Completion] = []
-        for k in UInt32(1) ... 12 {
+        for k in UInt32(1)...12 {
             // Odd steps over the whole buffer (the CPU backend's worker), even ones over 1 000 elements (inline when
             // its queue is idle, queued behind the large ones otherwise).
             completions.append(try step(x, k, &expected, count: k % 2 == 1 ? nil : 1000))
@@ -279,7 +295,7 @@ struct ContractHarness {
         let y = try device.makeBuffer(of: UInt32.self, count: n)
         let host = try device.makeHostBuffer(byteCount: n * 4)
         var completions: [Completion] = []
-        for k in UInt32(1) ... 6 {
+        for k in UInt32(1)...6 {
             completions.append(try step(x, k, &expected))
             completions.append(try y.raw.enqueueFill(pattern: [UInt8(k)]))
             completions.append(try y.raw.enqueueCopy(from: x.raw))

@@ -80,7 +80,7 @@ struct BufferPoolTests {
         let pool = try BufferPool(backend: backend, limit: 4 * mib)
         try pool.release(try pool.allocate(byteCount: 2 * mib))  // a 2 MiB segment, now cached
         #expect(pool.statistics.bytesCached == 2 * mib)
-        let three = try pool.allocate(byteCount: 3 * mib)   // does not fit the cache; 2 + 3 > 4: trim, then allocate
+        let three = try pool.allocate(byteCount: 3 * mib)  // does not fit the cache; 2 + 3 > 4: trim, then allocate
         var s = pool.statistics
         #expect(s.trimsForSpace == 1)
         #expect(s.bytesReserved == 3 * mib)
@@ -167,7 +167,7 @@ struct BufferPoolTests {
         let refusals = Mutex<[GPUBridgeError]>([])
         let threads = 16
         let done = DispatchGroup()
-        for _ in 0 ..< threads {
+        for _ in 0..<threads {
             done.enter()
             Thread.detachNewThread {
                 do {

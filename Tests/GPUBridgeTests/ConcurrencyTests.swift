@@ -10,13 +10,15 @@ struct ConcurrencyTests {
         let device = try makeCPUDevice()
         let kernel = try device.compile(addConstantKernel)
         let wrong = try await withThrowingTaskGroup(of: Int.self) { group in
-            for task in 0 ..< 1000 {
+            for task in 0..<1000 {
                 group.addTask {
                     let n = 100 + task % 300
-                    let buffer = try device.makeBuffer(copying: (0 ..< n).map { Float($0) })
-                    try await device.launch(kernel, .covering(n, groupSize: 64), arguments: [.buffer(buffer), .float(Float(task)), .int32(Int32(n))])
+                    let buffer = try device.makeBuffer(copying: (0..<n).map { Float($0) })
+                    try await device.launch(
+                        kernel, .covering(n, groupSize: 64),
+                        arguments: [.buffer(buffer), .float(Float(task)), .int32(Int32(n))])
                     let out = try buffer.toArray()
-                    return (0 ..< n).filter { out[$0] != Float($0) + Float(task) }.count
+                    return (0..<n).filter { out[$0] != Float($0) + Float(task) }.count
                 }
             }
             return try await group.reduce(0, +)
@@ -33,10 +35,11 @@ struct ConcurrencyTests {
         let n = 100_000  // large enough to run split across the cores
         let data = try device.makeBuffer(copying: [Float](repeating: 0, count: n))
         let view = try data.view(offset: 1000, count: 5000)
-        try await device.launch(kernel, .covering(n), arguments: [.buffer(data), .float(1), .int32(Int32(n))])  // warm-up
+        // warm-up
+        try await device.launch(kernel, .covering(n), arguments: [.buffer(data), .float(1), .int32(Int32(n))])
         let before = device.counters.snapshot
         let poolBefore = device.pool.statistics
-        for i in 0 ..< 1000 {
+        for i in 0..<1000 {
             if i % 2 == 0 {
                 try await device.launch(kernel, .covering(n), arguments: [.buffer(data), .float(1), .int32(Int32(n))])
             } else {
@@ -102,19 +105,21 @@ struct ConcurrencyTests {
     func multiDimensional() async throws {
         let device = try makeCPUDevice()
         let width = 300, height = 200
-        let kernel = try device.compile(KernelSource(name: "grid") { context in
-            let out = try context.buffer(0, as: Int32.self)
-            let w = try context.integer(1), h = try context.integer(2)
-            context.forEachWorkItem { x, y, _ in
-                if x < w && y < h { out[y * w + x] += Int32(x + 1000 * y) }
-            }
-        })
+        let kernel = try device.compile(
+            KernelSource(name: "grid") { context in
+                let out = try context.buffer(0, as: Int32.self)
+                let w = try context.integer(1), h = try context.integer(2)
+                context.forEachWorkItem { x, y, _ in
+                    if x < w && y < h { out[y * w + x] += Int32(x + 1000 * y) }
+                }
+            })
         let out = try device.makeBuffer(copying: [Int32](repeating: 0, count: width * height))
-        try await device.launch(kernel, Launch(groups: Extent3(19, 13), groupSize: Extent3(16, 16)),
-                                arguments: [.buffer(out), .int32(Int32(width)), .int32(Int32(height))])
+        try await device.launch(
+            kernel, Launch(groups: Extent3(19, 13), groupSize: Extent3(16, 16)),
+            arguments: [.buffer(out), .int32(Int32(width)), .int32(Int32(height))])
         let values = try out.toArray()
         var bad = 0
-        for y in 0 ..< height { for x in 0 ..< width where values[y * width + x] != Int32(x + 1000 * y) { bad += 1 } }
+        for y in 0..<height { for x in 0..<width where values[y * width + x] != Int32(x + 1000 * y) { bad += 1 } }
         #expect(bad == 0)
     }
 }
@@ -135,7 +140,8 @@ struct LaunchLifetimeTests {
         do {
             let data = try device.makeBuffer(of: Float.self, count: n)
             region = data.raw.region
-            completion = try device.enqueue(kernel, .covering(n), arguments: [.buffer(data), .float(1), .int32(Int32(n))])
+            completion = try device.enqueue(
+                kernel, .covering(n), arguments: [.buffer(data), .float(1), .int32(Int32(n))])
         }
         // The caller's last reference is gone; the pool must not have the block back while the launch is pending.
         #expect(completion?.isComplete == false)

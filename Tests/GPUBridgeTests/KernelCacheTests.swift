@@ -5,8 +5,9 @@ import Testing
 @Suite("Kernel cache")
 struct KernelCacheTests {
     func key(source: String = "kernel text", flags: [String] = ["-O3"]) -> KernelCache.Key {
-        KernelCache.Key(backend: "opencl", architecture: "test-arch", compiler: "test 1.0", flags: flags,
-                        language: "opencl-c", entryPoint: "k", source: source)
+        KernelCache.Key(
+            backend: "opencl", architecture: "test-arch", compiler: "test 1.0", flags: flags,
+            language: "opencl-c", entryPoint: "k", source: source)
     }
 
     final class Builds {
@@ -52,8 +53,10 @@ struct KernelCacheTests {
         #expect(cache.statistics.misses == 3)
         #expect(key().digest != key(flags: ["-O3", "-DFOO=1"]).digest)
         // Fields are length-prefixed: moving text between fields changes the key.
-        let a = KernelCache.Key(backend: "ab", architecture: "c", compiler: "", flags: [], language: "", entryPoint: "", source: "")
-        let b = KernelCache.Key(backend: "a", architecture: "bc", compiler: "", flags: [], language: "", entryPoint: "", source: "")
+        let a = KernelCache.Key(
+            backend: "ab", architecture: "c", compiler: "", flags: [], language: "", entryPoint: "", source: "")
+        let b = KernelCache.Key(
+            backend: "a", architecture: "bc", compiler: "", flags: [], language: "", entryPoint: "", source: "")
         #expect(a.digest != b.digest)
     }
 
@@ -85,12 +88,17 @@ struct KernelCacheTests {
 
     @Test("SHA-256 matches the FIPS 180-4 examples")
     func sha256() {
-        #expect(SHA256.hex(SHA256.hash(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256.hex(SHA256.hash([UInt8]())) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(
+            SHA256.hex(SHA256.hash(Array("abc".utf8)))
+                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            SHA256.hex(SHA256.hash([UInt8]())) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         let long = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
         #expect(SHA256.hex(SHA256.hash(long)) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         var streamed = SHA256()
-        for chunk in stride(from: 0, to: long.count, by: 7) { streamed.update(long[chunk ..< min(long.count, chunk + 7)]) }
+        for chunk in stride(from: 0, to: long.count, by: 7) {
+            streamed.update(long[chunk..<min(long.count, chunk + 7)])
+        }
         #expect(SHA256.hex(streamed.finalize()) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
     }
 }
@@ -104,7 +112,7 @@ func readFile(_ path: String) throws -> [UInt8] {
     while true {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
         if n <= 0 { break }
-        out += chunk[0 ..< n]
+        out += chunk[0..<n]
     }
     return out
 }
@@ -119,7 +127,9 @@ func writeFile(_ path: String, _ bytes: [UInt8]) throws {
 func removeFolder(_ path: String) {
     if let dir = opendir(path) {
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             if name != "." && name != ".." { unlink(path + "/" + name) }
         }
         closedir(dir)

@@ -29,7 +29,9 @@ final class RecordingMetrics: MetricsFactory {
     }
 
     func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler { handler(label, dimensions) }
-    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { handler(label, dimensions) }
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
+        handler(label, dimensions)
+    }
     func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { handler(label, dimensions) }
     func destroyCounter(_ handler: any CounterHandler) {}
     func destroyRecorder(_ handler: any RecorderHandler) {}
@@ -51,7 +53,7 @@ struct MetricsTests {
         let device = try Device(backend: CPUBackend(ordinal: 42))
         let dims = [("device", "cpu:42")]
         let kernel = try device.compile(addConstantKernel)
-        for _ in 0 ..< 3 {
+        for _ in 0..<3 {
             let data = try device.makeBuffer(copying: [Float](repeating: 0, count: 256))
             try await device.launch(kernel, .covering(256), arguments: [.buffer(data), .float(1), .int32(256)])
         }

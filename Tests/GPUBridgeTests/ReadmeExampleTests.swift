@@ -28,10 +28,10 @@ struct ReadmeExampleTests {
 
     func readmeExample() async throws -> [Float] {
         // README-BEGIN
-        let device = try Device(backend: CPUBackend())   // or a CUDA / OpenCL device from their providers
+        let device = try Device(backend: CPUBackend())  // or a CUDA / OpenCL device from their providers
 
         let a = try device.makeBuffer(copying: [Float](repeating: 1, count: 1024))
-        let b = try device.makeBuffer(copying: (0 ..< 1024).map { Float($0) })
+        let b = try device.makeBuffer(copying: (0..<1024).map { Float($0) })
         let c = try device.makeBuffer(of: Float.self, count: 1024)
 
         // The CPU backend runs Swift kernels; CUDA and OpenCL compile kernel text (see docs/).
@@ -44,9 +44,9 @@ struct ReadmeExampleTests {
         let result = try await device.launch(kernel, .covering(1024), arguments: [.buffer(a), .buffer(b), .buffer(c)])
 
         let sum = try c.toArray()
-        print(sum[0 ..< 4], result.hostDuration)   // [1.0, 2.0, 3.0, 4.0] and the launch's time
+        print(sum[0..<4], result.hostDuration)  // [1.0, 2.0, 3.0, 4.0] and the launch's time
         // README-END
-        return Array(sum[0 ..< 4])
+        return Array(sum[0..<4])
     }
 }
 
@@ -54,6 +54,6 @@ extension String {
     /// The text between the first `start` and the next `end`, or nil.
     func components(between start: String, and end: String) -> String? {
         guard let s = range(of: start), let e = self[s.upperBound...].range(of: end) else { return nil }
-        return String(self[s.upperBound ..< e.lowerBound])
+        return String(self[s.upperBound..<e.lowerBound])
     }
 }

@@ -21,30 +21,46 @@ struct RuntimeTests {
     func catalog() async throws {
         let catalog = KernelCatalog()
         let ids = catalog.all.map(\.id)
-        for id in ["vector_add", "saxpy", "scale", "dot_partial", "sum_partial", "matmul", "softmax_rows", "cosine_scores", "topk_select", "histogram"] {
+        for id in [
+            "vector_add", "saxpy", "scale", "dot_partial", "sum_partial", "matmul", "softmax_rows", "cosine_scores",
+            "topk_select", "histogram",
+        ] {
             #expect(ids.contains(id))
         }
         #expect(catalog.all.allSatisfy { Set($0.backends) == [.cpu, .cuda, .opencl] })
-        #expect(throws: GPUBridgeError.notFound(kind: "kernel", name: "no_such_kernel")) { try catalog.definition("no_such_kernel") }
+        #expect(throws: GPUBridgeError.notFound(kind: "kernel", name: "no_such_kernel")) {
+            try catalog.definition("no_such_kernel")
+        }
 
-        try catalog.register(KernelDefinition(id: "triple", summary: "y = 3x", parameters: [.buffer("y", Float.self), .scalar(name: "n", type: .int32)],
-                                              portableText: "GB_KERNEL triple(GB_GLOBAL float* y, int n) { int i = GB_GLOBAL_ID(0); if (i < n) y[i] *= 3.0f; }",
-                                              entryPoint: "triple") { context in
-            let y = try context.buffer(0, as: Float.self)
-            for i in context.items.clamped(to: 0 ..< (try context.integer(1))) { y[i] *= 3 }
-        })
+        try catalog.register(
+            KernelDefinition(
+                id: "triple", summary: "y = 3x",
+                parameters: [.buffer("y", Float.self), .scalar(name: "n", type: .int32)],
+                portableText:
+                    "GB_KERNEL triple(GB_GLOBAL float* y, int n) { int i = GB_GLOBAL_ID(0); if (i < n) y[i] *= 3.0f; }",
+                entryPoint: "triple"
+            ) { context in
+                let y = try context.buffer(0, as: Float.self)
+                for i in context.items.clamped(to: 0..<(try context.integer(1))) { y[i] *= 3 }
+            })
         let device = try makeCPUDevice()
         let y = try device.makeBuffer(copying: [Float](repeating: 2, count: 10))
-        try await device.launch(try catalog.kernel("triple", on: device), .covering(10), arguments: [.buffer(y), .int32(10)])
+        try await device.launch(
+            try catalog.kernel("triple", on: device), .covering(10), arguments: [.buffer(y), .int32(10)])
         #expect(try y.toArray() == [Float](repeating: 6, count: 10))
         #expect(throws: GPUBridgeError.self) {
-            try catalog.register(KernelDefinition(id: "", summary: "", parameters: [], portableText: "x", entryPoint: "x", swift: nil))
+            try catalog.register(
+                KernelDefinition(id: "", summary: "", parameters: [], portableText: "x", entryPoint: "x", swift: nil))
         }
 
         // An operation naming an unknown kernel fails before it runs anywhere.
         let bridge = try bridge([CPUBackend()])
-        let unknown = Operation<Int, Int>(name: "unknown", kernels: ["missing_kernel"]) { _, x throws(GPUBridgeError) in x }
-        await #expect(throws: GPUBridgeError.notFound(kind: "kernel", name: "missing_kernel")) { try await bridge.run(unknown, 1) }
+        let unknown = Operation<Int, Int>(name: "unknown", kernels: ["missing_kernel"]) { _, x throws(GPUBridgeError) in
+            x
+        }
+        await #expect(throws: GPUBridgeError.notFound(kind: "kernel", name: "missing_kernel")) {
+            try await bridge.run(unknown, 1)
+        }
     }
 
     @Test("bridge options are validated with clear errors")
@@ -60,7 +76,9 @@ struct RuntimeTests {
             options = BridgeOptions()
             change(&options)
             let error = bridgeError { try options.validate() }
-            guard case .invalidArgument = error else { Issue.record("expected invalidArgument, got \(String(describing: error))"); continue }
+            guard case .invalidArgument = error else {
+                Issue.record("expected invalidArgument, got \(String(describing: error))"); continue
+            }
         }
         #expect(throws: GPUBridgeError.self) { try Bridge(options: BridgeOptions(), backends: []) }
     }
@@ -79,11 +97,15 @@ struct RuntimeTests {
         #expect(states[0].failed == 2 && states[0].succeeded == 0)
         #expect(states[1].succeeded == 1)
 
-        let without = try bridge([FaultInjectingBackend(wrapping: CPUBackend(ordinal: 1), plan: .init(always: [.launch])), healthy]) {
+        let without = try bridge([
+            FaultInjectingBackend(wrapping: CPUBackend(ordinal: 1), plan: .init(always: [.launch])), healthy,
+        ]) {
             $0.fallback = false
         }
         let error = await bridgeError { try await without.run(Operations.vectorAdd, .init(a, b)) }
-        guard case let .allAttemptsFailed(operation, attempts) = error else { Issue.record("got \(String(describing: error))"); return }
+        guard case let .allAttemptsFailed(operation, attempts) = error else {
+            Issue.record("got \(String(describing: error))"); return
+        }
         #expect(operation == "vector-add")
         #expect(attempts.count == 2)
         #expect(attempts.allSatisfy { $0.contains("cpu:1") && $0.contains("injected launch fault") })
@@ -107,15 +129,16 @@ struct RuntimeTests {
         // Load spreading: 200 concurrent requests on two healthy devices both get work.
         let n = 50_000
         let sums = try await withThrowingTaskGroup(of: Float.self) { group in
-            for i in 0 ..< 200 {
+            for i in 0..<200 {
                 group.addTask {
-                    let out = try await bridge.run(Operations.scale, (alpha: Float(i), x: [Float](repeating: 1, count: n)))
+                    let out = try await bridge.run(
+                        Operations.scale, (alpha: Float(i), x: [Float](repeating: 1, count: n)))
                     return out[n - 1]
                 }
             }
             return try await group.reduce(into: [Float]()) { $0.append($1) }
         }
-        #expect(Set(sums) == Set((0 ..< 200).map(Float.init)))
+        #expect(Set(sums) == Set((0..<200).map(Float.init)))
         let spread = bridge.broker.states
         #expect(spread[0].succeeded > 0 && spread[1].succeeded > 0)
         #expect(spread[0].succeeded + spread[1].succeeded == 200)
@@ -123,33 +146,37 @@ struct RuntimeTests {
         // The flaky device now fails every launch: three failures open its circuit...
         flaky.setPlan(.init(always: [.launch]))
         var opened = false
-        for _ in 0 ..< 20 {
+        for _ in 0..<20 {
             _ = try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3]))
-            if bridge.broker.states[0].circuit != .closed, bridge.broker.states[0].consecutiveFailures >= 3 { opened = true; break }
+            if bridge.broker.states[0].circuit != .closed, bridge.broker.states[0].consecutiveFailures >= 3 {
+                opened = true; break
+            }
         }
         #expect(opened)
         let failedBefore = flaky.injected(.launch)
         // ...and traffic moves away: with a zero probe interval each request may probe once, and fails over.
-        for _ in 0 ..< 10 { #expect(try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3])) == [2, 4, 6]) }
+        for _ in 0..<10 { #expect(try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3])) == [2, 4, 6]) }
         #expect(bridge.broker.states[0].circuit != .closed)
         #expect(flaky.injected(.launch) - failedBefore <= 10)
 
         // Healed: the next probe succeeds and closes the circuit.
         flaky.setPlan(.init())
-        for _ in 0 ..< 4 { _ = try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3])) }
+        for _ in 0..<4 { _ = try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3])) }
         #expect(bridge.broker.states[0].circuit == .closed)
         #expect(bridge.broker.states[0].consecutiveFailures == 0)
     }
 
     @Test("10 000 concurrent small requests through the batcher each get exactly their own result")
     func batching() async throws {
-        let bridge = try bridge([CPUBackend()]) { $0.microBatchSize = 512; $0.microBatchWindow = .milliseconds(2) }
+        let bridge = try bridge([CPUBackend()]) {
+            $0.microBatchSize = 512; $0.microBatchWindow = .milliseconds(2)
+        }
         let batcher = try bridge.vectorAddBatcher()
         let wrong = try await withThrowingTaskGroup(of: Int.self) { group in
-            for i in 0 ..< 10_000 {
+            for i in 0..<10_000 {
                 group.addTask {
                     let n = 1 + i % 7
-                    let a = (0 ..< n).map { Float(i * 10 + $0) }
+                    let a = (0..<n).map { Float(i * 10 + $0) }
                     let c = try await batcher.submit(.init(a, [Float](repeating: 0.5, count: n)))
                     return c == a.map { $0 + 0.5 } ? 0 : 1
                 }

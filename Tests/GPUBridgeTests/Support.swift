@@ -7,11 +7,13 @@ func makeCPUDevice(ordinal: Int = 0, poolLimit: Int? = nil) throws -> Device {
     try Device(backend: CPUBackend(ordinal: ordinal), poolLimit: poolLimit)
 }
 
-
 /// A kernel that adds `k` to every element of a float buffer: parameters (data, k, n).
 let addConstantKernel = KernelSource(
     name: "add_constant",
-    parameters: [.buffer("data", Float.self, extent: .argument(2)), .scalar(name: "k", type: .float32), .scalar(name: "n", type: .int32)]
+    parameters: [
+        .buffer("data", Float.self, extent: .argument(2)), .scalar(name: "k", type: .float32),
+        .scalar(name: "n", type: .int32),
+    ]
 ) { context in
     let data = try context.buffer(0, as: Float.self)
     let k = try context.float(1)
@@ -26,5 +28,5 @@ func temporaryFolder(_ name: String) -> String {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -16,14 +16,14 @@ struct VectorAddTests {
         let device = try Device(backend: CPUBackend())
         // A correct run leaves its result in a pooled block; the next run reuses that block for its output.
         #expect(try await VectorAddRun.run(Float.self, count: 4096, on: device).mismatches == 0)
-        let a = try device.makeBuffer(copying: (0 ..< 4096).map { Float.sample($0, 1) })
-        let b = try device.makeBuffer(copying: (0 ..< 4096).map { Float.sample($0, 2) })
+        let a = try device.makeBuffer(copying: (0..<4096).map { Float.sample($0, 1) })
+        let b = try device.makeBuffer(copying: (0..<4096).map { Float.sample($0, 2) })
         let c = try device.makeBuffer(of: Float.self, count: 4096)
         try await c.raw.enqueueFill(pattern: [0xA5]).wait()
         let silent = try device.compile(KernelSource(name: "writes_nothing") { _ in })
         try await device.launch(silent, .covering(4096), arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(4096)])
         let out = try c.toArray()
-        #expect(zip(out, (0 ..< 4096)).allSatisfy { $0 != Float.sample($1, 1) + Float.sample($1, 2) })
+        #expect(zip(out, (0..<4096)).allSatisfy { $0 != Float.sample($1, 1) + Float.sample($1, 2) })
     }
 
     @Test("Int32 and Double")
@@ -37,11 +37,12 @@ struct VectorAddTests {
     func explicitValues() async throws {
         let device = try Device(backend: CPUBackend())
         let a = try device.makeBuffer(copying: [Float](repeating: 1.5, count: 70_000))
-        let b = try device.makeBuffer(copying: (0 ..< 70_000).map { Float($0) })
+        let b = try device.makeBuffer(copying: (0..<70_000).map { Float($0) })
         let c = try device.makeBuffer(copying: [Float](repeating: -1, count: 70_000))  // a sentinel
         let kernel = try device.compile(ReferenceKernels.vectorAdd(Float.self, language: .swift))
-        try await device.launch(kernel, .covering(70_000), arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(70_000)])
+        try await device.launch(
+            kernel, .covering(70_000), arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(70_000)])
         let out = try c.toArray()
-        #expect(out == (0 ..< 70_000).map { 1.5 + Float($0) })
+        #expect(out == (0..<70_000).map { 1.5 + Float($0) })
     }
 }

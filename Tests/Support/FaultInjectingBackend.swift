@@ -2,9 +2,9 @@ import Dispatch
 import GPUBridge
 import Synchronization
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Test support: wraps a real backend and fails chosen operations, so tests can drive the pool's out-of-memory path,
@@ -42,9 +42,11 @@ public final class FaultInjectingBackend: DeviceBackend {
         /// Delay calls of an operation (test-only injected stall; see the type's documentation).
         public var stalls: [Operation: Stall] = [:]
 
-        public init(calls: [Operation: Set<Int>] = [:], every: [Operation: Int] = [:], always: Set<Operation> = [],
-                    capacity: Int? = nil, rate: [Operation: Double] = [:], seed: UInt64 = 0,
-                    stalls: [Operation: Stall] = [:]) {
+        public init(
+            calls: [Operation: Set<Int>] = [:], every: [Operation: Int] = [:], always: Set<Operation> = [],
+            capacity: Int? = nil, rate: [Operation: Double] = [:], seed: UInt64 = 0,
+            stalls: [Operation: Stall] = [:]
+        ) {
             self.calls = calls
             self.every = every
             self.always = always
@@ -144,14 +146,17 @@ public final class FaultInjectingBackend: DeviceBackend {
             // Both streams advance on every call, so call n's decision depends only on n and the seed.
             let faultDraw = State.draw(&s.faultDraws[operation])
             let stallDraw = State.draw(&s.stallDraws[operation])
-            let fail = s.plan.always.contains(operation) || s.plan.calls[operation]?.contains(n) == true
+            let fail =
+                s.plan.always.contains(operation) || s.plan.calls[operation]?.contains(n) == true
                 || (s.plan.every[operation].map { $0 > 0 && n % $0 == 0 } ?? false)
                 || (s.plan.rate[operation].map { faultDraw < $0 } ?? false)
             if fail {
                 s.injected[operation, default: 0] += 1
                 return (true, nil)
             }
-            guard let stall = s.plan.stalls[operation], stall.duration > .zero, stallDraw < stall.rate else { return (false, nil) }
+            guard let stall = s.plan.stalls[operation], stall.duration > .zero, stallDraw < stall.rate else {
+                return (false, nil)
+            }
             s.stalled[operation, default: 0] += 1
             return (false, stall.duration)
         }
@@ -166,15 +171,17 @@ public final class FaultInjectingBackend: DeviceBackend {
 
     /// Blocks the calling thread for `duration` (synchronous operations only: a test-only injected stall).
     static func sleep(_ duration: Duration) {
-        var request = timespec(tv_sec: Int(duration.components.seconds),
-                               tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))
+        var request = timespec(
+            tv_sec: Int(duration.components.seconds),
+            tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))
         var remaining = timespec()
         while nanosleep(&request, &remaining) != 0 { request = remaining }
     }
 
     func fault(_ operation: Operation) -> GPUBridgeError {
-        .backendFailure(backend: info.id.backend.rawValue, call: "injected \(operation.rawValue) fault", code: -999,
-                        message: "fault injected by the test on \(info.id)")
+        .backendFailure(
+            backend: info.id.backend.rawValue, call: "injected \(operation.rawValue) fault", code: -999,
+            message: "fault injected by the test on \(info.id)")
     }
 
     public var counters: DeviceCounters { inner.counters }
@@ -193,8 +200,9 @@ public final class FaultInjectingBackend: DeviceBackend {
             return true
         }
         guard granted else {
-            throw .outOfMemory(device: info.id.description, requested: byteCount, inUse: state.withLock { $0.outstanding },
-                               cached: 0, limit: info.totalMemory, detail: "capacity of the test device")
+            throw .outOfMemory(
+                device: info.id.description, requested: byteCount, inUse: state.withLock { $0.outstanding },
+                cached: 0, limit: info.totalMemory, detail: "capacity of the test device")
         }
         do {
             return try inner.allocate(byteCount: byteCount)
@@ -219,7 +227,9 @@ public final class FaultInjectingBackend: DeviceBackend {
         if shouldFail(.copy) { throw fault(.copy) }
         try inner.copy(from: source, to: destination)
     }
-    public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError)
+        -> Completion
+    {
         if shouldFail(.copy) { throw fault(.copy) }
         return try inner.enqueueCopy(from: source, to: destination)
     }
@@ -227,11 +237,15 @@ public final class FaultInjectingBackend: DeviceBackend {
         if shouldFail(.copy) { throw fault(.copy) }
         return try inner.enqueueFill(destination, pattern: pattern)
     }
-    public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
+    {
         if shouldFail(.copy) { throw fault(.copy) }
         return try inner.enqueueCopy(from: source, offset: offset, owner: owner, to: destination)
     }
-    public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable)
+        throws(GPUBridgeError) -> Completion
+    {
         if shouldFail(.copy) { throw fault(.copy) }
         return try inner.enqueueCopy(from: source, to: destination, offset: offset, owner: owner)
     }
@@ -245,7 +259,8 @@ public final class FaultInjectingBackend: DeviceBackend {
     public func compilerFlags(for options: CompileOptions) -> [String] { inner.compilerFlags(for: options) }
     public func compile(_ source: KernelSource, options: CompileOptions) throws(GPUBridgeError) -> KernelBinary {
         if shouldFail(.compile) {
-            throw .compilationFailed(kernel: source.name, backend: info.id.backend.rawValue, log: "fault injected by the test")
+            throw .compilationFailed(
+                kernel: source.name, backend: info.id.backend.rawValue, log: "fault injected by the test")
         }
         return try inner.compile(source, options: options)
     }
@@ -254,7 +269,8 @@ public final class FaultInjectingBackend: DeviceBackend {
     }
     public func makeProgram(_ kernel: SwiftKernel, source: KernelSource) throws(GPUBridgeError) -> any KernelProgram {
         if shouldFail(.compile) {
-            throw .compilationFailed(kernel: source.name, backend: info.id.backend.rawValue, log: "fault injected by the test")
+            throw .compilationFailed(
+                kernel: source.name, backend: info.id.backend.rawValue, log: "fault injected by the test")
         }
         return FaultInjectingProgram(inner: try inner.makeProgram(kernel, source: source), backend: self)
     }
@@ -289,8 +305,11 @@ public final class FaultInjectingBackend: DeviceBackend {
                 } catch {
                     result = .failure(error)
                 }
-                let nanoseconds = Int(stall.components.seconds) * 1_000_000_000 + Int(stall.components.attoseconds / 1_000_000_000)
-                DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { delayed.complete(result) }
+                let nanoseconds =
+                    Int(stall.components.seconds) * 1_000_000_000 + Int(stall.components.attoseconds / 1_000_000_000)
+                DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+                    delayed.complete(result)
+                }
             }
             return delayed
         }

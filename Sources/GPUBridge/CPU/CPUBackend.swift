@@ -37,11 +37,11 @@ public final class CPUBackend: DeviceBackend {
         let pages = Int(sysconf(Int32(_SC_PHYS_PAGES)))
         let (name, vendor) = Self.processorName()
         #if arch(x86_64)
-        let architecture = "x86_64"
+            let architecture = "x86_64"
         #elseif arch(arm64)
-        let architecture = "arm64"
+            let architecture = "arm64"
         #else
-        let architecture = "unknown"
+            let architecture = "unknown"
         #endif
         info = DeviceInfo(
             id: DeviceID(backend: .cpu, ordinal: ordinal), name: name, vendor: vendor,
@@ -56,7 +56,8 @@ public final class CPUBackend: DeviceBackend {
     public func freeMemory() throws(GPUBridgeError) -> Int {
         // MemAvailable is what the kernel could hand out without swapping.
         if let text = try? FileStore.read("/proc/meminfo") {
-            for line in String(decoding: text, as: UTF8.self).split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            for line in String(decoding: text, as: UTF8.self).split(separator: "\n")
+            where line.hasPrefix("MemAvailable:") {
                 let fields = line.split(separator: " ")
                 if fields.count >= 2, let kib = Int(fields[1]) { return kib * 1024 }
             }
@@ -73,10 +74,12 @@ public final class CPUBackend: DeviceBackend {
         let status = posix_memalign(&pointer, Self.alignment, byteCount)
         guard status == 0, let pointer else {
             if status == ENOMEM || pointer == nil {
-                throw .outOfMemory(device: info.id.description, requested: byteCount, inUse: 0, cached: 0,
-                                   limit: info.totalMemory, detail: "posix_memalign returned \(status)")
+                throw .outOfMemory(
+                    device: info.id.description, requested: byteCount, inUse: 0, cached: 0,
+                    limit: info.totalMemory, detail: "posix_memalign returned \(status)")
             }
-            throw .backendFailure(backend: "cpu", call: "posix_memalign", code: Int(status), message: FileStore.errorMessage(status))
+            throw .backendFailure(
+                backend: "cpu", call: "posix_memalign", code: Int(status), message: FileStore.errorMessage(status))
         }
         counters.recordAllocation()
         return UInt64(UInt(bitPattern: pointer))
@@ -100,8 +103,10 @@ public final class CPUBackend: DeviceBackend {
 
     /// Enqueues `body` as one command of `bytes` bytes (run on the calling thread when it is small and the queue is
     /// idle) and returns its completion, which keeps `owner` alive until the command has run.
-    private func command(bytes: Int, retaining owner: (any Sendable)? = nil,
-                         _ body: @escaping @Sendable () -> Void) -> Completion {
+    private func command(
+        bytes: Int, retaining owner: (any Sendable)? = nil,
+        _ body: @escaping @Sendable () -> Void
+    ) -> Completion {
         let completion = Completion(retaining: owner.map { [$0] } ?? [])
         let queued = monotonicNanoseconds()
         queue.enqueue(inline: bytes <= Self.inlineBytes) {
@@ -129,7 +134,9 @@ public final class CPUBackend: DeviceBackend {
         counters.recordCopy(bytes: count)
     }
 
-    public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError)
+        -> Completion
+    {
         let from = Self.address(source), to = Self.address(destination), count = source.byteCount
         counters.recordCopy(bytes: count)
         return command(bytes: count) { memmove(Self.pointer(to), Self.pointer(from), count) }
@@ -155,13 +162,17 @@ public final class CPUBackend: DeviceBackend {
         }
     }
 
-    public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
+    {
         let from = UInt(source.address) + UInt(offset), to = Self.address(destination), count = destination.byteCount
         counters.recordCopy(bytes: count)
         return command(bytes: count, retaining: owner) { memcpy(Self.pointer(to), Self.pointer(from), count) }
     }
 
-    public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable)
+        throws(GPUBridgeError) -> Completion
+    {
         let from = Self.address(source), to = UInt(destination.address) + UInt(offset), count = source.byteCount
         counters.recordCopy(bytes: count)
         return command(bytes: count, retaining: owner) { memcpy(Self.pointer(to), Self.pointer(from), count) }
@@ -171,8 +182,9 @@ public final class CPUBackend: DeviceBackend {
         var pointer: UnsafeMutableRawPointer?
         let status = posix_memalign(&pointer, Self.alignment, byteCount)
         guard status == 0, let pointer else {
-            throw .outOfMemory(device: "host", requested: byteCount, inUse: 0, cached: 0, limit: info.totalMemory,
-                               detail: "posix_memalign returned \(status)")
+            throw .outOfMemory(
+                device: "host", requested: byteCount, inUse: 0, cached: 0, limit: info.totalMemory,
+                detail: "posix_memalign returned \(status)")
         }
         // Host memory is the device's memory here: there is nothing to pin against.
         return HostAllocation(address: UInt64(UInt(bitPattern: pointer)), byteCount: byteCount, pinned: false)
@@ -189,7 +201,10 @@ public final class CPUBackend: DeviceBackend {
     public func compilerFlags(for options: CompileOptions) -> [String] { [] }
 
     public func compile(_ source: KernelSource, options: CompileOptions) throws(GPUBridgeError) -> KernelBinary {
-        throw .unsupported(feature: "compiling \(source.language.rawValue) text ('\(source.name)'); write the kernel as a Swift function", backend: "cpu")
+        throw .unsupported(
+            feature:
+                "compiling \(source.language.rawValue) text ('\(source.name)'); write the kernel as a Swift function",
+            backend: "cpu")
     }
 
     public func load(_ binary: KernelBinary, source: KernelSource) throws(GPUBridgeError) -> any KernelProgram {

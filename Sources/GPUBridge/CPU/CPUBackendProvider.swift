@@ -4,7 +4,8 @@ public struct CPUBackendProvider: BackendProvider {
     public var backend: BackendKind { .cpu }
     public func discover() -> BackendReport {
         let device = CPUBackend()
-        return BackendReport(backend: .cpu, devices: [device],
-                             details: [("cores", String(device.cores)), ("alignment", "\(CPUBackend.alignment) bytes")])
+        return BackendReport(
+            backend: .cpu, devices: [device],
+            details: [("cores", String(device.cores)), ("alignment", "\(CPUBackend.alignment) bytes")])
     }
 }

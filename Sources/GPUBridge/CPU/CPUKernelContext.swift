@@ -15,7 +15,7 @@ public struct CPUKernelContext {
     /// For 1-D launches: the global work-item indices covered by `groups` (`groups * groupSize.x`).
     public var items: Range<Int> {
         let size = launch.groupSize.x * launch.groupSize.y * launch.groupSize.z
-        return groups.lowerBound * size ..< groups.upperBound * size
+        return groups.lowerBound * size..<groups.upperBound * size
     }
 
     /// Calls `body` with the (x, y, z) global index of every work-item in this call's groups.
@@ -23,9 +23,9 @@ public struct CPUKernelContext {
         let g = launch.groups, s = launch.groupSize
         for group in groups {
             let gx = group % g.x, gy = (group / g.x) % g.y, gz = group / (g.x * g.y)
-            for lz in 0 ..< s.z {
-                for ly in 0 ..< s.y {
-                    for lx in 0 ..< s.x {
+            for lz in 0..<s.z {
+                for ly in 0..<s.y {
+                    for lx in 0..<s.x {
                         try body(gx * s.x + lx, gy * s.y + ly, gz * s.z + lz)
                     }
                 }
@@ -34,12 +34,15 @@ public struct CPUKernelContext {
     }
 
     /// Argument `index` as a typed buffer pointer over its whole length.
-    public func buffer<Element: BitwiseCopyable>(_ index: Int, as type: Element.Type) throws(GPUBridgeError) -> UnsafeMutableBufferPointer<Element> {
+    public func buffer<Element: BitwiseCopyable>(_ index: Int, as type: Element.Type) throws(GPUBridgeError)
+        -> UnsafeMutableBufferPointer<Element>
+    {
         guard index >= 0, index < arguments.count else {
             throw .argumentMismatch(kernel: kernel, detail: "argument \(index) requested, \(arguments.count) given")
         }
         guard case let .memory(region) = arguments[index] else {
-            throw .argumentMismatch(kernel: kernel, detail: "argument \(index) is a scalar, expected a buffer of \(Element.self)")
+            throw .argumentMismatch(
+                kernel: kernel, detail: "argument \(index) is a scalar, expected a buffer of \(Element.self)")
         }
         let count = region.byteCount / MemoryLayout<Element>.stride
         guard let base = UnsafeMutableRawPointer(bitPattern: UInt(region.handle) + UInt(region.offset)) else {

@@ -36,7 +36,8 @@ final class CPUProgram: KernelProgram {
             let failure = FirstError()
             if chunks == 1 {
                 do {
-                    try body(CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: 0 ..< groupCount))
+                    try body(
+                        CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: 0..<groupCount))
                 } catch {
                     failure.record(Self.wrap(error, name))
                 }
@@ -46,7 +47,8 @@ final class CPUProgram: KernelProgram {
                     let upper = groupCount * (chunk + 1) / chunks
                     guard lower < upper else { return }
                     do {
-                        try body(CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: lower ..< upper))
+                        try body(
+                            CPUKernelContext(kernel: name, arguments: arguments, launch: launch, groups: lower..<upper))
                     } catch {
                         failure.record(Self.wrap(error, name))
                     }

@@ -45,8 +45,9 @@ public struct ExecutionTimings: Sendable, Hashable, Codable {
 /// thread.
 public final class Completion: Sendable {
     private enum State {
-        case pending(waiters: [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>],
-                     retained: [any Sendable])
+        case pending(
+            waiters: [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>],
+            retained: [any Sendable])
         case done(Result<ExecutionTimings?, GPUBridgeError>)
     }
 
@@ -64,7 +65,8 @@ public final class Completion: Sendable {
 
     /// Marks the command finished. Only the first call counts; later calls are ignored.
     public func complete(_ result: Result<ExecutionTimings?, GPUBridgeError>) {
-        let (waiters, retained) = state.withLock { state -> ([CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>], [any Sendable]) in
+        let (waiters, retained) = state.withLock {
+            state -> ([CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>], [any Sendable]) in
             guard case let .pending(waiters, retained) = state else { return ([], []) }
             state = .done(result)
             return (waiters, retained)
@@ -100,7 +102,8 @@ public final class Completion: Sendable {
     /// wait always lasts until the device is done.
     @discardableResult
     public func wait() async throws(GPUBridgeError) -> ExecutionTimings? {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>) in
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>) in
             let ready: Result<ExecutionTimings?, GPUBridgeError>? = state.withLock { state in
                 switch state {
                 case let .done(result):

@@ -55,7 +55,9 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
     private let logger = Logger(label: "gpubridge.device")
 
     /// Wraps `backend` with a pool capped at `poolLimit` bytes (default: the device's memory) and a kernel cache.
-    public init(backend: any DeviceBackend, poolLimit: Int? = nil, cache: KernelCache = KernelCache(directory: nil)) throws(GPUBridgeError) {
+    public init(backend: any DeviceBackend, poolLimit: Int? = nil, cache: KernelCache = KernelCache(directory: nil))
+        throws(GPUBridgeError)
+    {
         self.backend = backend
         self.pool = try BufferPool(backend: backend, limit: poolLimit)
         self.cache = cache
@@ -90,21 +92,27 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             throw .invalidArgument(name: "byteCount", value: String(byteCount), limit: "1...\(pool.limit) bytes")
         }
         let block = try pool.allocate(byteCount: byteCount)
-        return RawBuffer(device: self, owner: BlockOwner(pool: pool, block: block), parent: nil, offset: 0, byteCount: byteCount)
+        return RawBuffer(
+            device: self, owner: BlockOwner(pool: pool, block: block), parent: nil, offset: 0, byteCount: byteCount)
     }
 
     /// Allocates room for `count` elements of `Element`. Contents are undefined.
-    public func makeBuffer<Element: BitwiseCopyable>(of type: Element.Type, count: Int) throws(GPUBridgeError) -> Buffer<Element> {
+    public func makeBuffer<Element: BitwiseCopyable>(of type: Element.Type, count: Int) throws(GPUBridgeError)
+        -> Buffer<Element>
+    {
         let stride = MemoryLayout<Element>.stride
         let (bytes, overflow) = count.multipliedReportingOverflow(by: stride)
         guard count > 0, !overflow else {
-            throw .invalidArgument(name: "count", value: String(count), limit: "1...\(pool.limit / stride) elements of \(Element.self)")
+            throw .invalidArgument(
+                name: "count", value: String(count), limit: "1...\(pool.limit / stride) elements of \(Element.self)")
         }
         return Buffer(unchecked: try makeRawBuffer(byteCount: bytes))
     }
 
     /// Allocates a buffer holding a copy of `values` (a synchronous upload).
-    public func makeBuffer<Element: BitwiseCopyable>(copying values: [Element]) throws(GPUBridgeError) -> Buffer<Element> {
+    public func makeBuffer<Element: BitwiseCopyable>(copying values: [Element]) throws(GPUBridgeError) -> Buffer<
+        Element
+    > {
         let buffer = try makeBuffer(of: Element.self, count: values.count)
         try buffer.copy(from: values)
         return buffer
@@ -121,7 +129,9 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
     // MARK: Kernels
 
     /// Compiles `source` for this device, or finds it in the kernel cache (memory, then disk).
-    public func compile(_ source: KernelSource, options: CompileOptions = CompileOptions()) throws(GPUBridgeError) -> Kernel {
+    public func compile(_ source: KernelSource, options: CompileOptions = CompileOptions()) throws(GPUBridgeError)
+        -> Kernel
+    {
         guard !source.name.isEmpty else {
             throw .invalidArgument(name: "source.name", value: "\"\"", limit: "a non-empty name")
         }
@@ -129,15 +139,17 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             throw .invalidArgument(name: "source.entryPoint", value: "\"\"", limit: "a non-empty function name")
         }
         guard backend.languages.contains(source.language) else {
-            throw .unsupported(feature: "kernels in \(source.language.rawValue) ('\(source.name)')", backend: id.backend.rawValue)
+            throw .unsupported(
+                feature: "kernels in \(source.language.rawValue) ('\(source.name)')", backend: id.backend.rawValue)
         }
         switch source.body {
         case let .swift(function):
             return Kernel(device: self, source: source, program: try backend.makeProgram(function, source: source))
         case let .text(text):
-            let key = KernelCache.Key(backend: id.backend.rawValue, architecture: info.architecture,
-                                      compiler: backend.compilerVersion, flags: backend.compilerFlags(for: options),
-                                      language: source.language.rawValue, entryPoint: source.entryPoint, source: text)
+            let key = KernelCache.Key(
+                backend: id.backend.rawValue, architecture: info.architecture,
+                compiler: backend.compilerVersion, flags: backend.compilerFlags(for: options),
+                language: source.language.rawValue, entryPoint: source.entryPoint, source: text)
             let digest = key.digest
             if let program = programs.withLock({ $0[digest] }) {
                 cache.recordLoadedHit()
@@ -170,7 +182,9 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
     /// device, and (where the kernel declares parameters or the binary says) the argument count, kinds, scalar
     /// types and buffer lengths. Buffers are handed over by handle: nothing is allocated or copied. The completion
     /// keeps the argument buffers alive until the launch has finished.
-    public func enqueue(_ kernel: Kernel, _ launch: Launch, arguments: [KernelArgument]) throws(GPUBridgeError) -> Completion {
+    public func enqueue(_ kernel: Kernel, _ launch: Launch, arguments: [KernelArgument]) throws(GPUBridgeError)
+        -> Completion
+    {
         guard kernel.device === self else {
             let names = Device.names(expected: self, actual: kernel.device)
             throw .wrongDevice(name: "kernel '\(kernel.name)'", expected: names.expected, actual: names.actual)
@@ -190,14 +204,17 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             return completion
         } catch {
             metrics.launchFailures.increment()
-            logger.error("launch failed", metadata: ["kernel": "\(kernel.name)", "device": "\(id)", "error": "\(error)"])
+            logger.error(
+                "launch failed", metadata: ["kernel": "\(kernel.name)", "device": "\(id)", "error": "\(error)"])
             throw error
         }
     }
 
     /// Launches `kernel` and suspends until it has finished.
     @discardableResult
-    public func launch(_ kernel: Kernel, _ launch: Launch, arguments: [KernelArgument]) async throws(GPUBridgeError) -> ExecutionResult {
+    public func launch(_ kernel: Kernel, _ launch: Launch, arguments: [KernelArgument]) async throws(GPUBridgeError)
+        -> ExecutionResult
+    {
         let clock = ContinuousClock()
         let start = clock.now
         let completion = try enqueue(kernel, launch, arguments: arguments)
@@ -216,13 +233,20 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
     /// Suspends until all work enqueued on this device has finished.
     public func synchronize() async throws(GPUBridgeError) { try await backend.synchronize() }
 
-    private func resolve(_ arguments: [KernelArgument], for kernel: Kernel, launch: Launch) throws(GPUBridgeError) -> [ResolvedArgument] {
+    private func resolve(_ arguments: [KernelArgument], for kernel: Kernel, launch: Launch) throws(GPUBridgeError)
+        -> [ResolvedArgument]
+    {
         if let declared = kernel.parameters {
             guard arguments.count == declared.count else {
-                throw .argumentMismatch(kernel: kernel.name, detail: "expected \(declared.count) arguments (\(declared.map(\.name).joined(separator: ", "))), got \(arguments.count)")
+                throw .argumentMismatch(
+                    kernel: kernel.name,
+                    detail:
+                        "expected \(declared.count) arguments (\(declared.map(\.name).joined(separator: ", "))), got \(arguments.count)"
+                )
             }
         } else if let count = kernel.program.parameterCount, arguments.count != count {
-            throw .argumentMismatch(kernel: kernel.name, detail: "the compiled kernel takes \(count) arguments, got \(arguments.count)")
+            throw .argumentMismatch(
+                kernel: kernel.name, detail: "the compiled kernel takes \(count) arguments, got \(arguments.count)")
         }
         var resolved: [ResolvedArgument] = []
         resolved.reserveCapacity(arguments.count)
@@ -231,24 +255,32 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             case let .buffer(buffer):
                 guard buffer.device === self else {
                     let names = Device.names(expected: self, actual: buffer.device)
-                    throw .wrongDevice(name: "argument \(index) of '\(kernel.name)'", expected: names.expected,
-                                       actual: names.actual)
+                    throw .wrongDevice(
+                        name: "argument \(index) of '\(kernel.name)'", expected: names.expected,
+                        actual: names.actual)
                 }
                 if let declared = kernel.parameters {
                     guard case let .buffer(name, elementSize, extent) = declared[index] else {
-                        throw .argumentMismatch(kernel: kernel.name, detail: "argument \(index) ('\(declared[index].name)') is a scalar, got a buffer")
+                        throw .argumentMismatch(
+                            kernel: kernel.name,
+                            detail: "argument \(index) ('\(declared[index].name)') is a scalar, got a buffer")
                     }
-                    try checkExtent(buffer, name: name, index: index, elementSize: elementSize, extent: extent,
-                                    arguments: arguments, kernel: kernel, launch: launch)
+                    try checkExtent(
+                        buffer, name: name, index: index, elementSize: elementSize, extent: extent,
+                        arguments: arguments, kernel: kernel, launch: launch)
                 }
                 resolved.append(.memory(buffer.region))
             case let .scalar(value):
                 if let declared = kernel.parameters {
                     guard case let .scalar(name, type) = declared[index] else {
-                        throw .argumentMismatch(kernel: kernel.name, detail: "argument \(index) ('\(declared[index].name)') is a buffer, got \(value)")
+                        throw .argumentMismatch(
+                            kernel: kernel.name,
+                            detail: "argument \(index) ('\(declared[index].name)') is a buffer, got \(value)")
                     }
                     guard type == value.type else {
-                        throw .argumentMismatch(kernel: kernel.name, detail: "argument \(index) ('\(name)') is \(type.rawValue), got \(value)")
+                        throw .argumentMismatch(
+                            kernel: kernel.name,
+                            detail: "argument \(index) ('\(name)') is \(type.rawValue), got \(value)")
                     }
                 }
                 resolved.append(.scalar(value))
@@ -257,8 +289,10 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         return resolved
     }
 
-    private func checkExtent(_ buffer: RawBuffer, name: String, index: Int, elementSize: Int, extent: BufferExtent,
-                             arguments: [KernelArgument], kernel: Kernel, launch: Launch) throws(GPUBridgeError) {
+    private func checkExtent(
+        _ buffer: RawBuffer, name: String, index: Int, elementSize: Int, extent: BufferExtent,
+        arguments: [KernelArgument], kernel: Kernel, launch: Launch
+    ) throws(GPUBridgeError) {
         let needed: Int
         switch extent {
         case .any:
@@ -269,14 +303,22 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             needed = launch.globalSize?.product ?? Int.max
         case let .argument(countIndex):
             guard countIndex >= 0, countIndex < arguments.count, case let .scalar(value) = arguments[countIndex],
-                  let n = value.integerValue else {
-                throw .argumentMismatch(kernel: kernel.name, detail: "the length of '\(name)' is given by argument \(countIndex), which is not an integer scalar")
+                let n = value.integerValue
+            else {
+                throw .argumentMismatch(
+                    kernel: kernel.name,
+                    detail: "the length of '\(name)' is given by argument \(countIndex), which is not an integer scalar"
+                )
             }
             needed = n
         }
         let (bytes, overflow) = needed.multipliedReportingOverflow(by: elementSize)
         guard !overflow, buffer.byteCount >= bytes else {
-            throw .argumentMismatch(kernel: kernel.name, detail: "argument \(index) ('\(name)') holds \(buffer.byteCount / max(1, elementSize)) elements (\(buffer.byteCount) bytes) but the launch reaches \(needed) elements")
+            throw .argumentMismatch(
+                kernel: kernel.name,
+                detail:
+                    "argument \(index) ('\(name)') holds \(buffer.byteCount / max(1, elementSize)) elements (\(buffer.byteCount) bytes) but the launch reaches \(needed) elements"
+            )
         }
     }
 }

@@ -54,9 +54,11 @@ public protocol DeviceBackend: AnyObject, Sendable {
     /// Enqueues a fill of a region with a repeated pattern (1, 2, 4 or 8 bytes; the region's length is a multiple).
     func enqueueFill(_ destination: DeviceRegion, pattern: [UInt8]) throws(GPUBridgeError) -> Completion
     /// Enqueues a copy from host memory; the returned completion keeps `owner` alive until the copy is done.
-    func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion) throws(GPUBridgeError) -> Completion
+    func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
     /// Enqueues a copy into host memory; the returned completion keeps `owner` alive until the copy is done.
-    func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable) throws(GPUBridgeError) -> Completion
+    func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable)
+        throws(GPUBridgeError) -> Completion
     /// Allocates host memory for transfers, page-locked when `pinned` and the backend can.
     func allocateHost(byteCount: Int, pinned: Bool) throws(GPUBridgeError) -> HostAllocation
     /// Releases memory from `allocateHost`.

@@ -38,8 +38,9 @@ public final class DeviceCounters: Sendable {
 
     /// A copy of the current values.
     public var snapshot: Snapshot {
-        Snapshot(allocations: allocations, frees: frees, copies: copies, bytesCopied: bytesCopied,
-                 launches: launches, compiles: compiles)
+        Snapshot(
+            allocations: allocations, frees: frees, copies: copies, bytesCopied: bytesCopied,
+            launches: launches, compiles: compiles)
     }
 
     /// The counters at one moment.

@@ -8,7 +8,10 @@ public struct BackendReport: Sendable {
     /// Facts worth showing: library paths, versions, platforms.
     public var details: [(String, String)]
 
-    public init(backend: BackendKind, devices: [any DeviceBackend], unavailableReason: String? = nil, details: [(String, String)] = []) {
+    public init(
+        backend: BackendKind, devices: [any DeviceBackend], unavailableReason: String? = nil,
+        details: [(String, String)] = []
+    ) {
         self.backend = backend
         self.devices = devices
         self.unavailableReason = unavailableReason

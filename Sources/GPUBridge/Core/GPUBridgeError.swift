@@ -43,7 +43,8 @@ public enum GPUBridgeError: Error, Sendable, Equatable, Codable, CustomStringCon
         case let .wrongDevice(name, expected, actual):
             return "'\(name)' belongs to device \(actual), but was used on device \(expected)"
         case let .outOfMemory(device, requested, inUse, cached, limit, detail):
-            return "out of memory on \(device): requested \(requested) bytes with \(inUse) bytes in use and \(cached) cached, limit \(limit) bytes (\(detail))"
+            return
+                "out of memory on \(device): requested \(requested) bytes with \(inUse) bytes in use and \(cached) cached, limit \(limit) bytes (\(detail))"
         case let .compilationFailed(kernel, backend, log):
             return "compilation of kernel '\(kernel)' failed on \(backend):\n\(log)"
         case let .argumentMismatch(kernel, detail):
@@ -61,7 +62,8 @@ public enum GPUBridgeError: Error, Sendable, Equatable, Codable, CustomStringCon
         case let .io(path, operation, errno, message):
             return "\(operation) '\(path)' failed: \(message) (errno \(errno))"
         case let .allAttemptsFailed(operation, attempts):
-            return "\(operation) failed on every device tried (\(attempts.count) attempts): " + attempts.joined(separator: "; ")
+            return "\(operation) failed on every device tried (\(attempts.count) attempts): "
+                + attempts.joined(separator: "; ")
         }
     }
 }
@@ -69,9 +71,12 @@ public enum GPUBridgeError: Error, Sendable, Equatable, Codable, CustomStringCon
 extension GPUBridgeError {
     /// Throws `invalidArgument` unless `value` lies in `range`.
     @inlinable
-    static func require(_ name: @autoclosure () -> String, _ value: Int, in range: ClosedRange<Int>) throws(GPUBridgeError) {
+    static func require(_ name: @autoclosure () -> String, _ value: Int, in range: ClosedRange<Int>)
+        throws(GPUBridgeError)
+    {
         guard range.contains(value) else {
-            throw .invalidArgument(name: name(), value: String(value), limit: "\(range.lowerBound)...\(range.upperBound)")
+            throw .invalidArgument(
+                name: name(), value: String(value), limit: "\(range.lowerBound)...\(range.upperBound)")
         }
     }
 }

@@ -28,7 +28,9 @@ public enum KernelParameter: Sendable, Hashable {
     case scalar(name: String, type: ScalarType)
 
     /// A buffer of `Element`.
-    public static func buffer<Element: BitwiseCopyable>(_ name: String, _ element: Element.Type, extent: BufferExtent = .any) -> KernelParameter {
+    public static func buffer<Element: BitwiseCopyable>(
+        _ name: String, _ element: Element.Type, extent: BufferExtent = .any
+    ) -> KernelParameter {
         .buffer(name: name, elementSize: MemoryLayout<Element>.stride, extent: extent)
     }
 
@@ -82,7 +84,9 @@ public struct KernelSource: Sendable {
     public var parameters: [KernelParameter]?
 
     /// A kernel written as text for a device compiler.
-    public init(name: String, language: KernelLanguage, text: String, entryPoint: String, parameters: [KernelParameter]? = nil) {
+    public init(
+        name: String, language: KernelLanguage, text: String, entryPoint: String, parameters: [KernelParameter]? = nil
+    ) {
         self.name = name
         self.language = language
         self.body = .text(text)
@@ -91,8 +95,10 @@ public struct KernelSource: Sendable {
     }
 
     /// A kernel written as a Swift function for the CPU backend.
-    public init(name: String, parameters: [KernelParameter]? = nil, scheduling: SwiftKernel.Scheduling = .perItem,
-                swift body: @escaping SwiftKernel.Body) {
+    public init(
+        name: String, parameters: [KernelParameter]? = nil, scheduling: SwiftKernel.Scheduling = .perItem,
+        swift body: @escaping SwiftKernel.Body
+    ) {
         self.name = name
         self.language = .swift
         self.body = .swift(SwiftKernel(scheduling: scheduling, body))
@@ -124,8 +130,10 @@ public struct CompileOptions: Sendable, Hashable, Codable {
     /// Extra flags passed through unchanged.
     public var extraFlags: [String]
 
-    public init(defines: [String: String] = [:], optimize: Bool = true, fastMath: Bool = false, target: String? = nil,
-                lineInfo: Bool = false, maxRegisters: Int? = nil, extraFlags: [String] = []) {
+    public init(
+        defines: [String: String] = [:], optimize: Bool = true, fastMath: Bool = false, target: String? = nil,
+        lineInfo: Bool = false, maxRegisters: Int? = nil, extraFlags: [String] = []
+    ) {
         self.defines = defines
         self.optimize = optimize
         self.fastMath = fastMath

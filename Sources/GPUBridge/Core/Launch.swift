@@ -80,8 +80,9 @@ public struct Launch: Sendable, Hashable, Codable, CustomStringConvertible {
                 throw .invalidLaunch(name: "groups.\(names[d])", value: String(value), limit: "1...\(limit)")
             }
             guard value <= limit else {
-                throw .invalidLaunch(name: "groups.\(names[d])", value: String(value),
-                                     limit: "1...\(limit) (device \(device.id) max groups)")
+                throw .invalidLaunch(
+                    name: "groups.\(names[d])", value: String(value),
+                    limit: "1...\(limit) (device \(device.id) max groups)")
             }
         }
         for (d, value) in groupSize.components.enumerated() {
@@ -90,22 +91,26 @@ public struct Launch: Sendable, Hashable, Codable, CustomStringConvertible {
                 throw .invalidLaunch(name: "groupSize.\(names[d])", value: String(value), limit: "1...\(limit)")
             }
             guard value <= limit else {
-                throw .invalidLaunch(name: "groupSize.\(names[d])", value: String(value),
-                                     limit: "1...\(limit) (device \(device.id) max group size)")
+                throw .invalidLaunch(
+                    name: "groupSize.\(names[d])", value: String(value),
+                    limit: "1...\(limit) (device \(device.id) max group size)")
             }
         }
         guard let items = groupSize.product, items <= device.maxGroupItems else {
-            throw .invalidLaunch(name: "groupSize", value: groupSize.description,
-                                 limit: "at most \(device.maxGroupItems) items per group on \(device.id)")
+            throw .invalidLaunch(
+                name: "groupSize", value: groupSize.description,
+                limit: "at most \(device.maxGroupItems) items per group on \(device.id)")
         }
         guard let global = globalSize, global.product != nil else {
-            throw .invalidLaunch(name: "groups * groupSize", value: "\(groups) * \(groupSize)",
-                                 limit: "a total work-item count that fits in \(Int.max)")
+            throw .invalidLaunch(
+                name: "groups * groupSize", value: "\(groups) * \(groupSize)",
+                limit: "a total work-item count that fits in \(Int.max)")
         }
         let sharedLimit = device.capabilities.sharedMemoryPerGroup
         guard sharedMemoryBytes >= 0, sharedMemoryBytes <= sharedLimit else {
-            throw .invalidLaunch(name: "sharedMemoryBytes", value: String(sharedMemoryBytes),
-                                 limit: "0...\(sharedLimit) bytes per group on \(device.id)")
+            throw .invalidLaunch(
+                name: "sharedMemoryBytes", value: String(sharedMemoryBytes),
+                limit: "0...\(sharedLimit) bytes per group on \(device.id)")
         }
     }
 }

@@ -41,7 +41,7 @@ enum FileStore {
                 throw .io(path: path, operation: "read", errno: code, message: errorMessage(code))
             }
             if n == 0 { break }
-            out.append(contentsOf: chunk[0 ..< n])
+            out.append(contentsOf: chunk[0..<n])
         }
         return out
     }

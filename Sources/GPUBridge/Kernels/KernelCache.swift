@@ -22,8 +22,10 @@ public final class KernelCache: Sendable {
         public var entryPoint: String
         public var source: String
 
-        public init(backend: String, architecture: String, compiler: String, flags: [String], language: String,
-                    entryPoint: String, source: String) {
+        public init(
+            backend: String, architecture: String, compiler: String, flags: [String], language: String,
+            entryPoint: String, source: String
+        ) {
             self.backend = backend
             self.architecture = architecture
             self.compiler = compiler
@@ -36,7 +38,9 @@ public final class KernelCache: Sendable {
         /// Hex SHA-256 over every field, each length-prefixed so no two keys collide by concatenation.
         public var digest: String {
             var hasher = SHA256()
-            for field in [backend, architecture, compiler, flags.joined(separator: "\u{1F}"), language, entryPoint, source] {
+            for field in [
+                backend, architecture, compiler, flags.joined(separator: "\u{1F}"), language, entryPoint, source,
+            ] {
                 let bytes = Array(field.utf8)
                 hasher.update(withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { Array($0) })
                 hasher.update(bytes)
@@ -96,7 +100,9 @@ public final class KernelCache: Sendable {
     }
 
     /// The binary for `key`: from memory, else from disk (verified), else from `build()`, which is then stored.
-    public func binary(for key: Key, build: () throws(GPUBridgeError) -> KernelBinary) throws(GPUBridgeError) -> KernelBinary {
+    public func binary(for key: Key, build: () throws(GPUBridgeError) -> KernelBinary) throws(GPUBridgeError)
+        -> KernelBinary
+    {
         let digest = key.digest
         if let hit = memory.withLock({ $0[digest] }) {
             stats.withLock { $0.memoryHits += 1 }
@@ -109,7 +115,8 @@ public final class KernelCache: Sendable {
                 stats.withLock { $0.diskHits += 1 }
                 return binary
             case .corrupt(let reason):
-                logger.warning("corrupt kernel cache entry; rebuilding", metadata: ["path": "\(path)", "reason": "\(reason)"])
+                logger.warning(
+                    "corrupt kernel cache entry; rebuilding", metadata: ["path": "\(path)", "reason": "\(reason)"])
                 FileStore.remove(path)
                 stats.withLock { $0.corruptEntries += 1 }
             case .missing:
@@ -126,7 +133,8 @@ public final class KernelCache: Sendable {
                 stats.withLock { $0.diskWrites += 1 }
             } catch {
                 // A cache that cannot be written still works from memory; say so once per failure.
-                logger.warning("could not write kernel cache entry", metadata: ["path": "\(path)", "error": "\(error)"])
+                logger.warning(
+                    "could not write kernel cache entry", metadata: ["path": "\(path)", "error": "\(error)"])
             }
         }
         return binary
@@ -162,17 +170,22 @@ public final class KernelCache: Sendable {
         func take(_ n: Int) -> ArraySlice<UInt8>? {
             guard n >= 0, data.count - cursor >= n else { return nil }
             defer { cursor += n }
-            return data[cursor ..< cursor + n]
+            return data[cursor..<cursor + n]
         }
         func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
             guard let bytes = take(MemoryLayout<T>.size) else { return nil }
             return bytes.reversed().reduce(T(0)) { $0 << 8 | T($1) }
         }
         guard let magic = take(Self.magic.count), Array(magic) == Self.magic else { return .corrupt("bad header") }
-        guard let key = take(64), String(decoding: key, as: UTF8.self) == digest else { return .corrupt("key mismatch") }
-        guard let formatLength = integer(UInt32.self), let format = take(Int(formatLength)) else { return .corrupt("truncated format") }
+        guard let key = take(64), String(decoding: key, as: UTF8.self) == digest else {
+            return .corrupt("key mismatch")
+        }
+        guard let formatLength = integer(UInt32.self), let format = take(Int(formatLength)) else {
+            return .corrupt("truncated format")
+        }
         guard let payloadLength = integer(UInt64.self), let checksum = take(32),
-              let payload = take(Int(clamping: payloadLength)), cursor == data.count else { return .corrupt("truncated payload") }
+            let payload = take(Int(clamping: payloadLength)), cursor == data.count
+        else { return .corrupt("truncated payload") }
         guard SHA256.hash(payload) == Array(checksum) else { return .corrupt("checksum mismatch") }
         return .found(KernelBinary(format: String(decoding: format, as: UTF8.self), bytes: Array(payload)))
     }

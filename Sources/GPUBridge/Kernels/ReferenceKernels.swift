@@ -19,13 +19,17 @@ extension Double: ReferenceElement {
 
 extension Int32: ReferenceElement {
     public static var kernelTypeName: String { "int" }
-    public static func sample(_ i: Int, _ salt: Int) -> Int32 { Int32(truncatingIfNeeded: (i &* 31 &+ salt) % 1_000_003) - 500_000 }
+    public static func sample(_ i: Int, _ salt: Int) -> Int32 {
+        Int32(truncatingIfNeeded: (i &* 31 &+ salt) % 1_000_003) - 500_000
+    }
 }
 
 /// The kernels every backend runs in `gpubridge run` and `gpubridge selftest`, in each backend's language.
 public enum ReferenceKernels {
     /// `c[i] = a[i] + b[i]` for `i < n`, with parameters `(a, b, c, n)` where `n` is `int32`.
-    public static func vectorAdd<Element: ReferenceElement>(_ element: Element.Type, language: KernelLanguage) -> KernelSource {
+    public static func vectorAdd<Element: ReferenceElement>(_ element: Element.Type, language: KernelLanguage)
+        -> KernelSource
+    {
         let t = Element.kernelTypeName
         let name = "vector_add_\(t)"
         let parameters: [KernelParameter] = [
@@ -37,21 +41,25 @@ public enum ReferenceKernels {
         switch language {
         case .openCLC:
             let pragma = t == "double" ? "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" : ""
-            return KernelSource(name: name, language: .openCLC, text: """
-                \(pragma)__kernel void \(name)(__global const \(t)* restrict a, __global const \(t)* restrict b,
-                                         __global \(t)* restrict c, const int n) {
-                    int i = (int)get_global_id(0);
-                    if (i < n) c[i] = a[i] + b[i];
-                }
-                """, entryPoint: name, parameters: parameters)
+            return KernelSource(
+                name: name, language: .openCLC,
+                text: """
+                    \(pragma)__kernel void \(name)(__global const \(t)* restrict a, __global const \(t)* restrict b,
+                                             __global \(t)* restrict c, const int n) {
+                        int i = (int)get_global_id(0);
+                        if (i < n) c[i] = a[i] + b[i];
+                    }
+                    """, entryPoint: name, parameters: parameters)
         case .cuda:
-            return KernelSource(name: name, language: .cuda, text: """
-                extern "C" __global__ void \(name)(const \(t)* __restrict__ a, const \(t)* __restrict__ b,
-                                                  \(t)* __restrict__ c, int n) {
-                    int i = blockIdx.x * blockDim.x + threadIdx.x;
-                    if (i < n) c[i] = a[i] + b[i];
-                }
-                """, entryPoint: name, parameters: parameters)
+            return KernelSource(
+                name: name, language: .cuda,
+                text: """
+                    extern "C" __global__ void \(name)(const \(t)* __restrict__ a, const \(t)* __restrict__ b,
+                                                      \(t)* __restrict__ c, int n) {
+                        int i = blockIdx.x * blockDim.x + threadIdx.x;
+                        if (i < n) c[i] = a[i] + b[i];
+                    }
+                    """, entryPoint: name, parameters: parameters)
         case .swift:
             return KernelSource(name: name, parameters: parameters) { context in
                 let a = try context.buffer(0, as: Element.self)
@@ -102,15 +110,16 @@ public struct VectorAddRun: Sendable {
 
     /// Runs VectorAdd of `count` elements on `device`; verifies every element when `verify` is true.
     public static func run<Element: ReferenceElement>(
-        _ element: Element.Type, count: Int, on device: Device, verify: Bool = true, options: CompileOptions = CompileOptions()
+        _ element: Element.Type, count: Int, on device: Device, verify: Bool = true,
+        options: CompileOptions = CompileOptions()
     ) async throws(GPUBridgeError) -> VectorAddRun {
         guard count >= 1, count <= Int(Int32.max) else {
             throw .invalidArgument(name: "size", value: String(count), limit: "1...\(Int32.max) elements")
         }
         let clock = ContinuousClock()
         var phases = Phases()
-        let a = (0 ..< count).map { Element.sample($0, 1) }
-        let b = (0 ..< count).map { Element.sample($0, 2) }
+        let a = (0..<count).map { Element.sample($0, 1) }
+        let b = (0..<count).map { Element.sample($0, 2) }
 
         var t = clock.now
         let da = try device.makeBuffer(of: Element.self, count: count)
@@ -128,12 +137,15 @@ public struct VectorAddRun: Sendable {
         phases.copyIn = clock.now - t
 
         t = clock.now
-        let kernel = try device.compile(ReferenceKernels.vectorAdd(Element.self, language: ReferenceKernels.language(for: device)), options: options)
+        let kernel = try device.compile(
+            ReferenceKernels.vectorAdd(Element.self, language: ReferenceKernels.language(for: device)), options: options
+        )
         phases.compile = clock.now - t
 
         t = clock.now
-        let result = try await device.launch(kernel, .covering(count, groupSize: min(256, device.info.maxGroupItems)),
-                                             arguments: [.buffer(da), .buffer(db), .buffer(dc), .int32(Int32(count))])
+        let result = try await device.launch(
+            kernel, .covering(count, groupSize: min(256, device.info.maxGroupItems)),
+            arguments: [.buffer(da), .buffer(db), .buffer(dc), .int32(Int32(count))])
         phases.launch = clock.now - t
 
         t = clock.now
@@ -144,11 +156,12 @@ public struct VectorAddRun: Sendable {
         if verify {
             t = clock.now
             var bad = 0
-            for i in 0 ..< count where c[i] != a[i] + b[i] { bad += 1 }
+            for i in 0..<count where c[i] != a[i] + b[i] { bad += 1 }
             mismatches = bad
             phases.verify = clock.now - t
         }
-        return VectorAddRun(device: device.id, elements: count, elementType: Element.kernelTypeName, phases: phases,
-                            kernelTime: result.timings?.duration, mismatches: mismatches)
+        return VectorAddRun(
+            device: device.id, elements: count, elementType: Element.kernelTypeName, phases: phases,
+            kernelTime: result.timings?.duration, mismatches: mismatches)
     }
 }

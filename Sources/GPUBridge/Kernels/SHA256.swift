@@ -26,7 +26,7 @@ public struct SHA256: Sendable {
         pending.append(contentsOf: bytes)
         var start = 0
         while pending.count - start >= 64 {
-            pending.withUnsafeBufferPointer { block(UnsafeBufferPointer(rebasing: $0[start ..< start + 64])) }
+            pending.withUnsafeBufferPointer { block(UnsafeBufferPointer(rebasing: $0[start..<start + 64])) }
             start += 64
         }
         if start > 0 { pending.removeFirst(start) }
@@ -40,7 +40,7 @@ public struct SHA256: Sendable {
         let bits = length &* 8
         var tail: [UInt8] = [0x80]
         while (pending.count + tail.count) % 64 != 56 { tail.append(0) }
-        for i in (0 ..< 8).reversed() { tail.append(UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8))) }
+        for i in (0..<8).reversed() { tail.append(UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8))) }
         let saved = length
         update(tail)
         length = saved
@@ -68,16 +68,18 @@ public struct SHA256: Sendable {
 
     private mutating func block(_ chunk: UnsafeBufferPointer<UInt8>) {
         var w = [UInt32](repeating: 0, count: 64)
-        for i in 0 ..< 16 {
-            w[i] = UInt32(chunk[i * 4]) << 24 | UInt32(chunk[i * 4 + 1]) << 16 | UInt32(chunk[i * 4 + 2]) << 8 | UInt32(chunk[i * 4 + 3])
+        for i in 0..<16 {
+            w[i] =
+                UInt32(chunk[i * 4]) << 24 | UInt32(chunk[i * 4 + 1]) << 16 | UInt32(chunk[i * 4 + 2]) << 8
+                | UInt32(chunk[i * 4 + 3])
         }
-        for i in 16 ..< 64 {
+        for i in 16..<64 {
             let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
             let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
             w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
         }
         var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
-        for i in 0 ..< 64 {
+        for i in 0..<64 {
             let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
             let ch = (e & f) ^ (~e & g)
             let t1 = hh &+ s1 &+ ch &+ Self.k[i] &+ w[i]

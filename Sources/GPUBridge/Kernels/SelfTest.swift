@@ -5,7 +5,9 @@
 public enum SelfTest {
     /// The outcome of one check.
     public struct Check: Sendable, Hashable, Codable {
-        public enum Status: String, Sendable, Hashable, Codable { case passed, failed, notApplicable = "not-applicable" }
+        public enum Status: String, Sendable, Hashable, Codable {
+            case passed, failed, notApplicable = "not-applicable"
+        }
         public var name: String
         public var status: Status
         /// What was measured or what went wrong.
@@ -14,8 +16,10 @@ public enum SelfTest {
     }
 
     /// Runs every check on `device`. `largeCount` is the element count of the large VectorAdd.
-    public static func run(on device: Device, largeCount: Int = 10_000_000,
-                           progress: @Sendable (Check) -> Void = { _ in }) async -> [Check] {
+    public static func run(
+        on device: Device, largeCount: Int = 10_000_000,
+        progress: @Sendable (Check) -> Void = { _ in }
+    ) async -> [Check] {
         var checks: [Check] = []
         func record(_ name: String, _ body: () async throws -> (Check.Status, String)) async {
             let clock = ContinuousClock()
@@ -46,25 +50,32 @@ public enum SelfTest {
             let i = try await VectorAddRun.run(Int32.self, count: 100_000, on: device)
             if device.info.capabilities.float64 {
                 let d = try await VectorAddRun.run(Double.self, count: 100_000, on: device)
-                return (i.mismatches == 0 && d.mismatches == 0 ? .passed : .failed, "int32 \(i.mismatches ?? -1), float64 \(d.mismatches ?? -1) mismatches")
+                return (
+                    i.mismatches == 0 && d.mismatches == 0 ? .passed : .failed,
+                    "int32 \(i.mismatches ?? -1), float64 \(d.mismatches ?? -1) mismatches"
+                )
             }
-            return (i.mismatches == 0 ? .passed : .failed, "int32 \(i.mismatches ?? -1) mismatches; device has no float64")
+            return (
+                i.mismatches == 0 ? .passed : .failed, "int32 \(i.mismatches ?? -1) mismatches; device has no float64"
+            )
         }
         await record("views as kernel arguments") {
             let align = max(1, device.info.capabilities.viewOffsetAlignment / MemoryLayout<Float>.stride)
             let n = 4096, offset = align * 2
             let total = n + offset * 2
-            let a = try device.makeBuffer(copying: (0 ..< total).map { Float($0) })
+            let a = try device.makeBuffer(copying: (0..<total).map { Float($0) })
             let b = try device.makeBuffer(copying: [Float](repeating: 0.5, count: total))
             let c = try device.makeBuffer(copying: [Float](repeating: -1, count: total))
             let kernel = try device.compile(ReferenceKernels.vectorAdd(Float.self, language: language))
-            try await device.launch(kernel, .covering(n), arguments: [
-                .buffer(try a.view(offset: offset, count: n)), .buffer(try b.view(offset: offset, count: n)),
-                .buffer(try c.view(offset: offset, count: n)), .int32(Int32(n)),
-            ])
+            try await device.launch(
+                kernel, .covering(n),
+                arguments: [
+                    .buffer(try a.view(offset: offset, count: n)), .buffer(try b.view(offset: offset, count: n)),
+                    .buffer(try c.view(offset: offset, count: n)), .int32(Int32(n)),
+                ])
             let out = try c.toArray()
             var bad = 0
-            for i in 0 ..< total {
+            for i in 0..<total {
                 let expected: Float = (i >= offset && i < offset + n) ? Float(i) + 0.5 : -1
                 if out[i] != expected { bad += 1 }
             }
@@ -74,7 +85,7 @@ public enum SelfTest {
             await record("async copies with offsets (\(pinned ? "pinned" : "pageable") host memory)") {
                 let n = 1 << 16
                 let host = try device.makeHostBuffer(byteCount: n * 4, pinned: pinned)
-                try host.write((0 ..< n).map { UInt32($0 &* 2654435761 % 1_000_003) })
+                try host.write((0..<n).map { UInt32($0 &* 2654435761 % 1_000_003) })
                 let buffer = try device.makeBuffer(of: UInt32.self, count: n + 100)
                 try await buffer.fill(7)
                 try await buffer.copy(from: host, hostOffset: 10, toOffset: 50, count: n - 10)
@@ -90,15 +101,16 @@ public enum SelfTest {
         await record("200 concurrent launches") {
             let kernel = try device.compile(ReferenceKernels.vectorAdd(Int32.self, language: language))
             let bad = try await withThrowingTaskGroup(of: Int.self) { group in
-                for task in 0 ..< 200 {
+                for task in 0..<200 {
                     group.addTask {
                         let n = 1000 + task
-                        let a = try device.makeBuffer(copying: (0 ..< n).map { Int32($0) })
+                        let a = try device.makeBuffer(copying: (0..<n).map { Int32($0) })
                         let b = try device.makeBuffer(copying: [Int32](repeating: Int32(task), count: n))
                         let c = try device.makeBuffer(of: Int32.self, count: n)
-                        try await device.launch(kernel, .covering(n), arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(Int32(n))])
+                        try await device.launch(
+                            kernel, .covering(n), arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(Int32(n))])
                         let out = try c.toArray()
-                        return (0 ..< n).filter { out[$0] != Int32($0) + Int32(task) }.count
+                        return (0..<n).filter { out[$0] != Int32($0) + Int32(task) }.count
                     }
                 }
                 return try await group.reduce(0, +)
@@ -113,7 +125,9 @@ public enum SelfTest {
                 _ = try device.compile(source)
                 return (.failed, "the broken kernel compiled")
             } catch let error as GPUBridgeError {
-                guard case let .compilationFailed(_, _, log) = error else { return (.failed, "unexpected error: \(error)") }
+                guard case let .compilationFailed(_, _, log) = error else {
+                    return (.failed, "unexpected error: \(error)")
+                }
                 let mentions = log.contains("undeclared_identifier")
                 return (mentions ? .passed : .failed, "log: \(log.split(separator: "\n").first ?? "")")
             }
@@ -134,8 +148,9 @@ public enum SelfTest {
             let kernel = try device.compile(ReferenceKernels.vectorAdd(Float.self, language: language))
             let a = try device.makeBuffer(of: Float.self, count: 16)
             do {
-                try await device.launch(kernel, Launch(groups: Extent3(1), groupSize: Extent3(device.info.maxGroupItems + 1)),
-                                        arguments: [.buffer(a), .buffer(a), .buffer(a), .int32(16)])
+                try await device.launch(
+                    kernel, Launch(groups: Extent3(1), groupSize: Extent3(device.info.maxGroupItems + 1)),
+                    arguments: [.buffer(a), .buffer(a), .buffer(a), .int32(16)])
                 return (.failed, "the launch was accepted")
             } catch let error as GPUBridgeError {
                 guard case .invalidLaunch = error else { return (.failed, "unexpected error: \(error)") }
@@ -144,8 +159,12 @@ public enum SelfTest {
         }
         await record("built-in kernels agree with the host reference") {
             let failures = await BuiltinKernelChecks.run(on: device)
-            return (failures.isEmpty ? .passed : .failed, failures.isEmpty
-                ? "vector_add, saxpy, scale, dot, sum, matmul, softmax, cosine top-k, histogram" : failures.joined(separator: "; "))
+            return (
+                failures.isEmpty ? .passed : .failed,
+                failures.isEmpty
+                    ? "vector_add, saxpy, scale, dot, sum, matmul, softmax, cosine top-k, histogram"
+                    : failures.joined(separator: "; ")
+            )
         }
         await record("no memory leaked") {
             let now = device.pool.statistics.bytesInUse
@@ -158,17 +177,21 @@ public enum SelfTest {
     public static func brokenKernel(_ language: KernelLanguage) -> KernelSource? {
         switch language {
         case .openCLC:
-            return KernelSource(name: "broken", language: .openCLC, text: """
-                __kernel void broken(__global float* a) {
-                    a[get_global_id(0)] = undeclared_identifier;
-                }
-                """, entryPoint: "broken")
+            return KernelSource(
+                name: "broken", language: .openCLC,
+                text: """
+                    __kernel void broken(__global float* a) {
+                        a[get_global_id(0)] = undeclared_identifier;
+                    }
+                    """, entryPoint: "broken")
         case .cuda:
-            return KernelSource(name: "broken", language: .cuda, text: """
-                extern "C" __global__ void broken(float* a) {
-                    a[threadIdx.x] = undeclared_identifier;
-                }
-                """, entryPoint: "broken")
+            return KernelSource(
+                name: "broken", language: .cuda,
+                text: """
+                    extern "C" __global__ void broken(float* a) {
+                        a[threadIdx.x] = undeclared_identifier;
+                    }
+                    """, entryPoint: "broken")
         case .swift:
             return nil
         }

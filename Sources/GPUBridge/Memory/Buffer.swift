@@ -9,8 +9,9 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
     /// Wraps `raw`; its length must be a whole number of elements.
     public init(_ raw: RawBuffer) throws(GPUBridgeError) {
         guard raw.byteCount % MemoryLayout<Element>.stride == 0 else {
-            throw .sizeMismatch(name: "byteCount % stride of \(Element.self)", expected: 0,
-                                actual: raw.byteCount % MemoryLayout<Element>.stride)
+            throw .sizeMismatch(
+                name: "byteCount % stride of \(Element.self)", expected: 0,
+                actual: raw.byteCount % MemoryLayout<Element>.stride)
         }
         self.raw = raw
     }
@@ -37,7 +38,9 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
 
     /// Copies `count` elements of `source` (from element `sourceOffset`) into this buffer at element `offset`;
     /// returns when done. `count` defaults to the rest of `source`.
-    public func copy(from source: [Element], sourceOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil) throws(GPUBridgeError) {
+    public func copy(from source: [Element], sourceOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil)
+        throws(GPUBridgeError)
+    {
         let n = count ?? remaining(source.count, after: sourceOffset)
         try checkRange(name: "source array", offset: sourceOffset, length: n, limit: source.count)
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "destination")
@@ -52,8 +55,11 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
 
     /// Copies `count` elements from this buffer (at element `offset`) into `destination` at element
     /// `destinationOffset`; returns when done. `count` defaults to what fits.
-    public func copy(to destination: inout [Element], destinationOffset: Int = 0, fromOffset offset: Int = 0, count: Int? = nil) throws(GPUBridgeError) {
-        let n = count ?? min(remaining(destination.count, after: destinationOffset), remaining(self.count, after: offset))
+    public func copy(
+        to destination: inout [Element], destinationOffset: Int = 0, fromOffset offset: Int = 0, count: Int? = nil
+    ) throws(GPUBridgeError) {
+        let n =
+            count ?? min(remaining(destination.count, after: destinationOffset), remaining(self.count, after: offset))
         try checkRange(name: "destination array", offset: destinationOffset, length: n, limit: destination.count)
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "source")
         let result = destination.withUnsafeMutableBytes { bytes -> Result<Void, GPUBridgeError> in
@@ -98,39 +104,53 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
     }
 
     /// Enqueues a copy of `count` elements from `host` (at element `hostOffset`) into this buffer (at `offset`).
-    public func enqueueCopy(from host: HostBuffer, hostOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(from host: HostBuffer, hostOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil)
+        throws(GPUBridgeError) -> Completion
+    {
         let stride = MemoryLayout<Element>.stride
-        let n = count ?? min(remaining(host.byteCount / stride, after: hostOffset), remaining(self.count, after: offset))
+        let n =
+            count ?? min(remaining(host.byteCount / stride, after: hostOffset), remaining(self.count, after: offset))
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "destination")
         let (hostByteOffset, _) = try bytes(offset: hostOffset, count: 0, name: "host", limit: host.byteCount / stride)
         return try raw.enqueueCopy(from: host, hostOffset: hostByteOffset, toOffset: byteOffset, byteCount: byteCount)
     }
 
     /// Enqueues a copy of `count` elements from this buffer (at element `offset`) into `host` (at `hostOffset`).
-    public func enqueueCopy(to host: HostBuffer, hostOffset: Int = 0, fromOffset offset: Int = 0, count: Int? = nil) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(to host: HostBuffer, hostOffset: Int = 0, fromOffset offset: Int = 0, count: Int? = nil)
+        throws(GPUBridgeError) -> Completion
+    {
         let stride = MemoryLayout<Element>.stride
-        let n = count ?? min(remaining(host.byteCount / stride, after: hostOffset), remaining(self.count, after: offset))
+        let n =
+            count ?? min(remaining(host.byteCount / stride, after: hostOffset), remaining(self.count, after: offset))
         let (byteOffset, byteCount) = try bytes(offset: offset, count: n, name: "source")
         let (hostByteOffset, _) = try bytes(offset: hostOffset, count: 0, name: "host", limit: host.byteCount / stride)
         return try raw.enqueueCopy(to: host, hostOffset: hostByteOffset, fromOffset: byteOffset, byteCount: byteCount)
     }
 
     /// Copies asynchronously from `host` and suspends until the copy is done.
-    public func copy(from host: HostBuffer, hostOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil) async throws(GPUBridgeError) {
+    public func copy(from host: HostBuffer, hostOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil)
+        async throws(GPUBridgeError)
+    {
         try await enqueueCopy(from: host, hostOffset: hostOffset, toOffset: offset, count: count).wait()
     }
 
     /// Copies asynchronously into `host` and suspends until the copy is done.
-    public func copy(to host: HostBuffer, hostOffset: Int = 0, fromOffset offset: Int = 0, count: Int? = nil) async throws(GPUBridgeError) {
+    public func copy(to host: HostBuffer, hostOffset: Int = 0, fromOffset offset: Int = 0, count: Int? = nil)
+        async throws(GPUBridgeError)
+    {
         try await enqueueCopy(to: host, hostOffset: hostOffset, fromOffset: offset, count: count).wait()
     }
 
     /// Copies `count` elements from another buffer of the same device and suspends until done.
-    public func copy(from source: Buffer<Element>, sourceOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil) async throws(GPUBridgeError) {
+    public func copy(from source: Buffer<Element>, sourceOffset: Int = 0, toOffset offset: Int = 0, count: Int? = nil)
+        async throws(GPUBridgeError)
+    {
         let n = count ?? min(remaining(source.count, after: sourceOffset), remaining(self.count, after: offset))
         let (srcByteOffset, byteCount) = try bytes(offset: sourceOffset, count: n, name: "source", limit: source.count)
         let (dstByteOffset, _) = try bytes(offset: offset, count: n, name: "destination")
-        try await raw.enqueueCopy(from: source.raw, sourceOffset: srcByteOffset, toOffset: dstByteOffset, byteCount: byteCount).wait()
+        try await raw.enqueueCopy(
+            from: source.raw, sourceOffset: srcByteOffset, toOffset: dstByteOffset, byteCount: byteCount
+        ).wait()
     }
 
     /// Sets every element (or `count` elements from `offset`) to `value` and suspends until done.

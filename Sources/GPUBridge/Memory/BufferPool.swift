@@ -177,14 +177,16 @@ public final class BufferPool: Sendable {
             return released
         }
 
-    mutating func handOut(_ key: ChunkKey, requested: Int, hit: Bool) -> PoolBlock {
-        let size = chunks[key]!.size  // `take` just recorded it
-        stats.bytesInUse += size
-        stats.blocksInUse += 1
-        stats.peakBytesInUse = max(stats.peakBytesInUse, stats.bytesInUse)
-        if hit { stats.hits += 1 } else { stats.misses += 1 }
-        return PoolBlock(region: DeviceRegion(handle: key.segment, offset: key.offset, byteCount: size), requestedBytes: requested)
-    }
+        mutating func handOut(_ key: ChunkKey, requested: Int, hit: Bool) -> PoolBlock {
+            let size = chunks[key]!.size  // `take` just recorded it
+            stats.bytesInUse += size
+            stats.blocksInUse += 1
+            stats.peakBytesInUse = max(stats.peakBytesInUse, stats.bytesInUse)
+            if hit { stats.hits += 1 } else { stats.misses += 1 }
+            return PoolBlock(
+                region: DeviceRegion(handle: key.segment, offset: key.offset, byteCount: size),
+                requestedBytes: requested)
+        }
 
         /// Removes every segment that is entirely free and returns them.
         mutating func takeFreeSegments() -> [(UInt64, Int)] {
@@ -287,7 +289,9 @@ public final class BufferPool: Sendable {
                 return segmentSize
             }
             guard let segmentSize else {
-                if trimmed { throw outOfMemory(requested: requested, detail: "pool limit reached after trimming the cache") }
+                if trimmed {
+                    throw outOfMemory(requested: requested, detail: "pool limit reached after trimming the cache")
+                }
                 trimmed = true
                 trimForSpace()
                 // Memory may have been freed by others in the meantime: try the cache again.
@@ -295,7 +299,9 @@ public final class BufferPool: Sendable {
                     s.flushRecent()
                     guard let key = s.take(size, granularity: granularity) else { return nil }
                     return s.handOut(key, requested: requested, hit: true)
-                }) { return block }
+                }) {
+                    return block
+                }
                 continue
             }
             let handle: UInt64
@@ -305,13 +311,17 @@ public final class BufferPool: Sendable {
                 state.withLock { $0.reserving -= segmentSize }
                 if case .outOfMemory = error, !trimmed {
                     trimmed = true
-                    logger.debug("driver out of memory; trimming the pool and retrying", metadata: ["requested": "\(requested)"])
+                    logger.debug(
+                        "driver out of memory; trimming the pool and retrying", metadata: ["requested": "\(requested)"])
                     trimForSpace()
                     continue
                 }
                 if case let .outOfMemory(_, _, _, _, _, detail) = error {
-                    logger.warning("allocation failed after trimming", metadata: ["requested": "\(requested)", "device": "\(backend.info.id)"])
-                    throw outOfMemory(requested: requested, detail: "device out of memory after trimming the cache: \(detail)")
+                    logger.warning(
+                        "allocation failed after trimming",
+                        metadata: ["requested": "\(requested)", "device": "\(backend.info.id)"])
+                    throw outOfMemory(
+                        requested: requested, detail: "device out of memory after trimming the cache: \(detail)")
                 }
                 throw error
             }
@@ -347,9 +357,12 @@ public final class BufferPool: Sendable {
             return true
         }
         guard accepted else {
-            logger.error("refused the release of a block that is not in use", metadata: ["block": "\(block.region)", "device": "\(backend.info.id)"])
-            throw .invalidArgument(name: "block", value: "\(block.region)",
-                                   limit: "a block of this pool that is in use (it was released already, or never handed out here)")
+            logger.error(
+                "refused the release of a block that is not in use",
+                metadata: ["block": "\(block.region)", "device": "\(backend.info.id)"])
+            throw .invalidArgument(
+                name: "block", value: "\(block.region)",
+                limit: "a block of this pool that is in use (it was released already, or never handed out here)")
         }
         backend.regionRetired(block.region)
         state.withLock { s in
@@ -385,8 +398,9 @@ public final class BufferPool: Sendable {
 
     private func outOfMemory(requested: Int, detail: String) -> GPUBridgeError {
         let s = statistics
-        return .outOfMemory(device: backend.info.id.description, requested: requested, inUse: s.bytesInUse,
-                            cached: s.bytesCached, limit: limit, detail: detail)
+        return .outOfMemory(
+            device: backend.info.id.description, requested: requested, inUse: s.bytesInUse,
+            cached: s.bytesCached, limit: limit, detail: detail)
     }
 
     deinit {
@@ -398,4 +412,3 @@ public final class BufferPool: Sendable {
         for (handle, size) in segments { backend.free(handle: handle, byteCount: size) }
     }
 }
-

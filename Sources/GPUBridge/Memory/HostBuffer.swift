@@ -24,7 +24,9 @@ public final class HostBuffer: Sendable {
     public var address: UInt64 { allocation.address }
 
     /// Calls `body` with the memory; valid only inside `body`.
-    public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+    public func withUnsafeMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E)
+        -> R
+    {
         let base = UnsafeMutableRawPointer(bitPattern: UInt(allocation.address))
         return try body(UnsafeMutableRawBufferPointer(start: base, count: allocation.byteCount))
     }
@@ -33,25 +35,36 @@ public final class HostBuffer: Sendable {
     public func write<Element: BitwiseCopyable>(_ values: [Element], at offset: Int = 0) throws(GPUBridgeError) {
         let stride = MemoryLayout<Element>.stride
         let (byteOffset, o1) = offset.multipliedReportingOverflow(by: stride)
-        guard !o1 else { throw .invalidArgument(name: "offset", value: String(offset), limit: "0...\(byteCount / stride)") }
+        guard !o1 else {
+            throw .invalidArgument(name: "offset", value: String(offset), limit: "0...\(byteCount / stride)")
+        }
         try checkRange(name: "host buffer", offset: byteOffset, length: values.count * stride, limit: byteCount)
         withUnsafeMutableBytes { dst in
             values.withUnsafeBytes { src in
-                if let base = src.baseAddress, src.count > 0 { (dst.baseAddress! + byteOffset).copyMemory(from: base, byteCount: src.count) }
+                if let base = src.baseAddress, src.count > 0 {
+                    (dst.baseAddress! + byteOffset).copyMemory(from: base, byteCount: src.count)
+                }
             }
         }
     }
 
     /// Reads `count` elements starting at element `offset`.
-    public func read<Element: BitwiseCopyable>(_ type: Element.Type, count: Int, at offset: Int = 0) throws(GPUBridgeError) -> [Element] {
+    public func read<Element: BitwiseCopyable>(_ type: Element.Type, count: Int, at offset: Int = 0)
+        throws(GPUBridgeError) -> [Element]
+    {
         let stride = MemoryLayout<Element>.stride
         let (byteOffset, o1) = offset.multipliedReportingOverflow(by: stride)
         let (length, o2) = count.multipliedReportingOverflow(by: stride)
-        guard !o1, !o2 else { throw .invalidArgument(name: "count", value: String(count), limit: "0...\(byteCount / stride)") }
+        guard !o1, !o2 else {
+            throw .invalidArgument(name: "count", value: String(count), limit: "0...\(byteCount / stride)")
+        }
         try checkRange(name: "host buffer", offset: byteOffset, length: length, limit: byteCount)
         return withUnsafeMutableBytes { src in
             [Element](unsafeUninitializedCapacity: count) { out, initialized in
-                if length > 0 { UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: src.baseAddress! + byteOffset, byteCount: length) }
+                if length > 0 {
+                    UnsafeMutableRawPointer(out.baseAddress!).copyMemory(
+                        from: src.baseAddress! + byteOffset, byteCount: length)
+                }
                 initialized = count
             }
         }

@@ -65,8 +65,9 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
         let alignment = device.info.capabilities.viewOffsetAlignment
         let absolute = owner.block.region.offset + self.offset + offset
         if alignment > 1, absolute % alignment != 0 {
-            throw .invalidArgument(name: "offset", value: "\(offset) (absolute \(absolute))",
-                                   limit: "multiples of \(alignment) bytes, the view alignment of \(device.id)")
+            throw .invalidArgument(
+                name: "offset", value: "\(offset) (absolute \(absolute))",
+                limit: "multiples of \(alignment) bytes, the view alignment of \(device.id)")
         }
         return RawBuffer(device: device, owner: owner, parent: self, offset: self.offset + offset, byteCount: byteCount)
     }
@@ -92,59 +93,82 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
 
     /// Enqueues a copy of `byteCount` bytes from `host` (at `hostOffset`) into this buffer (at `offset`). The host
     /// buffer is kept alive until the copy completes.
-    public func enqueueCopy(from host: HostBuffer, hostOffset: Int = 0, toOffset offset: Int = 0, byteCount: Int? = nil) throws(GPUBridgeError) -> Completion {
-        let length = byteCount ?? min(remaining(host.byteCount, after: hostOffset), remaining(self.byteCount, after: offset))
+    public func enqueueCopy(from host: HostBuffer, hostOffset: Int = 0, toOffset offset: Int = 0, byteCount: Int? = nil)
+        throws(GPUBridgeError) -> Completion
+    {
+        let length =
+            byteCount ?? min(remaining(host.byteCount, after: hostOffset), remaining(self.byteCount, after: offset))
         try checkRange(name: "host", offset: hostOffset, length: length, limit: host.byteCount)
         try checkRange(name: "destination", offset: offset, length: length, limit: self.byteCount)
         try host.check(device: device)
         guard length > 0 else { return Completion(finished: .success(nil)) }
         device.metrics.bytesCopied.increment(by: length)
-        return keepAlive([self], until: try device.backend.enqueueCopy(
-            from: host.allocation, offset: hostOffset, owner: host, to: region.slice(offset: offset, byteCount: length)))
+        return keepAlive(
+            [self],
+            until: try device.backend.enqueueCopy(
+                from: host.allocation, offset: hostOffset, owner: host,
+                to: region.slice(offset: offset, byteCount: length)))
     }
 
     /// Enqueues a copy of `byteCount` bytes from this buffer (at `offset`) into `host` (at `hostOffset`). The host
     /// buffer is kept alive until the copy completes.
-    public func enqueueCopy(to host: HostBuffer, hostOffset: Int = 0, fromOffset offset: Int = 0, byteCount: Int? = nil) throws(GPUBridgeError) -> Completion {
-        let length = byteCount ?? min(remaining(host.byteCount, after: hostOffset), remaining(self.byteCount, after: offset))
+    public func enqueueCopy(to host: HostBuffer, hostOffset: Int = 0, fromOffset offset: Int = 0, byteCount: Int? = nil)
+        throws(GPUBridgeError) -> Completion
+    {
+        let length =
+            byteCount ?? min(remaining(host.byteCount, after: hostOffset), remaining(self.byteCount, after: offset))
         try checkRange(name: "host", offset: hostOffset, length: length, limit: host.byteCount)
         try checkRange(name: "source", offset: offset, length: length, limit: self.byteCount)
         try host.check(device: device)
         guard length > 0 else { return Completion(finished: .success(nil)) }
         device.metrics.bytesCopied.increment(by: length)
-        return keepAlive([self], until: try device.backend.enqueueCopy(
-            from: region.slice(offset: offset, byteCount: length), to: host.allocation, offset: hostOffset, owner: host))
+        return keepAlive(
+            [self],
+            until: try device.backend.enqueueCopy(
+                from: region.slice(offset: offset, byteCount: length), to: host.allocation, offset: hostOffset,
+                owner: host))
     }
 
     /// Enqueues a device-to-device copy of `byteCount` bytes from `source` (at `sourceOffset`) into this buffer
     /// (at `offset`). Both buffers must be on the same device.
-    public func enqueueCopy(from source: RawBuffer, sourceOffset: Int = 0, toOffset offset: Int = 0, byteCount: Int? = nil) throws(GPUBridgeError) -> Completion {
+    public func enqueueCopy(
+        from source: RawBuffer, sourceOffset: Int = 0, toOffset offset: Int = 0, byteCount: Int? = nil
+    ) throws(GPUBridgeError) -> Completion {
         guard source.device === device else {
             let names = Device.names(expected: device, actual: source.device)
             throw .wrongDevice(name: "source", expected: names.expected, actual: names.actual)
         }
-        let length = byteCount ?? min(remaining(source.byteCount, after: sourceOffset), remaining(self.byteCount, after: offset))
+        let length =
+            byteCount ?? min(remaining(source.byteCount, after: sourceOffset), remaining(self.byteCount, after: offset))
         try checkRange(name: "source", offset: sourceOffset, length: length, limit: source.byteCount)
         try checkRange(name: "destination", offset: offset, length: length, limit: self.byteCount)
         guard length > 0 else { return Completion(finished: .success(nil)) }
-        return keepAlive([source, self], until: try device.backend.enqueueCopy(
-            from: source.region.slice(offset: sourceOffset, byteCount: length),
-            to: region.slice(offset: offset, byteCount: length)))
+        return keepAlive(
+            [source, self],
+            until: try device.backend.enqueueCopy(
+                from: source.region.slice(offset: sourceOffset, byteCount: length),
+                to: region.slice(offset: offset, byteCount: length)))
     }
 
     /// Enqueues a fill of `byteCount` bytes at `offset` with `pattern` (1, 2, 4 or 8 bytes) repeated.
-    public func enqueueFill(pattern: [UInt8], offset: Int = 0, byteCount: Int? = nil) throws(GPUBridgeError) -> Completion {
+    public func enqueueFill(pattern: [UInt8], offset: Int = 0, byteCount: Int? = nil) throws(GPUBridgeError)
+        -> Completion
+    {
         guard [1, 2, 4, 8].contains(pattern.count) else {
             throw .invalidArgument(name: "pattern.count", value: String(pattern.count), limit: "1, 2, 4 or 8 bytes")
         }
         let length = byteCount ?? remaining(self.byteCount, after: offset)
         try checkRange(name: "fill", offset: offset, length: length, limit: self.byteCount)
         guard length % pattern.count == 0 else {
-            throw .invalidArgument(name: "byteCount", value: String(length), limit: "multiples of the pattern's \(pattern.count) bytes")
+            throw .invalidArgument(
+                name: "byteCount", value: String(length), limit: "multiples of the pattern's \(pattern.count) bytes")
         }
         guard length > 0 else { return Completion(finished: .success(nil)) }
-        return keepAlive([self], until: try device.backend.enqueueFill(region.slice(offset: offset, byteCount: length),
-                                                                        pattern: pattern))
+        return keepAlive(
+            [self],
+            until: try device.backend.enqueueFill(
+                region.slice(offset: offset, byteCount: length),
+                pattern: pattern))
     }
 
     /// Keeps the buffers a queued command touches alive until it has completed: a buffer dropped right after

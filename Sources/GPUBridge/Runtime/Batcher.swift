@@ -20,10 +20,14 @@ public actor Batcher<Request: Sendable, Response: Sendable> {
     public private(set) var requests = 0
 
     /// `validate` runs on each request as it is submitted, so one caller's bad input fails that caller alone.
-    public init(maxBatch: Int, window: Duration,
-                validate: @escaping @Sendable (Request) throws(GPUBridgeError) -> Void = { _ in },
-                execute: @escaping Execute) throws(GPUBridgeError) {
-        guard maxBatch >= 1 else { throw .invalidArgument(name: "maxBatch", value: String(maxBatch), limit: "1...\(Int.max)") }
+    public init(
+        maxBatch: Int, window: Duration,
+        validate: @escaping @Sendable (Request) throws(GPUBridgeError) -> Void = { _ in },
+        execute: @escaping Execute
+    ) throws(GPUBridgeError) {
+        guard maxBatch >= 1 else {
+            throw .invalidArgument(name: "maxBatch", value: String(maxBatch), limit: "1...\(Int.max)")
+        }
         guard window >= .zero else { throw .invalidArgument(name: "window", value: "\(window)", limit: "zero or more") }
         self.maxBatch = maxBatch
         self.window = window
@@ -34,7 +38,8 @@ public actor Batcher<Request: Sendable, Response: Sendable> {
     /// Adds a request to the current batch and suspends until its response (or the batch's error) is ready.
     public func submit(_ request: Request) async throws(GPUBridgeError) -> Response {
         try validate(request)
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Response, GPUBridgeError>, Never>) in
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<Response, GPUBridgeError>, Never>) in
             pending.append((request, continuation))
             if pending.count >= maxBatch {
                 flush()
@@ -71,9 +76,12 @@ public actor Batcher<Request: Sendable, Response: Sendable> {
             }
             switch outcome {
             case let .success(responses) where responses.count == batch.count:
-                for (i, (_, continuation)) in batch.enumerated() { continuation.resume(returning: .success(responses[i])) }
+                for (i, (_, continuation)) in batch.enumerated() {
+                    continuation.resume(returning: .success(responses[i]))
+                }
             case let .success(responses):
-                let error = GPUBridgeError.sizeMismatch(name: "batch responses", expected: batch.count, actual: responses.count)
+                let error = GPUBridgeError.sizeMismatch(
+                    name: "batch responses", expected: batch.count, actual: responses.count)
                 for (_, continuation) in batch { continuation.resume(returning: .failure(error)) }
             case let .failure(error):
                 for (_, continuation) in batch { continuation.resume(returning: .failure(error)) }
@@ -86,14 +94,17 @@ extension Bridge {
     /// A batcher that coalesces small vector additions into one `vector_add` launch through this bridge (with its
     /// retries and fallback), using the bridge's micro-batch size and window.
     public func vectorAddBatcher() throws(GPUBridgeError) -> Batcher<Operations.VectorPair, [Float]> {
-        try Batcher(maxBatch: options.microBatchSize, window: options.microBatchWindow, validate: { request throws(GPUBridgeError) in
-            try Operations.checkCount("a.count", request.a.count)
-            try Operations.checkEqual("b.count", request.a.count, request.b.count)
-        }) { [self] requests throws(GPUBridgeError) in
+        try Batcher(
+            maxBatch: options.microBatchSize, window: options.microBatchWindow,
+            validate: { request throws(GPUBridgeError) in
+                try Operations.checkCount("a.count", request.a.count)
+                try Operations.checkEqual("b.count", request.a.count, request.b.count)
+            }
+        ) { [self] requests throws(GPUBridgeError) in
             var a: [Float] = [], b: [Float] = []
             var bounds: [Range<Int>] = []
             for request in requests {
-                bounds.append(a.count ..< a.count + request.a.count)
+                bounds.append(a.count..<a.count + request.a.count)
                 a += request.a
                 b += request.b
             }

@@ -33,10 +33,13 @@ public struct BridgeOptions: Sendable {
             throw .invalidArgument(name: "backendOrder", value: "[]", limit: "at least one backend")
         }
         guard Set(backendOrder).count == backendOrder.count else {
-            throw .invalidArgument(name: "backendOrder", value: "\(backendOrder.map(\.rawValue))", limit: "each backend once")
+            throw .invalidArgument(
+                name: "backendOrder", value: "\(backendOrder.map(\.rawValue))", limit: "each backend once")
         }
         guard maxConcurrentLaunchesPerDevice >= 1, maxConcurrentLaunchesPerDevice <= 4096 else {
-            throw .invalidArgument(name: "maxConcurrentLaunchesPerDevice", value: String(maxConcurrentLaunchesPerDevice), limit: "1...4096")
+            throw .invalidArgument(
+                name: "maxConcurrentLaunchesPerDevice", value: String(maxConcurrentLaunchesPerDevice), limit: "1...4096"
+            )
         }
         if let limit = poolLimitPerDevice, limit < 1 {
             throw .invalidArgument(name: "poolLimitPerDevice", value: String(limit), limit: "1...\(Int.max) bytes")
@@ -80,21 +83,28 @@ public final class Bridge: Sendable {
     private let logger = Logger(label: "gpubridge.bridge")
 
     /// Discovers devices with `providers` (for example `CPUBackendProvider()` plus the OpenCL and CUDA providers).
-    public convenience init(options: BridgeOptions = BridgeOptions(), providers: [any BackendProvider],
-                            catalog: KernelCatalog = KernelCatalog()) throws(GPUBridgeError) {
+    public convenience init(
+        options: BridgeOptions = BridgeOptions(), providers: [any BackendProvider],
+        catalog: KernelCatalog = KernelCatalog()
+    ) throws(GPUBridgeError) {
         try options.validate()
         let reports = providers.map { $0.discover() }
         try self.init(options: options, backends: reports.flatMap(\.devices), reports: reports, catalog: catalog)
     }
 
     /// Uses the given backends as they are (tests, or an application that picked its devices itself).
-    public init(options: BridgeOptions = BridgeOptions(), backends: [any DeviceBackend], reports: [BackendReport] = [],
-                catalog: KernelCatalog = KernelCatalog()) throws(GPUBridgeError) {
+    public init(
+        options: BridgeOptions = BridgeOptions(), backends: [any DeviceBackend], reports: [BackendReport] = [],
+        catalog: KernelCatalog = KernelCatalog()
+    ) throws(GPUBridgeError) {
         try options.validate()
         guard !backends.isEmpty else {
-            throw .backendUnavailable(backend: "any", reason: "no device found (" + reports.map {
-                "\($0.backend): \($0.unavailableReason ?? "no device")"
-            }.joined(separator: "; ") + ")")
+            throw .backendUnavailable(
+                backend: "any",
+                reason: "no device found ("
+                    + reports.map {
+                        "\($0.backend): \($0.unavailableReason ?? "no device")"
+                    }.joined(separator: "; ") + ")")
         }
         let cache = KernelCache(directory: options.cacheDirectory)
         var devices: [Device] = []
@@ -106,14 +116,19 @@ public final class Bridge: Sendable {
         self.reports = reports
         self.catalog = catalog
         self.cache = cache
-        self.broker = try DeviceBroker(devices: devices, policy: .init(
-            maxConcurrentLaunches: options.maxConcurrentLaunchesPerDevice, failureThreshold: options.failureThreshold,
-            probeInterval: options.probeInterval))
+        self.broker = try DeviceBroker(
+            devices: devices,
+            policy: .init(
+                maxConcurrentLaunches: options.maxConcurrentLaunchesPerDevice,
+                failureThreshold: options.failureThreshold,
+                probeInterval: options.probeInterval))
     }
 
     /// Runs `operation` on the best healthy device, retrying transient failures and falling back along
     /// `options.backendOrder` per the options.
-    public func run<Input, Output>(_ operation: Operation<Input, Output>, _ input: Input) async throws(GPUBridgeError) -> Output {
+    public func run<Input, Output>(_ operation: Operation<Input, Output>, _ input: Input) async throws(GPUBridgeError)
+        -> Output
+    {
         for id in operation.kernels { _ = try catalog.definition(id) }  // an unknown kernel is an error up front
         var attempts: [String] = []
         var tried: Set<DeviceID> = []
@@ -122,15 +137,18 @@ public final class Bridge: Sendable {
             let device = lease.device
             tried.insert(device.id)
             var activeLease: DeviceBroker.Lease? = lease
-            attempts: for attempt in 1 ... options.attemptsPerDevice {
+            attempts: for attempt in 1...options.attemptsPerDevice {
                 let current: DeviceBroker.Lease
                 if let held = activeLease {
                     current = held
                 } else {
                     // A retry on the same device takes a fresh slot (its circuit may have opened meanwhile).
-                    guard let again = await broker.acquire(backends: [device.id.backend],
-                                                           excluding: Set(broker.devices.map(\.id)).subtracting([device.id]),
-                                                           footprint: footprint) else { break attempts }
+                    guard
+                        let again = await broker.acquire(
+                            backends: [device.id.backend],
+                            excluding: Set(broker.devices.map(\.id)).subtracting([device.id]),
+                            footprint: footprint)
+                    else { break attempts }
                     current = again
                 }
                 activeLease = nil
@@ -139,34 +157,47 @@ public final class Bridge: Sendable {
                 case let .success(output):
                     broker.release(current, succeeded: true)
                     if !attempts.isEmpty {
-                        logger.info("request completed after failures", metadata: [
-                            "operation": "\(operation.name)", "device": "\(device.id)", "attempts": "\(attempts.count + 1)"])
+                        logger.info(
+                            "request completed after failures",
+                            metadata: [
+                                "operation": "\(operation.name)", "device": "\(device.id)",
+                                "attempts": "\(attempts.count + 1)",
+                            ])
                     }
                     return output
                 case let .failure(error):
                     let kind = classify(error)
                     broker.release(current, succeeded: false, countsAsFailure: kind == .transient || kind == .resource)
                     attempts.append("\(device.id) attempt \(attempt): \(error)")
-                    Counter(label: "gpubridge_request_failures_total", dimensions: [("device", device.id.description)]).increment()
+                    Counter(label: "gpubridge_request_failures_total", dimensions: [("device", device.id.description)])
+                        .increment()
                     if kind == .caller { throw error }  // the same input fails everywhere: report it as it is
-                    logger.warning("attempt failed", metadata: [
-                        "operation": "\(operation.name)", "device": "\(device.id)", "attempt": "\(attempt)", "error": "\(error)"])
+                    logger.warning(
+                        "attempt failed",
+                        metadata: [
+                            "operation": "\(operation.name)", "device": "\(device.id)", "attempt": "\(attempt)",
+                            "error": "\(error)",
+                        ])
                     if kind != .transient { break attempts }  // resource and unsupported errors go to the next device
                 }
             }
             guard options.fallback else { break }
-            logger.notice("falling back to the next device", metadata: ["operation": "\(operation.name)", "from": "\(device.id)"])
+            logger.notice(
+                "falling back to the next device", metadata: ["operation": "\(operation.name)", "from": "\(device.id)"])
             Counter(label: "gpubridge_fallbacks_total", dimensions: [("from", device.id.description)]).increment()
         }
         if attempts.isEmpty {
-            throw .backendUnavailable(backend: options.backendOrder.map(\.rawValue).joined(separator: ","),
-                                      reason: "no healthy device of these backends (all circuits open or none found)")
+            throw .backendUnavailable(
+                backend: options.backendOrder.map(\.rawValue).joined(separator: ","),
+                reason: "no healthy device of these backends (all circuits open or none found)")
         }
         throw .allAttemptsFailed(operation: operation.name, attempts: attempts)
     }
 
-    private func execute<Input, Output>(_ operation: Operation<Input, Output>, _ input: Input,
-                                        on device: Device) async -> Result<Output, GPUBridgeError> {
+    private func execute<Input, Output>(
+        _ operation: Operation<Input, Output>, _ input: Input,
+        on device: Device
+    ) async -> Result<Output, GPUBridgeError> {
         let clock = ContinuousClock()
         let start = clock.now
         let result: Result<Output, GPUBridgeError>
@@ -189,10 +220,15 @@ public final class Bridge: Sendable {
         } catch let error as GPUBridgeError {
             result = .failure(error)
         } catch {
-            result = .failure(.backendFailure(backend: device.id.backend.rawValue, call: operation.name, code: -1, message: "\(error)"))
+            result = .failure(
+                .backendFailure(
+                    backend: device.id.backend.rawValue, call: operation.name, code: -1, message: "\(error)"))
         }
-        Timer(label: "gpubridge_request_duration", dimensions: [("device", device.id.description), ("operation", operation.name)])
-            .recordNanoseconds((clock.now - start).nanoseconds)
+        Timer(
+            label: "gpubridge_request_duration",
+            dimensions: [("device", device.id.description), ("operation", operation.name)]
+        )
+        .recordNanoseconds((clock.now - start).nanoseconds)
         return result
     }
 

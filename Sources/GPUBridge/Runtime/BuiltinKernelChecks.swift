@@ -7,7 +7,9 @@
 /// softmax within 1e-5 absolute; top-k scores within 1e-4 of the double-precision cosine, indices equal except where
 /// two candidates' scores are within 1e-5 (a near-tie may order either way in float32); histogram exact.
 public enum BuiltinKernelChecks {
-    public static func run(on device: Device, catalog: KernelCatalog = KernelCatalog(), seed: UInt64 = 42) async -> [String] {
+    public static func run(on device: Device, catalog: KernelCatalog = KernelCatalog(), seed: UInt64 = 42) async
+        -> [String]
+    {
         var failures: [String] = []
         var values = SplitMix64(seed: seed)
         func check(_ name: String, _ body: () async throws -> String?) async {
@@ -21,15 +23,16 @@ public enum BuiltinKernelChecks {
             let a = values.floats(n, -1, 1), b = values.floats(n, -1, 1)
             await check("vector_add n=\(n)") {
                 let c = try await Operations.vectorAdd.run(.init(a, b), on: device, catalog: catalog)
-                return (0 ..< n).allSatisfy { c[$0] == a[$0] + b[$0] } ? nil : "differs from a + b"
+                return (0..<n).allSatisfy { c[$0] == a[$0] + b[$0] } ? nil : "differs from a + b"
             }
             await check("saxpy n=\(n)") {
                 let y = try await Operations.saxpy.run((alpha: 1.5, x: a, y: b), on: device, catalog: catalog)
-                return (0 ..< n).allSatisfy { abs(y[$0] - (1.5 * a[$0] + b[$0])) <= 1e-6 * (1 + abs(y[$0])) } ? nil : "differs from alpha*x + y"
+                return (0..<n).allSatisfy { abs(y[$0] - (1.5 * a[$0] + b[$0])) <= 1e-6 * (1 + abs(y[$0])) }
+                    ? nil : "differs from alpha*x + y"
             }
             await check("scale n=\(n)") {
                 let y = try await Operations.scale.run((alpha: -0.25, x: a), on: device, catalog: catalog)
-                return (0 ..< n).allSatisfy { y[$0] == -0.25 * a[$0] } ? nil : "differs from alpha*x"
+                return (0..<n).allSatisfy { y[$0] == -0.25 * a[$0] } ? nil : "differs from alpha*x"
             }
             await check("dot n=\(n)") {
                 let got = Double(try await Operations.dot.run(.init(a, b), on: device, catalog: catalog))
@@ -45,10 +48,12 @@ public enum BuiltinKernelChecks {
         for (m, n, k) in [(1, 1, 1), (17, 33, 29), (64, 48, 128)] {
             let a = values.floats(m * k, -1, 1), b = values.floats(k * n, -1, 1)
             await check("matmul \(m)x\(k) * \(k)x\(n)") {
-                let c = try await Operations.matmul.run(.init(a: a, b: b, m: m, n: n, k: k), on: device, catalog: catalog)
+                let c = try await Operations.matmul.run(
+                    .init(a: a, b: b, m: m, n: n, k: k), on: device, catalog: catalog)
                 let want = HostReference.matmul(a, b, m: m, n: n, k: k)
-                let bad = (0 ..< m * n).filter { abs(Double(c[$0]) - want[$0]) > 1e-3 * (1 + abs(want[$0])) }
-                return bad.isEmpty ? nil : "\(bad.count) elements off, first at \(bad[0]): \(c[bad[0]]) vs \(want[bad[0]])"
+                let bad = (0..<m * n).filter { abs(Double(c[$0]) - want[$0]) > 1e-3 * (1 + abs(want[$0])) }
+                return bad.isEmpty
+                    ? nil : "\(bad.count) elements off, first at \(bad[0]): \(c[bad[0]]) vs \(want[bad[0]])"
             }
         }
         for (rows, cols) in [(1, 1), (7, 300), (32, 1024)] {
@@ -56,7 +61,7 @@ public enum BuiltinKernelChecks {
             await check("softmax \(rows)x\(cols)") {
                 let y = try await Operations.softmax.run((x: x, rows: rows, cols: cols), on: device, catalog: catalog)
                 let want = HostReference.softmax(x, rows: rows, cols: cols)
-                let bad = (0 ..< x.count).filter { abs(Double(y[$0]) - want[$0]) > 1e-5 }
+                let bad = (0..<x.count).filter { abs(Double(y[$0]) - want[$0]) > 1e-5 }
                 return bad.isEmpty ? nil : "\(bad.count) elements off"
             }
         }
@@ -64,12 +69,15 @@ public enum BuiltinKernelChecks {
             let dim = 24, rows = 2000, q = 5, k = 10
             let matrix = values.floats(rows * dim, -1, 1), queries = values.floats(q * dim, -1, 1)
             await check("cosine top-k \(q) queries x \(rows) rows, k=\(k)") {
-                let got = try await Operations.topK.run((queries: queries, matrix: matrix, dim: dim, k: k), on: device, catalog: catalog)
+                let got = try await Operations.topK.run(
+                    (queries: queries, matrix: matrix, dim: dim, k: k), on: device, catalog: catalog)
                 let want = HostReference.topK(queries: queries, matrix: matrix, dim: dim, k: k)
-                for qi in 0 ..< q {
-                    for j in 0 ..< k {
+                for qi in 0..<q {
+                    for j in 0..<k {
                         let g = got[qi][j], w = want[qi][j]
-                        if abs(Double(g.score) - w.score) > 1e-4 { return "query \(qi) rank \(j): score \(g.score) vs \(w.score)" }
+                        if abs(Double(g.score) - w.score) > 1e-4 {
+                            return "query \(qi) rank \(j): score \(g.score) vs \(w.score)"
+                        }
                         if g.index != w.index {
                             // Accept a swap only between candidates whose true scores are within 1e-5.
                             let other = want[qi].first { $0.index == g.index }
@@ -85,7 +93,8 @@ public enum BuiltinKernelChecks {
         for (n, bins) in [(1000, 10), (250_000, 256)] {
             let v = values.floats(n, -2, 2)
             await check("histogram n=\(n) bins=\(bins)") {
-                let got = try await Operations.histogram.run((values: v, bins: bins, lo: -1.5, hi: 1.5), on: device, catalog: catalog)
+                let got = try await Operations.histogram.run(
+                    (values: v, bins: bins, lo: -1.5, hi: 1.5), on: device, catalog: catalog)
                 let want = HostReference.histogram(v, bins: bins, lo: -1.5, hi: 1.5)
                 return got == want ? nil : "counts differ (total \(got.reduce(0, +)) vs \(want.reduce(0, +)))"
             }

@@ -14,40 +14,49 @@ public enum BuiltinKernels {
     public static let all: [KernelDefinition] = [
         KernelDefinition(
             id: "vector_add", summary: "c[i] = a[i] + b[i] (float32)",
-            parameters: [.buffer("a", Float.self, extent: .argument(3)), .buffer("b", Float.self, extent: .argument(3)),
-                         .buffer("c", Float.self, extent: .argument(3)), .scalar(name: "n", type: .int32)],
+            parameters: [
+                .buffer("a", Float.self, extent: .argument(3)), .buffer("b", Float.self, extent: .argument(3)),
+                .buffer("c", Float.self, extent: .argument(3)), .scalar(name: "n", type: .int32),
+            ],
             portableText: BuiltinKernelText.vectorAdd, entryPoint: "gb_vector_add"
         ) { context in
             let a = try context.buffer(0, as: Float.self), b = try context.buffer(1, as: Float.self)
             let c = try context.buffer(2, as: Float.self)
             let n = try context.integer(3)
-            let range = context.items.clamped(to: 0 ..< n)
+            let range = context.items.clamped(to: 0..<n)
             for i in range { c[i] = a[i] + b[i] }
         },
         KernelDefinition(
             id: "saxpy", summary: "y[i] = alpha * x[i] + y[i] (float32)",
-            parameters: [.buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
-                         .scalar(name: "alpha", type: .float32), .scalar(name: "n", type: .int32)],
+            parameters: [
+                .buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
+                .scalar(name: "alpha", type: .float32), .scalar(name: "n", type: .int32),
+            ],
             portableText: BuiltinKernelText.saxpy, entryPoint: "gb_saxpy"
         ) { context in
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
             let alpha = try context.float(2)
-            for i in context.items.clamped(to: 0 ..< (try context.integer(3))) { y[i] = alpha * x[i] + y[i] }
+            for i in context.items.clamped(to: 0..<(try context.integer(3))) { y[i] = alpha * x[i] + y[i] }
         },
         KernelDefinition(
             id: "scale", summary: "y[i] = alpha * x[i] (float32)",
-            parameters: [.buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
-                         .scalar(name: "alpha", type: .float32), .scalar(name: "n", type: .int32)],
+            parameters: [
+                .buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
+                .scalar(name: "alpha", type: .float32), .scalar(name: "n", type: .int32),
+            ],
             portableText: BuiltinKernelText.scale, entryPoint: "gb_scale"
         ) { context in
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
             let alpha = try context.float(2)
-            for i in context.items.clamped(to: 0 ..< (try context.integer(3))) { y[i] = alpha * x[i] }
+            for i in context.items.clamped(to: 0..<(try context.integer(3))) { y[i] = alpha * x[i] }
         },
         KernelDefinition(
-            id: "dot_partial", summary: "partial[g] = sum of x[i] * y[i] over group g's share of the input (reduction stage)",
-            parameters: [.buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
-                         .buffer("partial", Float.self, extent: .any), .scalar(name: "n", type: .int32)],
+            id: "dot_partial",
+            summary: "partial[g] = sum of x[i] * y[i] over group g's share of the input (reduction stage)",
+            parameters: [
+                .buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
+                .buffer("partial", Float.self, extent: .any), .scalar(name: "n", type: .int32),
+            ],
             portableText: BuiltinKernelText.dotPartial, entryPoint: "gb_dot_partial", scheduling: .perGroup
         ) { context in
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
@@ -57,8 +66,10 @@ public enum BuiltinKernels {
         },
         KernelDefinition(
             id: "sum_partial", summary: "partial[g] = sum of x[i] over group g's share of the input (reduction stage)",
-            parameters: [.buffer("x", Float.self, extent: .argument(2)), .buffer("partial", Float.self, extent: .any),
-                         .scalar(name: "n", type: .int32)],
+            parameters: [
+                .buffer("x", Float.self, extent: .argument(2)), .buffer("partial", Float.self, extent: .any),
+                .scalar(name: "n", type: .int32),
+            ],
             portableText: BuiltinKernelText.sumPartial, entryPoint: "gb_sum_partial", scheduling: .perGroup
         ) { context in
             let x = try context.buffer(0, as: Float.self)
@@ -67,9 +78,11 @@ public enum BuiltinKernels {
         },
         KernelDefinition(
             id: "matmul", summary: "C[MxN] = A[MxK] * B[KxN], float32 row-major, 16x16 tiles",
-            parameters: [.buffer("A", Float.self, extent: .any), .buffer("B", Float.self, extent: .any),
-                         .buffer("C", Float.self, extent: .any), .scalar(name: "M", type: .int32),
-                         .scalar(name: "N", type: .int32), .scalar(name: "K", type: .int32)],
+            parameters: [
+                .buffer("A", Float.self, extent: .any), .buffer("B", Float.self, extent: .any),
+                .buffer("C", Float.self, extent: .any), .scalar(name: "M", type: .int32),
+                .scalar(name: "N", type: .int32), .scalar(name: "K", type: .int32),
+            ],
             portableText: BuiltinKernelText.matmul, entryPoint: "gb_matmul"
         ) { context in
             let a = try context.buffer(0, as: Float.self), b = try context.buffer(1, as: Float.self)
@@ -81,21 +94,23 @@ public enum BuiltinKernels {
             for g in context.groups {
                 let col0 = (g % gx) * tile, row0 = (g / gx) * tile
                 let width = max(0, min(tile, n - col0))
-                for r in row0 ..< min(m, row0 + tile) {
-                    for j in 0 ..< width { accumulator[j] = 0 }
-                    for p in 0 ..< k {
+                for r in row0..<min(m, row0 + tile) {
+                    for j in 0..<width { accumulator[j] = 0 }
+                    for p in 0..<k {
                         let av = a[r * k + p]
                         let base = p * n + col0
-                        for j in 0 ..< width { accumulator[j] += av * b[base + j] }
+                        for j in 0..<width { accumulator[j] += av * b[base + j] }
                     }
-                    for j in 0 ..< width { c[r * n + col0 + j] = accumulator[j] }
+                    for j in 0..<width { c[r * n + col0 + j] = accumulator[j] }
                 }
             }
         },
         KernelDefinition(
             id: "softmax_rows", summary: "y = softmax(x) along each row (float32, one group per row)",
-            parameters: [.buffer("x", Float.self, extent: .any), .buffer("y", Float.self, extent: .any),
-                         .scalar(name: "rows", type: .int32), .scalar(name: "cols", type: .int32)],
+            parameters: [
+                .buffer("x", Float.self, extent: .any), .buffer("y", Float.self, extent: .any),
+                .scalar(name: "rows", type: .int32), .scalar(name: "cols", type: .int32),
+            ],
             portableText: BuiltinKernelText.softmaxRows, entryPoint: "gb_softmax_rows", scheduling: .perGroup
         ) { context in
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
@@ -103,22 +118,24 @@ public enum BuiltinKernels {
             for r in context.groups where r < rows {
                 let base = r * cols
                 var m = -Float.infinity
-                for c in 0 ..< cols { m = max(m, x[base + c]) }
+                for c in 0..<cols { m = max(m, x[base + c]) }
                 var sum: Float = 0
-                for c in 0 ..< cols {
+                for c in 0..<cols {
                     let e = (x[base + c] - m).exponential
                     y[base + c] = e
                     sum += e
                 }
                 let inverse = 1 / sum
-                for c in 0 ..< cols { y[base + c] *= inverse }
+                for c in 0..<cols { y[base + c] *= inverse }
             }
         },
         KernelDefinition(
             id: "cosine_scores", summary: "scores[q][r] = cosine similarity of queries[q] and matrix[r]",
-            parameters: [.buffer("queries", Float.self, extent: .any), .buffer("matrix", Float.self, extent: .any),
-                         .buffer("scores", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
-                         .scalar(name: "rows", type: .int32), .scalar(name: "dim", type: .int32)],
+            parameters: [
+                .buffer("queries", Float.self, extent: .any), .buffer("matrix", Float.self, extent: .any),
+                .buffer("scores", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
+                .scalar(name: "rows", type: .int32), .scalar(name: "dim", type: .int32),
+            ],
             portableText: BuiltinKernelText.cosineScores, entryPoint: "gb_cosine_scores"
         ) { context in
             let queries = try context.buffer(0, as: Float.self), matrix = try context.buffer(1, as: Float.self)
@@ -129,9 +146,9 @@ public enum BuiltinKernels {
                 let q = g / gx
                 guard q < queryCount else { continue }
                 let r0 = (g % gx) * size
-                for r in r0 ..< min(rows, r0 + size) {
+                for r in r0..<min(rows, r0 + size) {
                     var dot: Float = 0, na: Float = 0, nb: Float = 0
-                    for d in 0 ..< dim {
+                    for d in 0..<dim {
                         let u = queries[q * dim + d], v = matrix[r * dim + d]
                         dot += u * v; na += u * u; nb += v * v
                     }
@@ -141,10 +158,13 @@ public enum BuiltinKernels {
             }
         },
         KernelDefinition(
-            id: "topk_select", summary: "the k best scores per query, best first, ties to the lower index (consumes scores)",
-            parameters: [.buffer("scores", Float.self, extent: .any), .buffer("outIndex", Int32.self, extent: .any),
-                         .buffer("outScore", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
-                         .scalar(name: "rows", type: .int32), .scalar(name: "k", type: .int32)],
+            id: "topk_select",
+            summary: "the k best scores per query, best first, ties to the lower index (consumes scores)",
+            parameters: [
+                .buffer("scores", Float.self, extent: .any), .buffer("outIndex", Int32.self, extent: .any),
+                .buffer("outScore", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
+                .scalar(name: "rows", type: .int32), .scalar(name: "k", type: .int32),
+            ],
             portableText: BuiltinKernelText.topkSelect, entryPoint: "gb_topk_select", scheduling: .perGroup
         ) { context in
             let scores = try context.buffer(0, as: Float.self)
@@ -152,9 +172,9 @@ public enum BuiltinKernels {
             let queryCount = try context.integer(3), rows = try context.integer(4), k = try context.integer(5)
             for q in context.groups where q < queryCount {
                 let base = q * rows
-                for j in 0 ..< k {
+                for j in 0..<k {
                     var best = -Float.infinity, bestIndex = -1
-                    for r in 0 ..< rows where scores[base + r] > best { best = scores[base + r]; bestIndex = r }
+                    for r in 0..<rows where scores[base + r] > best { best = scores[base + r]; bestIndex = r }
                     outIndex[q * k + j] = Int32(bestIndex)
                     outScore[q * k + j] = best
                     if bestIndex >= 0 { scores[base + bestIndex] = -.infinity }
@@ -163,9 +183,12 @@ public enum BuiltinKernels {
         },
         KernelDefinition(
             id: "histogram", summary: "counts[b] += values in bin b of [lo, hi] (uint32 counts, at most 256 bins)",
-            parameters: [.buffer("values", Float.self, extent: .argument(2)), .buffer("counts", UInt32.self, extent: .argument(3)),
-                         .scalar(name: "n", type: .int32), .scalar(name: "bins", type: .int32),
-                         .scalar(name: "lo", type: .float32), .scalar(name: "hi", type: .float32)],
+            parameters: [
+                .buffer("values", Float.self, extent: .argument(2)),
+                .buffer("counts", UInt32.self, extent: .argument(3)),
+                .scalar(name: "n", type: .int32), .scalar(name: "bins", type: .int32),
+                .scalar(name: "lo", type: .float32), .scalar(name: "hi", type: .float32),
+            ],
             portableText: BuiltinKernelText.histogram, entryPoint: "gb_histogram", scheduling: .perGroup
         ) { context in
             let values = try context.buffer(0, as: Float.self), counts = try context.buffer(1, as: UInt32.self)
@@ -177,7 +200,7 @@ public enum BuiltinKernels {
                 let v = values[i]
                 if v >= lo && v <= hi { local[min(bins - 1, Int((v - lo) * scale))] += 1 }
             }
-            histogramMerge.withLock { _ in for b in 0 ..< bins { counts[b] &+= local[b] } }
+            histogramMerge.withLock { _ in for b in 0..<bins { counts[b] &+= local[b] } }
         },
     ]
 
@@ -186,7 +209,7 @@ public enum BuiltinKernels {
     static func share(_ g: Int, n: Int, groups: Int) -> Range<Int> {
         let chunk = (n + groups - 1) / groups
         let start = min(n, g * chunk)
-        return start ..< min(n, start + chunk)
+        return start..<min(n, start + chunk)
     }
 
     /// Visits every index the call's groups own.
@@ -197,8 +220,10 @@ public enum BuiltinKernels {
     }
 
     /// partial[g] = sum of `term(i)` over group g's share, accumulated in double.
-    static func reduceGroups(_ context: CPUKernelContext, n: Int, into partial: UnsafeMutableBufferPointer<Float>,
-                             _ term: (Int) -> Double) throws {
+    static func reduceGroups(
+        _ context: CPUKernelContext, n: Int, into partial: UnsafeMutableBufferPointer<Float>,
+        _ term: (Int) -> Double
+    ) throws {
         for g in context.groups {
             var acc = 0.0
             for i in share(g, n: n, groups: context.launch.groups.x) { acc += term(i) }

@@ -27,8 +27,9 @@ public enum Operations {
         let n = input.a.count
         let a = try device.makeBuffer(copying: input.a), b = try device.makeBuffer(copying: input.b)
         let c = try device.makeBuffer(of: Float.self, count: n)
-        try await device.launch(try context.kernel("vector_add"), .covering(n),
-                                arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(Int32(n))])
+        try await device.launch(
+            try context.kernel("vector_add"), .covering(n),
+            arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(Int32(n))])
         return try c.toArray()
     }
 
@@ -41,8 +42,9 @@ public enum Operations {
         let device = context.device
         let n = input.x.count
         let x = try device.makeBuffer(copying: input.x), y = try device.makeBuffer(copying: input.y)
-        try await device.launch(try context.kernel("saxpy"), .covering(n),
-                                arguments: [.buffer(x), .buffer(y), .float(input.alpha), .int32(Int32(n))])
+        try await device.launch(
+            try context.kernel("saxpy"), .covering(n),
+            arguments: [.buffer(x), .buffer(y), .float(input.alpha), .int32(Int32(n))])
         return try y.toArray()
     }
 
@@ -55,8 +57,9 @@ public enum Operations {
         let n = input.x.count
         let x = try device.makeBuffer(copying: input.x)
         let y = try device.makeBuffer(of: Float.self, count: n)
-        try await device.launch(try context.kernel("scale"), .covering(n),
-                                arguments: [.buffer(x), .buffer(y), .float(input.alpha), .int32(Int32(n))])
+        try await device.launch(
+            try context.kernel("scale"), .covering(n),
+            arguments: [.buffer(x), .buffer(y), .float(input.alpha), .int32(Int32(n))])
         return try y.toArray()
     }
 
@@ -64,8 +67,9 @@ public enum Operations {
     static func reductionGroups(_ n: Int, _ device: Device) throws(GPUBridgeError) -> Int {
         let size = BuiltinKernels.group
         guard device.info.maxGroupItems >= size else {
-            throw .unsupported(feature: "reductions with \(size)-item groups (device allows \(device.info.maxGroupItems))",
-                               backend: device.id.backend.rawValue)
+            throw .unsupported(
+                feature: "reductions with \(size)-item groups (device allows \(device.info.maxGroupItems))",
+                backend: device.id.backend.rawValue)
         }
         return max(1, min(reductionGroupLimit(device), (n + size - 1) / size, device.info.maxGroups.first ?? 1))
     }
@@ -77,12 +81,15 @@ public enum Operations {
     }
 
     /// Sums `partial[0 ..< count]` on the device with one group; returns the total.
-    static func finishSum(_ partial: Buffer<Float>, count: Int, _ context: ExecutionContext) async throws(GPUBridgeError) -> Float {
+    static func finishSum(_ partial: Buffer<Float>, count: Int, _ context: ExecutionContext)
+        async throws(GPUBridgeError) -> Float
+    {
         let device = context.device
         let total = try device.makeBuffer(of: Float.self, count: 1)
-        try await device.launch(try context.kernel("sum_partial"),
-                                Launch(groups: Extent3(1), groupSize: Extent3(BuiltinKernels.group)),
-                                arguments: [.buffer(partial), .buffer(total), .int32(Int32(count))])
+        try await device.launch(
+            try context.kernel("sum_partial"),
+            Launch(groups: Extent3(1), groupSize: Extent3(BuiltinKernels.group)),
+            arguments: [.buffer(partial), .buffer(total), .int32(Int32(count))])
         return try total.toArray()[0]
     }
 
@@ -97,9 +104,10 @@ public enum Operations {
         let groups = try reductionGroups(n, device)
         let x = try device.makeBuffer(copying: input.a), y = try device.makeBuffer(copying: input.b)
         let partial = try device.makeBuffer(of: Float.self, count: groups)
-        try await device.launch(try context.kernel("dot_partial"),
-                                Launch(groups: Extent3(groups), groupSize: Extent3(BuiltinKernels.group)),
-                                arguments: [.buffer(x), .buffer(y), .buffer(partial), .int32(Int32(n))])
+        try await device.launch(
+            try context.kernel("dot_partial"),
+            Launch(groups: Extent3(groups), groupSize: Extent3(BuiltinKernels.group)),
+            arguments: [.buffer(x), .buffer(y), .buffer(partial), .int32(Int32(n))])
         return try await finishSum(partial, count: groups, context)
     }
 
@@ -112,16 +120,19 @@ public enum Operations {
         let groups = try reductionGroups(input.count, device)
         let x = try device.makeBuffer(copying: input)
         let partial = try device.makeBuffer(of: Float.self, count: groups)
-        try await device.launch(try context.kernel("sum_partial"),
-                                Launch(groups: Extent3(groups), groupSize: Extent3(BuiltinKernels.group)),
-                                arguments: [.buffer(x), .buffer(partial), .int32(Int32(input.count))])
+        try await device.launch(
+            try context.kernel("sum_partial"),
+            Launch(groups: Extent3(groups), groupSize: Extent3(BuiltinKernels.group)),
+            arguments: [.buffer(x), .buffer(partial), .int32(Int32(input.count))])
         return try await finishSum(partial, count: groups, context)
     }
 
     /// Row-major matrices for `matmul`: `a` is m x k, `b` is k x n.
     public struct MatrixPair: Sendable {
         public var a: [Float], b: [Float], m: Int, n: Int, k: Int
-        public init(a: [Float], b: [Float], m: Int, n: Int, k: Int) { self.a = a; self.b = b; self.m = m; self.n = n; self.k = k }
+        public init(a: [Float], b: [Float], m: Int, n: Int, k: Int) {
+            self.a = a; self.b = b; self.m = m; self.n = n; self.k = k
+        }
     }
 
     /// C = A * B (float32, tiled).
@@ -135,11 +146,15 @@ public enum Operations {
         let tile = BuiltinKernels.tile
         let a = try device.makeBuffer(copying: input.a), b = try device.makeBuffer(copying: input.b)
         let c = try device.makeBuffer(of: Float.self, count: input.m * input.n)
-        try await device.launch(try context.kernel("matmul"),
-                                Launch(groups: Extent3((input.n + tile - 1) / tile, (input.m + tile - 1) / tile),
-                                       groupSize: Extent3(tile, tile)),
-                                arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(Int32(input.m)),
-                                            .int32(Int32(input.n)), .int32(Int32(input.k))])
+        try await device.launch(
+            try context.kernel("matmul"),
+            Launch(
+                groups: Extent3((input.n + tile - 1) / tile, (input.m + tile - 1) / tile),
+                groupSize: Extent3(tile, tile)),
+            arguments: [
+                .buffer(a), .buffer(b), .buffer(c), .int32(Int32(input.m)),
+                .int32(Int32(input.n)), .int32(Int32(input.k)),
+            ])
         return try c.toArray()
     }
 
@@ -153,9 +168,10 @@ public enum Operations {
         let device = context.device
         let x = try device.makeBuffer(copying: input.x)
         let y = try device.makeBuffer(of: Float.self, count: input.x.count)
-        try await device.launch(try context.kernel("softmax_rows"),
-                                Launch(groups: Extent3(input.rows), groupSize: Extent3(BuiltinKernels.group)),
-                                arguments: [.buffer(x), .buffer(y), .int32(Int32(input.rows)), .int32(Int32(input.cols))])
+        try await device.launch(
+            try context.kernel("softmax_rows"),
+            Launch(groups: Extent3(input.rows), groupSize: Extent3(BuiltinKernels.group)),
+            arguments: [.buffer(x), .buffer(y), .int32(Int32(input.rows)), .int32(Int32(input.cols))])
         return try y.toArray()
     }
 
@@ -167,43 +183,56 @@ public enum Operations {
 
     /// The k rows of a resident `rows x dim` matrix most similar (cosine) to each query, best first, ties to the
     /// lower index. Works on device buffers, so the matrix is not copied per query.
-    public static func cosineTopK(queries: Buffer<Float>, queryCount: Int, matrix: Buffer<Float>, rows: Int, dim: Int,
-                                  k: Int, context: ExecutionContext) async throws(GPUBridgeError) -> [[Match]] {
+    public static func cosineTopK(
+        queries: Buffer<Float>, queryCount: Int, matrix: Buffer<Float>, rows: Int, dim: Int,
+        k: Int, context: ExecutionContext
+    ) async throws(GPUBridgeError) -> [[Match]] {
         try checkCount("queryCount", queryCount)
         try checkCount("rows", rows)
         try checkCount("dim", dim)
-        guard k >= 1, k <= rows else { throw .invalidArgument(name: "k", value: String(k), limit: "1...\(rows) (the matrix's rows)") }
+        guard k >= 1, k <= rows else {
+            throw .invalidArgument(name: "k", value: String(k), limit: "1...\(rows) (the matrix's rows)")
+        }
         try checkRange(name: "queries", offset: 0, length: queryCount * dim, limit: queries.count)
         try checkRange(name: "matrix", offset: 0, length: rows * dim, limit: matrix.count)
         let device = context.device
         let size = BuiltinKernels.group
         let scores = try device.makeBuffer(of: Float.self, count: queryCount * rows)
-        try await device.launch(try context.kernel("cosine_scores"),
-                                Launch(groups: Extent3((rows + size - 1) / size, queryCount), groupSize: Extent3(size, 1)),
-                                arguments: [.buffer(queries), .buffer(matrix), .buffer(scores), .int32(Int32(queryCount)),
-                                            .int32(Int32(rows)), .int32(Int32(dim))])
+        try await device.launch(
+            try context.kernel("cosine_scores"),
+            Launch(groups: Extent3((rows + size - 1) / size, queryCount), groupSize: Extent3(size, 1)),
+            arguments: [
+                .buffer(queries), .buffer(matrix), .buffer(scores), .int32(Int32(queryCount)),
+                .int32(Int32(rows)), .int32(Int32(dim)),
+            ])
         let indices = try device.makeBuffer(of: Int32.self, count: queryCount * k)
         let best = try device.makeBuffer(of: Float.self, count: queryCount * k)
-        try await device.launch(try context.kernel("topk_select"),
-                                Launch(groups: Extent3(queryCount), groupSize: Extent3(size)),
-                                arguments: [.buffer(scores), .buffer(indices), .buffer(best), .int32(Int32(queryCount)),
-                                            .int32(Int32(rows)), .int32(Int32(k))])
+        try await device.launch(
+            try context.kernel("topk_select"),
+            Launch(groups: Extent3(queryCount), groupSize: Extent3(size)),
+            arguments: [
+                .buffer(scores), .buffer(indices), .buffer(best), .int32(Int32(queryCount)),
+                .int32(Int32(rows)), .int32(Int32(k)),
+            ])
         let i = try indices.toArray(), s = try best.toArray()
-        return (0 ..< queryCount).map { q in (0 ..< k).map { j in Match(index: Int(i[q * k + j]), score: s[q * k + j]) } }
+        return (0..<queryCount).map { q in (0..<k).map { j in Match(index: Int(i[q * k + j]), score: s[q * k + j]) } }
     }
 
     /// Top-k cosine similarity of `queries` (queryCount x dim) against `matrix` (rows x dim), uploading both.
     public static let topK = Operation<(queries: [Float], matrix: [Float], dim: Int, k: Int), [[Match]]>(
-        name: "cosine-top-k", kernels: ["cosine_scores", "topk_select"], footprint: { 4 * ($0.queries.count + $0.matrix.count) }
+        name: "cosine-top-k", kernels: ["cosine_scores", "topk_select"],
+        footprint: { 4 * ($0.queries.count + $0.matrix.count) }
     ) { context, input throws(GPUBridgeError) in
         try checkCount("dim", input.dim)
         guard input.queries.count % input.dim == 0, input.matrix.count % input.dim == 0 else {
-            throw .sizeMismatch(name: "queries.count and matrix.count % dim", expected: 0, actual: input.queries.count % input.dim)
+            throw .sizeMismatch(
+                name: "queries.count and matrix.count % dim", expected: 0, actual: input.queries.count % input.dim)
         }
         let q = try context.device.makeBuffer(copying: input.queries)
         let m = try context.device.makeBuffer(copying: input.matrix)
-        return try await cosineTopK(queries: q, queryCount: input.queries.count / input.dim, matrix: m,
-                                    rows: input.matrix.count / input.dim, dim: input.dim, k: input.k, context: context)
+        return try await cosineTopK(
+            queries: q, queryCount: input.queries.count / input.dim, matrix: m,
+            rows: input.matrix.count / input.dim, dim: input.dim, k: input.k, context: context)
     }
 
     /// Counts of `values` in `bins` equal bins over [lo, hi] (values outside are ignored; hi lands in the last bin).
@@ -212,10 +241,12 @@ public enum Operations {
     ) { context, input throws(GPUBridgeError) in
         try checkCount("values.count", input.values.count)
         guard input.bins >= 1, input.bins <= BuiltinKernelText.histogramMaxBins else {
-            throw .invalidArgument(name: "bins", value: String(input.bins), limit: "1...\(BuiltinKernelText.histogramMaxBins)")
+            throw .invalidArgument(
+                name: "bins", value: String(input.bins), limit: "1...\(BuiltinKernelText.histogramMaxBins)")
         }
         guard input.lo < input.hi, input.lo.isFinite, input.hi.isFinite else {
-            throw .invalidArgument(name: "lo..hi", value: "\(input.lo)..\(input.hi)", limit: "finite bounds with lo < hi")
+            throw .invalidArgument(
+                name: "lo..hi", value: "\(input.lo)..\(input.hi)", limit: "finite bounds with lo < hi")
         }
         let device = context.device
         let n = input.values.count
@@ -223,10 +254,13 @@ public enum Operations {
         let counts = try device.makeBuffer(of: UInt32.self, count: input.bins)
         try await counts.fill(0)
         let groups = try reductionGroups(n, device)
-        try await device.launch(try context.kernel("histogram"),
-                                Launch(groups: Extent3(groups), groupSize: Extent3(BuiltinKernels.group)),
-                                arguments: [.buffer(values), .buffer(counts), .int32(Int32(n)), .int32(Int32(input.bins)),
-                                            .float(input.lo), .float(input.hi)])
+        try await device.launch(
+            try context.kernel("histogram"),
+            Launch(groups: Extent3(groups), groupSize: Extent3(BuiltinKernels.group)),
+            arguments: [
+                .buffer(values), .buffer(counts), .int32(Int32(n)), .int32(Int32(input.bins)),
+                .float(input.lo), .float(input.hi),
+            ])
         return try counts.toArray()
     }
 }

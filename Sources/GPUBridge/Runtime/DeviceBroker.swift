@@ -67,10 +67,12 @@ public final class DeviceBroker: Sendable {
 
     public init(devices: [Device], policy: Policy = Policy()) throws(GPUBridgeError) {
         guard policy.maxConcurrentLaunches >= 1 else {
-            throw .invalidArgument(name: "maxConcurrentLaunches", value: String(policy.maxConcurrentLaunches), limit: "1...\(Int.max)")
+            throw .invalidArgument(
+                name: "maxConcurrentLaunches", value: String(policy.maxConcurrentLaunches), limit: "1...\(Int.max)")
         }
         guard policy.failureThreshold >= 1 else {
-            throw .invalidArgument(name: "failureThreshold", value: String(policy.failureThreshold), limit: "1...\(Int.max)")
+            throw .invalidArgument(
+                name: "failureThreshold", value: String(policy.failureThreshold), limit: "1...\(Int.max)")
         }
         guard policy.probeInterval >= .zero else {
             throw .invalidArgument(name: "probeInterval", value: "\(policy.probeInterval)", limit: "zero or more")
@@ -86,9 +88,10 @@ public final class DeviceBroker: Sendable {
         return state.withLock { entries in
             entries.indices.map { i in
                 let e = entries[i]
-                return DeviceState(device: devices[i].id, running: e.running, waiting: e.waiters.count, succeeded: e.succeeded,
-                                   failed: e.failed, consecutiveFailures: e.consecutiveFailures,
-                                   circuit: circuit(e, now: now), unreservedMemory: unreserved(i))
+                return DeviceState(
+                    device: devices[i].id, running: e.running, waiting: e.waiters.count, succeeded: e.succeeded,
+                    failed: e.failed, consecutiveFailures: e.consecutiveFailures,
+                    circuit: circuit(e, now: now), unreservedMemory: unreserved(i))
             }
         }
     }
@@ -114,7 +117,9 @@ public final class DeviceBroker: Sendable {
                     let c = circuit(e, now: now)
                     if c == .open || (c == .halfOpen && e.probing) { continue }
                     let memory = unreserved(i)
-                    if footprint > 0, memory < footprint, devices[i].pool.statistics.bytesCached < footprint { continue }
+                    if footprint > 0, memory < footprint, devices[i].pool.statistics.bytesCached < footprint {
+                        continue
+                    }
                     let load = e.running + e.waiters.count
                     if best == nil || load < best!.load || (load == best!.load && memory > best!.memory) {
                         best = (i, load, memory, c == .halfOpen)
@@ -179,7 +184,8 @@ public final class DeviceBroker: Sendable {
             return (next, opened)
         }
         if opened {
-            logger.warning("circuit opened", metadata: ["device": "\(lease.device.id)", "threshold": "\(policy.failureThreshold)"])
+            logger.warning(
+                "circuit opened", metadata: ["device": "\(lease.device.id)", "threshold": "\(policy.failureThreshold)"])
         }
         next?.resume()
     }

@@ -22,7 +22,7 @@ public struct SplitMix64: Sendable {
 
     /// `count` floats uniformly in [lo, hi).
     public mutating func floats(_ count: Int, _ lo: Float = 0, _ hi: Float = 1) -> [Float] {
-        (0 ..< count).map { _ in float(lo, hi) }
+        (0..<count).map { _ in float(lo, hi) }
     }
 }
 
@@ -36,18 +36,22 @@ public enum HostReference {
 
     public static func matmul(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int) -> [Double] {
         var c = [Double](repeating: 0, count: m * n)
-        for i in 0 ..< m { for p in 0 ..< k { let av = Double(a[i * k + p]); for j in 0 ..< n { c[i * n + j] += av * Double(b[p * n + j]) } } }
+        for i in 0..<m {
+            for p in 0..<k {
+                let av = Double(a[i * k + p]); for j in 0..<n { c[i * n + j] += av * Double(b[p * n + j]) }
+            }
+        }
         return c
     }
 
     public static func softmax(_ x: [Float], rows: Int, cols: Int) -> [Double] {
         var y = [Double](repeating: 0, count: x.count)
-        for r in 0 ..< rows {
-            let row = x[r * cols ..< (r + 1) * cols].map(Double.init)
+        for r in 0..<rows {
+            let row = x[r * cols..<(r + 1) * cols].map(Double.init)
             let m = row.max() ?? 0
             let e = row.map { exp($0 - m) }
             let s = e.reduce(0, +)
-            for c in 0 ..< cols { y[r * cols + c] = e[c] / s }
+            for c in 0..<cols { y[r * cols + c] = e[c] / s }
         }
         return y
     }
@@ -55,11 +59,11 @@ public enum HostReference {
     /// The k best (index, score) per query by cosine similarity, best first, ties to the lower index.
     public static func topK(queries: [Float], matrix: [Float], dim: Int, k: Int) -> [[(index: Int, score: Double)]] {
         let q = queries.count / dim, rows = matrix.count / dim
-        return (0 ..< q).map { qi in
+        return (0..<q).map { qi in
             var scored: [(index: Int, score: Double)] = []
-            for r in 0 ..< rows {
+            for r in 0..<rows {
                 var dot = 0.0, na = 0.0, nb = 0.0
-                for d in 0 ..< dim {
+                for d in 0..<dim {
                     let u = Double(queries[qi * dim + d]), v = Double(matrix[r * dim + d])
                     dot += u * v; na += u * u; nb += v * v
                 }
@@ -79,4 +83,3 @@ public enum HostReference {
         return counts
     }
 }
-

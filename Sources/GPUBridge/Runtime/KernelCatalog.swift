@@ -14,12 +14,16 @@ public struct KernelDefinition: Sendable {
     /// The CPU implementation, or nil when the kernel has none.
     public var swift: SwiftKernel?
 
-    public init(id: String, summary: String, parameters: [KernelParameter], portableText: String?, entryPoint: String,
-                scheduling: SwiftKernel.Scheduling = .perItem, swift: SwiftKernel.Body?) {
+    public init(
+        id: String, summary: String, parameters: [KernelParameter], portableText: String?, entryPoint: String,
+        scheduling: SwiftKernel.Scheduling = .perItem, swift: SwiftKernel.Body?
+    ) {
         self.id = id
         self.summary = summary
         self.parameters = parameters
-        self.portable = portableText.map { PortableKernel(name: id, text: $0, entryPoint: entryPoint, parameters: parameters) }
+        self.portable = portableText.map {
+            PortableKernel(name: id, text: $0, entryPoint: entryPoint, parameters: parameters)
+        }
         self.swift = swift.map { SwiftKernel(scheduling: scheduling, $0) }
     }
 
@@ -63,8 +67,9 @@ public final class KernelCatalog: Sendable {
             throw .invalidArgument(name: "id", value: "\"\"", limit: "a non-empty kernel id")
         }
         guard !definition.backends.isEmpty else {
-            throw .invalidArgument(name: "definition '\(definition.id)'", value: "no implementation",
-                                   limit: "portable text and/or a Swift function")
+            throw .invalidArgument(
+                name: "definition '\(definition.id)'", value: "no implementation",
+                limit: "portable text and/or a Swift function")
         }
         definitions.withLock { $0[definition.id] = definition }
     }
@@ -84,9 +89,13 @@ public final class KernelCatalog: Sendable {
 
     /// Compiles (or finds cached) kernel `id` for `device`. On a device that shares host memory (a CPU OpenCL
     /// device) `GB_CONTIGUOUS_ITEMS` is defined, so `GB_FOR_EACH_ITEM` loops give each work-item one contiguous chunk.
-    public func kernel(_ id: String, on device: Device, options: CompileOptions = CompileOptions()) throws(GPUBridgeError) -> Kernel {
+    public func kernel(_ id: String, on device: Device, options: CompileOptions = CompileOptions())
+        throws(GPUBridgeError) -> Kernel
+    {
         var options = options
-        if device.info.capabilities.unifiedMemory, device.id.backend != .cpu { options.defines["GB_CONTIGUOUS_ITEMS"] = "1" }
+        if device.info.capabilities.unifiedMemory, device.id.backend != .cpu {
+            options.defines["GB_CONTIGUOUS_ITEMS"] = "1"
+        }
         return try device.compile(try definition(id).source(for: device.id.backend), options: options)
     }
 }

@@ -30,8 +30,10 @@ public struct Operation<Input: Sendable, Output: Sendable>: Sendable {
     let footprint: @Sendable (Input) -> Int
     let body: @Sendable (ExecutionContext, Input) async throws(GPUBridgeError) -> Output
 
-    public init(name: String, kernels: [String], footprint: @escaping @Sendable (Input) -> Int = { _ in 0 },
-                body: @escaping @Sendable (ExecutionContext, Input) async throws(GPUBridgeError) -> Output) {
+    public init(
+        name: String, kernels: [String], footprint: @escaping @Sendable (Input) -> Int = { _ in 0 },
+        body: @escaping @Sendable (ExecutionContext, Input) async throws(GPUBridgeError) -> Output
+    ) {
         self.name = name
         self.kernels = kernels
         self.footprint = footprint

@@ -131,7 +131,8 @@ public struct PortableKernel: Sendable, Hashable {
         guard language == .cuda || language == .openCLC else {
             throw .unsupported(feature: "portable kernel '\(name)' in \(language.rawValue)", backend: language.rawValue)
         }
-        return KernelSource(name: name, language: language, text: PortablePrelude.text(for: language) + text,
-                            entryPoint: entryPoint, parameters: parameters)
+        return KernelSource(
+            name: name, language: language, text: PortablePrelude.text(for: language) + text,
+            entryPoint: entryPoint, parameters: parameters)
     }
 }

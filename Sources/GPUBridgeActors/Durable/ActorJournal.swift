@@ -91,8 +91,10 @@ public final class ActorJournal: Sendable {
 
     // MARK: Lifecycle
 
-    func activated(epoch: Int64, applied: Int64, head: SnapshotHead?, recent: [String], replayedEntries: Int,
-                   replayedBytes: Int, rememberLimit: Int) {
+    func activated(
+        epoch: Int64, applied: Int64, head: SnapshotHead?, recent: [String], replayedEntries: Int,
+        replayedBytes: Int, rememberLimit: Int
+    ) {
         state.withLock { s in
             s.active = true
             s.epoch = epoch
@@ -130,16 +132,19 @@ public final class ActorJournal: Sendable {
     }
 
     /// Queues a mutation, or answers at once (a remembered call id, a broken or inactive journal).
-    func enqueue(callID: String?, bytes: [UInt8], mutation: any Sendable,
-                 continuation: CheckedContinuation<Completion, any Error>, actor: GPUActorID) -> Enqueued {
+    func enqueue(
+        callID: String?, bytes: [UInt8], mutation: any Sendable,
+        continuation: CheckedContinuation<Completion, any Error>, actor: GPUActorID
+    ) -> Enqueued {
         state.withLock { s -> Enqueued in
             if let broken = s.broken {
                 continuation.resume(throwing: broken)
                 return .handled
             }
             guard s.active else {
-                continuation.resume(throwing: GPUBridgeError.backendUnavailable(
-                    backend: "actors", reason: "\(actor) is not active: a mutation can only be made inside a call"))
+                continuation.resume(
+                    throwing: GPUBridgeError.backendUnavailable(
+                        backend: "actors", reason: "\(actor) is not active: a mutation can only be made inside a call"))
                 return .handled
             }
             if let callID {
@@ -179,7 +184,8 @@ public final class ActorJournal: Sendable {
             var entries: [JournalEntry] = []
             entries.reserveCapacity(items.count)
             for (i, item) in items.enumerated() {
-                entries.append(JournalEntry(sequence: s.committed + 1 + Int64(i), callID: item.callID, bytes: item.bytes))
+                entries.append(
+                    JournalEntry(sequence: s.committed + 1 + Int64(i), callID: item.callID, bytes: item.bytes))
             }
             return Batch(epoch: s.epoch, items: items, entries: entries)
         }
@@ -271,8 +277,10 @@ public final class ActorJournal: Sendable {
         state.withLock { s in
             guard s.active, s.broken == nil, !s.checkpointScheduled, s.entriesSinceSnapshot > 0 else { return false }
             let old = s.oldestSinceSnapshot.map { ContinuousClock.now - $0 >= options.checkpointAge } ?? false
-            guard s.entriesSinceSnapshot >= options.checkpointEntries || s.bytesSinceSnapshot >= options.checkpointBytes
-                || old else { return false }
+            guard
+                s.entriesSinceSnapshot >= options.checkpointEntries || s.bytesSinceSnapshot >= options.checkpointBytes
+                    || old
+            else { return false }
             s.checkpointScheduled = true
             return true
         }

@@ -53,7 +53,9 @@ public protocol DurableActor: VirtualActor {
 extension DurableActor where Mutation: Codable {
     /// JSON; override with a binary encoding for bulk data.
     public static func encode(_ mutation: Mutation) throws -> [UInt8] { [UInt8](try JSONEncoder().encode(mutation)) }
-    public static func decode(_ bytes: [UInt8]) throws -> Mutation { try JSONDecoder().decode(Mutation.self, from: Data(bytes)) }
+    public static func decode(_ bytes: [UInt8]) throws -> Mutation {
+        try JSONDecoder().decode(Mutation.self, from: Data(bytes))
+    }
 }
 
 extension DurableActor {
@@ -74,11 +76,13 @@ extension DurableActor {
                 if page.isEmpty { break }
                 for entry in page {
                     guard entry.sequence == applied + 1 else {
-                        throw ActorStorageError.corrupt(actor: "\(id)", detail: "the journal jumps from sequence \(applied) to \(entry.sequence)")
+                        throw ActorStorageError.corrupt(
+                            actor: "\(id)", detail: "the journal jumps from sequence \(applied) to \(entry.sequence)")
                     }
                     let mutation: Mutation
                     do { mutation = try Self.decode(entry.bytes) } catch {
-                        throw ActorStorageError.corrupt(actor: "\(id)", detail: "journal entry \(entry.sequence) does not decode: \(error)")
+                        throw ActorStorageError.corrupt(
+                            actor: "\(id)", detail: "journal entry \(entry.sequence) does not decode: \(error)")
                     }
                     _ = try await apply(mutation)
                     applied = entry.sequence
@@ -87,9 +91,10 @@ extension DurableActor {
                     bytes += entry.bytes.count
                 }
             }
-            journal.activated(epoch: claim.epoch, applied: applied, head: claim.snapshot, recent: recent,
-                              replayedEntries: entries, replayedBytes: bytes,
-                              rememberLimit: actorSystem.options.durability.rememberedCalls)
+            journal.activated(
+                epoch: claim.epoch, applied: applied, head: claim.snapshot, recent: recent,
+                replayedEntries: entries, replayedBytes: bytes,
+                rememberLimit: actorSystem.options.durability.rememberedCalls)
         } catch {
             await release()
             throw error
@@ -100,11 +105,14 @@ extension DurableActor {
     public func deactivate() async throws {
         do {
             try await writeCheckpoint()
-        } catch where !actorSystem.options.durability.journal {
+        } catch  where !actorSystem.options.durability.journal {
             throw error  // without a journal the snapshot is the only copy: keep the state
         } catch {
-            actorSystem.logger.warning("final snapshot failed; the journal holds every acknowledged mutation", metadata: [
-                "actor": "\(id)", "error": "\(error)"])
+            actorSystem.logger.warning(
+                "final snapshot failed; the journal holds every acknowledged mutation",
+                metadata: [
+                    "actor": "\(id)", "error": "\(error)",
+                ])
         }
         await release()
         journal.deactivated()
@@ -118,7 +126,8 @@ extension DurableActor {
     public func mutate(_ mutation: Mutation) async throws -> MutationOutcome<MutationResult> {
         let bytes = try Self.encode(mutation)
         let callID = ActorCallContext.callID(for: id)
-        let completion = try await withCheckedThrowingContinuation { (c: CheckedContinuation<ActorJournal.Completion, any Error>) in
+        let completion = try await withCheckedThrowingContinuation {
+            (c: CheckedContinuation<ActorJournal.Completion, any Error>) in
             let enqueued = journal.enqueue(callID: callID, bytes: bytes, mutation: mutation, continuation: c, actor: id)
             if case .queued(startFlush: true) = enqueued {
                 Task { [weak self] in
@@ -130,8 +139,9 @@ extension DurableActor {
         switch completion {
         case let .applied(result, sequence):
             guard let typed = result as? MutationResult else {
-                throw GPUBridgeError.backendFailure(backend: "actors", call: "mutate \(id)", code: -1,
-                                                    message: "applying returned \(type(of: result)), not \(MutationResult.self)")
+                throw GPUBridgeError.backendFailure(
+                    backend: "actors", call: "mutate \(id)", code: -1,
+                    message: "applying returned \(type(of: result)), not \(MutationResult.self)")
             }
             return .applied(typed, sequence: sequence)
         case .alreadyApplied:
@@ -157,8 +167,9 @@ extension DurableActor {
                 let sequence = batch.entries[i].sequence
                 do {
                     guard let mutation = item.mutation as? Mutation else {
-                        throw GPUBridgeError.backendFailure(backend: "actors", call: "apply", code: -1,
-                                                            message: "queued \(type(of: item.mutation)), not \(Mutation.self)")
+                        throw GPUBridgeError.backendFailure(
+                            backend: "actors", call: "apply", code: -1,
+                            message: "queued \(type(of: item.mutation)), not \(Mutation.self)")
                     }
                     let result = try await apply(mutation)
                     journal.setApplied(sequence)
@@ -166,7 +177,8 @@ extension DurableActor {
                 } catch {
                     let failure = GPUBridgeError.backendFailure(
                         backend: "actors", call: "apply journal entry \(sequence) of \(id)", code: -1,
-                        message: "the mutation is durable but applying it failed (\(error)); the activation is discarded "
+                        message:
+                            "the mutation is durable but applying it failed (\(error)); the activation is discarded "
                             + "and the next one replays it")
                     journal.releaseExclusive()
                     journal.breakJournal(failure, failing: Array(batch.items[i...]))
@@ -190,8 +202,9 @@ extension DurableActor {
         do {
             _ = try await whileActive { try await writeCheckpoint() }
         } catch {
-            actorSystem.logger.warning("background checkpoint failed; the journal keeps growing until one succeeds",
-                                       metadata: ["actor": "\(id)", "error": "\(error)"])
+            actorSystem.logger.warning(
+                "background checkpoint failed; the journal keeps growing until one succeeds",
+                metadata: ["actor": "\(id)", "error": "\(error)"])
             if error is ActorStorageError { discardSoon(because: error) }
         }
     }
@@ -223,13 +236,15 @@ extension DurableActor {
         if point.head == nil, point.applied == 0 { return }
         let before = journal.statistics
         let storage = actorSystem.storage
-        var writer = SnapshotWriter(storage: storage, actor: id, epoch: point.epoch,
-                                    snapshot: SnapshotID(epoch: point.epoch, sequence: point.applied),
-                                    chunkBytes: actorSystem.options.durability.snapshotChunkBytes)
+        var writer = SnapshotWriter(
+            storage: storage, actor: id, epoch: point.epoch,
+            snapshot: SnapshotID(epoch: point.epoch, sequence: point.applied),
+            chunkBytes: actorSystem.options.durability.snapshotChunkBytes)
         try await writeSnapshot(to: &writer)
         try await writer.finish()
-        let head = SnapshotHead(id: writer.snapshot, chunks: writer.chunks, bytes: writer.bytes,
-                                recentCallIDs: point.remembered)
+        let head = SnapshotHead(
+            id: writer.snapshot, chunks: writer.chunks, bytes: writer.bytes,
+            recentCallIDs: point.remembered)
         try await storage.commitSnapshot(head, of: id, epoch: point.epoch)
         // Entries committed after `applied` stay counted: they are not in this snapshot.
         let covered = Int(point.applied - (before.snapshotSequence ?? 0))

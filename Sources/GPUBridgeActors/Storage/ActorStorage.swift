@@ -131,7 +131,8 @@ public enum ActorStorageError: Error, Sendable, Hashable, Codable, CustomStringC
             return "\(operation) of \(actor) refused: epoch \(epoch) was fenced off by epoch \(current) "
                 + "(the actor was activated again elsewhere; this activation may no longer write)"
         case let .sequenceGap(actor, expected, actual):
-            return "journal append to \(actor) refused: its first sequence is \(actual), the journal expects \(expected)"
+            return
+                "journal append to \(actor) refused: its first sequence is \(actual), the journal expects \(expected)"
         case let .corrupt(actor, detail):
             return "stored state of \(actor) is corrupt: \(detail)"
         }

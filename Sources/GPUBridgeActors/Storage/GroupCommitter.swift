@@ -74,8 +74,10 @@ public final class GroupCommitter<Item: Sendable>: Sendable {
                 if i < results.count {
                     waiting.continuation.resume(with: results[i])
                 } else {
-                    waiting.continuation.resume(throwing: ActorStorageError.corrupt(
-                        actor: "group commit", detail: "the commit returned \(results.count) results for \(batch.count) items"))
+                    waiting.continuation.resume(
+                        throwing: ActorStorageError.corrupt(
+                            actor: "group commit",
+                            detail: "the commit returned \(results.count) results for \(batch.count) items"))
                 }
             }
         }

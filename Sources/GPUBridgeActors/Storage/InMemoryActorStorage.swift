@@ -63,7 +63,8 @@ public final class InMemoryActorStorage: ActorStorage {
         try state.withLock { s in
             var actor = s.actors[id, default: Actor()]
             guard actor.epoch == epoch else {
-                throw ActorStorageError.fenced(actor: "\(id)", operation: "journal append", epoch: epoch, current: actor.epoch)
+                throw ActorStorageError.fenced(
+                    actor: "\(id)", operation: "journal append", epoch: epoch, current: actor.epoch)
             }
             var next = (actor.journal.last?.sequence ?? actor.head?.id.sequence ?? 0) + 1
             for entry in entries {
@@ -79,11 +80,14 @@ public final class InMemoryActorStorage: ActorStorage {
         }
     }
 
-    public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64) async throws {
+    public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64)
+        async throws
+    {
         try state.withLock { s in
             let current = s.actors[id]?.epoch ?? 0
             guard current == epoch else {
-                throw ActorStorageError.fenced(actor: "\(id)", operation: "snapshot chunk write", epoch: epoch, current: current)
+                throw ActorStorageError.fenced(
+                    actor: "\(id)", operation: "snapshot chunk write", epoch: epoch, current: current)
             }
             s.actors[id]!.chunks[snapshot, default: [:]][index] = bytes
             s.counts.chunksWritten += 1
@@ -93,13 +97,16 @@ public final class InMemoryActorStorage: ActorStorage {
     public func commitSnapshot(_ head: SnapshotHead, of id: GPUActorID, epoch: Int64) async throws {
         try state.withLock { s in
             guard var actor = s.actors[id], actor.epoch == epoch else {
-                throw ActorStorageError.fenced(actor: "\(id)", operation: "snapshot commit", epoch: epoch,
-                                               current: s.actors[id]?.epoch ?? 0)
+                throw ActorStorageError.fenced(
+                    actor: "\(id)", operation: "snapshot commit", epoch: epoch,
+                    current: s.actors[id]?.epoch ?? 0)
             }
             let chunks = actor.chunks[head.id] ?? [:]
-            guard (0 ..< head.chunks).allSatisfy({ chunks[$0] != nil }) else {
-                throw ActorStorageError.corrupt(actor: "\(id)", detail: "\(head.id) commits \(head.chunks) chunks, "
-                                                    + "\(chunks.count) were written")
+            guard (0..<head.chunks).allSatisfy({ chunks[$0] != nil }) else {
+                throw ActorStorageError.corrupt(
+                    actor: "\(id)",
+                    detail: "\(head.id) commits \(head.chunks) chunks, "
+                        + "\(chunks.count) were written")
             }
             actor.head = head
             actor.chunks = [head.id: chunks]

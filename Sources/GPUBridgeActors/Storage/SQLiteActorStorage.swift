@@ -67,36 +67,38 @@ public final class SQLiteActorStorage: ActorStorage {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE actor_state (
-                  actor_type TEXT NOT NULL, actor_key TEXT NOT NULL, version INTEGER NOT NULL,
-                  updated_at DOUBLE NOT NULL, bytes BLOB NOT NULL,
-                  PRIMARY KEY (actor_type, actor_key)
-                ) WITHOUT ROWID
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE actor_state (
+                      actor_type TEXT NOT NULL, actor_key TEXT NOT NULL, version INTEGER NOT NULL,
+                      updated_at DOUBLE NOT NULL, bytes BLOB NOT NULL,
+                      PRIMARY KEY (actor_type, actor_key)
+                    ) WITHOUT ROWID
+                    """)
         }
         migrator.registerMigration("v2") { db in
-            try db.execute(sql: """
-                CREATE TABLE actor_head (
-                  actor_type TEXT NOT NULL, actor_key TEXT NOT NULL, epoch INTEGER NOT NULL,
-                  snapshot_epoch INTEGER, snapshot_seq INTEGER, chunk_count INTEGER, byte_count INTEGER,
-                  recent_calls BLOB, updated_at DOUBLE NOT NULL,
-                  PRIMARY KEY (actor_type, actor_key));
-                CREATE TABLE actor_chunk (
-                  actor_type TEXT NOT NULL, actor_key TEXT NOT NULL, snapshot_epoch INTEGER NOT NULL,
-                  snapshot_seq INTEGER NOT NULL, chunk INTEGER NOT NULL, bytes BLOB NOT NULL,
-                  PRIMARY KEY (actor_type, actor_key, snapshot_epoch, snapshot_seq, chunk));
-                CREATE TABLE actor_journal (
-                  actor_type TEXT NOT NULL, actor_key TEXT NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL,
-                  call_id TEXT, bytes BLOB NOT NULL,
-                  PRIMARY KEY (actor_type, actor_key, seq));
-                INSERT INTO actor_head (actor_type, actor_key, epoch, snapshot_epoch, snapshot_seq, chunk_count,
-                                        byte_count, recent_calls, updated_at)
-                  SELECT actor_type, actor_key, 0, 0, 0, 1, length(bytes), NULL, updated_at FROM actor_state;
-                INSERT INTO actor_chunk (actor_type, actor_key, snapshot_epoch, snapshot_seq, chunk, bytes)
-                  SELECT actor_type, actor_key, 0, 0, 0, bytes FROM actor_state;
-                DROP TABLE actor_state;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE actor_head (
+                      actor_type TEXT NOT NULL, actor_key TEXT NOT NULL, epoch INTEGER NOT NULL,
+                      snapshot_epoch INTEGER, snapshot_seq INTEGER, chunk_count INTEGER, byte_count INTEGER,
+                      recent_calls BLOB, updated_at DOUBLE NOT NULL,
+                      PRIMARY KEY (actor_type, actor_key));
+                    CREATE TABLE actor_chunk (
+                      actor_type TEXT NOT NULL, actor_key TEXT NOT NULL, snapshot_epoch INTEGER NOT NULL,
+                      snapshot_seq INTEGER NOT NULL, chunk INTEGER NOT NULL, bytes BLOB NOT NULL,
+                      PRIMARY KEY (actor_type, actor_key, snapshot_epoch, snapshot_seq, chunk));
+                    CREATE TABLE actor_journal (
+                      actor_type TEXT NOT NULL, actor_key TEXT NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL,
+                      call_id TEXT, bytes BLOB NOT NULL,
+                      PRIMARY KEY (actor_type, actor_key, seq));
+                    INSERT INTO actor_head (actor_type, actor_key, epoch, snapshot_epoch, snapshot_seq, chunk_count,
+                                            byte_count, recent_calls, updated_at)
+                      SELECT actor_type, actor_key, 0, 0, 0, 1, length(bytes), NULL, updated_at FROM actor_state;
+                    INSERT INTO actor_chunk (actor_type, actor_key, snapshot_epoch, snapshot_seq, chunk, bytes)
+                      SELECT actor_type, actor_key, 0, 0, 0, bytes FROM actor_state;
+                    DROP TABLE actor_state;
+                    """)
         }
         return migrator
     }
@@ -108,34 +110,48 @@ public final class SQLiteActorStorage: ActorStorage {
 
     static func ioFailure(path: String, operation: String, _ error: any Error) -> GPUBridgeError {
         if let db = error as? DatabaseError {
-            return GPUBridgeError.io(path: path, operation: "SQLite \(operation)", errno: db.extendedResultCode.rawValue,
-                                     message: db.message ?? "\(db)")
+            return GPUBridgeError.io(
+                path: path, operation: "SQLite \(operation)", errno: db.extendedResultCode.rawValue,
+                message: db.message ?? "\(db)")
         }
         return GPUBridgeError.io(path: path, operation: "SQLite \(operation)", errno: -1, message: "\(error)")
     }
 
-    private func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    private func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T)
+        async throws -> T
+    {
         do { return try await pool.write(body) } catch { throw Self.failure(path: path, operation: operation, error) }
     }
 
-    private func read<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    private func read<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws
+        -> T
+    {
         do { return try await pool.read(body) } catch { throw Self.failure(path: path, operation: operation, error) }
     }
 
     // MARK: Rows
 
     private static func head(_ db: Database, _ id: GPUActorID) throws -> (epoch: Int64, head: SnapshotHead?)? {
-        guard let row = try Row.fetchOne(db, sql: """
-            SELECT epoch, snapshot_epoch, snapshot_seq, chunk_count, byte_count, recent_calls FROM actor_head
-            WHERE actor_type = ? AND actor_key = ?
-            """, arguments: [id.type, id.key]) else { return nil }
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT epoch, snapshot_epoch, snapshot_seq, chunk_count, byte_count, recent_calls FROM actor_head
+                    WHERE actor_type = ? AND actor_key = ?
+                    """, arguments: [id.type, id.key])
+        else { return nil }
         let epoch: Int64 = row[0]
         guard let snapshotEpoch: Int64 = row[1], let sequence: Int64 = row[2], let chunks: Int = row[3],
-              let bytes: Int64 = row[4] else { return (epoch, nil) }
+            let bytes: Int64 = row[4]
+        else { return (epoch, nil) }
         let calls: Data? = row[5]
         let recent = try calls.map { try decodeCalls($0, id) } ?? []
-        return (epoch, SnapshotHead(id: SnapshotID(epoch: snapshotEpoch, sequence: sequence), chunks: chunks,
-                                    bytes: bytes, recentCallIDs: recent))
+        return (
+            epoch,
+            SnapshotHead(
+                id: SnapshotID(epoch: snapshotEpoch, sequence: sequence), chunks: chunks,
+                bytes: bytes, recentCallIDs: recent)
+        )
     }
 
     static func decodeCalls(_ data: Data, _ id: GPUActorID) throws -> [String] {
@@ -144,17 +160,21 @@ public final class SQLiteActorStorage: ActorStorage {
         }
     }
 
-    private static func fence(_ db: Database, _ id: GPUActorID, epoch: Int64, _ operation: String) throws -> SnapshotHead? {
+    private static func fence(_ db: Database, _ id: GPUActorID, epoch: Int64, _ operation: String) throws
+        -> SnapshotHead?
+    {
         let found = try head(db, id)
         guard let found, found.epoch == epoch else {
-            throw ActorStorageError.fenced(actor: "\(id)", operation: operation, epoch: epoch, current: found?.epoch ?? 0)
+            throw ActorStorageError.fenced(
+                actor: "\(id)", operation: operation, epoch: epoch, current: found?.epoch ?? 0)
         }
         return found.head
     }
 
     private static func lastSequence(_ db: Database, _ id: GPUActorID, head: SnapshotHead?) throws -> Int64 {
-        let last = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM actor_journal WHERE actor_type = ? AND actor_key = ?",
-                                      arguments: [id.type, id.key])
+        let last = try Int64.fetchOne(
+            db, sql: "SELECT MAX(seq) FROM actor_journal WHERE actor_type = ? AND actor_key = ?",
+            arguments: [id.type, id.key])
         return last ?? head?.id.sequence ?? 0
     }
 
@@ -163,10 +183,11 @@ public final class SQLiteActorStorage: ActorStorage {
     public func claim(_ id: GPUActorID) async throws -> ActorClaim {
         let now = Date().timeIntervalSince1970
         return try await write("claim \(id)") { db in
-            try db.execute(sql: """
-                INSERT INTO actor_head (actor_type, actor_key, epoch, updated_at) VALUES (?, ?, 1, ?)
-                ON CONFLICT (actor_type, actor_key) DO UPDATE SET epoch = epoch + 1, updated_at = excluded.updated_at
-                """, arguments: [id.type, id.key, now])
+            try db.execute(
+                sql: """
+                    INSERT INTO actor_head (actor_type, actor_key, epoch, updated_at) VALUES (?, ?, 1, ?)
+                    ON CONFLICT (actor_type, actor_key) DO UPDATE SET epoch = epoch + 1, updated_at = excluded.updated_at
+                    """, arguments: [id.type, id.key, now])
             let found = try Self.head(db, id)!
             return ActorClaim(epoch: found.epoch, snapshot: found.head)
         }
@@ -174,10 +195,12 @@ public final class SQLiteActorStorage: ActorStorage {
 
     public func readChunk(_ id: GPUActorID, snapshot: SnapshotID, index: Int) async throws -> [UInt8] {
         let data = try await read("read chunk \(index) of \(snapshot) of \(id)") { db in
-            try Data.fetchOne(db, sql: """
-                SELECT bytes FROM actor_chunk WHERE actor_type = ? AND actor_key = ? AND snapshot_epoch = ?
-                  AND snapshot_seq = ? AND chunk = ?
-                """, arguments: [id.type, id.key, snapshot.epoch, snapshot.sequence, index])
+            try Data.fetchOne(
+                db,
+                sql: """
+                    SELECT bytes FROM actor_chunk WHERE actor_type = ? AND actor_key = ? AND snapshot_epoch = ?
+                      AND snapshot_seq = ? AND chunk = ?
+                    """, arguments: [id.type, id.key, snapshot.epoch, snapshot.sequence, index])
         }
         guard let data else {
             throw ActorStorageError.corrupt(actor: "\(id)", detail: "chunk \(index) of \(snapshot) is missing")
@@ -187,10 +210,13 @@ public final class SQLiteActorStorage: ActorStorage {
 
     public func readJournal(_ id: GPUActorID, after sequence: Int64, limit: Int) async throws -> [JournalEntry] {
         try await read("read the journal of \(id)") { db in
-            try Row.fetchAll(db, sql: """
-                SELECT seq, call_id, bytes FROM actor_journal WHERE actor_type = ? AND actor_key = ? AND seq > ?
-                ORDER BY seq LIMIT ?
-                """, arguments: [id.type, id.key, sequence, max(0, limit)]).map { row in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT seq, call_id, bytes FROM actor_journal WHERE actor_type = ? AND actor_key = ? AND seq > ?
+                    ORDER BY seq LIMIT ?
+                    """, arguments: [id.type, id.key, sequence, max(0, limit)]
+            ).map { row in
                 let data: Data = row[2]
                 return JournalEntry(sequence: row[0], callID: row[1], bytes: [UInt8](data))
             }
@@ -216,14 +242,19 @@ public final class SQLiteActorStorage: ActorStorage {
                             var next = try lastSequence(db, item.id, head: head) + 1
                             for entry in item.entries {
                                 guard entry.sequence == next else {
-                                    throw ActorStorageError.sequenceGap(actor: "\(item.id)", expected: next,
-                                                                        actual: entry.sequence)
+                                    throw ActorStorageError.sequenceGap(
+                                        actor: "\(item.id)", expected: next,
+                                        actual: entry.sequence)
                                 }
-                                try db.execute(sql: """
-                                    INSERT INTO actor_journal (actor_type, actor_key, seq, epoch, call_id, bytes)
-                                    VALUES (?, ?, ?, ?, ?, ?)
-                                    """, arguments: [item.id.type, item.id.key, entry.sequence, item.epoch,
-                                                     entry.callID, Data(entry.bytes)])
+                                try db.execute(
+                                    sql: """
+                                        INSERT INTO actor_journal (actor_type, actor_key, seq, epoch, call_id, bytes)
+                                        VALUES (?, ?, ?, ?, ?, ?)
+                                        """,
+                                    arguments: [
+                                        item.id.type, item.id.key, entry.sequence, item.epoch,
+                                        entry.callID, Data(entry.bytes),
+                                    ])
                                 next += 1
                             }
                             return .commit
@@ -237,18 +268,22 @@ public final class SQLiteActorStorage: ActorStorage {
         }
     }
 
-    public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64) async throws {
+    public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64)
+        async throws
+    {
         guard bytes.count <= Self.maxChunkBytes else {
-            throw GPUBridgeError.invalidArgument(name: "snapshot chunk \(index) of \(id)", value: "\(bytes.count) bytes",
-                                                 limit: "at most \(Self.maxChunkBytes) bytes")
+            throw GPUBridgeError.invalidArgument(
+                name: "snapshot chunk \(index) of \(id)", value: "\(bytes.count) bytes",
+                limit: "at most \(Self.maxChunkBytes) bytes")
         }
         let data = Data(bytes)
         try await write("write chunk \(index) of \(snapshot) of \(id)") { db in
             _ = try Self.fence(db, id, epoch: epoch, "snapshot chunk write")
-            try db.execute(sql: """
-                INSERT OR REPLACE INTO actor_chunk (actor_type, actor_key, snapshot_epoch, snapshot_seq, chunk, bytes)
-                VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [id.type, id.key, snapshot.epoch, snapshot.sequence, index, data])
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO actor_chunk (actor_type, actor_key, snapshot_epoch, snapshot_seq, chunk, bytes)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [id.type, id.key, snapshot.epoch, snapshot.sequence, index, data])
         }
     }
 
@@ -257,53 +292,67 @@ public final class SQLiteActorStorage: ActorStorage {
         let now = Date().timeIntervalSince1970
         try await write("commit \(head.id) of \(id)") { db in
             _ = try Self.fence(db, id, epoch: epoch, "snapshot commit")
-            let written = try Int.fetchOne(db, sql: """
-                SELECT COUNT(*) FROM actor_chunk WHERE actor_type = ? AND actor_key = ? AND snapshot_epoch = ?
-                  AND snapshot_seq = ? AND chunk < ?
-                """, arguments: [id.type, id.key, head.id.epoch, head.id.sequence, head.chunks]) ?? 0
+            let written =
+                try Int.fetchOne(
+                    db,
+                    sql: """
+                        SELECT COUNT(*) FROM actor_chunk WHERE actor_type = ? AND actor_key = ? AND snapshot_epoch = ?
+                          AND snapshot_seq = ? AND chunk < ?
+                        """, arguments: [id.type, id.key, head.id.epoch, head.id.sequence, head.chunks]) ?? 0
             guard written == head.chunks else {
-                throw ActorStorageError.corrupt(actor: "\(id)", detail: "\(head.id) commits \(head.chunks) chunks, \(written) were written")
+                throw ActorStorageError.corrupt(
+                    actor: "\(id)", detail: "\(head.id) commits \(head.chunks) chunks, \(written) were written")
             }
-            try db.execute(sql: """
-                UPDATE actor_head SET snapshot_epoch = ?, snapshot_seq = ?, chunk_count = ?, byte_count = ?,
-                  recent_calls = ?, updated_at = ?
-                WHERE actor_type = ? AND actor_key = ?
-                """, arguments: [head.id.epoch, head.id.sequence, head.chunks, head.bytes, calls, now, id.type, id.key])
-            try db.execute(sql: "DELETE FROM actor_journal WHERE actor_type = ? AND actor_key = ? AND seq <= ?",
-                           arguments: [id.type, id.key, head.id.sequence])
-            try db.execute(sql: """
-                DELETE FROM actor_chunk WHERE actor_type = ? AND actor_key = ?
-                  AND NOT (snapshot_epoch = ? AND snapshot_seq = ? AND chunk < ?)
-                """, arguments: [id.type, id.key, head.id.epoch, head.id.sequence, head.chunks])
+            try db.execute(
+                sql: """
+                    UPDATE actor_head SET snapshot_epoch = ?, snapshot_seq = ?, chunk_count = ?, byte_count = ?,
+                      recent_calls = ?, updated_at = ?
+                    WHERE actor_type = ? AND actor_key = ?
+                    """,
+                arguments: [head.id.epoch, head.id.sequence, head.chunks, head.bytes, calls, now, id.type, id.key])
+            try db.execute(
+                sql: "DELETE FROM actor_journal WHERE actor_type = ? AND actor_key = ? AND seq <= ?",
+                arguments: [id.type, id.key, head.id.sequence])
+            try db.execute(
+                sql: """
+                    DELETE FROM actor_chunk WHERE actor_type = ? AND actor_key = ?
+                      AND NOT (snapshot_epoch = ? AND snapshot_seq = ? AND chunk < ?)
+                    """, arguments: [id.type, id.key, head.id.epoch, head.id.sequence, head.chunks])
         }
     }
 
     public func delete(_ id: GPUActorID) async throws {
         let now = Date().timeIntervalSince1970
         try await write("delete \(id)") { db in
-            try db.execute(sql: "DELETE FROM actor_journal WHERE actor_type = ? AND actor_key = ?", arguments: [id.type, id.key])
-            try db.execute(sql: "DELETE FROM actor_chunk WHERE actor_type = ? AND actor_key = ?", arguments: [id.type, id.key])
-            try db.execute(sql: """
-                INSERT INTO actor_head (actor_type, actor_key, epoch, updated_at) VALUES (?, ?, 1, ?)
-                ON CONFLICT (actor_type, actor_key) DO UPDATE SET epoch = epoch + 1, snapshot_epoch = NULL,
-                  snapshot_seq = NULL, chunk_count = NULL, byte_count = NULL, recent_calls = NULL,
-                  updated_at = excluded.updated_at
-                """, arguments: [id.type, id.key, now])
+            try db.execute(
+                sql: "DELETE FROM actor_journal WHERE actor_type = ? AND actor_key = ?", arguments: [id.type, id.key])
+            try db.execute(
+                sql: "DELETE FROM actor_chunk WHERE actor_type = ? AND actor_key = ?", arguments: [id.type, id.key])
+            try db.execute(
+                sql: """
+                    INSERT INTO actor_head (actor_type, actor_key, epoch, updated_at) VALUES (?, ?, 1, ?)
+                    ON CONFLICT (actor_type, actor_key) DO UPDATE SET epoch = epoch + 1, snapshot_epoch = NULL,
+                      snapshot_seq = NULL, chunk_count = NULL, byte_count = NULL, recent_calls = NULL,
+                      updated_at = excluded.updated_at
+                    """, arguments: [id.type, id.key, now])
         }
     }
 
     public func status(of id: GPUActorID) async throws -> ActorStorageStatus {
         try await read("status of \(id)") { db in
             let found = try Self.head(db, id)
-            let row = try Row.fetchOne(db, sql: """
-                SELECT COUNT(*), COALESCE(SUM(length(bytes)), 0), MAX(seq) FROM actor_journal
-                WHERE actor_type = ? AND actor_key = ?
-                """, arguments: [id.type, id.key])
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT COUNT(*), COALESCE(SUM(length(bytes)), 0), MAX(seq) FROM actor_journal
+                    WHERE actor_type = ? AND actor_key = ?
+                    """, arguments: [id.type, id.key])
             let count: Int = row?[0] ?? 0
             let bytes: Int64 = row?[1] ?? 0
             let last: Int64? = row?[2]
-            return ActorStorageStatus(epoch: found?.epoch ?? 0, snapshot: found?.head, journalEntries: count,
-                                      journalBytes: bytes, lastSequence: last ?? found?.head?.id.sequence ?? 0)
+            return ActorStorageStatus(
+                epoch: found?.epoch ?? 0, snapshot: found?.head, journalEntries: count,
+                journalBytes: bytes, lastSequence: last ?? found?.head?.id.sequence ?? 0)
         }
     }
 }

@@ -33,7 +33,7 @@ public struct SnapshotWriter: Sendable {
         var offset = 0
         while offset < raw.count {
             let take = min(chunkBytes - buffer.count, raw.count - offset)
-            buffer.append(contentsOf: raw[offset ..< offset + take])
+            buffer.append(contentsOf: raw[offset..<offset + take])
             offset += take
             bytes += Int64(take)
             if buffer.count == chunkBytes { try await flush() }
@@ -48,7 +48,7 @@ public struct SnapshotWriter: Sendable {
         let perStep = max(1, chunkBytes / max(1, stride))
         while offset < values.count {
             let end = min(values.count, offset + perStep)
-            try await write(values[offset ..< end].withUnsafeBytes { [UInt8]($0) })
+            try await write(values[offset..<end].withUnsafeBytes { [UInt8]($0) })
             offset = end
         }
     }
@@ -95,25 +95,29 @@ public struct SnapshotReader: Sendable {
     /// The next `count` bytes.
     public mutating func read(count: Int) async throws -> [UInt8] {
         guard count >= 0, Int64(count) <= remaining else {
-            throw ActorStorageError.corrupt(actor: "\(actor)", detail: "\(head.id) has \(remaining) bytes left, "
-                                                + "\(count) were asked for")
+            throw ActorStorageError.corrupt(
+                actor: "\(actor)",
+                detail: "\(head.id) has \(remaining) bytes left, "
+                    + "\(count) were asked for")
         }
         var out: [UInt8] = []
         out.reserveCapacity(count)
         while out.count < count {
             if offset == chunk.count {
                 guard nextChunk < head.chunks else {
-                    throw ActorStorageError.corrupt(actor: "\(actor)", detail: "\(head.id) ends after \(head.chunks) chunks")
+                    throw ActorStorageError.corrupt(
+                        actor: "\(actor)", detail: "\(head.id) ends after \(head.chunks) chunks")
                 }
                 chunk = try await storage.readChunk(actor, snapshot: head.id, index: nextChunk)
                 nextChunk += 1
                 offset = 0
                 guard !chunk.isEmpty else {
-                    throw ActorStorageError.corrupt(actor: "\(actor)", detail: "chunk \(nextChunk - 1) of \(head.id) is empty")
+                    throw ActorStorageError.corrupt(
+                        actor: "\(actor)", detail: "chunk \(nextChunk - 1) of \(head.id) is empty")
                 }
             }
             let take = min(count - out.count, chunk.count - offset)
-            out.append(contentsOf: chunk[offset ..< offset + take])
+            out.append(contentsOf: chunk[offset..<offset + take])
             offset += take
         }
         remaining -= Int64(count)
@@ -124,7 +128,8 @@ public struct SnapshotReader: Sendable {
     public mutating func read<T: BitwiseCopyable>(_: T.Type, count: Int) async throws -> [T] {
         let (byteCount, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
         guard !overflow, count >= 0 else {
-            throw ActorStorageError.corrupt(actor: "\(actor)", detail: "\(count) values of \(T.self) asked of \(head.id)")
+            throw ActorStorageError.corrupt(
+                actor: "\(actor)", detail: "\(count) values of \(T.self) asked of \(head.id)")
         }
         let raw = try await read(count: byteCount)
         return [T](unsafeUninitializedCapacity: count) { out, initialized in

@@ -32,11 +32,14 @@ extension Suites {
     /// plaintext and once with mutual TLS, the same security on both sides each time, so the ratio is the actor layer
     /// (directory, routing, invocation encoding, framing, chunking).
     func cluster(largeBytes: Int = 64 << 20) async throws -> [Figure] {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-bench-\(UUID().uuidString)").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "gpubridge-bench-\(UUID().uuidString)"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try ClusterCertificateAuthority(name: "bench CA").write(to: folder, names: ["node"])
-        let mtls = ClusterSecurity.mutualTLS(certificate: "\(folder)/node.pem", privateKey: "\(folder)/node-key.pem",
-                                             trustRoots: "\(folder)/ca.pem")
+        let mtls = ClusterSecurity.mutualTLS(
+            certificate: "\(folder)/node.pem", privateKey: "\(folder)/node-key.pem",
+            trustRoots: "\(folder)/ca.pem")
         var figures: [Figure] = []
         for (label, security) in [("plaintext", ClusterSecurity.plaintext), ("mTLS", mtls)] {
             figures += try await cluster(largeBytes: largeBytes, security: security, label: label)
@@ -61,25 +64,32 @@ extension Suites {
             serverSecurity = .plaintext
             clientSecurity = .plaintext
         case let .mutualTLS(certificate, key, roots):
-            serverSecurity = .mTLS(certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: key, format: .pem)) {
+            serverSecurity = .mTLS(
+                certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: key, format: .pem)
+            ) {
                 $0.trustRoots = .certificates([.file(path: roots, format: .pem)])
                 $0.clientCertificateVerification = .noHostnameVerification
             }
-            clientSecurity = .mTLS(certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: key, format: .pem)) {
+            clientSecurity = .mTLS(
+                certificateChain: [.file(path: certificate, format: .pem)], privateKey: .file(path: key, format: .pem)
+            ) {
                 $0.trustRoots = .certificates([.file(path: roots, format: .pem)])
                 $0.serverCertificateVerification = .noHostnameVerification
             }
         }
-        let serverTransport = HTTP2ServerTransport.Posix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: serverSecurity,
-                                                         config: serverConfig)
+        let serverTransport = HTTP2ServerTransport.Posix(
+            address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: serverSecurity,
+            config: serverConfig)
         let server = GRPCServer(transport: serverTransport, services: [PlainEchoService()])
         let serverTask = Task { try? await server.serve() }
         guard let port = try await serverTransport.listeningAddress.ipv4?.port else {
             server.beginGracefulShutdown()
             throw GPUBridgeError.backendFailure(backend: "grpc", call: "listen", code: -1, message: "no IPv4 address")
         }
-        let plain = GRPCClient(transport: try HTTP2ClientTransport.Posix(target: .ipv4(address: "127.0.0.1", port: port),
-                                                                         transportSecurity: clientSecurity, config: clientConfig))
+        let plain = GRPCClient(
+            transport: try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: "127.0.0.1", port: port),
+                transportSecurity: clientSecurity, config: clientConfig))
         let clientTask = Task { try? await plain.runConnections() }
         defer {
             plain.beginGracefulShutdown()
@@ -92,8 +102,10 @@ extension Suites {
             return options
         }()
         @Sendable func plainEcho(_ bytes: [UInt8]) async throws -> [UInt8] {
-            try await plain.unary(request: ClientRequest(message: bytes), descriptor: PlainEchoService.method, serializer: RawBytes(),
-                                  deserializer: RawBytes(), options: callOptions) { try $0.message }
+            try await plain.unary(
+                request: ClientRequest(message: bytes), descriptor: PlainEchoService.method, serializer: RawBytes(),
+                deserializer: RawBytes(), options: callOptions
+            ) { try $0.message }
         }
 
         // The cluster: one hosting node and one client node, in-memory membership, gRPC on loopback.
@@ -102,7 +114,8 @@ extension Suites {
             var options = BridgeOptions()
             options.cacheDirectory = nil
             options.backendOrder = [.cpu]
-            let system = try EmbeddedActorSystem(bridge: try Bridge(options: options, backends: [CPUBackend()]), storage: InMemoryActorStorage())
+            let system = try EmbeddedActorSystem(
+                bridge: try Bridge(options: options, backends: [CPUBackend()]), storage: InMemoryActorStorage())
             try system.register(EchoActor.self, as: "echo") { EchoActor(actorSystem: $0) }
             return system
         }
@@ -110,15 +123,17 @@ extension Suites {
         nodeOptions.probeInterval = .seconds(1)
         var clientOptions = nodeOptions
         clientOptions.role = .client
-        let host = try ClusterNode(system: try system(), membership: membership, directory: directory,
-                                   transport: try GRPCNodeTransport(security: security), options: nodeOptions)
-        let caller = try ClusterNode(system: try system(), membership: membership, directory: directory,
-                                     transport: try GRPCNodeTransport(security: security), options: clientOptions)
+        let host = try ClusterNode(
+            system: try system(), membership: membership, directory: directory,
+            transport: try GRPCNodeTransport(security: security), options: nodeOptions)
+        let caller = try ClusterNode(
+            system: try system(), membership: membership, directory: directory,
+            transport: try GRPCNodeTransport(security: security), options: clientOptions)
 
         var random = SplitMix64(seed: 77)
-        let small = (0 ..< 64).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let small = (0..<64).map { _ in UInt8(truncatingIfNeeded: random.next()) }
         let large = [UInt8](unsafeUninitializedCapacity: largeBytes) { out, count in
-            for i in 0 ..< largeBytes { out[i] = UInt8(truncatingIfNeeded: (i &* 2_654_435_761) >> 7) }
+            for i in 0..<largeBytes { out[i] = UInt8(truncatingIfNeeded: (i &* 2_654_435_761) >> 7) }
             count = largeBytes
         }
         let figures: [Figure]
@@ -126,8 +141,9 @@ extension Suites {
             try await host.start()
             try await caller.start()
             let echo = try caller.system.actor(EchoActor.self, key: "bench")
-            figures = try await clusterFigures(small: small, large: large, security: label, actorEcho: { try await echo.echo($0) },
-                                               plainEcho: plainEcho)
+            figures = try await clusterFigures(
+                small: small, large: large, security: label, actorEcho: { try await echo.echo($0) },
+                plainEcho: plainEcho)
         } catch {
             await caller.stop()
             await host.stop()
@@ -142,17 +158,22 @@ extension Suites {
         return figures
     }
 
-    private func clusterFigures(small: [UInt8], large: [UInt8], security: String, actorEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8],
-                                plainEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8]) async throws -> [Figure] {
+    private func clusterFigures(
+        small: [UInt8], large: [UInt8], security: String,
+        actorEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8],
+        plainEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8]
+    ) async throws -> [Figure] {
         let clock = ContinuousClock()
         var figures: [Figure] = []
-        for (label, payload, rounds) in [("64 B", small, max(repeats * 20, 200)), ("\(large.count >> 20) MiB", large, repeats)] {
+        for (label, payload, rounds) in [
+            ("64 B", small, max(repeats * 20, 200)), ("\(large.count >> 20) MiB", large, repeats),
+        ] {
             progress.say("cluster round trip \(label), \(security)")
             var actorOK = try await actorEcho(payload) == payload
             var plainOK = try await plainEcho(payload) == payload
             var actorSamples: [Duration] = [], plainSamples: [Duration] = []
             // Interleaved, so both see the same machine state.
-            for _ in 0 ..< rounds {
+            for _ in 0..<rounds {
                 var t = clock.now
                 let a = try await actorEcho(payload)
                 actorSamples.append(clock.now - t)
@@ -165,23 +186,30 @@ extension Suites {
             actorOK = try await actorEcho(payload) == payload && actorOK
             let unit = payload.count > 1 << 20 ? "ms" : "µs"
             let scale: (Double) -> Double = unit == "ms" ? { $0 * 1e3 } : { $0 * 1e6 }
-            let actor = loopbackFigure("remote actor call, echo \(label)", security: security, unit: unit, size: payload.count,
-                                       samples: actorSamples, verified: actorOK, note: "round trip", rate: scale)
-            let plain = loopbackFigure("plain gRPC unary, echo \(label)", security: security, unit: unit, size: payload.count,
-                                       samples: plainSamples, verified: plainOK, note: "round trip", rate: scale)
-            figures += [actor, plain, ratio(actor, over: plain, name: "actor / plain gRPC, \(label)", note: "target <= 1.20")]
+            let actor = loopbackFigure(
+                "remote actor call, echo \(label)", security: security, unit: unit, size: payload.count,
+                samples: actorSamples, verified: actorOK, note: "round trip", rate: scale)
+            let plain = loopbackFigure(
+                "plain gRPC unary, echo \(label)", security: security, unit: unit, size: payload.count,
+                samples: plainSamples, verified: plainOK, note: "round trip", rate: scale)
+            figures += [
+                actor, plain, ratio(actor, over: plain, name: "actor / plain gRPC, \(label)", note: "target <= 1.20"),
+            ]
         }
 
         // Throughput: 32 calls in flight, 4 000 calls per sample.
         progress.say("cluster throughput, \(security)")
         let inFlight = 32, perSample = 4000
-        func throughput(_ call: @escaping @Sendable ([UInt8]) async throws -> [UInt8]) async throws -> (Duration, Bool) {
+        func throughput(_ call: @escaping @Sendable ([UInt8]) async throws -> [UInt8]) async throws -> (Duration, Bool)
+        {
             let start = clock.now
             let ok = try await withThrowingTaskGroup(of: Bool.self) { group in
-                for worker in 0 ..< inFlight {
+                for worker in 0..<inFlight {
                     group.addTask {
                         var ok = true
-                        for _ in stride(from: worker, to: perSample, by: inFlight) { ok = try await call(small) == small && ok }
+                        for _ in stride(from: worker, to: perSample, by: inFlight) {
+                            ok = try await call(small) == small && ok
+                        }
                         return ok
                     }
                 }
@@ -193,7 +221,7 @@ extension Suites {
         var actorOK = true, plainOK = true
         _ = try await throughput(actorEcho)
         _ = try await throughput(plainEcho)
-        for _ in 0 ..< max(3, repeats / 2) {
+        for _ in 0..<max(3, repeats / 2) {
             let (a, aok) = try await throughput(actorEcho)
             let (p, pok) = try await throughput(plainEcho)
             actorSamples.append(a)
@@ -202,19 +230,27 @@ extension Suites {
             plainOK = plainOK && pok
         }
         let perSecond: (Double) -> Double = { Double(perSample) / $0 }
-        let actor = loopbackFigure("remote actor calls, 64 B, \(inFlight) in flight", security: security, unit: "calls/s",
-                                   size: perSample, samples: actorSamples, verified: actorOK, rate: perSecond)
-        let plain = loopbackFigure("plain gRPC unary, 64 B, \(inFlight) in flight", security: security, unit: "calls/s",
-                                   size: perSample, samples: plainSamples, verified: plainOK, rate: perSecond)
-        figures += [actor, plain, ratio(actor, over: plain, name: "actor / plain gRPC, calls/s", note: "target >= 0.83 (1 / 1.20)")]
+        let actor = loopbackFigure(
+            "remote actor calls, 64 B, \(inFlight) in flight", security: security, unit: "calls/s",
+            size: perSample, samples: actorSamples, verified: actorOK, rate: perSecond)
+        let plain = loopbackFigure(
+            "plain gRPC unary, 64 B, \(inFlight) in flight", security: security, unit: "calls/s",
+            size: perSample, samples: plainSamples, verified: plainOK, rate: perSecond)
+        figures += [
+            actor, plain,
+            ratio(actor, over: plain, name: "actor / plain gRPC, calls/s", note: "target >= 0.83 (1 / 1.20)"),
+        ]
         return figures
     }
 
-    private func loopbackFigure(_ name: String, security: String, unit: String, size: Int, samples: [Duration], verified: Bool,
-                                note: String? = nil, rate: (Double) -> Double) -> Figure {
+    private func loopbackFigure(
+        _ name: String, security: String, unit: String, size: Int, samples: [Duration], verified: Bool,
+        note: String? = nil, rate: (Double) -> Double
+    ) -> Figure {
         let values = samples.map { rate($0.seconds) }
-        return Figure(suite: "cluster", name: name, device: security, deviceName: "gRPC over 127.0.0.1, \(security)", unit: unit,
-                      median: values.median, min: values.min() ?? .nan, max: values.max() ?? .nan, samples: values.count,
-                      size: size, sizeUnit: unit == "calls/s" ? "calls" : "bytes", verified: verified, note: note)
+        return Figure(
+            suite: "cluster", name: name, device: security, deviceName: "gRPC over 127.0.0.1, \(security)", unit: unit,
+            median: values.median, min: values.min() ?? .nan, max: values.max() ?? .nan, samples: values.count,
+            size: size, sizeUnit: unit == "calls/s" ? "calls" : "bytes", verified: verified, note: note)
     }
 }

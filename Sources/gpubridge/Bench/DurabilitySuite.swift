@@ -8,7 +8,9 @@ extension Suites {
     /// (group commit), interleaved; then the time to recover an index from a journal of `size` rows (1 000 000 by
     /// default) with no snapshot.
     func durability(_ device: Device) async throws -> [Figure] {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-bench-\(UUID().uuidString)").path
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "gpubridge-bench-\(UUID().uuidString)"
+        ).path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let dim = 384, batch = 100
@@ -23,8 +25,9 @@ extension Suites {
             actorOptions.durability.checkpointEntries = 1 << 30  // no checkpoint inside a measurement
             actorOptions.durability.checkpointBytes = Int.max
             actorOptions.durability.checkpointAge = .seconds(86_400)
-            let system = try EmbeddedActorSystem(bridge: try Bridge(options: options, backends: [device.backend]),
-                                                 storage: try SQLiteActorStorage(path: "\(folder)/\(file)"), options: actorOptions)
+            let system = try EmbeddedActorSystem(
+                bridge: try Bridge(options: options, backends: [device.backend]),
+                storage: try SQLiteActorStorage(path: "\(folder)/\(file)"), options: actorOptions)
             try system.register(VectorIndexActor.self, as: "index") {
                 VectorIndexActor(actorSystem: $0, dim: dim, initialCapacity: 1 << 16)
             }
@@ -45,7 +48,7 @@ extension Suites {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     var issued = 0
                     func add() {
-                        let ids = Array((first + issued) * batch ..< (first + issued + 1) * batch)
+                        let ids = Array((first + issued) * batch..<(first + issued + 1) * batch)
                         issued += 1
                         group.addTask { _ = try await index.upsert(ids: ids, vectors: rows) }
                     }
@@ -59,7 +62,7 @@ extension Suites {
             let clock = ContinuousClock()
             _ = try await run(journaled)
             _ = try await run(volatile)
-            for _ in 0 ..< max(repeats, 5) {
+            for _ in 0..<max(repeats, 5) {
                 var t = clock.now
                 okWith = try await run(journaled) && okWith
                 withJournal.append(clock.now - t)
@@ -68,13 +71,17 @@ extension Suites {
                 without.append(clock.now - t)
             }
             let perSecond: (Double) -> Double = { Double(calls * batch) / $0 }
-            let a = figure("durability", "upsert 100 x 384, journaled (SQLite), \(inFlight) in flight", device: device,
-                           unit: "rows/s", size: calls * batch, sizeUnit: "rows", samples: withJournal, verified: okWith,
-                           note: "synchronous = FULL, group commit", rate: perSecond)
-            let b = figure("durability", "upsert 100 x 384, no journal, \(inFlight) in flight", device: device,
-                           unit: "rows/s", size: calls * batch, sizeUnit: "rows", samples: without, verified: okWithout,
-                           rate: perSecond)
-            figures += [a, b, ratio(a, over: b, name: "journaled / no journal, \(inFlight) in flight", note: "target >= 0.5")]
+            let a = figure(
+                "durability", "upsert 100 x 384, journaled (SQLite), \(inFlight) in flight", device: device,
+                unit: "rows/s", size: calls * batch, sizeUnit: "rows", samples: withJournal, verified: okWith,
+                note: "synchronous = FULL, group commit", rate: perSecond)
+            let b = figure(
+                "durability", "upsert 100 x 384, no journal, \(inFlight) in flight", device: device,
+                unit: "rows/s", size: calls * batch, sizeUnit: "rows", samples: without, verified: okWithout,
+                rate: perSecond)
+            figures += [
+                a, b, ratio(a, over: b, name: "journaled / no journal, \(inFlight) in flight", note: "target >= 0.5"),
+            ]
         }
         _ = await journaled.shutdown()
         _ = await volatile.shutdown()
@@ -88,7 +95,7 @@ extension Suites {
         var issued = 0
         try await withThrowingTaskGroup(of: Void.self) { group in
             func add() {
-                let ids = Array(issued * batch ..< (issued + 1) * batch)
+                let ids = Array(issued * batch..<(issued + 1) * batch)
                 issued += 1
                 group.addTask { _ = try await index.upsert(ids: ids, vectors: rows) }
             }
@@ -103,11 +110,13 @@ extension Suites {
         let elapsed = clock.now - start
         let journalBytes = try await SQLiteActorStorage(path: "\(folder)/recovery.sqlite")
             .status(of: GPUActorID(type: "index", key: "recovery")).journalBytes
-        figures.append(figure("durability", "recover \(callsNeeded * batch) journaled rows of dim \(dim)", device: device,
-                              unit: "s", size: callsNeeded * batch, sizeUnit: "rows", samples: [elapsed],
-                              verified: recovered == callsNeeded * batch,
-                              note: "\(callsNeeded) entries, \(journalBytes >> 20) MiB of journal, replayed from SQLite",
-                              rate: { $0 }))
+        figures.append(
+            figure(
+                "durability", "recover \(callsNeeded * batch) journaled rows of dim \(dim)", device: device,
+                unit: "s", size: callsNeeded * batch, sizeUnit: "rows", samples: [elapsed],
+                verified: recovered == callsNeeded * batch,
+                note: "\(callsNeeded) entries, \(journalBytes >> 20) MiB of journal, replayed from SQLite",
+                rate: { $0 }))
         // The same index as a snapshot: written in chunks (trimming the journal), then restored by a new system.
         progress.say("durability: snapshot and restore of \(recovered) rows")
         let recoveredIndex = try reader.actor(VectorIndexActor.self, key: "recovery")
@@ -122,12 +131,16 @@ extension Suites {
         let restoreTime = clock.now - t
         let bytes = head?.bytes ?? 0
         let chunkNote = "\(bytes >> 20) MiB in \(head?.chunks ?? 0) chunks"
-        figures.append(figure("durability", "snapshot \(recovered) rows of dim \(dim)", device: device, unit: "s",
-                              size: recovered, sizeUnit: "rows", samples: [snapshotTime], verified: head != nil,
-                              note: chunkNote, rate: { $0 }))
-        figures.append(figure("durability", "restore \(recovered) rows of dim \(dim) from the snapshot", device: device,
-                              unit: "s", size: recovered, sizeUnit: "rows", samples: [restoreTime],
-                              verified: restored == recovered, note: chunkNote, rate: { $0 }))
+        figures.append(
+            figure(
+                "durability", "snapshot \(recovered) rows of dim \(dim)", device: device, unit: "s",
+                size: recovered, sizeUnit: "rows", samples: [snapshotTime], verified: head != nil,
+                note: chunkNote, rate: { $0 }))
+        figures.append(
+            figure(
+                "durability", "restore \(recovered) rows of dim \(dim) from the snapshot", device: device,
+                unit: "s", size: recovered, sizeUnit: "rows", samples: [restoreTime],
+                verified: restored == recovered, note: chunkNote, rate: { $0 }))
         _ = await restorer.shutdown()  // the writer and reader stay abandoned: each was fenced off by the next claim
         return figures
     }

@@ -25,7 +25,7 @@ func sample(repeats: Int, _ body: () async throws -> Void) async throws -> [Dura
     let clock = ContinuousClock()
     var samples: [Duration] = []
     samples.reserveCapacity(repeats)
-    for _ in 0 ..< repeats {
+    for _ in 0..<repeats {
         let start = clock.now
         try await body()
         samples.append(clock.now - start)
@@ -46,12 +46,15 @@ extension Duration {
 }
 
 /// Builds a figure from durations: `rate(seconds)` converts one sample into the reported unit.
-func figure(_ suite: String, _ name: String, device: Device, unit: String, size: Int, sizeUnit: String,
-            samples: [Duration], verified: Bool? = nil, note: String? = nil, rate: (Double) -> Double) -> Figure {
+func figure(
+    _ suite: String, _ name: String, device: Device, unit: String, size: Int, sizeUnit: String,
+    samples: [Duration], verified: Bool? = nil, note: String? = nil, rate: (Double) -> Double
+) -> Figure {
     let values = samples.map { rate($0.seconds) }
-    return Figure(suite: suite, name: name, device: device.id.description, deviceName: device.info.name, unit: unit,
-                  median: values.median, min: values.min() ?? .nan, max: values.max() ?? .nan, samples: values.count,
-                  size: size, sizeUnit: sizeUnit, verified: verified, note: note)
+    return Figure(
+        suite: suite, name: name, device: device.id.description, deviceName: device.info.name, unit: unit,
+        median: values.median, min: values.min() ?? .nan, max: values.max() ?? .nan, samples: values.count,
+        size: size, sizeUnit: sizeUnit, verified: verified, note: note)
 }
 
 /// `numerator / denominator` as a figure in "x": the ratio of the medians, with the widest range the samples allow.

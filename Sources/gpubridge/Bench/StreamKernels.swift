@@ -38,13 +38,18 @@ enum StreamKernels {
         """
 
     /// The kernel `name` (`copy`, `mul`, `add`, `triad`, `dot`) for `device`, with elements of `T`.
-    static func source<T: StreamElement>(_ name: String, _ type: T.Type, for device: Device) throws -> (KernelSource, CompileOptions) {
+    static func source<T: StreamElement>(_ name: String, _ type: T.Type, for device: Device) throws -> (
+        KernelSource, CompileOptions
+    ) {
         var options = CompileOptions(defines: ["T": T.kernelTypeName])
         if device.info.capabilities.unifiedMemory { options.defines["GB_CONTIGUOUS_ITEMS"] = "1" }
         switch device.id.backend {
         case .cpu:
-            return (KernelSource(name: "stream_\(name)_\(T.kernelTypeName)", scheduling: name == "dot" ? .perGroup : .perItem,
-                                 swift: swiftKernel(name, T.self)), options)
+            return (
+                KernelSource(
+                    name: "stream_\(name)_\(T.kernelTypeName)", scheduling: name == "dot" ? .perGroup : .perItem,
+                    swift: swiftKernel(name, T.self)), options
+            )
         case .cuda, .opencl:
             let kernel = PortableKernel(name: "stream_\(name)", text: text, entryPoint: "stream_\(name)")
             return (try kernel.source(for: device.id.backend == .cuda ? .cuda : .openCLC), options)
@@ -56,7 +61,7 @@ enum StreamKernels {
         case "copy":
             return { context in
                 let a = try context.buffer(0, as: T.self), c = try context.buffer(1, as: T.self)
-                let range = context.items.clamped(to: 0 ..< (try context.integer(2)))
+                let range = context.items.clamped(to: 0..<(try context.integer(2)))
                 guard !range.isEmpty else { return }
                 (c.baseAddress! + range.lowerBound).update(from: a.baseAddress! + range.lowerBound, count: range.count)
             }
@@ -64,18 +69,20 @@ enum StreamKernels {
             return { context in
                 let c = try context.buffer(0, as: T.self), b = try context.buffer(1, as: T.self)
                 let s = try T.scalar(context, 2)
-                for i in context.items.clamped(to: 0 ..< (try context.integer(3))) { b[i] = s * c[i] }
+                for i in context.items.clamped(to: 0..<(try context.integer(3))) { b[i] = s * c[i] }
             }
         case "add":
             return { context in
-                let a = try context.buffer(0, as: T.self), b = try context.buffer(1, as: T.self), c = try context.buffer(2, as: T.self)
-                for i in context.items.clamped(to: 0 ..< (try context.integer(3))) { c[i] = a[i] + b[i] }
+                let a = try context.buffer(0, as: T.self), b = try context.buffer(1, as: T.self),
+                    c = try context.buffer(2, as: T.self)
+                for i in context.items.clamped(to: 0..<(try context.integer(3))) { c[i] = a[i] + b[i] }
             }
         case "triad":
             return { context in
-                let b = try context.buffer(0, as: T.self), c = try context.buffer(1, as: T.self), a = try context.buffer(2, as: T.self)
+                let b = try context.buffer(0, as: T.self), c = try context.buffer(1, as: T.self),
+                    a = try context.buffer(2, as: T.self)
                 let s = try T.scalar(context, 3)
-                for i in context.items.clamped(to: 0 ..< (try context.integer(4))) { a[i] = b[i] + s * c[i] }
+                for i in context.items.clamped(to: 0..<(try context.integer(4))) { a[i] = b[i] + s * c[i] }
             }
         default:
             return { context in
@@ -93,7 +100,8 @@ enum StreamKernels {
                     var acc: T = 0
                     var i = start
                     while i + 8 <= end {
-                        lanes += pa.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<T>.self)
+                        lanes +=
+                            pa.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<T>.self)
                             * pb.loadUnaligned(fromByteOffset: i * stride, as: SIMD8<T>.self)
                         i += 8
                     }
