@@ -17,13 +17,14 @@ enum OpenCLTestEnvironment {
 struct NoOpenCLDevice: Error {}
 
 /// A fresh OpenCL backend (its own context, queues and counters, so tests running in parallel do not disturb each
-/// other's counts) wrapped in a `Device` with a disk cache in its own temporary folder.
+/// other's counts) wrapped in a `Device` with a memory-only kernel cache, or a disk cache in `cacheFolder`.
 func makeOpenCLDevice(cacheFolder: String? = nil) throws -> (device: Device, backend: OpenCLBackend) {
     guard let backend = OpenCLBackendProvider().discover().devices.first as? OpenCLBackend else {
         throw NoOpenCLDevice()
     }
-    let folder = cacheFolder ?? temporaryFolder("cache")
-    return (try Device(backend: backend, cache: KernelCache(directory: folder)), backend)
+    // A disk cache only where the test asks for one (and removes its folder): a folder per device left thousands of
+    // folders behind in /tmp.
+    return (try Device(backend: backend, cache: KernelCache(directory: cacheFolder)), backend)
 }
 
 /// A unique temporary folder path (created by whoever writes into it).
