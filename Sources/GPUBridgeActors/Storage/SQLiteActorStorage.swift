@@ -25,8 +25,8 @@ import GRDB
 ///   bytes BLOB NOT NULL,
 ///   PRIMARY KEY (actor_type, actor_key, seq));
 /// ```
-/// The database runs in WAL mode with `synchronous = FULL`, so a committed append survives a crash of the process or
-/// of the machine. Appends are group-committed (`GroupCommitter`): concurrent appends of any actors share one write
+/// The database runs in WAL mode with `synchronous = FULL` by default, so a committed append survives a crash of the
+/// process or of the machine (`Sync.normal` trades the machine for speed: see there). Appends are group-committed (`GroupCommitter`): concurrent appends of any actors share one write
 /// transaction (one `fsync`), each in its own savepoint so a fenced actor's entries do not fail the others. Snapshot
 /// chunks are separate rows (at most `maxChunkBytes` each, well under SQLite's 1 GB blob limit), so a snapshot has no
 /// size limit but the disk's. Readers are never blocked by a writer (WAL).
@@ -47,13 +47,28 @@ public final class SQLiteActorStorage: ActorStorage {
         var entries: [JournalEntry]
     }
 
+    /// When a commit reaches the disk (SQLite's `synchronous` setting in WAL mode).
+    public enum Sync: String, Sendable, Hashable {
+        /// `FULL`: every commit is synced to the disk before it returns. A committed append survives a crash of the
+        /// process, of the operating system and a power cut.
+        case full = "FULL"
+        /// `NORMAL`: commits are written to the WAL file without a sync; the WAL is synced at checkpoints. A committed
+        /// append survives a crash of the process (kill -9), not of the operating system or the power.
+        case normal = "NORMAL"
+    }
+
+    /// How commits reach the disk.
+    public let sync: Sync
+
     /// Opens (creating if needed) the database at `path` and migrates its schema.
-    public init(path: String) throws(GPUBridgeError) {
+    public init(path: String, sync: Sync = .full) throws(GPUBridgeError) {
         guard !path.isEmpty else { throw .invalidArgument(name: "path", value: "\"\"", limit: "a database file path") }
         self.path = path
+        self.sync = sync
         do {
             var config = Configuration()
-            config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            let pragma = "PRAGMA synchronous = \(sync.rawValue)"
+            config.prepareDatabase { db in try db.execute(sql: pragma) }
             let pool = try DatabasePool(path: path, configuration: config)
             try Self.migrator.migrate(pool)
             self.pool = pool
