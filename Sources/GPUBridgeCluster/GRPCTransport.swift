@@ -276,8 +276,10 @@ public final class GRPCNodeTransport: NodeTransport {
         self.logger = logger
     }
 
+    /// The connection to `node`, made on first use. Connections are keyed by node identity (address and generation):
+    /// forgetting a dead generation must not close the connection to the node restarted at the same address.
     private func client(for node: NodeID) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
-        let endpoint = "\(node.host):\(node.port)"
+        let endpoint = Self.key(node)
         if let peer = state.withLock({ $0.peers[endpoint] }) { return peer.client }
         let transportSecurity: HTTP2ClientTransport.Posix.TransportSecurity
         switch security {
@@ -466,7 +468,12 @@ public final class GRPCNodeTransport: NodeTransport {
     public var enforcesDeadlines: Bool { true }
 
     public func forget(_ node: NodeID) {
-        let peer = state.withLock { $0.peers.removeValue(forKey: "\(node.host):\(node.port)") }
+        let peer = state.withLock { $0.peers.removeValue(forKey: Self.key(node)) }
         peer?.client.beginGracefulShutdown()
     }
+
+    static func key(_ node: NodeID) -> String { "\(node.host):\(node.port)@\(node.generation)" }
+
+    /// The nodes this transport holds a connection to (their keys), for tests.
+    var connectedPeers: Set<String> { state.withLock { Set($0.peers.keys) } }
 }

@@ -376,3 +376,24 @@ struct DeadlineTests {
         other.release()
     }
 }
+
+@Suite("gRPC connections")
+struct ConnectionTests {
+    @Test("connections are kept per node generation: forgetting a dead generation keeps the restarted node's")
+    func keyedByGeneration() async throws {
+        var pair = try GRPCPair()
+        try await pair.start()
+        let live = pair.node.id
+        let transport = try GRPCNodeTransport(security: pair.certificates.client)
+        #expect(try await transport.ping(live, from: "test", timeout: .seconds(10)) == live)
+        let key = GRPCNodeTransport.key(live)
+        #expect(transport.connectedPeers == [key])
+        // The same address, an earlier generation (the node before a restart), declared dead and forgotten.
+        transport.forget(NodeID(host: live.host, port: live.port, generation: live.generation - 1))
+        #expect(transport.connectedPeers == [key])
+        transport.forget(live)
+        #expect(transport.connectedPeers.isEmpty)
+        await transport.shutdown()
+        await pair.stop()
+    }
+}
