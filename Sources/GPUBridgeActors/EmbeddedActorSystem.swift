@@ -121,6 +121,7 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
         var created: [GPUActorID: Int] = [:]
         var activations: [GPUActorID: Int] = [:]
         var placements: [GPUActorID: DeviceID] = [:]
+        var active: Set<GPUActorID> = []
         var anonymous = 0
     }
 
@@ -322,8 +323,19 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
         directory.withLock { d in
             d.activations[id, default: 0] += 1
             d.placements[id] = device
+            d.active.insert(id)
         }
     }
+
+    func recordDeactivation(_ id: GPUActorID) {
+        directory.withLock { d in
+            d.placements[id] = nil
+            d.active.remove(id)
+        }
+    }
+
+    /// Virtual actors active now (activated and not deactivated since); idle shells are not counted.
+    public var activeCount: Int { directory.withLock { $0.active.count } }
 
     func recordPlacement(_ id: GPUActorID, device: DeviceID?) {
         directory.withLock { $0.placements[id] = device }

@@ -150,7 +150,7 @@ extension VirtualActor {
         }
         do {
             try await hook()
-            actorSystem.recordPlacement(id, device: nil)
+            actorSystem.recordDeactivation(id)
             actorSystem.logger.debug("deactivated", metadata: ["actor": "\(id)"])
             lifecycle.setPhase(.inactive)
         } catch {

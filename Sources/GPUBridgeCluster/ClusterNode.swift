@@ -339,7 +339,8 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
                 totalMemory: device.info.totalMemory, freeMemory: s.circuit == .open ? 0 : s.unreservedMemory)
         }
         return state.withLock { s in
-            NodeCapacity(devices: devices, activations: s.hosted.count, callsInFlight: s.callsInFlight)
+            // Active instances only: an idle shell (deactivated, still in `hosted`) holds no device memory or load.
+            NodeCapacity(devices: devices, activations: system.activeCount, callsInFlight: s.callsInFlight)
         }
     }
 
@@ -568,6 +569,7 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         clock: ContinuousClock
     ) async throws -> ActorReply {
         let retryUntil = clock.now.advanced(by: options.retryUnreachableFor)
+        var notHereWait = Duration.milliseconds(20)  // doubles after each notHere, up to one probe interval
         while true {
             guard phase == .active || (phase == .shuttingDown && options.role == .client) else {
                 throw ClusterError.nodeNotRunning(node: "\(self.id)", state: phase.rawValue)
@@ -628,12 +630,14 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
                 guard clock.now < deadline else {
                     throw ClusterError.notHere(actor: "\(id)", node: "\(address.node)", reason: reason)
                 }
-                // The registered node may be shutting down (it unregisters once the snapshot is saved): wait briefly.
+                // The registered node may be shutting down (it unregisters once the snapshot is saved): wait, longer
+                // each time (20 ms doubling up to one probe interval), and never past the deadline.
                 if try await directory.lookup(id) == address {
                     if isDead(address.node) {
                         try await directory.unregister(address)
                     } else {
-                        try await Task.sleep(for: .milliseconds(20))
+                        try await Task.sleep(for: min(notHereWait, max(.zero, deadline - clock.now)))
+                        notHereWait = min(notHereWait * 2, options.probeInterval)
                     }
                 }
             }

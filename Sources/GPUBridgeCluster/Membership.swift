@@ -67,7 +67,7 @@ public struct NodeCapacity: Sendable, Hashable, Codable {
     }
 
     public var devices: [DeviceSummary]
-    /// Activations the node holds now.
+    /// Virtual actors active on the node now (deactivated, idle ones are not counted: they hold no device memory).
     public var activations: Int
     /// Calls the node is running now.
     public var callsInFlight: Int

@@ -266,6 +266,24 @@ struct InProcessClusterTests {
         }
     }
 
+    @Test("capacity counts active instances only: deactivated ones stop weighing on placement")
+    func capacityCountsActiveOnly() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 1)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let node = cluster.nodes[0]
+        let system = node.system
+        for k in 0..<3 {
+            _ = try await system.actor(VectorIndexActor.self, key: "c\(k)").upsert(
+                ids: [k], vectors: [Float](repeating: 1, count: InProcessCluster.dim))
+        }
+        let reported = { try await cluster.membership.readAll().entry(of: node.id)?.entry.capacity.activations }
+        #expect(try await eventually(timeout: .seconds(10)) { try await reported() == 3 })
+        for k in 0..<3 { try await system.deactivate(GPUActorID(type: "vector-index", key: "c\(k)")) }
+        #expect(node.hosted.count == 3)  // still this node's (the next call reactivates here)
+        #expect(try await eventually(timeout: .seconds(10)) { try await reported() == 0 })
+    }
+
     @Test("waitForView: answers when a round brings the awaited view, nil on timeout or cancellation")
     func waitForView() async throws {
         var cluster = InProcessCluster()
