@@ -122,6 +122,7 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
         var activations: [GPUActorID: Int] = [:]
         var placements: [GPUActorID: DeviceID] = [:]
         var active: Set<GPUActorID> = []
+        var failedActivations: Set<GPUActorID> = []
         var anonymous = 0
     }
 
@@ -324,7 +325,17 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
             d.activations[id, default: 0] += 1
             d.placements[id] = device
             d.active.insert(id)
+            d.failedActivations.remove(id)
         }
+    }
+
+    func recordActivationFailure(_ id: GPUActorID) {
+        _ = directory.withLock { $0.failedActivations.insert(id) }
+    }
+
+    /// Whether the last activation of `id` failed and it is not active now (a node then gives up its registration).
+    public func lastActivationFailed(_ id: GPUActorID) -> Bool {
+        directory.withLock { $0.failedActivations.contains(id) && !$0.active.contains(id) }
     }
 
     func recordDeactivation(_ id: GPUActorID) {

@@ -122,6 +122,7 @@ extension VirtualActor {
                     lifecycle.setPhase(.active)
                     return
                 } catch {
+                    actorSystem.recordActivationFailure(id)
                     lifecycle.setPhase(.inactive)
                     throw error
                 }

@@ -746,7 +746,25 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         servedCounter.increment()
         state.withLock { $0.callsInFlight += 1 }
         defer { state.withLock { $0.callsInFlight -= 1 } }
-        return .reply(await system.execute(request.call, on: address.id))
+        let reply = await system.execute(request.call, on: address.id)
+        if case .error = reply, system.lastActivationFailed(address.id) {
+            // The activation failed here: give up the registration, so the next call places the actor anew instead
+            // of failing on this node for ever.
+            let released = state.withLock { s -> Bool in
+                guard s.hosted[address.id] == address.activation else { return false }
+                s.hosted[address.id] = nil
+                s.locations[address.id] = nil
+                return true
+            }
+            if released {
+                do { try await directory.unregister(address) } catch {
+                    logger.warning(
+                        "could not unregister an activation that failed",
+                        metadata: ["actor": "\(address.id)", "error": "\(error)"])
+                }
+            }
+        }
+        return .reply(reply)
     }
 
     public func ping(from prober: String) -> NodeID? {

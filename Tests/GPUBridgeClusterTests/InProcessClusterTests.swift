@@ -12,7 +12,13 @@ distributed actor TroubleActor: VirtualActor {
     let lifecycle = ActivationLifecycle()
 
     init(actorSystem: EmbeddedActorSystem) { self.actorSystem = actorSystem }
-    func activate() async throws -> DeviceID? { nil }
+    /// Keys starting with "unplaceable" never activate.
+    func activate() async throws -> DeviceID? {
+        guard !id.key.hasPrefix("unplaceable") else {
+            throw GPUBridgeError.backendUnavailable(backend: "test", reason: "\(id) refuses to activate")
+        }
+        return nil
+    }
     func deactivate() async throws {}
 
     struct Opaque: Error, CustomStringConvertible {
@@ -264,6 +270,23 @@ struct InProcessClusterTests {
         for (k, key) in keys.enumerated() {
             #expect(try await system.actor(VectorIndexActor.self, key: key).idsInRowOrder() == [k, k + 100])
         }
+    }
+
+    @Test("a failed activation gives up its directory entry; a later success registers again")
+    func failedActivationUnregisters() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 2)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let system = cluster.nodes[0].system
+        let id = GPUActorID(type: "trouble", key: "unplaceable-1")
+        await #expect(throws: GPUBridgeError.backendUnavailable(backend: "test", reason: "\(id) refuses to activate")) {
+            _ = try await system.actor(TroubleActor.self, key: id.key).wait(milliseconds: 1)
+        }
+        #expect(try await cluster.directory.lookup(id) == nil)
+        #expect(cluster.nodes.allSatisfy { $0.hosted[id] == nil })
+        // An actor that activates keeps its entry.
+        #expect(try await system.actor(TroubleActor.self, key: "fine").wait(milliseconds: 1) == 1)
+        #expect(try await cluster.directory.lookup(GPUActorID(type: "trouble", key: "fine")) != nil)
     }
 
     @Test("capacity counts active instances only: deactivated ones stop weighing on placement")
