@@ -72,7 +72,8 @@ extension DurableActor {
             var recent = claim.snapshot?.recentCallIDs ?? []
             var entries = 0, bytes = 0
             while true {
-                let page = try await storage.readJournal(id, after: applied, limit: 1024)
+                // A page at a time (256 entries), so a long journal is never all in memory.
+                let page = try await storage.readJournal(id, after: applied, limit: 256)
                 if page.isEmpty { break }
                 for entry in page {
                     guard entry.sequence == applied + 1 else {
