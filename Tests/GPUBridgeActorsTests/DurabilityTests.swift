@@ -249,6 +249,35 @@ struct DurabilityTests {
         #expect(try await other.actor(VectorIndexActor.self, key: "t").export() == model.export)
     }
 
+    @Test(
+        "without a journal: nothing is appended, a crash keeps only the last snapshot, a failed final snapshot keeps the state"
+    )
+    func withoutJournal() async throws {
+        let storage = FaultInjectingActorStorage(InMemoryActorStorage())
+        var options = ActorSystemOptions()
+        options.durability.journal = false
+        func open() throws -> EmbeddedActorSystem {
+            let system = try EmbeddedActorSystem(
+                bridge: try makeBridge([CPUBackend()]), storage: storage, options: options)
+            try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 4) }
+            return system
+        }
+        let system = try open()
+        let index = try system.actor(VectorIndexActor.self, key: "v")
+        try await index.upsert(ids: [1], vectors: [1, 0, 0, 0])
+        try await index.checkpoint()
+        try await index.upsert(ids: [2], vectors: [0, 1, 0, 0])
+        #expect(try await storage.status(of: index.id).journalEntries == 0)
+        #expect(try await index.journalStatistics().appends == 0)
+        // The final snapshot fails: the activation stays (it is the only copy of row 2).
+        storage.inject { $0.failCommits = 1 }
+        await #expect(throws: GPUBridgeError.self) { try await system.deactivate(index.id) }
+        #expect(system.placement(of: index.id) != nil)
+        #expect(try await index.export().ids == [1, 2])
+        // A crash now keeps what the last snapshot had.
+        #expect(try await open().actor(VectorIndexActor.self, key: "v").export().ids == [1])
+    }
+
     @Test("snapshots stream in chunks: a multi-chunk snapshot restores exactly")
     func chunkedSnapshot() async throws {
         let storage = InMemoryActorStorage()

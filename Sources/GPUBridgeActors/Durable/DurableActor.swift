@@ -106,14 +106,12 @@ extension DurableActor {
     public func deactivate() async throws {
         do {
             try await writeCheckpoint()
-        } catch  where !actorSystem.options.durability.journal {
-            throw error  // without a journal the snapshot is the only copy: keep the state
         } catch {
+            // Without a journal the snapshot is the only copy: keep the state.
+            guard actorSystem.options.durability.journal else { throw error }
             actorSystem.logger.warning(
                 "final snapshot failed; the journal holds every acknowledged mutation",
-                metadata: [
-                    "actor": "\(id)", "error": "\(error)",
-                ])
+                metadata: ["actor": "\(id)", "error": "\(error)"])
         }
         await release()
         journal.deactivated()
