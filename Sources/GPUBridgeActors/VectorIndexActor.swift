@@ -213,11 +213,15 @@ public distributed actor VectorIndexActor: DurableActor {
                 throw GPUBridgeError.sizeMismatch(name: "snapshot dim of \(name)", expected: dim, actual: savedDim)
             }
             let count = try await r.read(littleEndian: Int64.self)
+            // The count comes from stored bytes: range-check it before any arithmetic with it.
+            guard count >= 0, count < Int64(Int32.max) else {
+                throw GPUBridgeError.invalidArgument(
+                    name: "row count in the snapshot of \(name)", value: "\(count)", limit: "0..<\(Int32.max)")
+            }
             let expected = Int64(VectorIndexSnapshot.headerBytes) + count * 8 + count * Int64(dim) * 4
-            guard count >= 0, count < Int64(Int32.max), r.head.bytes == expected else {
+            guard r.head.bytes == expected else {
                 throw GPUBridgeError.sizeMismatch(
-                    name: "snapshot bytes of \(name) (\(count) rows of dim \(dim))",
-                    expected: count >= 0 && count < Int64(Int32.max) ? Int(expected) : -1,
+                    name: "snapshot bytes of \(name) (\(count) rows of dim \(dim))", expected: Int(expected),
                     actual: Int(r.head.bytes))
             }
             ids = try await r.read(Int64.self, count: Int(count)).map { Int(Int64(littleEndian: $0)) }

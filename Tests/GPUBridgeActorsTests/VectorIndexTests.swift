@@ -153,6 +153,23 @@ struct VectorIndexTests {
         await #expect(throws: GPUBridgeError.self) {
             try await system.actor(VectorIndexActor.self, key: "broken").vectorCount()
         }
+        // A header claiming more rows than any snapshot can hold is refused before any arithmetic with the count.
+        let huge = GPUActorID(type: "index", key: "huge")
+        let hugeEpoch = try await storage.claim(huge).epoch
+        var header = Array("GBVI".utf8)
+        for v in [UInt32(1), UInt32(4)] { withUnsafeBytes(of: v.littleEndian) { header += $0 } }
+        withUnsafeBytes(of: Int64.max.littleEndian) { header += $0 }
+        let hugeID = SnapshotID(epoch: hugeEpoch, sequence: 0)
+        try await storage.writeChunk(header, of: huge, snapshot: hugeID, index: 0, epoch: hugeEpoch)
+        try await storage.commitSnapshot(
+            SnapshotHead(id: hugeID, chunks: 1, bytes: Int64(header.count), recentCallIDs: []), of: huge,
+            epoch: hugeEpoch)
+        await #expect(
+            throws: GPUBridgeError.invalidArgument(
+                name: "row count in the snapshot of index/huge", value: "\(Int64.max)", limit: "0..<\(Int32.max)")
+        ) {
+            try await system.actor(VectorIndexActor.self, key: "huge").vectorCount()
+        }
         let other = try makeSystem([CPUBackend()], storage: storage)
         try other.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 5) }
         await #expect(throws: GPUBridgeError.sizeMismatch(name: "snapshot dim of index/snap", expected: 5, actual: 4)) {
