@@ -222,14 +222,8 @@ public final class PostgresActorStorage: ActorStorage {
                             WHERE cluster = \(cluster) AND actor_type = \(item.id.type) AND actor_key = \(item.id.key)
                             """, logger: logger
                         ).collect().first?.decode(Int64?.self)
-                        var next = (last ?? head?.id.sequence ?? 0) + 1
-                        for entry in item.entries {
-                            guard entry.sequence == next else {
-                                throw ActorStorageError.sequenceGap(
-                                    actor: "\(item.id)", expected: next, actual: entry.sequence)
-                            }
-                            next += 1
-                        }
+                        try JournalEntry.checkConsecutive(
+                            item.entries, after: last ?? head?.id.sequence ?? 0, actor: item.id)
                         for entry in item.entries {
                             let bytes = Data(entry.bytes)
                             try await connection.query(

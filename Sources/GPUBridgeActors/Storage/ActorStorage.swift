@@ -95,6 +95,21 @@ public struct JournalEntry: Sendable, Hashable {
     }
 }
 
+extension JournalEntry {
+    /// Checks that `entries` continue a journal whose last stored sequence is `last` (consecutive, starting at
+    /// `last + 1`); throws `ActorStorageError.sequenceGap` naming the first that does not. Every storage's `append`
+    /// runs it before writing anything.
+    public static func checkConsecutive(_ entries: [JournalEntry], after last: Int64, actor: GPUActorID) throws {
+        var next = last + 1
+        for entry in entries {
+            guard entry.sequence == next else {
+                throw ActorStorageError.sequenceGap(actor: "\(actor)", expected: next, actual: entry.sequence)
+            }
+            next += 1
+        }
+    }
+}
+
 /// What a storage holds for one actor (`ActorStorage.status(of:)`).
 public struct ActorStorageStatus: Sendable, Hashable {
     /// The epoch of the last claim (0: never claimed).

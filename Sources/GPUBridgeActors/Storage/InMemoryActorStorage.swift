@@ -66,13 +66,8 @@ public final class InMemoryActorStorage: ActorStorage {
                 throw ActorStorageError.fenced(
                     actor: "\(id)", operation: "journal append", epoch: epoch, current: actor.epoch)
             }
-            var next = (actor.journal.last?.sequence ?? actor.head?.id.sequence ?? 0) + 1
-            for entry in entries {
-                guard entry.sequence == next else {
-                    throw ActorStorageError.sequenceGap(actor: "\(id)", expected: next, actual: entry.sequence)
-                }
-                next += 1
-            }
+            try JournalEntry.checkConsecutive(
+                entries, after: actor.journal.last?.sequence ?? actor.head?.id.sequence ?? 0, actor: id)
             actor.journal += entries
             s.actors[id] = actor
             s.counts.appends += 1

@@ -257,13 +257,9 @@ public final class SQLiteActorStorage: ActorStorage {
                     Result {
                         try db.inSavepoint {
                             let head = try fence(db, item.id, epoch: item.epoch, "journal append")
-                            var next = try lastSequence(db, item.id, head: head) + 1
+                            let last = try lastSequence(db, item.id, head: head)
+                            try JournalEntry.checkConsecutive(item.entries, after: last, actor: item.id)
                             for entry in item.entries {
-                                guard entry.sequence == next else {
-                                    throw ActorStorageError.sequenceGap(
-                                        actor: "\(item.id)", expected: next,
-                                        actual: entry.sequence)
-                                }
                                 try db.execute(
                                     sql: """
                                         INSERT INTO actor_journal (actor_type, actor_key, seq, epoch, call_id, bytes)
@@ -273,7 +269,6 @@ public final class SQLiteActorStorage: ActorStorage {
                                         item.id.type, item.id.key, entry.sequence, item.epoch,
                                         entry.callID, Data(entry.bytes),
                                     ])
-                                next += 1
                             }
                             return .commit
                         }
