@@ -32,6 +32,7 @@ public struct ActorSystemOptions: Sendable {
 /// A checkpoint is taken in the background after a journal append once the entries since the last snapshot reach
 /// `checkpointEntries` or `checkpointBytes`, or the oldest of them is `checkpointAge` old; deactivation takes a final
 /// one. Reads go on while it runs; mutations wait for it.
+/// A value held by `ActorSystemOptions`, fixed once the system is made; any thread.
 public struct DurabilityOptions: Sendable, Hashable {
     /// When false, mutations are applied without being journaled: the state is saved only by snapshots
     /// (checkpoints and deactivation), so a crash loses what was applied since the last one. For caches whose state

@@ -17,6 +17,7 @@ public struct VectorHit: Sendable, Hashable, Codable, CustomStringConvertible {
 }
 
 /// The rows of a vector index (`VectorIndexActor.export()`): ids in row order and their vectors, row-major.
+/// A value returned by `export()`; any thread. It holds every row: as large as the index.
 public struct VectorIndexExport: Sendable, Hashable, Codable {
     public var ids: [Int]
     public var vectors: [Float]
@@ -64,6 +65,8 @@ enum VectorIndexSnapshot {
 
 /// One journaled change of a vector index. Encoded little-endian: tag (UInt8: 1 upsert, 2 delete), count (Int64),
 /// ids (Int64 x count), then for an upsert the rows (Float32 x count x dim).
+/// A value made by the index's `upsert`/`delete` and by replay; any thread. Encoding copies its ids and rows
+/// once.
 public enum VectorIndexMutation: Sendable, Hashable {
     case upsert(ids: [Int], vectors: [Float])
     case delete(ids: [Int])

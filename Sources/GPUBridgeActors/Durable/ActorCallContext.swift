@@ -12,6 +12,7 @@
 /// ```
 /// Direct calls to an actor in the same process (no `remoteCall`) see the key through the task-local itself, as does
 /// every call the called actor makes in turn: one key names one logical call, so set it around exactly one.
+/// Task-local values: each task sees its own; reading one costs a task-local lookup.
 public enum ActorCallContext {
     /// The id of the call being served and the actor it was sent to (set by the actor system around a call it
     /// executes; nil in a call made directly).

@@ -2,6 +2,7 @@ import GPUBridge
 import Synchronization
 
 /// What `DurableActor.mutate` did with a mutation.
+/// A value returned to the call that mutated; any thread.
 public enum MutationOutcome<Result: Sendable>: Sendable {
     /// Journaled (durable) at `sequence`, then applied with this result.
     case applied(Result, sequence: Int64)
@@ -306,6 +307,7 @@ public final class ActorJournal: Sendable {
 }
 
 /// Counters and positions of one durable actor's journal (`ActorJournal.statistics`).
+/// A value copied out under the journal's lock (`ActorJournal.statistics`); any thread.
 public struct JournalStatistics: Sendable, Hashable, Codable {
     /// The epoch this activation writes with (0 when never activated).
     public var epoch: Int64 = 0

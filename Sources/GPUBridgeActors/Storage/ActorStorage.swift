@@ -41,6 +41,7 @@ public protocol ActorStorage: Sendable {
 }
 
 /// What `claim` returns: the epoch the new activation writes with, and where its state starts.
+/// A value owned by the activation that claimed; any thread may read it.
 public struct ActorClaim: Sendable, Hashable {
     public var epoch: Int64
     public var snapshot: SnapshotHead?
@@ -53,6 +54,7 @@ public struct ActorClaim: Sendable, Hashable {
 
 /// Names one snapshot of an actor: the epoch that wrote it and the last journal sequence it includes. An activation
 /// writes at most one snapshot per sequence, so no two snapshots of an actor share an id.
+/// A value; any thread.
 public struct SnapshotID: Sendable, Hashable, Codable, CustomStringConvertible {
     public var epoch: Int64
     public var sequence: Int64
@@ -67,6 +69,8 @@ public struct SnapshotID: Sendable, Hashable, Codable, CustomStringConvertible {
 
 /// The current snapshot of an actor: its id, how many chunks and bytes it has, and the call ids the actor remembered
 /// when it was taken (so a retry of a call the snapshot already includes is still recognised).
+/// A value kept by the storage and the activation; any thread. Holds the remembered call ids (up to
+/// `DurabilityOptions.rememberedCalls` strings).
 public struct SnapshotHead: Sendable, Hashable {
     public var id: SnapshotID
     public var chunks: Int
@@ -83,6 +87,7 @@ public struct SnapshotHead: Sendable, Hashable {
 
 /// One journaled mutation: its position, the id of the call that made it (if the call carried one) and its bytes
 /// (the actor type's own encoding).
+/// A value; any thread. Holds its bytes (copied on write, as arrays are).
 public struct JournalEntry: Sendable, Hashable {
     public var sequence: Int64
     public var callID: String?
@@ -111,6 +116,7 @@ extension JournalEntry {
 }
 
 /// What a storage holds for one actor (`ActorStorage.status(of:)`).
+/// A value, read fresh from the storage by each `status(of:)` call (one query); any thread.
 public struct ActorStorageStatus: Sendable, Hashable {
     /// The epoch of the last claim (0: never claimed).
     public var epoch: Int64
@@ -132,6 +138,7 @@ public struct ActorStorageStatus: Sendable, Hashable {
 }
 
 /// Why a storage refused a write. Crosses the wire (`Codable`) so a remote caller sees the same error.
+/// A value; any thread.
 public enum ActorStorageError: Error, Sendable, Hashable, Codable, CustomStringConvertible {
     /// `epoch` is no longer `actor`'s epoch (`current`): another activation claimed it; nothing was written.
     case fenced(actor: String, operation: String, epoch: Int64, current: Int64)
