@@ -22,6 +22,11 @@ public enum ClusterError: Error, Sendable, Hashable, Codable, CustomStringConver
     /// A frame's header claims more bytes than this side accepts (`WireLimits.maxCallBytes`); refused before anything
     /// of that size is allocated.
     case messageTooLarge(what: String, claimedBytes: UInt64, limitBytes: Int)
+    /// The node serving a call lost its membership lease before the call finished (it could not renew it in time, so
+    /// the cluster may already run the actor elsewhere). The call may or may not have run.
+    case leaseExpired(node: String, actor: String)
+    /// A membership or directory call got no answer within `ClusterOptions.databaseTimeout`.
+    case databaseTimeout(call: String, timeout: String)
 
     public var description: String {
         switch self {
@@ -40,6 +45,11 @@ public enum ClusterError: Error, Sendable, Hashable, Codable, CustomStringConver
         case let .messageTooLarge(what, claimed, limit):
             return "\(what) refused: its header claims \(claimed) bytes, more than the limit of \(limit) bytes "
                 + "(WireLimits.maxCallBytes)"
+        case let .leaseExpired(node, actor):
+            return "node \(node) lost its membership lease while running a call to \(actor); the call may or may not "
+                + "have run"
+        case let .databaseTimeout(call, timeout):
+            return "\(call) got no answer from the membership database within \(timeout) (databaseTimeout)"
         }
     }
 }
@@ -269,6 +279,8 @@ public final class InProcessNodeTransport: NodeTransport {
         fileprivate struct State {
             var handlers: [String: any NodeCallHandler] = [:]
             var disconnected: Set<String> = []
+            /// Links cut one way: "from-host:port>to-host:port".
+            var cut: Set<String> = []
         }
 
         fileprivate let state = Mutex(State())
@@ -285,6 +297,15 @@ public final class InProcessNodeTransport: NodeTransport {
                 }
             }
         }
+
+        /// Cuts (or restores) the link from the node serving at `from`'s address to `to`'s address, one way: calls
+        /// and probes `from` sends to `to` fail as unreachable; everything else goes through.
+        public func setReachable(from: NodeID, to: NodeID, _ reachable: Bool) {
+            let key = "\(from.host):\(from.port)>\(to.host):\(to.port)"
+            state.withLock { s in
+                if reachable { s.cut.remove(key) } else { s.cut.insert(key) }
+            }
+        }
     }
 
     let network: Network
@@ -299,8 +320,10 @@ public final class InProcessNodeTransport: NodeTransport {
 
     private func handler(for node: NodeID, actor: String) throws -> any NodeCallHandler {
         let endpoint = "\(node.host):\(node.port)"
+        let from = served.withLock { $0 }
         let found = network.state.withLock { s -> (any NodeCallHandler)? in
-            s.disconnected.contains(endpoint) ? nil : s.handlers[endpoint]
+            if let from, s.cut.contains("\(from)>\(endpoint)") { return nil }
+            return s.disconnected.contains(endpoint) ? nil : s.handlers[endpoint]
         }
         guard let found else {
             throw ClusterError.nodeUnreachable(node: "\(node)", actor: actor, reason: "connection refused (in-process)")

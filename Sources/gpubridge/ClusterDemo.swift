@@ -12,16 +12,17 @@ struct ClusterDemoReport: Encodable {
     var answersEqualSingleProcess: Bool
     var killedNode: String
     var indexesOnKilledNode: Int
-    /// Milliseconds from the node going silent until every survivor's membership view shows it Dead.
+    /// Milliseconds from the node halting until every survivor's membership view shows it Dead (about one lease, 2 s
+    /// here, plus up to two rounds).
     var deathDeclaredMilliseconds: Double
     var reactivatedFromSnapshot: Bool
 }
 
 /// Three cluster nodes in this process on loopback: gRPC with mutual TLS (a fresh CA), in-memory membership, directory
 /// and state, each node with its own CPU backend (so three fit in one process anywhere; `gpubridge node` uses the
-/// machine's devices). Vector indexes are placed by capacity and queried from one node; then one node stops answering (its
-/// transport closes, as if its process died), the others vote it dead, and its indexes come back on the survivors from
-/// their snapshot and journal. The single-process reference has storage of its own (sharing the cluster's would make
+/// machine's devices). Vector indexes are placed by capacity and queried from one node; then one node halts as if its
+/// process died (no answers, no lease renewals), its lease ends and a survivor writes it Dead, and its indexes come
+/// back on the survivors from their snapshot and journal. The single-process reference has storage of its own (sharing the cluster's would make
 /// its activations claim, and fence, the cluster's actors of the same keys).
 func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemoReport {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-demo-\(UUID().uuidString)")
@@ -31,7 +32,8 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
     let security = ClusterSecurity.mutualTLS(
         certificate: "\(folder)/node.pem", privateKey: "\(folder)/node-key.pem",
         trustRoots: "\(folder)/ca.pem")
-    let membership = InMemoryMembershipTable(), directory = InMemoryActorDirectory(), storage = InMemoryActorStorage()
+    let membership = InMemoryMembershipTable(), directory = InMemoryActorDirectory(membership: membership),
+        storage = InMemoryActorStorage()
     func system(storage: any ActorStorage) throws -> EmbeddedActorSystem {
         var options = BridgeOptions()
         options.cacheDirectory = nil
@@ -42,8 +44,8 @@ func runClusterDemo(dim: Int, log: (String) -> Void) async throws -> ClusterDemo
         return system
     }
     var options = ClusterOptions()
-    options.probeInterval = .milliseconds(200)
-    options.missedProbesLimit = 2
+    options.roundInterval = .milliseconds(200)
+    options.leaseDuration = .seconds(2)
     var nodes: [ClusterNode] = []
     do {
         for _ in 0..<3 {
@@ -112,9 +114,10 @@ private func clusterDemoSteps(
     let moved = placed[victim.id]?.count ?? 0
     let clock = ContinuousClock()
     let silent = clock.now
-    await victim.transport.shutdown()
-    // The survivors vote; each learns of the death in a membership round. Until a survivor has, a call it routes to
-    // the dead node fails with nodeUnreachable (or is retried, with `retryUnreachableFor`): the demo waits for all.
+    await victim.halt()
+    // Its lease ends; a survivor's round writes it Dead and each survivor learns of it in a round. Until a survivor
+    // has, a call it routes to the dead node fails with nodeUnreachable (or is retried, with `retryUnreachableFor`):
+    // the demo waits for all.
     let survivors = nodes.filter { $0 !== victim }
     let victimID = victim.id
     for survivor in survivors {
@@ -129,7 +132,7 @@ private func clusterDemoSteps(
     }
     let declared = clock.now - silent
     log(
-        "   node \(victim.id.port) stopped answering: voted Dead, and known dead by every survivor after \(declared.short)"
+        "   node \(victim.id.port) halted (no more answers or lease renewals): its lease ended, and every survivor knew it Dead after \(declared.short)"
     )
     var restored = true
     for (key, query) in queries.sorted(by: { $0.key < $1.key }) {

@@ -11,8 +11,9 @@ struct DemoCommand: AsyncParsableCommand {
             a resident vector index actor (--vectors x --dim float32 in device memory): bulk load, concurrent top-k \
             queries, deactivation to a SQLite file, reactivation and the same queries again, and an actor call \
             measured against the same request made directly. Part 3 runs a cluster of three nodes in this process on \
-            loopback (gRPC with mutual TLS, in-memory membership): vector indexes placed by capacity, one node going \
-            silent, voted dead, and its indexes reactivated on the others from their snapshots.
+            loopback (gRPC with mutual TLS, in-memory membership): vector indexes placed by capacity, one node halting \
+            as if it crashed, found Dead when its lease ends, and its indexes reactivated on the others from their \
+            snapshots.
             """
     )
 

@@ -19,9 +19,8 @@ struct NodeConfigFile: Decodable {
     var plaintext: Bool?
     var devices: String?
     var vectorDim: Int?
-    var probeIntervalMs: Int?
-    var missedProbes: Int?
-    var votesForDeath: Int?
+    var roundIntervalMs: Int?
+    var leaseMs: Int?
     var callTimeoutMs: Int?
     var idleTimeoutS: Int?
     var statePath: String?
@@ -38,13 +37,13 @@ struct NodeCommand: AsyncParsableCommand {
             GPUBRIDGE_CLUSTER, GPUBRIDGE_TLS_CERT, GPUBRIDGE_TLS_KEY, GPUBRIDGE_TLS_CA, GPUBRIDGE_NODE_DEVICES, \
             GPUBRIDGE_METRICS_FILE), then \
             the JSON file given with --config (keys: listen, databaseURL, cluster, tlsCertificate, tlsKey, tlsCA, \
-            plaintext, devices, vectorDim, probeIntervalMs, missedProbes, votesForDeath, callTimeoutMs, idleTimeoutS, \
+            plaintext, devices, vectorDim, roundIntervalMs, leaseMs, callTimeoutMs, idleTimeoutS, \
             statePath, metricsFile, maxCallBytes). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
             between nodes is mutual TLS; --plaintext is for local development only. On SIGTERM or SIGINT the node \
             deactivates its actors (snapshots saved), leaves the directory, marks itself ShuttingDown then Dead, and \
-            exits 0. If the cluster declares it dead it stops and exits 1. When ready it prints one JSON line: \
+            exits 0. If its membership lease ends (it could not renew it in time) it stops and exits 1. When ready it prints one JSON line: \
             {"event":"ready","node":"host:port@generation"}. With --metrics-file the node's metrics (calls made and \
-            served, call durations, probe failures, activations, launches, pool and copy counters) are written there \
+            served, call durations, lease renewal failures, activations, launches, pool and copy counters) are written there \
             in Prometheus' text format every 2 seconds and at exit, replaced atomically (for node_exporter's textfile \
             collector or any scraper that reads files).
             """
@@ -59,12 +58,12 @@ struct NodeCommand: AsyncParsableCommand {
     var devices: String?
     @Option(name: .long, help: "Dimension of the vector-index actors this node hosts. Default 384.")
     var vectorDim: Int?
-    @Option(name: .long, help: "Membership round (IAmAlive, probes) in milliseconds. Default 1000.")
-    var probeIntervalMs: Int?
-    @Option(name: .long, help: "Missed probes before a vote. Default 3.")
-    var missedProbes: Int?
-    @Option(name: .long, help: "Votes that declare a node dead. Default 2.")
-    var votesForDeath: Int?
+    @Option(name: .long, help: "Membership round (lease renewal, expiry, table read) in milliseconds. Default 1000.")
+    var roundIntervalMs: Int?
+    @Option(
+        name: .long,
+        help: "Membership lease in milliseconds: a node that cannot renew it within this time is dead. Default 10000.")
+    var leaseMs: Int?
     @Option(name: .long, help: "Deadline of calls this node makes, in milliseconds. Default 30000.")
     var callTimeoutMs: Int?
     @Option(name: .long, help: "Seconds without calls before an actor is deactivated. Default 300.")
@@ -134,10 +133,8 @@ struct NodeCommand: AsyncParsableCommand {
         }
         s.options.host = s.host
         s.options.port = s.port
-        s.options.probeInterval = .milliseconds(probeIntervalMs ?? file.probeIntervalMs ?? 1000)
-        s.options.probeTimeout = min(.seconds(1), s.options.probeInterval)
-        s.options.missedProbesLimit = missedProbes ?? file.missedProbes ?? 3
-        s.options.votesForDeath = votesForDeath ?? file.votesForDeath ?? 2
+        s.options.roundInterval = .milliseconds(roundIntervalMs ?? file.roundIntervalMs ?? 1000)
+        s.options.leaseDuration = .milliseconds(leaseMs ?? file.leaseMs ?? 10_000)
         s.options.callTimeout = .milliseconds(callTimeoutMs ?? file.callTimeoutMs ?? 30_000)
         s.options.labels = ["pid": "\(ProcessInfo.processInfo.processIdentifier)", "version": GPUBridgeVersion.string]
         s.idleTimeout = .seconds(idleTimeoutS ?? file.idleTimeoutS ?? 300)
@@ -211,8 +208,9 @@ struct NodeCommand: AsyncParsableCommand {
             directory = PostgresActorDirectory(store: opened, cluster: s.cluster)
             storage = PostgresActorStorage(store: opened, cluster: s.cluster)
         } else {
-            membership = InMemoryMembershipTable()
-            directory = InMemoryActorDirectory()
+            let table = InMemoryMembershipTable()
+            membership = table
+            directory = InMemoryActorDirectory(membership: table)
             storage = try s.statePath.map { try SQLiteActorStorage(path: $0) } ?? InMemoryActorStorage()
         }
         var systemOptions = ActorSystemOptions()

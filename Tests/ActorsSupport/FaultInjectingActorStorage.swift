@@ -52,9 +52,9 @@ public final class FaultInjectingActorStorage: ActorStorage {
         }
     }
 
-    public func claim(_ id: GPUActorID) async throws -> ActorClaim {
+    public func claim(_ id: GPUActorID, token: Int64?) async throws -> ActorClaim {
         try take(\.failClaims, "claim")
-        return try await inner.claim(id)
+        return try await inner.claim(id, token: token)
     }
 
     public func readChunk(_ id: GPUActorID, snapshot: SnapshotID, index: Int) async throws -> [UInt8] {

@@ -7,14 +7,18 @@ import Testing
 
 /// One hosting node and clients in this process, over real gRPC on loopback (in-memory membership and directory).
 struct GRPCPair {
-    let membership = InMemoryMembershipTable()
-    let directory = InMemoryActorDirectory()
+    let membership: InMemoryMembershipTable
+    let directory: InMemoryActorDirectory
     let storage = InMemoryActorStorage()
     let certificates: TestCertificates
     var node: ClusterNode!
     var clients: [ClusterNode] = []
 
-    init() throws { certificates = try TestCertificates() }
+    init() throws {
+        certificates = try TestCertificates()
+        membership = InMemoryMembershipTable()
+        directory = InMemoryActorDirectory(membership: membership)
+    }
 
     func system() throws -> EmbeddedActorSystem {
         try InProcessCluster.cpuSystem(storage: storage, register: InProcessCluster.register)
@@ -22,7 +26,7 @@ struct GRPCPair {
 
     mutating func start(limits: WireLimits = WireLimits()) async throws {
         var options = ClusterOptions()
-        options.probeInterval = .milliseconds(100)
+        options.roundInterval = .milliseconds(100)
         node = try ClusterNode(
             system: try system(), membership: membership, directory: directory,
             transport: try GRPCNodeTransport(security: certificates.node, limits: limits), options: options)
@@ -34,7 +38,7 @@ struct GRPCPair {
     {
         var options = ClusterOptions()
         options.role = .client
-        options.probeInterval = .milliseconds(100)
+        options.roundInterval = .milliseconds(100)
         let client = try ClusterNode(
             system: try system(), membership: membership, directory: directory,
             transport: try GRPCNodeTransport(security: security ?? certificates.client, limits: limits),

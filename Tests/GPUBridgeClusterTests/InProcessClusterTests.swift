@@ -38,19 +38,27 @@ distributed actor TroubleActor: VirtualActor {
 /// Several nodes in one process: in-memory membership, directory and storage, the in-process transport.
 struct InProcessCluster {
     let network = InProcessNodeTransport.Network()
-    let membership = InMemoryMembershipTable()
-    let directory = InMemoryActorDirectory()
+    let membership: InMemoryMembershipTable
+    let directory: InMemoryActorDirectory
     let storage = InMemoryActorStorage()
     var nodes: [ClusterNode] = []
+    /// Each node's link to the membership table (parallel to `nodes`), which a test may cut.
+    var links: [CuttableMembershipTable] = []
+
+    init() {
+        membership = InMemoryMembershipTable()
+        directory = InMemoryActorDirectory(membership: membership)
+    }
 
     static let dim = 16
 
     static func options(port: Int) -> ClusterOptions {
         var options = ClusterOptions()
         options.port = port
-        options.probeInterval = .milliseconds(50)
-        options.probeTimeout = .milliseconds(200)
-        options.missedProbesLimit = 2
+        options.roundInterval = .milliseconds(50)
+        // Long enough that a node starved of CPU for a while by other suites does not lose its lease.
+        options.leaseDuration = .seconds(3)
+        options.databaseTimeout = .seconds(1)
         options.callTimeout = .seconds(20)
         return options
     }
@@ -82,13 +90,15 @@ struct InProcessCluster {
         for i in 0..<count {
             var options = Self.options(port: 7000 + nodes.count + i)
             configure(&options)
+            let link = CuttableMembershipTable(membership)
             let node = try ClusterNode(
-                system: try makeSystem(), membership: membership, directory: directory,
+                system: try makeSystem(), membership: link, directory: directory,
                 transport: InProcessNodeTransport(network: network), options: options)
             try await node.start()
             nodes.append(node)
+            links.append(link)
         }
-        // Every node sees every other as active before the test calls (views refresh every probe interval).
+        // Every node sees every other as active before the test calls (views refresh every round).
         let all = Set(nodes.map(\.id))
         for node in nodes {
             _ = await eventually { Set(node.view.active.map(\.node)).isSuperset(of: all) }
@@ -154,7 +164,7 @@ struct InProcessClusterTests {
         }
     }
 
-    @Test("a node that stops answering is voted dead; its actors reactivate elsewhere with every acknowledged write")
+    @Test("a node that loses the database stops serving, its lease ends, its actors reactivate with every write")
     func failover() async throws {
         var cluster = InProcessCluster()
         try await cluster.start(count: 3)
@@ -178,8 +188,11 @@ struct InProcessClusterTests {
         _ = try await index.upsert(ids: [500], vectors: random.floats(dim, -1, 1))
         let before = try await index.query(queries, k: 4)
 
-        let victim = try #require(cluster.nodes.first { $0.hosted[id] != nil })
+        let victimIndex = try #require(cluster.nodes.firstIndex { $0.hosted[id] != nil })
+        let victim = cluster.nodes[victimIndex]
+        // The victim loses the network and the database (a crash, as the others see it).
         cluster.network.setReachable(host: victim.id.host, port: victim.id.port, false)
+        cluster.links[victimIndex].isCut = true
         // Calls in flight or made before the death is declared fail with a clear error, not silently.
         do {
             _ = try await index.vectorCount()
@@ -187,17 +200,53 @@ struct InProcessClusterTests {
         } catch let error as ClusterError {
             guard case .nodeUnreachable = error else { Issue.record("unexpected \(error)"); return }
         }
-        // The survivors vote; the row turns Dead; the victim reads its own row and stops.
+        // The victim stops serving on its own before the table may end its lease (it can see only its own clock).
+        #expect(await eventually(timeout: .seconds(20)) { !victim.isServing })
+        let stillLive = try #require(try await cluster.membership.readAll().entry(of: victim.id)?.entry)
+        #expect(stillLive.status == .active, "the victim fenced itself before its lease ended")
+        // A survivor's round writes the row Dead once the lease ended.
         #expect(
             await eventually(timeout: .seconds(20)) {
                 (try? await cluster.membership.readAll().entry(of: victim.id)?.entry.status) == .dead
             })
-        #expect(await eventually(timeout: .seconds(20)) { victim.phase == .dead })
         // The next call reactivates the index on a survivor with every acknowledged row (snapshot + journal).
         #expect(await eventually(timeout: .seconds(20)) { (try? await index.vectorCount()) == 31 })
         #expect(try await index.query(queries, k: 4) == before)
         let now = try #require(try await cluster.directory.lookup(id))
         #expect(now.node != victim.id)
+        // When its link comes back the victim learns it is Dead and stops for good; its row stays Dead.
+        cluster.links[victimIndex].isCut = false
+        cluster.network.setReachable(host: victim.id.host, port: victim.id.port, true)
+        #expect(await eventually(timeout: .seconds(20)) { victim.phase == .dead })
+        await victim.stop()
+        #expect(try await cluster.membership.readAll().entry(of: victim.id)?.entry.status == .dead)
+        #expect(try await index.vectorCount() == 31)
+    }
+
+    @Test("a node cut off from its peers but not from the database is declared dead by no one and kills no one")
+    func partitionFromPeersOnly() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 3)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let isolated = cluster.nodes[0]
+        cluster.network.setReachable(host: isolated.id.host, port: isolated.id.port, false)
+        for other in cluster.nodes.dropFirst() { cluster.network.setReachable(from: isolated.id, to: other.id, false) }
+        // Longer than two leases: under peer votes this killed nodes; under leases nothing happens.
+        let until = ContinuousClock.now + .seconds(7)
+        while ContinuousClock.now < until {
+            let view = try await cluster.membership.readAll()
+            #expect(view.entries.allSatisfy { $0.entry.status == .active }, "\(view.entries.map(\.entry.status))")
+            #expect(cluster.nodes.allSatisfy { $0.phase == .active && $0.isServing })
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        cluster.network.setReachable(host: isolated.id.host, port: isolated.id.port, true)
+        for other in cluster.nodes.dropFirst() { cluster.network.setReachable(from: isolated.id, to: other.id, true) }
+        // Healed: every node reaches every actor again.
+        for (n, node) in cluster.nodes.enumerated() {
+            for k in 0..<6 {
+                #expect(try await node.system.actor(EchoActor.self, key: "p\(k)").echo([UInt8(n)]) == [UInt8(n)])
+            }
+        }
     }
 
     @Test("remote errors come back typed when Codable, as RemoteActorError otherwise; deadlines hold")
@@ -337,15 +386,15 @@ struct InProcessClusterTests {
         let cluster = InProcessCluster()
         for (change, name) in [
             ({ (o: inout ClusterOptions) in o.port = 70_000 }, "port"),
-            ({ $0.probeInterval = .zero }, "probeInterval"),
-            ({ $0.votesForDeath = 0 }, "votesForDeath"),
-            (
-                {
-                    $0.probedSuccessors = 2; $0.votesForDeath = 3
-                }, "votesForDeath"
-            ),
+            ({ $0.roundInterval = .zero }, "roundInterval"),
+            ({ $0.leaseDuration = .seconds(2) }, "leaseDuration"),  // less than 3 rounds of 1 s
+            ({ $0.leaseDuration = .seconds(7_200) }, "leaseDuration"),
+            ({ $0.databaseTimeout = .zero }, "databaseTimeout"),
+            ({ $0.databaseTimeout = .seconds(11) }, "databaseTimeout"),  // more than the lease
+            ({ $0.deadRowRetention = .seconds(-1) }, "deadRowRetention"),
+            ({ $0.drainTimeout = .seconds(-1) }, "drainTimeout"),
+            ({ $0.locationCacheSize = 0 }, "locationCacheSize"),
             ({ $0.callTimeout = .zero }, "callTimeout"),
-            ({ $0.missedProbesLimit = 0 }, "missedProbesLimit"),
         ] as [((inout ClusterOptions) -> Void, String)] {
             var options = ClusterOptions()
             change(&options)

@@ -3,6 +3,7 @@ import GPUBridge
 import GPUBridgeActors
 import GPUBridgeActorsTestSupport
 import GPUBridgeTestSupport
+import Synchronization
 import Testing
 
 @testable import GPUBridgeCluster
@@ -14,17 +15,10 @@ private func testNode(_ index: Int, host: String = "10.0.0.1") -> NodeID {
     NodeID(host: host, port: 7000 + index, generation: 1_700_000_000_000_000 + Int64(index))
 }
 
-/// An entry whose every field is set (dates with milliseconds, suspicions, capacity with a device, labels).
+/// An entry whose every field the node writes is set (capacity with a device, labels).
 private func fullEntry(_ node: NodeID, status: NodeStatus = .joining) -> MembershipEntry {
     MembershipEntry(
-        node: node, status: status,
-        iAmAlive: Date(timeIntervalSince1970: 1_750_000_000.123),
-        startTime: Date(timeIntervalSince1970: 1_749_999_000.456),
-        suspicions: [
-            SuspicionVote(
-                voter: testNode(99, host: "10.0.0.9"),
-                time: Date(timeIntervalSince1970: 1_750_000_001.789))
-        ],
+        node: node, status: status, iAmAlive: Date(), startTime: Date(),
         capacity: NodeCapacity(
             devices: [
                 .init(
@@ -35,31 +29,26 @@ private func fullEntry(_ node: NodeID, status: NodeStatus = .joining) -> Members
         labels: ["host": "gpu-01", "version": "1.2.3", "ünïcode": "✓"])
 }
 
-/// Whole milliseconds since 1970 (what a round trip must keep at least).
-private func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
-
-/// `a` and `b` agree in every field, dates to the millisecond.
+/// `a` and `b` agree in every field a node writes (the times are the table's).
 private func expectSame(_ a: MembershipEntry, _ b: MembershipEntry, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(a.node == b.node, sourceLocation: sourceLocation)
     #expect(a.status == b.status, sourceLocation: sourceLocation)
-    #expect(milliseconds(a.iAmAlive) == milliseconds(b.iAmAlive), sourceLocation: sourceLocation)
-    #expect(milliseconds(a.startTime) == milliseconds(b.startTime), sourceLocation: sourceLocation)
-    #expect(a.suspicions.map(\.voter) == b.suspicions.map(\.voter), sourceLocation: sourceLocation)
-    #expect(
-        a.suspicions.map { milliseconds($0.time) } == b.suspicions.map { milliseconds($0.time) },
-        sourceLocation: sourceLocation)
+    #expect(a.leftGracefully == b.leftGracefully, sourceLocation: sourceLocation)
     #expect(a.capacity == b.capacity, sourceLocation: sourceLocation)
     #expect(a.labels == b.labels, sourceLocation: sourceLocation)
 }
 
-/// Insert and update compare-and-swap on the version and the etag.
+/// A lease long enough that no test outlives it.
+private let longLease = Duration.seconds(600)
+
+/// Insert and update compare-and-swap on the version and the etag; a Dead row never changes.
 private func checkMembershipCAS(_ table: any MembershipTable) async throws {
     let empty = try await table.readAll()
     #expect(empty.version == 0)
     #expect(empty.entries.isEmpty)
 
     let a = fullEntry(testNode(1))
-    #expect(try await table.insert(a, expectedVersion: 0))
+    #expect(try await table.insert(a, lease: longLease, expectedVersion: 0))
     var snapshot = try await table.readAll()
     #expect(snapshot.version == 1)
     #expect(snapshot.entries.count == 1)
@@ -67,11 +56,11 @@ private func checkMembershipCAS(_ table: any MembershipTable) async throws {
 
     // A second insert from the stale version 0 (another node, or the same one) changes nothing.
     let b = fullEntry(testNode(2))
-    #expect(try await table.insert(b, expectedVersion: 0) == false)
-    #expect(try await table.insert(a, expectedVersion: 0) == false)
+    #expect(try await table.insert(b, lease: longLease, expectedVersion: 0) == false)
+    #expect(try await table.insert(a, lease: longLease, expectedVersion: 0) == false)
     // The same node again at the right version: the row exists, nothing changes.
-    #expect(try await table.insert(a, expectedVersion: 1) == false)
-    #expect(try await table.readAll() == snapshot)
+    #expect(try await table.insert(a, lease: longLease, expectedVersion: 1) == false)
+    #expect(try await table.readAll().entries == snapshot.entries)
 
     // Update with the right etag and version bumps both.
     var changed = a
@@ -91,25 +80,39 @@ private func checkMembershipCAS(_ table: any MembershipTable) async throws {
     #expect(try await table.update(again, etag: 2, expectedVersion: 1) == false)
     // An update of a node without a row fails too.
     #expect(try await table.update(fullEntry(testNode(3)), etag: 1, expectedVersion: 2) == false)
-    #expect(try await table.readAll() == snapshot)
+    #expect(try await table.readAll().entries == snapshot.entries)
 
     // Inserting the second node at the current version works.
-    #expect(try await table.insert(b, expectedVersion: 2))
+    #expect(try await table.insert(b, lease: longLease, expectedVersion: 2))
     snapshot = try await table.readAll()
     #expect(snapshot.version == 3)
     #expect(snapshot.entries.map(\.entry.node) == [a.node, b.node])
+
+    // Dead is final: with the right etag and version, no update moves a row out of it.
+    var dead = changed
+    dead.status = .dead
+    dead.leftGracefully = true
+    #expect(try await table.update(dead, etag: 2, expectedVersion: 3))
+    snapshot = try await table.readAll()
+    expectSame(try #require(snapshot.entry(of: a.node)).entry, dead)
+    for status in [NodeStatus.joining, .active, .shuttingDown, .dead] {
+        var back = dead
+        back.status = status
+        #expect(try await table.update(back, etag: 3, expectedVersion: snapshot.version) == false, "\(status)")
+    }
+    #expect(try await table.readAll().entries == snapshot.entries)
 
     try await table.reset()
     let reset = try await table.readAll()
     #expect(reset.version == 0)
     #expect(reset.entries.isEmpty)
-    #expect(try await table.insert(a, expectedVersion: 0))
+    #expect(try await table.insert(a, lease: longLease, expectedVersion: 0))
 }
 
 /// Ten writers update the same row from the same snapshot at once: exactly one wins.
 private func checkConcurrentUpdates(_ table: any MembershipTable) async throws {
     let node = testNode(1)
-    #expect(try await table.insert(fullEntry(node), expectedVersion: 0))
+    #expect(try await table.insert(fullEntry(node), lease: longLease, expectedVersion: 0))
     let snapshot = try await table.readAll()
     let row = try #require(snapshot.entry(of: node))
     let wins = try await withThrowingTaskGroup(of: Bool.self, returning: Int.self) { group in
@@ -129,7 +132,9 @@ private func checkConcurrentUpdates(_ table: any MembershipTable) async throws {
     // Concurrent inserts of different nodes from the same version: exactly one wins too.
     let inserts = try await withThrowingTaskGroup(of: Bool.self, returning: Int.self) { group in
         for index in 10..<20 {
-            group.addTask { try await table.insert(fullEntry(testNode(index)), expectedVersion: after.version) }
+            group.addTask {
+                try await table.insert(fullEntry(testNode(index)), lease: longLease, expectedVersion: after.version)
+            }
         }
         return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
     }
@@ -139,35 +144,93 @@ private func checkConcurrentUpdates(_ table: any MembershipTable) async throws {
     #expect(finished.entries.count == 2)
 }
 
-/// IAmAlive writes change the time and capacity only: no version or etag change.
-private func checkIAmAlive(_ table: any MembershipTable) async throws {
-    let entry = fullEntry(testNode(1))
-    #expect(try await table.insert(entry, expectedVersion: 0))
+/// Leases by the table's clock: renewals extend them without a version change; an ended lease makes the node Dead
+/// (by `expireLeases` or by its own late renewal), for good; old Dead rows are removed. `pass(d)` lets at least `d`
+/// of the table's time go by.
+private func checkLeases(
+    _ table: any MembershipTable, short: Duration = .milliseconds(50), pass: (Duration) async throws -> Void
+) async throws {
+    let live = testNode(1), late = testNode(2), lapsed = testNode(3)
+    #expect(try await table.insert(fullEntry(live, status: .active), lease: longLease, expectedVersion: 0))
+    #expect(try await table.insert(fullEntry(late, status: .active), lease: short, expectedVersion: 1))
+    #expect(try await table.insert(fullEntry(lapsed, status: .active), lease: short, expectedVersion: 2))
     let before = try await table.readAll()
-    let time = Date(timeIntervalSince1970: 1_760_000_000.987)
+    let row = try #require(before.entry(of: live)).entry
+    // The lease is exactly the asked duration after the row's time, all from the table's clock.
+    #expect(PostgresStore.microseconds(row.leaseExpires) - PostgresStore.microseconds(row.iAmAlive) == 600_000_000)
+    #expect(row.iAmAlive <= before.now && row.leaseExpires > before.now)
+    // Active means Active with a lease that has not ended at the read (a slow database may already have let the short
+    // ones end).
+    #expect(
+        before.active.map(\.node)
+            == [live, late, lapsed].filter { before.entry(of: $0).map { $0.entry.leaseExpires > before.now } ?? false })
+    #expect(before.active.map(\.node).contains(live))
+
+    // A renewal: new lease from the table's clock, capacity recorded, no version or etag change.
     let capacity = NodeCapacity(devices: [], activations: 42, callsInFlight: 7)
-    try await table.updateIAmAlive(entry.node, at: time, capacity: capacity)
-    // A node without a row: nothing happens, nothing throws.
-    try await table.updateIAmAlive(testNode(5), at: time, capacity: capacity)
-    let after = try await table.readAll()
-    #expect(after.version == before.version)
-    #expect(after.entries.count == 1)
-    let row = try #require(after.entry(of: entry.node))
-    #expect(row.etag == before.entry(of: entry.node)?.etag)
-    #expect(milliseconds(row.entry.iAmAlive) == milliseconds(time))
-    #expect(row.entry.capacity == capacity)
-    var expected = entry
-    expected.iAmAlive = time
-    expected.capacity = capacity
-    expectSame(row.entry, expected)
+    guard case let .renewed(expires, now) = try await table.renewLease(live, lease: .seconds(900), capacity: capacity)
+    else {
+        Issue.record("a live lease was not renewed")
+        return
+    }
+    #expect(PostgresStore.microseconds(expires) - PostgresStore.microseconds(now) == 900_000_000)
+    let renewed = try await table.readAll()
+    #expect(renewed.version == before.version)
+    #expect(renewed.entry(of: live)?.etag == before.entry(of: live)?.etag)
+    #expect(renewed.entry(of: live)?.entry.capacity == capacity)
+    #expect(renewed.entry(of: live)?.entry.leaseExpires == expires)
+    // No row: lost.
+    guard case .lost = try await table.renewLease(testNode(9), lease: longLease, capacity: capacity) else {
+        Issue.record("a node without a row renewed a lease")
+        return
+    }
+
+    // The short leases end. `expireLeases` writes both Dead (one version bump); the long one lives.
+    try await pass(short + .milliseconds(10))
+    let ended = try await table.readAll()
+    #expect(ended.active.map(\.node) == [live], "an ended lease is not active even before it is written Dead")
+    #expect(try await table.expireLeases() == [late, lapsed])
+    let expired = try await table.readAll()
+    #expect(expired.version == ended.version + 1)
+    #expect(expired.entry(of: late)?.entry.status == .dead)
+    #expect(expired.entry(of: late)?.entry.leftGracefully == false)
+    #expect(expired.entry(of: live)?.entry.status == .active)
+    #expect(try await table.expireLeases() == [])
+    // A Dead node's renewal is refused, and its row stays Dead.
+    guard case .lost = try await table.renewLease(late, lease: longLease, capacity: capacity) else {
+        Issue.record("a Dead node renewed its lease")
+        return
+    }
+    var revived = try #require(expired.entry(of: late))
+    revived.entry.status = .active
+    #expect(try await table.update(revived.entry, etag: revived.etag, expectedVersion: expired.version) == false)
+
+    // A renewal after the lease ended, before anyone expired it, is refused and writes the row Dead itself.
+    let other = testNode(4)
+    #expect(
+        try await table.insert(
+            fullEntry(other, status: .active), lease: short, expectedVersion: expired.version))
+    try await pass(short + .milliseconds(10))
+    guard case .lost = try await table.renewLease(other, lease: longLease, capacity: capacity) else {
+        Issue.record("a lease was renewed after it ended")
+        return
+    }
+    #expect(try await table.readAll().entry(of: other)?.entry.status == .dead)
+    #expect(try await table.expireLeases() == [])
+
+    // Old Dead rows go; young ones and live rows stay.
+    #expect(try await table.removeDead(olderThan: .seconds(3_600)) == [])
+    try await pass(.milliseconds(5))
+    #expect(try await table.removeDead(olderThan: .zero) == [late, lapsed, other])
+    #expect(try await table.readAll().entries.map(\.entry.node) == [live])
 }
 
-/// Every field survives a write and a read, for every status.
+/// Every field a node writes survives a write and a read, for every status.
 private func checkRoundTrip(_ table: any MembershipTable) async throws {
     var version: Int64 = 0
     for (index, status) in NodeStatus.allCases.enumerated() {
         let entry = fullEntry(testNode(index), status: status)
-        #expect(try await table.insert(entry, expectedVersion: version))
+        #expect(try await table.insert(entry, lease: longLease, expectedVersion: version))
         version += 1
         let row = try #require(try await table.readAll().entry(of: entry.node))
         expectSame(row.entry, entry)
@@ -176,13 +239,24 @@ private func checkRoundTrip(_ table: any MembershipTable) async throws {
     let bare = MembershipEntry(
         node: testNode(50, host: "[::1]"), status: .active,
         iAmAlive: Date(timeIntervalSince1970: 0.001), startTime: Date(timeIntervalSince1970: 0))
-    #expect(try await table.insert(bare, expectedVersion: version))
+    #expect(try await table.insert(bare, lease: longLease, expectedVersion: version))
     let row = try #require(try await table.readAll().entry(of: bare.node))
     expectSame(row.entry, bare)
 }
 
+/// Rows for `nodes`, Active with a long lease (a directory registers only on such nodes).
+private func makeLive(_ nodes: [NodeID], in table: any MembershipTable) async throws {
+    for node in nodes {
+        let version = try await table.readAll().version
+        #expect(try await table.insert(fullEntry(node, status: .active), lease: longLease, expectedVersion: version))
+    }
+}
+
 /// 32 nodes register the same actor at once: one activation, the same address for all.
-private func checkDirectoryConcurrency(_ directory: any ActorDirectory) async throws {
+private func checkDirectoryConcurrency(
+    _ directory: any ActorDirectory, _ table: any MembershipTable
+) async throws {
+    try await makeLive((0..<32).map { testNode($0) } + [testNode(77)], in: table)
     let id = GPUActorID(type: "Index", key: "tenant-7")
     #expect(try await directory.lookup(id) == nil)
     let addresses = try await withThrowingTaskGroup(of: ActorAddress.self, returning: [ActorAddress].self) { group in
@@ -202,7 +276,8 @@ private func checkDirectoryConcurrency(_ directory: any ActorDirectory) async th
 }
 
 /// Unregister compares the activation; a re-registration gets a higher number; unregisterAll counts.
-private func checkUnregister(_ directory: any ActorDirectory) async throws {
+private func checkUnregister(_ directory: any ActorDirectory, _ table: any MembershipTable) async throws {
+    try await makeLive([testNode(1), testNode(2), testNode(10), testNode(11)], in: table)
     let id = GPUActorID(type: "Index", key: "k")
     let first = try await directory.register(id, on: testNode(1))
     var wrong = first
@@ -233,6 +308,39 @@ private func checkUnregister(_ directory: any ActorDirectory) async throws {
     #expect(try await directory.all() == [second])
 }
 
+/// A registration lands only on a node whose row is Active with a live lease; an existing one is returned whatever
+/// its node.
+private func checkRegisterNeedsLease(
+    _ directory: any ActorDirectory, _ table: any MembershipTable, short: Duration = .milliseconds(50),
+    pass: (Duration) async throws -> Void
+) async throws {
+    let joining = testNode(1), active = testNode(2), brief = testNode(3), unknown = testNode(4)
+    #expect(try await table.insert(fullEntry(joining), lease: longLease, expectedVersion: 0))
+    #expect(try await table.insert(fullEntry(active, status: .active), lease: longLease, expectedVersion: 1))
+    #expect(try await table.insert(fullEntry(brief, status: .active), lease: short, expectedVersion: 2))
+    for node in [joining, unknown] {
+        do {
+            let address = try await directory.register(GPUActorID(type: "A", key: "\(node.port)"), on: node)
+            Issue.record("registered on \(node), which holds no active lease: \(address)")
+        } catch let error as ClusterError {
+            guard case let .noActiveNodes(_, reason) = error else { throw error }
+            #expect(reason.contains("\(node)") && reason.contains("lease"))
+        }
+    }
+    let kept = try await directory.register(GPUActorID(type: "A", key: "s"), on: brief)
+    try await pass(short + .milliseconds(10))
+    do {
+        _ = try await directory.register(GPUActorID(type: "A", key: "after"), on: brief)
+        Issue.record("registered on a node whose lease ended")
+    } catch let error as ClusterError {
+        guard case .noActiveNodes = error else { throw error }
+    }
+    // The existing registration is returned as it is (callers judge its node); a live node registers.
+    #expect(try await directory.register(GPUActorID(type: "A", key: "s"), on: active) == kept)
+    #expect(try await directory.register(GPUActorID(type: "A", key: "fresh"), on: active).node == active)
+    #expect(try await directory.all().count == 2)
+}
+
 // MARK: PostgreSQL
 
 /// The test server's URL (scripts/test starts one).
@@ -261,10 +369,13 @@ struct PostgresTests {
         }
     }
 
-    @Test("membership: IAmAlive writes change the time and capacity, not the version")
-    func membershipIAmAlive() async throws {
+    @Test("membership: leases by the server's clock: renewal, expiry, Dead for good, removal")
+    func membershipLeases() async throws {
         try await PostgresStore.withStore(url: databaseURL) { store in
-            try await checkIAmAlive(PostgresMembershipTable(store: store, cluster: uniqueCluster()))
+            let table = PostgresMembershipTable(store: store, cluster: uniqueCluster())
+            try await checkLeases(table, short: .seconds(1)) { time in
+                try await Task.sleep(for: time)  // the server's clock has to move on its own
+            }
         }
     }
 
@@ -275,27 +386,13 @@ struct PostgresTests {
         }
     }
 
-    @Test("membership: dates round-trip to the microsecond")
-    func membershipMicroseconds() async throws {
-        try await PostgresStore.withStore(url: databaseURL) { store in
-            let table = PostgresMembershipTable(store: store, cluster: uniqueCluster())
-            var entry = fullEntry(testNode(1))
-            entry.iAmAlive = Date(timeIntervalSince1970: 1_750_000_000.123_457)
-            entry.startTime = Date(timeIntervalSince1970: -1.000_001)  // before 1970 too
-            #expect(try await table.insert(entry, expectedVersion: 0))
-            let row = try #require(try await table.readAll().entry(of: entry.node))
-            #expect(PostgresStore.microseconds(row.entry.iAmAlive) == 1_750_000_000_123_457)
-            #expect(PostgresStore.microseconds(row.entry.startTime) == -1_000_001)
-        }
-    }
-
     @Test("membership: clusters sharing a database do not see each other")
     func membershipClustersAreSeparate() async throws {
         try await PostgresStore.withStore(url: databaseURL) { store in
             let one = PostgresMembershipTable(store: store, cluster: uniqueCluster())
             let two = PostgresMembershipTable(store: store, cluster: uniqueCluster())
-            #expect(try await one.insert(fullEntry(testNode(1)), expectedVersion: 0))
-            #expect(try await two.insert(fullEntry(testNode(1)), expectedVersion: 0))
+            #expect(try await one.insert(fullEntry(testNode(1)), lease: longLease, expectedVersion: 0))
+            #expect(try await two.insert(fullEntry(testNode(1)), lease: longLease, expectedVersion: 0))
             #expect(try await one.readAll().version == 1)
             try await two.reset()
             #expect(try await one.readAll().entries.count == 1)
@@ -306,14 +403,31 @@ struct PostgresTests {
     @Test("directory: 32 concurrent registrations of one actor get one activation")
     func directoryConcurrency() async throws {
         try await PostgresStore.withStore(url: databaseURL) { store in
-            try await checkDirectoryConcurrency(PostgresActorDirectory(store: store, cluster: uniqueCluster()))
+            let cluster = uniqueCluster()
+            try await checkDirectoryConcurrency(
+                PostgresActorDirectory(store: store, cluster: cluster),
+                PostgresMembershipTable(store: store, cluster: cluster))
         }
     }
 
     @Test("directory: unregister compares the activation; unregisterAll counts")
     func directoryUnregister() async throws {
         try await PostgresStore.withStore(url: databaseURL) { store in
-            try await checkUnregister(PostgresActorDirectory(store: store, cluster: uniqueCluster()))
+            let cluster = uniqueCluster()
+            try await checkUnregister(
+                PostgresActorDirectory(store: store, cluster: cluster),
+                PostgresMembershipTable(store: store, cluster: cluster))
+        }
+    }
+
+    @Test("directory: registers only on a node with an active, live lease")
+    func directoryNeedsLease() async throws {
+        try await PostgresStore.withStore(url: databaseURL) { store in
+            let cluster = uniqueCluster()
+            try await checkRegisterNeedsLease(
+                PostgresActorDirectory(store: store, cluster: cluster),
+                PostgresMembershipTable(store: store, cluster: cluster), short: .seconds(1)
+            ) { time in try await Task.sleep(for: time) }
         }
     }
 
@@ -410,6 +524,17 @@ struct PostgresURLTests {
 
 // MARK: The same checks on the in-memory implementations
 
+/// A clock a test moves by hand (the in-memory table's `now()`).
+final class ManualClock: Sendable {
+    private let time = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
+    var now: Date { time.withLock { $0 } }
+    func advance(_ duration: Duration) { time.withLock { $0 = $0.addingTimeInterval(duration.seconds) } }
+}
+
+extension Duration {
+    fileprivate var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
 @Suite("In-memory membership table and directory")
 struct InMemoryClusterStoreTests {
     @Test("membership: insert and update are compare-and-swaps on the version and the etag")
@@ -418,15 +543,31 @@ struct InMemoryClusterStoreTests {
     @Test("membership: of 10 concurrent updates from one snapshot exactly one succeeds")
     func membershipConcurrentUpdates() async throws { try await checkConcurrentUpdates(InMemoryMembershipTable()) }
 
-    @Test("membership: IAmAlive writes change the time and capacity, not the version")
-    func membershipIAmAlive() async throws { try await checkIAmAlive(InMemoryMembershipTable()) }
+    @Test("membership: leases by the table's clock: renewal, expiry, Dead for good, removal")
+    func membershipLeases() async throws {
+        let clock = ManualClock()
+        try await checkLeases(InMemoryMembershipTable(clock: { clock.now })) { clock.advance($0) }
+    }
 
     @Test("membership: every field round-trips")
     func membershipRoundTrip() async throws { try await checkRoundTrip(InMemoryMembershipTable()) }
 
     @Test("directory: 32 concurrent registrations of one actor get one activation")
-    func directoryConcurrency() async throws { try await checkDirectoryConcurrency(InMemoryActorDirectory()) }
+    func directoryConcurrency() async throws {
+        let table = InMemoryMembershipTable()
+        try await checkDirectoryConcurrency(InMemoryActorDirectory(membership: table), table)
+    }
 
     @Test("directory: unregister compares the activation; unregisterAll counts")
-    func directoryUnregister() async throws { try await checkUnregister(InMemoryActorDirectory()) }
+    func directoryUnregister() async throws {
+        let table = InMemoryMembershipTable()
+        try await checkUnregister(InMemoryActorDirectory(membership: table), table)
+    }
+
+    @Test("directory: registers only on a node with an active, live lease")
+    func directoryNeedsLease() async throws {
+        let clock = ManualClock()
+        let table = InMemoryMembershipTable(clock: { clock.now })
+        try await checkRegisterNeedsLease(InMemoryActorDirectory(membership: table), table) { clock.advance($0) }
+    }
 }

@@ -191,9 +191,9 @@ final class ProcessCluster {
         for p in processes { print("---- \(p.name) stderr (last 3000 characters) ----\n\(p.errors.suffix(3000))") }
     }
 
-    /// Starts a node process with this cluster's certificate (or `security`), fast membership rounds (300 ms, 3 missed
-    /// probes: a node is taken for dead after about a second of silence, not after one slow round on a loaded
-    /// machine) and dim-16 vector indexes on the CPU backend.
+    /// Starts a node process with this cluster's certificate (or `security`), fast membership rounds (300 ms, a 3 s
+    /// lease: a killed node is Dead within about 3.5 s, and a node stalled for a second on a loaded machine keeps its
+    /// lease) and dim-16 vector indexes on the CPU backend.
     func startNode(security: ClusterSecurity? = nil, extra: [String] = []) throws -> NodeProcess {
         let url = try #require(ProcessClusterEnvironment.databaseURL)
         let nodeName = "node-\(processes.count)"
@@ -202,7 +202,7 @@ final class ProcessCluster {
             arguments: [
                 "--listen", "127.0.0.1:0", "--database-url", url, "--cluster", name, "--devices", "cpu",
                 "--metrics-file", "\(folder)/\(nodeName).prom",
-                "--vector-dim", "\(Self.dim)", "--probe-interval-ms", "300", "--missed-probes", "3",
+                "--vector-dim", "\(Self.dim)", "--round-interval-ms", "300", "--lease-ms", "3000",
                 "--call-timeout-ms", "20000",
             ] + TestCertificates.flags(security ?? certificates.node) + extra,
             folder: folder)
@@ -226,7 +226,8 @@ final class ProcessCluster {
         let system = try InProcessCluster.cpuSystem(storage: InMemoryActorStorage(), register: Self.registerActors)
         var options = ClusterOptions()
         options.role = .client
-        options.probeInterval = .milliseconds(200)
+        options.roundInterval = .milliseconds(200)
+        options.leaseDuration = .seconds(3)
         options.callTimeout = .seconds(20)
         configure(&options)
         let node = try ClusterNode(

@@ -213,13 +213,13 @@ struct ProcessClusterTests {
             #expect(await victim.waitExit() == SIGKILL)
             #expect(victim.process.terminationReason == .uncaughtSignal)
 
-            // The survivors vote it dead.
+            // Its lease ends and a survivor writes it Dead (not a graceful leave).
             #expect(
                 await eventually(timeout: .seconds(30)) {
                     (try? await cluster.membership.readAll().entry(of: victimID)?.entry.status) == .dead
                 })
             let row = try #require(try await cluster.membership.readAll().entry(of: victimID)?.entry)
-            #expect(row.suspicions.count >= 2, "votes: \(row.suspicions)")
+            #expect(!row.leftGracefully)
 
             #expect(try await patientCall.value == expected[first]!.count + 1)
             // The client learns of the death at its next membership round (until then a location it cached before the
@@ -304,15 +304,18 @@ struct ProcessClusterTests {
             }
             #expect(try await member.system.actor(EchoActor.self, key: "door").callCount() == 1)
 
-            // A node with another CA's certificate writes its row (the database is a separate trust), but no member
-            // can probe it: it is voted dead, reads that, and exits 1.
+            // A node with another CA's certificate can write its row (the database is a separate trust), but no member
+            // can reach it to admit it: the row never turns Active (nothing is placed there); after two leases the
+            // node writes itself Dead and exits 1 without a ready line.
             let rogue = try cluster.startNode(security: cluster.certificates.rogue)
-            let rogueID = try await rogue.waitReady()
-            #expect(
-                await eventually(timeout: .seconds(30)) {
-                    (try? await cluster.membership.readAll().entry(of: rogueID)?.entry.status) == .dead
-                })
             #expect(await rogue.waitExit(timeout: .seconds(30)) == 1)
+            #expect(!rogue.output.contains(#""event":"ready""#))
+            #expect(rogue.errors.contains("not admitted"), "\(rogue.errors.suffix(2000))")
+            let rows = try await cluster.membership.readAll().entries.filter {
+                $0.entry.labels["pid"] == "\(rogue.pid)"
+            }
+            #expect(rows.map(\.entry.status) == [.dead])
+            #expect(try await cluster.directory.all().allSatisfy { !rows.map(\.entry.node).contains($0.node) })
             #expect(rogue.output.contains(#""event":"stopped","error":true"#))
         }
     }
@@ -350,6 +353,8 @@ extension ProcessClusterTests {
         case .nodeNotRunning: return "nodeNotRunning"
         case .malformedMessage: return "malformedMessage"
         case .messageTooLarge: return "messageTooLarge"
+        case .leaseExpired: return "leaseExpired"
+        case .databaseTimeout: return "databaseTimeout"
         }
     }
 }

@@ -379,8 +379,8 @@ struct BadInputMatrixTests {
             (["node", "--plaintext", "--tls-cert", "a.pem"], "invalid --plaintext with TLS files"),
             (["node", "--plaintext", "--devices", "tpu"], "invalid --devices tpu"),
             (["node", "--plaintext", "--vector-dim", "0"], "invalid --vector-dim 0"),
-            (["node", "--plaintext", "--probe-interval-ms", "1"], "probeInterval"),
-            (["node", "--plaintext", "--votes-for-death", "0"], "votesForDeath"),
+            (["node", "--plaintext", "--round-interval-ms", "1"], "roundInterval"),
+            (["node", "--plaintext", "--lease-ms", "2000"], "leaseDuration"),
             (
                 ["node", "--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem", "--tls-ca", "/no/ca.pem"],
                 "tls certificate"

@@ -63,7 +63,7 @@ extension DurableActor {
 
     public func activate() async throws -> DeviceID? {
         let storage = actorSystem.storage
-        let claim = try await storage.claim(id)
+        let claim = try await storage.claim(id, token: ActivationFence.token(for: id))
         let reader = claim.snapshot.map { SnapshotReader(storage: storage, actor: id, head: $0) }
         let device: DeviceID?
         do {

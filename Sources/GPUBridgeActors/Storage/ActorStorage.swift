@@ -20,7 +20,12 @@ import GPUBridge
 public protocol ActorStorage: Sendable {
     /// Claims `id` for a new activation: its epoch goes up by one (1 for an actor never seen); returns that epoch and
     /// the current snapshot head (nil: no snapshot, replay the journal from sequence 1).
-    func claim(_ id: GPUActorID) async throws -> ActorClaim
+    ///
+    /// `token` is the activation's fencing token (a cluster's directory activation number; nil outside a cluster).
+    /// The storage keeps the highest token that claimed: a claim with a lower one throws `ActorStorageError.fenced`
+    /// and changes nothing, so an activation the cluster replaced (a zombie reactivating after it was declared dead)
+    /// cannot take the actor back from its successor; a claim with the same or a higher token succeeds.
+    func claim(_ id: GPUActorID, token: Int64?) async throws -> ActorClaim
     /// Chunk `index` (0-based) of snapshot `snapshot` of `id`.
     func readChunk(_ id: GPUActorID, snapshot: SnapshotID, index: Int) async throws -> [UInt8]
     /// Up to `limit` journal entries of `id` with a sequence above `sequence`, in sequence order.
@@ -38,6 +43,11 @@ public protocol ActorStorage: Sendable {
     func delete(_ id: GPUActorID) async throws
     /// What is stored for `id` (without claiming it): epoch, snapshot head, journal length and bytes.
     func status(of id: GPUActorID) async throws -> ActorStorageStatus
+}
+
+extension ActorStorage {
+    /// `claim(id, token: nil)`: a claim outside a cluster.
+    public func claim(_ id: GPUActorID) async throws -> ActorClaim { try await claim(id, token: nil) }
 }
 
 /// What `claim` returns: the epoch the new activation writes with, and where its state starts.

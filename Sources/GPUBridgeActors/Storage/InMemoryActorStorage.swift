@@ -9,6 +9,7 @@ import Synchronization
 public final class InMemoryActorStorage: ActorStorage {
     private struct Actor {
         var epoch: Int64 = 0
+        var token: Int64 = 0
         var head: SnapshotHead?
         var chunks: [SnapshotID: [Int: [UInt8]]] = [:]
         var journal: [JournalEntry] = []
@@ -35,8 +36,15 @@ public final class InMemoryActorStorage: ActorStorage {
     /// Operations done so far.
     public var counts: Counts { state.withLock { $0.counts } }
 
-    public func claim(_ id: GPUActorID) async throws -> ActorClaim {
-        state.withLock { s in
+    public func claim(_ id: GPUActorID, token: Int64?) async throws -> ActorClaim {
+        try state.withLock { s throws(ActorStorageError) in
+            let stored = s.actors[id]?.token ?? 0
+            if let token {
+                guard token >= stored else {
+                    throw .fenced(actor: "\(id)", operation: "claim with token \(token)", epoch: token, current: stored)
+                }
+                s.actors[id, default: Actor()].token = token
+            }
             s.counts.claims += 1
             s.actors[id, default: Actor()].epoch += 1
             let actor = s.actors[id]!

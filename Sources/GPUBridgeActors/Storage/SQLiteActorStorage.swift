@@ -118,6 +118,10 @@ public final class SQLiteActorStorage: ActorStorage {
                     DROP TABLE actor_state;
                     """)
         }
+        migrator.registerMigration("v3") { db in
+            // The highest fencing token that claimed each actor (see `ActorStorage.claim(_:token:)`).
+            try db.execute(sql: "ALTER TABLE actor_head ADD COLUMN token INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 
@@ -198,14 +202,29 @@ public final class SQLiteActorStorage: ActorStorage {
 
     // MARK: ActorStorage
 
-    public func claim(_ id: GPUActorID) async throws -> ActorClaim {
+    public func claim(_ id: GPUActorID, token: Int64?) async throws -> ActorClaim {
         let now = Date().timeIntervalSince1970
         return try await write("claim \(id)") { db in
+            if let token {
+                let stored =
+                    try Int64.fetchOne(
+                        db, sql: "SELECT token FROM actor_head WHERE actor_type = ? AND actor_key = ?",
+                        arguments: [id.type, id.key]) ?? 0
+                guard token >= stored else {
+                    throw ActorStorageError.fenced(
+                        actor: "\(id)", operation: "claim with token \(token)", epoch: token, current: stored)
+                }
+            }
             try db.execute(
                 sql: """
                     INSERT INTO actor_head (actor_type, actor_key, epoch, updated_at) VALUES (?, ?, 1, ?)
                     ON CONFLICT (actor_type, actor_key) DO UPDATE SET epoch = epoch + 1, updated_at = excluded.updated_at
                     """, arguments: [id.type, id.key, now])
+            if let token {
+                try db.execute(
+                    sql: "UPDATE actor_head SET token = ? WHERE actor_type = ? AND actor_key = ?",
+                    arguments: [token, id.type, id.key])
+            }
             let found = try Self.head(db, id)!
             return ActorClaim(epoch: found.epoch, snapshot: found.head)
         }

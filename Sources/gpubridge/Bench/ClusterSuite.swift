@@ -109,7 +109,7 @@ extension Suites {
         }
 
         // The cluster: one hosting node and one client node, in-memory membership, gRPC on loopback.
-        let membership = InMemoryMembershipTable(), directory = InMemoryActorDirectory()
+        let membership = InMemoryMembershipTable(), directory = InMemoryActorDirectory(membership: membership)
         func system() throws -> EmbeddedActorSystem {
             var options = BridgeOptions()
             options.cacheDirectory = nil
@@ -120,7 +120,7 @@ extension Suites {
             return system
         }
         var nodeOptions = ClusterOptions()
-        nodeOptions.probeInterval = .seconds(1)
+        nodeOptions.roundInterval = .seconds(1)
         var clientOptions = nodeOptions
         clientOptions.role = .client
         let host = try ClusterNode(

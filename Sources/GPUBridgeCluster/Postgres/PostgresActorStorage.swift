@@ -13,6 +13,7 @@ import PostgresNIO
 /// CREATE TABLE gb_actor_head (
 ///   cluster TEXT NOT NULL, actor_type TEXT NOT NULL, actor_key TEXT NOT NULL,
 ///   epoch BIGINT NOT NULL,              -- raised by each claim; appends and snapshot commits must carry it
+///   token BIGINT NOT NULL,              -- the highest fencing token (directory activation number) that claimed
 ///   snapshot_epoch BIGINT, snapshot_seq BIGINT, chunk_count INTEGER, byte_count BIGINT,  -- NULL: no snapshot
 ///   recent_calls JSONB,                 -- call ids remembered at the snapshot
 ///   updated_at TIMESTAMPTZ NOT NULL,    -- the server's now() of the last claim or commit
@@ -59,6 +60,7 @@ public final class PostgresActorStorage: ActorStorage {
         CREATE TABLE IF NOT EXISTS gb_actor_head (
           cluster TEXT NOT NULL, actor_type TEXT NOT NULL, actor_key TEXT NOT NULL,
           epoch BIGINT NOT NULL,
+          token BIGINT NOT NULL DEFAULT 0,
           snapshot_epoch BIGINT, snapshot_seq BIGINT, chunk_count INTEGER, byte_count BIGINT,
           recent_calls JSONB,
           updated_at TIMESTAMPTZ NOT NULL,
@@ -94,6 +96,7 @@ public final class PostgresActorStorage: ActorStorage {
           END IF;
         END $$
         """,
+        "ALTER TABLE gb_actor_head ADD COLUMN IF NOT EXISTS token BIGINT NOT NULL DEFAULT 0",
     ]
 
     // MARK: Rows
@@ -139,20 +142,34 @@ public final class PostgresActorStorage: ActorStorage {
 
     // MARK: ActorStorage
 
-    public func claim(_ id: GPUActorID) async throws -> ActorClaim {
+    public func claim(_ id: GPUActorID, token: Int64?) async throws -> ActorClaim {
         let cluster = cluster, logger = store.logger
+        let given = token ?? -1  // -1: no token (tokens are activation numbers, 1 and up)
         return try await store.passingThroughConnection("claim \(id)") { connection in
+            // One statement: the token check and the epoch raise happen under the row lock of the upsert.
             let rows = try await connection.query(
                 """
-                INSERT INTO gb_actor_head (cluster, actor_type, actor_key, epoch, updated_at)
-                VALUES (\(cluster), \(id.type), \(id.key), 1, now())
+                INSERT INTO gb_actor_head (cluster, actor_type, actor_key, epoch, token, updated_at)
+                VALUES (\(cluster), \(id.type), \(id.key), 1, GREATEST(\(given), 0), now())
                 ON CONFLICT (cluster, actor_type, actor_key)
-                DO UPDATE SET epoch = gb_actor_head.epoch + 1, updated_at = now()
+                DO UPDATE SET epoch = gb_actor_head.epoch + 1, token = GREATEST(gb_actor_head.token, EXCLUDED.token),
+                              updated_at = now()
+                WHERE \(given) = -1 OR gb_actor_head.token <= \(given)
                 RETURNING epoch, snapshot_epoch, snapshot_seq, chunk_count, byte_count, recent_calls::text
                 """, logger: logger
             ).collect()
             guard let row = rows.first else {
-                throw ActorStorageError.corrupt(actor: "\(id)", detail: "the claim returned no head row")
+                let current = try await connection.query(
+                    """
+                    SELECT token FROM gb_actor_head
+                    WHERE cluster = \(cluster) AND actor_type = \(id.type) AND actor_key = \(id.key)
+                    """, logger: logger
+                ).collect().first?.decode(Int64.self)
+                guard let current, let token else {
+                    throw ActorStorageError.corrupt(actor: "\(id)", detail: "the claim returned no head row")
+                }
+                throw ActorStorageError.fenced(
+                    actor: "\(id)", operation: "claim with token \(token)", epoch: token, current: current)
             }
             let found = try Self.head(try row.decode(HeadRow.self), id)
             return ActorClaim(epoch: found.epoch, snapshot: found.head)

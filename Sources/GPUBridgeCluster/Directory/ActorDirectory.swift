@@ -31,6 +31,9 @@ public protocol ActorDirectory: Sendable {
     /// The registered activation of `id`, if any.
     func lookup(_ id: GPUActorID) async throws -> ActorAddress?
     /// Registers an activation of `id` on `node` unless one is registered; returns the registered one (new or not).
+    /// A new registration is made only for a node whose membership row is Active with a lease that has not ended, by
+    /// the membership table's clock; otherwise it throws `ClusterError.noActiveNodes` naming the node. The activation
+    /// number is the activation's fencing token: numbers only grow, so a later activation always holds a higher one.
     func register(_ id: GPUActorID, on node: NodeID) async throws -> ActorAddress
     /// Removes `address` if it is still the registered activation of its id; true if it removed it.
     @discardableResult
@@ -42,7 +45,9 @@ public protocol ActorDirectory: Sendable {
     func all() async throws -> [ActorAddress]
 }
 
-/// The directory in process memory (one node, or several nodes of one process in tests).
+/// The directory in process memory (one node, or several nodes of one process in tests). Given the membership table
+/// the nodes use, it registers only on nodes with a live lease, as the PostgreSQL directory does; without one (a
+/// single node with no membership) it registers anywhere. Safe from any task; every call takes one lock.
 public final class InMemoryActorDirectory: ActorDirectory {
     private struct State {
         var entries: [GPUActorID: ActorAddress] = [:]
@@ -50,14 +55,19 @@ public final class InMemoryActorDirectory: ActorDirectory {
     }
 
     private let state = Mutex(State())
+    private let membership: InMemoryMembershipTable?
 
-    public init() {}
+    public init(membership: InMemoryMembershipTable? = nil) { self.membership = membership }
 
     public func lookup(_ id: GPUActorID) async throws -> ActorAddress? { state.withLock { $0.entries[id] } }
 
     public func register(_ id: GPUActorID, on node: NodeID) async throws -> ActorAddress {
-        state.withLock { s in
+        try state.withLock { s throws(ClusterError) in
             if let existing = s.entries[id] { return existing }
+            if let membership, !membership.holdsActiveLease(node) {
+                throw .noActiveNodes(
+                    actor: "\(id)", reason: "node \(node) holds no live lease (Active, lease not ended)")
+            }
             s.next += 1
             let address = ActorAddress(id: id, node: node, activation: s.next)
             s.entries[id] = address

@@ -1,0 +1,7 @@
+import Foundation
+
+/// Per-call settings of cluster calls, set for a scope with `withValue`.
+public enum ClusterCall {
+    /// The deadline of the calls made in this scope (default: `ClusterOptions.callTimeout`).
+    @TaskLocal public static var timeout: Duration?
+}

@@ -1,0 +1,60 @@
+import Foundation
+import GPUBridge
+import GPUBridgeCluster
+import Synchronization
+
+/// One node's link to a shared membership table, which a test can cut: while cut, every call throws as an unreachable
+/// database would (the shared table itself goes on for the other nodes).
+final class CuttableMembershipTable: MembershipTable {
+    let inner: any MembershipTable
+    private let cut = Mutex(false)
+
+    init(_ inner: any MembershipTable) { self.inner = inner }
+
+    var isCut: Bool {
+        get { cut.withLock { $0 } }
+        set { cut.withLock { $0 = newValue } }
+    }
+
+    private func check(_ call: String) throws {
+        if isCut {
+            throw GPUBridgeError.backendFailure(
+                backend: "membership", call: call, code: -1, message: "the test cut this node's database link")
+        }
+    }
+
+    func readAll() async throws -> MembershipSnapshot {
+        try check("readAll")
+        return try await inner.readAll()
+    }
+
+    func insert(_ entry: MembershipEntry, lease: Duration, expectedVersion: Int64) async throws -> Bool {
+        try check("insert")
+        return try await inner.insert(entry, lease: lease, expectedVersion: expectedVersion)
+    }
+
+    func update(_ entry: MembershipEntry, etag: Int64, expectedVersion: Int64) async throws -> Bool {
+        try check("update")
+        return try await inner.update(entry, etag: etag, expectedVersion: expectedVersion)
+    }
+
+    func renewLease(_ node: NodeID, lease: Duration, capacity: NodeCapacity) async throws -> LeaseRenewal {
+        try check("renewLease")
+        return try await inner.renewLease(node, lease: lease, capacity: capacity)
+    }
+
+    func expireLeases() async throws -> [NodeID] {
+        try check("expireLeases")
+        return try await inner.expireLeases()
+    }
+
+    func removeDead(olderThan age: Duration) async throws -> [NodeID] {
+        try check("removeDead")
+        return try await inner.removeDead(olderThan: age)
+    }
+
+    func reset() async throws {
+        try check("reset")
+        try await inner.reset()
+    }
+}
