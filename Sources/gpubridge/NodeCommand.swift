@@ -200,7 +200,7 @@ struct NodeCommand: AsyncParsableCommand {
         let membership: any MembershipTable, directory: any ActorDirectory, storage: any ActorStorage
         if let url = s.databaseURL {
             let opened: PostgresStore
-            do { opened = try PostgresStore(url: url) } catch {
+            do { opened = try PostgresStore(url: url, sessionTimeout: s.options.effectiveDatabaseTimeout) } catch {
                 throw ValidationError("invalid --database-url: \(error)")
             }
             store = opened

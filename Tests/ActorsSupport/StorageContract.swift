@@ -124,4 +124,24 @@ public func checkStorageContract(_ storage: any ActorStorage) async throws {
     await #expect(throws: ActorStorageError.self) { try await storage.append([entry(7)], to: a, epoch: 3) }
     let fresh = try await storage.claim(a)
     #expect(fresh.epoch == 5 && fresh.snapshot == nil)
+
+    // Fencing tokens (a cluster's directory activation numbers): a claim with a token lower than the highest that
+    // claimed is refused and changes nothing; the same or a higher token claims; a claim without a token (outside a
+    // cluster) neither checks nor lowers it.
+    let t = GPUActorID(type: "contract", key: "tokens")
+    #expect(try await storage.claim(t, token: 7).epoch == 1)
+    #expect(try await storage.claim(t, token: 7).epoch == 2)  // the same activation again (after an idle deactivation)
+    #expect(try await storage.claim(t, token: 9).epoch == 3)
+    do {
+        _ = try await storage.claim(t, token: 8)
+        Issue.record("a claim with token 8 succeeded after token 9 claimed")
+    } catch let error as ActorStorageError {
+        guard case let .fenced(actor, _, epoch, current) = error else { throw error }
+        #expect(actor == "\(t)" && epoch == 8 && current == 9)
+    }
+    #expect(try await storage.status(of: t).epoch == 3)  // the refused claim changed nothing
+    try await storage.append([entry(1)], to: t, epoch: 3)  // the epoch of token 9 still writes
+    #expect(try await storage.claim(t).epoch == 4)
+    await #expect(throws: ActorStorageError.self) { _ = try await storage.claim(t, token: 8) }
+    #expect(try await storage.claim(t, token: 10).epoch == 5)
 }

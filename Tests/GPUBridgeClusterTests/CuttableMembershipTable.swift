@@ -4,10 +4,17 @@ import GPUBridgeCluster
 import Synchronization
 
 /// One node's link to a shared membership table, which a test can cut: while cut, every call throws as an unreachable
-/// database would (the shared table itself goes on for the other nodes).
+/// database would; while hung, every call waits (until cancelled) as a database that accepts connections and never
+/// answers would. The shared table itself goes on for the other nodes.
 final class CuttableMembershipTable: MembershipTable {
     let inner: any MembershipTable
     private let cut = Mutex(false)
+    private let hung = Mutex(false)
+
+    var isHung: Bool {
+        get { hung.withLock { $0 } }
+        set { hung.withLock { $0 = newValue } }
+    }
 
     init(_ inner: any MembershipTable) { self.inner = inner }
 
@@ -16,7 +23,9 @@ final class CuttableMembershipTable: MembershipTable {
         set { cut.withLock { $0 = newValue } }
     }
 
-    private func check(_ call: String) throws {
+    private func check(_ call: String) async throws {
+        // A hung link answers nothing: the caller's own timeout (its cancellation) is the only way out.
+        while isHung { try await Task.sleep(for: .milliseconds(10)) }
         if isCut {
             throw GPUBridgeError.backendFailure(
                 backend: "membership", call: call, code: -1, message: "the test cut this node's database link")
@@ -24,37 +33,37 @@ final class CuttableMembershipTable: MembershipTable {
     }
 
     func readAll() async throws -> MembershipSnapshot {
-        try check("readAll")
+        try await check("readAll")
         return try await inner.readAll()
     }
 
     func insert(_ entry: MembershipEntry, lease: Duration, expectedVersion: Int64) async throws -> Bool {
-        try check("insert")
+        try await check("insert")
         return try await inner.insert(entry, lease: lease, expectedVersion: expectedVersion)
     }
 
     func update(_ entry: MembershipEntry, etag: Int64, expectedVersion: Int64) async throws -> Bool {
-        try check("update")
+        try await check("update")
         return try await inner.update(entry, etag: etag, expectedVersion: expectedVersion)
     }
 
     func renewLease(_ node: NodeID, lease: Duration, capacity: NodeCapacity) async throws -> LeaseRenewal {
-        try check("renewLease")
+        try await check("renewLease")
         return try await inner.renewLease(node, lease: lease, capacity: capacity)
     }
 
     func expireLeases() async throws -> [NodeID] {
-        try check("expireLeases")
+        try await check("expireLeases")
         return try await inner.expireLeases()
     }
 
     func removeDead(olderThan age: Duration) async throws -> [NodeID] {
-        try check("removeDead")
+        try await check("removeDead")
         return try await inner.removeDead(olderThan: age)
     }
 
     func reset() async throws {
-        try check("reset")
+        try await check("reset")
         try await inner.reset()
     }
 }

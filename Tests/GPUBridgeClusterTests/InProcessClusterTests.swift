@@ -4,6 +4,7 @@ import GPUBridge
 import GPUBridgeActors
 import GPUBridgeCluster
 import GPUBridgeTestSupport
+import Synchronization
 import Testing
 
 /// A test actor whose failures and delays are the point: a non-Codable error and a call that outlives its deadline.
@@ -44,6 +45,8 @@ struct InProcessCluster {
     var nodes: [ClusterNode] = []
     /// Each node's link to the membership table (parallel to `nodes`), which a test may cut.
     var links: [CuttableMembershipTable] = []
+    /// The actor system options of the nodes started from now on.
+    var actorOptions = ActorSystemOptions()
 
     init() {
         membership = InMemoryMembershipTable()
@@ -71,17 +74,20 @@ struct InProcessCluster {
         try system.register(TroubleActor.self, as: "trouble") { TroubleActor(actorSystem: $0) }
     }
 
-    func makeSystem() throws -> EmbeddedActorSystem { try Self.cpuSystem(storage: storage, register: Self.register) }
+    func makeSystem() throws -> EmbeddedActorSystem {
+        try Self.cpuSystem(storage: storage, options: actorOptions, register: Self.register)
+    }
 
     /// An actor system on one CPU device with `register`'s actor types (each test node, client and reference has one).
-    static func cpuSystem(storage: any ActorStorage, register: (EmbeddedActorSystem) throws -> Void) throws
-        -> EmbeddedActorSystem
-    {
+    static func cpuSystem(
+        storage: any ActorStorage, options: ActorSystemOptions = ActorSystemOptions(),
+        register: (EmbeddedActorSystem) throws -> Void
+    ) throws -> EmbeddedActorSystem {
         var bridgeOptions = BridgeOptions()
         bridgeOptions.cacheDirectory = nil
         bridgeOptions.backendOrder = [.cpu]
         let system = try EmbeddedActorSystem(
-            bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]), storage: storage)
+            bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]), storage: storage, options: options)
         try register(system)
         return system
     }
@@ -321,6 +327,80 @@ struct InProcessClusterTests {
         }
     }
 
+    @Test("a graceful stop under load: calls in flight finish first, later ones move; no acknowledged write is lost")
+    func gracefulStopUnderLoad() async throws {
+        var cluster = InProcessCluster()
+        // Snapshots only: a write applied after the leaving node's final save would be lost, so the stop must drain.
+        cluster.actorOptions.durability.journal = false
+        try await cluster.start(count: 2)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let dim = InProcessCluster.dim
+        let leaving = cluster.nodes[1]
+        let caller = cluster.nodes[0].system
+        var found: [String] = []
+        for k in 0..<200 where found.count < 4 {
+            let address = try await cluster.nodes[0].locate(GPUActorID(type: "vector-index", key: "d\(k)"))
+            if address.node == leaving.id { found.append("d\(k)") }
+        }
+        #expect(found.count == 4)
+        let keys = found
+        let record = WriteRecord()
+        let writers = Task {
+            await withTaskGroup(of: Void.self) { group in
+                // Eight writers per index, so calls queue on each actor while the stop deactivates it.
+                for key in keys {
+                    for writer in 0..<8 {
+                        group.addTask {
+                            for i in writer * 1_000..<writer * 1_000 + 15 {
+                                do {
+                                    _ = try await caller.actor(VectorIndexActor.self, key: key).upsert(
+                                        ids: [i], vectors: [Float](repeating: Float(i), count: dim))
+                                    record.acknowledged.withLock { $0[key, default: []].append(i) }
+                                } catch {
+                                    record.failures.withLock { $0.append("\(key) #\(i): \(error)") }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Stop once the writers are well under way, while they keep writing.
+        #expect(await eventually { record.acknowledged.withLock { $0.values.map(\.count).reduce(0, +) } >= 20 })
+        await leaving.stop()
+        await writers.value
+        #expect(record.failures.withLock { $0 }.isEmpty, "\(record.failures.withLock { $0 }.prefix(3))")
+        for key in keys {
+            let stored = try await caller.actor(VectorIndexActor.self, key: key).idsInRowOrder()
+            let acked = record.acknowledged.withLock { $0[key] ?? [] }
+            #expect(
+                Set(acked).isSubset(of: Set(stored)), "\(key): acknowledged but lost \(Set(acked).subtracting(stored))")
+        }
+        let row = try #require(try await cluster.membership.readAll().entry(of: leaving.id)?.entry)
+        #expect(row.status == .dead && row.leftGracefully)
+    }
+
+    @Test("a hung database: each call times out, the node stops serving within its lease, the others expire it")
+    func hungDatabase() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 2)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        let hung = cluster.nodes[1]
+        cluster.links[1].isHung = true
+        // Its rounds give up on each call after databaseTimeout (1 s) instead of waiting for ever, so it notices that
+        // it cannot renew and stops serving before the table ends its lease (3 s).
+        #expect(await eventually(timeout: .seconds(20)) { !hung.isServing })
+        #expect(try await cluster.membership.readAll().entry(of: hung.id)?.entry.status == .active)
+        #expect(
+            await eventually(timeout: .seconds(20)) {
+                (try? await cluster.membership.readAll().entry(of: hung.id)?.entry.status) == .dead
+            })
+        // A call to an actor it held goes to the survivor.
+        #expect(try await cluster.nodes[0].system.actor(EchoActor.self, key: "h").echo([1]) == [1])
+        cluster.links[1].isHung = false
+        #expect(await eventually(timeout: .seconds(20)) { hung.phase == .dead })
+    }
+
     @Test("a failed activation gives up its directory entry; a later success registers again")
     func failedActivationUnregisters() async throws {
         var cluster = InProcessCluster()
@@ -410,6 +490,12 @@ struct InProcessClusterTests {
             #expect(got == name)
         }
     }
+}
+
+/// What the writers of a test were told: acknowledged ids per key, and failures.
+final class WriteRecord: Sendable {
+    let acknowledged = Mutex<[String: [Int]]>([:])
+    let failures = Mutex<[String]>([])
 }
 
 /// Polls `condition` until it holds or `timeout` passes.

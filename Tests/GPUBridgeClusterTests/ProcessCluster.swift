@@ -83,7 +83,9 @@ final class NodeProcess: Sendable {
     let stdoutPath: String
     let stderrPath: String
 
-    init(name: String, arguments: [String], folder: String) throws {
+    /// Runs `gpubridge node arguments`, through `launcher` when given (`ip netns exec NS`, which execs the node, so
+    /// the process id is the node's).
+    init(name: String, arguments: [String], folder: String, launcher: [String] = []) throws {
         guard let binary = NodeBinary.path else {
             throw GPUBridgeError.unsupported(feature: "gpubridge binary", backend: "tests")
         }
@@ -93,8 +95,13 @@ final class NodeProcess: Sendable {
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["node"] + arguments
+        if let first = launcher.first {
+            process.executableURL = URL(fileURLWithPath: first)
+            process.arguments = Array(launcher.dropFirst()) + [binary, "node"] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["node"] + arguments
+        }
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         process.standardInput = FileHandle.nullDevice
@@ -194,18 +201,22 @@ final class ProcessCluster {
     /// Starts a node process with this cluster's certificate (or `security`), fast membership rounds (300 ms, a 3 s
     /// lease: a killed node is Dead within about 3.5 s, and a node stalled for a second on a loaded machine keeps its
     /// lease) and dim-16 vector indexes on the CPU backend.
-    func startNode(security: ClusterSecurity? = nil, extra: [String] = []) throws -> NodeProcess {
+    /// With `namespace`, the node runs in that network namespace and listens on its address.
+    func startNode(
+        security: ClusterSecurity? = nil, extra: [String] = [], namespace: ChaosNamespace? = nil
+    ) throws -> NodeProcess {
         let url = try #require(ProcessClusterEnvironment.databaseURL)
         let nodeName = "node-\(processes.count)"
         let process = try NodeProcess(
             name: nodeName,
             arguments: [
-                "--listen", "127.0.0.1:0", "--database-url", url, "--cluster", name, "--devices", "cpu",
+                "--listen", "\(namespace?.address ?? "127.0.0.1"):0", "--database-url", url, "--cluster", name,
+                "--devices", "cpu",
                 "--metrics-file", "\(folder)/\(nodeName).prom",
                 "--vector-dim", "\(Self.dim)", "--round-interval-ms", "300", "--lease-ms", "3000",
                 "--call-timeout-ms", "20000",
             ] + TestCertificates.flags(security ?? certificates.node) + extra,
-            folder: folder)
+            folder: folder, launcher: namespace.map { [Chaos.ipPath, "netns", "exec", $0.name] } ?? [])
         processes.append(process)
         return process
     }

@@ -96,7 +96,16 @@ public final class PostgresActorStorage: ActorStorage {
           END IF;
         END $$
         """,
-        "ALTER TABLE gb_actor_head ADD COLUMN IF NOT EXISTS token BIGINT NOT NULL DEFAULT 0",
+        // Heads made before fencing tokens (only when needed: a no-op ALTER TABLE still takes an exclusive lock).
+        """
+        DO $$ BEGIN
+          IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                         WHERE table_schema = current_schema() AND table_name = 'gb_actor_head'
+                           AND column_name = 'token') THEN
+            ALTER TABLE gb_actor_head ADD COLUMN token BIGINT NOT NULL DEFAULT 0;
+          END IF;
+        END $$
+        """,
     ]
 
     // MARK: Rows

@@ -65,7 +65,17 @@ public final class PostgresStore: Sendable {
     /// Parses `url` (`postgres://user[:password]@host[:port]/database`, or `postgresql://`; user, password and
     /// database may be percent-encoded; an IPv6 host is written in brackets) and creates the pool. Connects nothing:
     /// connections are made by `run()` when queries need them.
-    public init(url: String, logger: Logger = Logger(label: "gpubridge.postgres")) throws(GPUBridgeError) {
+    ///
+    /// `sessionTimeout` bounds, on the server, how long a statement waits for a lock (`lock_timeout`) and how long a
+    /// session may sit idle inside a transaction (`idle_in_transaction_session_timeout`): a process paused or cut off
+    /// in the middle of a transaction then loses it (and its locks) after that time instead of stalling every other
+    /// writer of the rows it locked. A cluster node passes its `databaseTimeout`. From 1 ms to 1 hour.
+    public init(
+        url: String, logger: Logger = Logger(label: "gpubridge.postgres"), sessionTimeout: Duration = .seconds(5)
+    ) throws(GPUBridgeError) {
+        guard sessionTimeout >= .milliseconds(1), sessionTimeout <= .seconds(3_600) else {
+            throw .invalidArgument(name: "sessionTimeout", value: "\(sessionTimeout)", limit: "1 ms...1 hour")
+        }
         let parsed = try Self.parse(url: url)
         host = parsed.host
         port = parsed.port
@@ -77,6 +87,11 @@ public final class PostgresStore: Sendable {
             password: parsed.password, database: parsed.database,
             tls: .disable)
         configuration.options.connectTimeout = .seconds(10)
+        let milliseconds =
+            "\(sessionTimeout.components.seconds * 1_000 + sessionTimeout.components.attoseconds / 1_000_000_000_000_000)"
+        configuration.options.additionalStartupParameters = [
+            ("lock_timeout", milliseconds), ("idle_in_transaction_session_timeout", milliseconds),
+        ]
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
 
@@ -182,6 +197,8 @@ public final class PostgresStore: Sendable {
     /// the statements run in one transaction holding a transaction-scoped advisory lock.
     public func migrate() async throws(GPUBridgeError) {
         try await transaction("migrate") { connection in
+            // Migrations wait for each other (the advisory lock) longer than the session's lock_timeout allows.
+            try await connection.query("SET LOCAL lock_timeout = '120s'", logger: logger)
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
             for statement in Self.schema {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
@@ -218,10 +235,24 @@ public final class PostgresStore: Sendable {
               PRIMARY KEY (cluster, host, port, generation)
             )
             """,
-            // Tables made before leases: add the lease columns, drop the suspicion votes they replace.
-            "ALTER TABLE gb_membership ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ NOT NULL DEFAULT 'epoch'",
-            "ALTER TABLE gb_membership ADD COLUMN IF NOT EXISTS left_gracefully BOOLEAN NOT NULL DEFAULT false",
-            "ALTER TABLE gb_membership DROP COLUMN IF EXISTS suspicions",
+            // Tables made before leases: add the lease columns, drop the suspicion votes they replace. Each ALTER runs
+            // only when needed: even a no-op ALTER TABLE takes an exclusive lock, which would queue every query of the
+            // running cluster behind it.
+            """
+            DO $$ BEGIN
+              IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                             WHERE table_schema = current_schema() AND table_name = 'gb_membership'
+                               AND column_name = 'lease_until') THEN
+                ALTER TABLE gb_membership ADD COLUMN lease_until TIMESTAMPTZ NOT NULL DEFAULT 'epoch';
+                ALTER TABLE gb_membership ADD COLUMN left_gracefully BOOLEAN NOT NULL DEFAULT false;
+              END IF;
+              IF EXISTS (SELECT 1 FROM information_schema.columns
+                         WHERE table_schema = current_schema() AND table_name = 'gb_membership'
+                           AND column_name = 'suspicions') THEN
+                ALTER TABLE gb_membership DROP COLUMN suspicions;
+              END IF;
+            END $$
+            """,
             "CREATE SEQUENCE IF NOT EXISTS gb_activation_seq",
             """
             CREATE TABLE IF NOT EXISTS gb_directory (

@@ -1,0 +1,406 @@
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeCluster
+import Synchronization
+import Testing
+
+/// One network namespace of the fault harness: its name and the address of its end of the bridge.
+struct ChaosNamespace: Sendable, Hashable {
+    var name: String
+    var address: String
+}
+
+/// The fault harness `scripts/chaos` sets up: network namespaces joined by a bridge, the database on the bridge's
+/// address, and the `ip` tool to cut and heal links.
+///
+/// - `GPUBRIDGE_CHAOS_NAMESPACES`: `name=address` pairs separated by spaces (three namespaces).
+/// - `GPUBRIDGE_CHAOS_DATABASE_ADDRESS`: the database's address on the bridge (what a partition from the database
+///   cuts).
+/// - `GPUBRIDGE_TEST_DATABASE_URL`: the database, reachable from every namespace and from this process.
+enum Chaos {
+    static let namespaces: [ChaosNamespace] = {
+        let text = ProcessInfo.processInfo.environment["GPUBRIDGE_CHAOS_NAMESPACES"] ?? ""
+        return text.split(separator: " ").compactMap { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { return nil }
+            return ChaosNamespace(name: String(parts[0]), address: String(parts[1]))
+        }
+    }()
+    static let databaseAddress = ProcessInfo.processInfo.environment["GPUBRIDGE_CHAOS_DATABASE_ADDRESS"]
+    static let ipPath =
+        ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
+        ?? "ip"
+    static let available =
+        namespaces.count >= 3 && databaseAddress != nil && ProcessClusterEnvironment.available && getuid() == 0
+
+    /// Runs `ip arguments`; throws with its standard error when it fails.
+    static func ip(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ipPath)
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw GPUBridgeError.backendFailure(
+                backend: "ip", call: arguments.joined(separator: " "), code: Int(process.terminationStatus),
+                message: text)
+        }
+    }
+
+    /// Drops everything `namespace` sends to `address` (a blackhole route): one direction of a partition.
+    static func cut(_ namespace: ChaosNamespace, to address: String) throws {
+        try ip(["-n", namespace.name, "route", "replace", "blackhole", "\(address)/32"])
+    }
+
+    /// Removes the blackhole route `cut` added.
+    static func heal(_ namespace: ChaosNamespace, to address: String) throws {
+        try ip(["-n", namespace.name, "route", "del", "blackhole", "\(address)/32"])
+    }
+
+    /// Cuts both directions between `a` and `b`.
+    static func partition(_ a: ChaosNamespace, _ b: ChaosNamespace) throws {
+        try cut(a, to: b.address)
+        try cut(b, to: a.address)
+    }
+
+    static func join(_ a: ChaosNamespace, _ b: ChaosNamespace) throws {
+        try heal(a, to: b.address)
+        try heal(b, to: a.address)
+    }
+
+    /// Removes every blackhole route the harness may have left in its namespaces.
+    static func healAll() {
+        for namespace in namespaces {
+            for other in namespaces.map(\.address) + [databaseAddress ?? ""] where !other.isEmpty {
+                try? heal(namespace, to: other)
+            }
+        }
+    }
+}
+
+/// One call a chaos client made: when it started and ended (this process's clock), the actor, and the activation that
+/// served it (nil when it failed).
+struct ChaosCall: Sendable {
+    var key: String
+    var started: ContinuousClock.Instant
+    var ended: ContinuousClock.Instant
+    var token: Int64?
+    var error: String?
+}
+
+/// Clients streaming calls at a cluster while faults happen, recording every answer: `stamp` calls to echo actors (which
+/// activation served) and upserts to vector indexes (which rows were acknowledged).
+final class ChaosWorkload: Sendable {
+    let echoKeys: [String]
+    let indexKeys: [String]
+    private let calls = Mutex<[ChaosCall]>([])
+    private let acknowledged = Mutex<[String: Set<Int>]>([:])
+    private let stopped = Atomic<Bool>(false)
+
+    init(echoKeys: Int = 12, indexKeys: Int = 3) {
+        self.echoKeys = (0..<echoKeys).map { "chaos-echo-\($0)" }
+        self.indexKeys = (0..<indexKeys).map { "chaos-index-\($0)" }
+    }
+
+    /// Runs `workers` stamp callers and one upserting caller per index through `client` until `stop()`.
+    func run(_ client: ClusterNode, workers: Int = 4) -> Task<Void, Never> {
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for worker in 0..<workers {
+                    group.addTask {
+                        var turn = worker
+                        while !self.stopped.load(ordering: .acquiring) {
+                            let key = self.echoKeys[turn % self.echoKeys.count]
+                            turn += workers
+                            let started = ContinuousClock.now
+                            do {
+                                let stamp = try await ClusterCall.$timeout.withValue(.seconds(3)) {
+                                    try await client.system.actor(EchoActor.self, key: key).stamp()
+                                }
+                                self.record(ChaosCall(key: key, started: started, ended: .now, token: stamp.token))
+                            } catch {
+                                self.record(
+                                    ChaosCall(key: key, started: started, ended: .now, token: nil, error: "\(error)"))
+                                try? await Task.sleep(for: .milliseconds(20))
+                            }
+                        }
+                    }
+                }
+                for (n, key) in self.indexKeys.enumerated() {
+                    group.addTask {
+                        var id = n * 1_000_000
+                        while !self.stopped.load(ordering: .acquiring) {
+                            id += 1
+                            do {
+                                _ = try await ClusterCall.$timeout.withValue(.seconds(3)) {
+                                    try await client.system.actor(VectorIndexActor.self, key: key).upsert(
+                                        ids: [id],
+                                        vectors: [Float](repeating: Float(id % 97), count: ProcessCluster.dim))
+                                }
+                                _ = self.acknowledged.withLock { $0[key, default: []].insert(id) }
+                            } catch {
+                                try? await Task.sleep(for: .milliseconds(20))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func stop() { stopped.store(true, ordering: .releasing) }
+
+    private func record(_ call: ChaosCall) { calls.withLock { $0.append(call) } }
+
+    var all: [ChaosCall] { calls.withLock { $0 } }
+    var acknowledgedRows: [String: Set<Int>] { acknowledged.withLock { $0 } }
+
+    /// Successful calls since `instant`.
+    func successes(since instant: ContinuousClock.Instant) -> Int {
+        all.filter { $0.token != nil && $0.started >= instant }.count
+    }
+
+    /// Single activation, as the calls show it: for each actor, no activation served a call that started after a
+    /// call served by a later activation (a higher token) had ended. Each violation is described.
+    static func staleServes(_ calls: [ChaosCall]) -> [String] {
+        var violations: [String] = []
+        for (key, served) in Dictionary(grouping: calls.filter { $0.token != nil }, by: \.key) {
+            var firstEnd: [Int64: ContinuousClock.Instant] = [:]
+            var lastStart: [Int64: ContinuousClock.Instant] = [:]
+            for call in served {
+                let token = call.token!
+                firstEnd[token] = min(firstEnd[token] ?? call.ended, call.ended)
+                lastStart[token] = max(lastStart[token] ?? call.started, call.started)
+            }
+            let tokens = firstEnd.keys.sorted()
+            for (i, older) in tokens.enumerated() {
+                for newer in tokens[(i + 1)...] where lastStart[older]! > firstEnd[newer]! {
+                    violations.append("\(key): activation #\(older) served a call after #\(newer) had served one")
+                }
+            }
+        }
+        return violations.sorted()
+    }
+}
+
+/// Faults injected into a real network: node processes in their own network namespaces, links cut with blackhole
+/// routes, the database cut off, processes paused and killed; clients stream calls throughout and a checker looks at
+/// every answer. Run by `scripts/chaos` (root, iproute2, PostgreSQL); see docs/RELIABILITY.md.
+@Suite(
+    "Chaos: partitions, database outages, zombies and stops in network namespaces",
+    .serialized,
+    .enabled(
+        if: Chaos.available,
+        "needs root, network namespaces and a database on their bridge: run scripts/chaos"))
+struct ChaosTests {
+    /// Rounds of 300 ms and a 3 s lease (`ProcessCluster.startNode`): a node whose lease ends is Dead within the lease
+    /// plus two rounds, plus a database call; the checks allow a second more for a loaded machine.
+    static let detectionBound = Duration.seconds(5)
+
+    /// Starts one node per namespace (the first `count`), a client in this process, and the workload.
+    static func start(
+        _ cluster: ProcessCluster, count: Int
+    ) async throws -> (nodes: [NodeProcess], ids: [NodeID], client: ClusterNode, workload: ChaosWorkload) {
+        Chaos.healAll()
+        var nodes: [NodeProcess] = []
+        for namespace in Chaos.namespaces.prefix(count) { nodes.append(try cluster.startNode(namespace: namespace)) }
+        var ids: [NodeID] = []
+        for node in nodes { ids.append(try await node.waitReady()) }
+        let client = try await cluster.client { $0.callTimeout = .seconds(3) }
+        #expect(await eventually(timeout: .seconds(20)) { client.view.active.count == count })
+        let workload = ChaosWorkload()
+        return (nodes, ids, client, workload)
+    }
+
+    /// The checks every scenario ends with: the cluster serves every actor again, no activation served after its
+    /// successor, no acknowledged row is missing.
+    static func finish(_ cluster: ProcessCluster, _ client: ClusterNode, _ workload: ChaosWorkload) async throws {
+        let healed = ContinuousClock.now
+        #expect(
+            await eventually(timeout: .seconds(30)) {
+                workload.successes(since: healed) >= 3 * workload.echoKeys.count
+            },
+            "the cluster did not serve again after the fault")
+        workload.stop()
+        let calls = workload.all
+        let failed = calls.filter { $0.error != nil }
+        print(
+            "chaos: \(calls.count) stamp calls, \(failed.count) failed, "
+                + "\(Set(calls.compactMap(\.token)).count) activations; "
+                + "acknowledged rows: \(workload.acknowledgedRows.mapValues(\.count))")
+        let stale = ChaosWorkload.staleServes(calls)
+        #expect(stale.isEmpty, "\(stale.prefix(5))")
+        for key in workload.indexKeys {
+            let stored = Set(
+                try await ClusterCall.$timeout.withValue(.seconds(20)) {
+                    try await client.system.actor(VectorIndexActor.self, key: key).idsInRowOrder()
+                })
+            let lost = workload.acknowledgedRows[key, default: []].subtracting(stored)
+            #expect(lost.isEmpty, "\(key): \(lost.count) acknowledged rows lost, e.g. \(lost.sorted().prefix(5))")
+        }
+    }
+
+    /// Polls the membership table for `duration`; returns the nodes seen Dead.
+    static func deaths(in cluster: ProcessCluster, during duration: Duration) async throws -> Set<NodeID> {
+        var dead: Set<NodeID> = []
+        let until = ContinuousClock.now + duration
+        while ContinuousClock.now < until {
+            for row in try await cluster.membership.readAll().entries where row.entry.status == .dead {
+                dead.insert(row.entry.node)
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return dead
+    }
+
+    /// Waits until `node`'s row is Dead; how long that took from `since`.
+    static func timeToDead(
+        _ node: NodeID, in cluster: ProcessCluster, since: ContinuousClock.Instant
+    ) async throws -> Duration? {
+        let ok = await eventually(timeout: .seconds(30)) {
+            (try? await cluster.membership.readAll().entry(of: node)?.entry.status) == .dead
+        }
+        return ok ? ContinuousClock.now - since : nil
+    }
+
+    @Test("one node cut off from the others, not from the database, for 8 s: nobody dies; healed, all serve")
+    func partitionOneNode() async throws {
+        try await ProcessCluster.run { cluster in
+            defer { Chaos.healAll() }
+            let (_, ids, client, workload) = try await Self.start(cluster, count: 3)
+            let run = workload.run(client)
+            try await Task.sleep(for: .seconds(2))
+            let ns = Chaos.namespaces
+            try Chaos.partition(ns[0], ns[1])
+            try Chaos.partition(ns[0], ns[2])
+            let dead = try await Self.deaths(in: cluster, during: .seconds(8))
+            Chaos.healAll()
+            #expect(dead.isEmpty, "declared dead: \(dead)")
+            #expect(try await cluster.membership.readAll().active.map(\.node).sorted() == ids.sorted())
+            try await Self.finish(cluster, client, workload)
+            await run.value
+        }
+    }
+
+    @Test("a two-node cluster partitioned in half for 8 s: neither dies; healed, both serve")
+    func partitionInHalf() async throws {
+        try await ProcessCluster.run { cluster in
+            defer { Chaos.healAll() }
+            let (_, ids, client, workload) = try await Self.start(cluster, count: 2)
+            let run = workload.run(client)
+            try await Task.sleep(for: .seconds(2))
+            try Chaos.partition(Chaos.namespaces[0], Chaos.namespaces[1])
+            let dead = try await Self.deaths(in: cluster, during: .seconds(8))
+            Chaos.healAll()
+            #expect(dead.isEmpty, "declared dead: \(dead)")
+            #expect(try await cluster.membership.readAll().active.map(\.node).sorted() == ids.sorted())
+            try await Self.finish(cluster, client, workload)
+            await run.value
+        }
+    }
+
+    @Test("the database unreachable for 6 s (two leases): nodes stop serving, end, are restarted and serve again")
+    func databaseOutage() async throws {
+        try await ProcessCluster.run { cluster in
+            defer { Chaos.healAll() }
+            let (nodes, ids, client, workload) = try await Self.start(cluster, count: 3)
+            let run = workload.run(client)
+            try await Task.sleep(for: .seconds(2))
+            let database = try #require(Chaos.databaseAddress)
+            let cutAt = ContinuousClock.now
+            for namespace in Chaos.namespaces.prefix(3) { try Chaos.cut(namespace, to: database) }
+            try await Task.sleep(for: .seconds(6))
+            // No call may be served by a node past its serving window: from 3 s after the cut (the lease) on, every
+            // stamp call fails.
+            let servedLate = workload.all.filter { $0.token != nil && $0.started > cutAt + .milliseconds(3_100) }
+            #expect(servedLate.isEmpty, "\(servedLate.count) calls were served after every lease had ended")
+            Chaos.healAll()
+            // Back on the database, each node finds its lease ended and exits 1; a supervisor starts new ones.
+            for node in nodes { #expect(await node.waitExit(timeout: .seconds(30)) == 1) }
+            let rows = try await cluster.membership.readAll()
+            #expect(ids.allSatisfy { rows.entry(of: $0)?.entry.status == .dead })
+            var restarted: [NodeProcess] = []
+            for namespace in Chaos.namespaces.prefix(3) {
+                restarted.append(try cluster.startNode(namespace: namespace))
+            }
+            for node in restarted { _ = try await node.waitReady() }
+            try await Self.finish(cluster, client, workload)
+            await run.value
+        }
+    }
+
+    @Test("a node paused (SIGSTOP) past its lease, then resumed: it is Dead in time, serves nothing after, exits")
+    func zombie() async throws {
+        try await ProcessCluster.run { cluster in
+            defer { Chaos.healAll() }
+            let (nodes, ids, client, workload) = try await Self.start(cluster, count: 3)
+            let run = workload.run(client)
+            try await Task.sleep(for: .seconds(2))
+            let paused = nodes[1]
+            kill(paused.pid, SIGSTOP)
+            let pausedAt = ContinuousClock.now
+            let took = try await Self.timeToDead(ids[1], in: cluster, since: pausedAt)
+            print("chaos: the paused node was Dead \(took.map { "\($0)" } ?? "never") after SIGSTOP")
+            #expect(took.map { $0 <= Self.detectionBound } ?? false, "\(String(describing: took))")
+            try await Task.sleep(for: .seconds(2))
+            kill(paused.pid, SIGCONT)
+            #expect(await paused.waitExit(timeout: .seconds(30)) == 1)
+            try await Self.finish(cluster, client, workload)
+            await run.value
+        }
+    }
+
+    @Test("SIGTERM leaves gracefully; SIGKILL during a graceful stop: Dead within the lease, nothing acknowledged lost")
+    func stops() async throws {
+        try await ProcessCluster.run { cluster in
+            defer { Chaos.healAll() }
+            let (nodes, ids, client, workload) = try await Self.start(cluster, count: 3)
+            let run = workload.run(client)
+            try await Task.sleep(for: .seconds(2))
+            nodes[0].sigterm()
+            #expect(await nodes[0].waitExit(timeout: .seconds(30)) == 0)
+            let left = try #require(try await cluster.membership.readAll().entry(of: ids[0])?.entry)
+            #expect(left.status == .dead && left.leftGracefully)
+            try await Task.sleep(for: .seconds(2))
+            nodes[1].sigterm()
+            nodes[1].kill9()
+            let killedAt = ContinuousClock.now
+            let took = try await Self.timeToDead(ids[1], in: cluster, since: killedAt)
+            print("chaos: the node killed during its graceful stop was Dead \(took.map { "\($0)" } ?? "never") after")
+            #expect(took.map { $0 <= Self.detectionBound } ?? false, "\(String(describing: took))")
+            try await Self.finish(cluster, client, workload)
+            await run.value
+        }
+    }
+}
+
+@Suite("Chaos checker")
+struct ChaosCheckerTests {
+    @Test("staleServes finds an activation serving after its successor served, and nothing in a clean history")
+    func staleServes() {
+        let t0 = ContinuousClock.now
+        func call(_ key: String, _ from: Int, _ to: Int, _ token: Int64?) -> ChaosCall {
+            ChaosCall(
+                key: key, started: t0 + .milliseconds(from), ended: t0 + .milliseconds(to), token: token,
+                error: token == nil ? "failed" : nil)
+        }
+        // Activation 1 serves, fails over, activation 2 serves; overlapping calls at the switch are allowed (either
+        // may have been served first); failed calls do not count.
+        let clean = [
+            call("a", 0, 10, 1), call("a", 5, 30, 1), call("a", 20, 40, 2), call("a", 50, 60, 2),
+            call("a", 70, 80, nil),
+            call("b", 0, 10, 7), call("b", 100, 110, 7),
+        ]
+        #expect(ChaosWorkload.staleServes(clean).isEmpty)
+        // Activation 1 serves a call that started after a call of activation 2 had ended: two activations served.
+        let stale = clean + [call("a", 65, 70, 1)]
+        #expect(ChaosWorkload.staleServes(stale) == ["a: activation #1 served a call after #2 had served one"])
+    }
+}
