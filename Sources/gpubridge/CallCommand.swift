@@ -98,7 +98,8 @@ struct CallCommand: AsyncParsableCommand {
             ca: connection.tlsCA ?? environment["GPUBRIDGE_TLS_CA"], plaintext: connection.plaintext)
         do { try security.validate() } catch { throw ValidationError("invalid TLS settings: \(error)") }
         do { _ = try PostgresStore(url: url) } catch { throw ValidationError("invalid --database-url: \(error)") }
-        let line = try await PostgresStore.withStore(url: url) { store in
+        // A client only reads the tables (the nodes made them), so a read-only database role is enough.
+        let line = try await PostgresStore.withStore(url: url, migrate: false) { store in
             var bridgeOptions = BridgeOptions()
             bridgeOptions.cacheDirectory = nil
             bridgeOptions.backendOrder = [.cpu]

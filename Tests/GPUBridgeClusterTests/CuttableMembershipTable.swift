@@ -1,5 +1,6 @@
 import Foundation
 import GPUBridge
+import GPUBridgeActors
 import GPUBridgeCluster
 import Synchronization
 
@@ -66,4 +67,27 @@ final class CuttableMembershipTable: MembershipTable {
         try await check("reset")
         try await inner.reset()
     }
+}
+
+/// A directory a client may only read: every write throws and is counted (a client must need none).
+final class ReadOnlyDirectory: ActorDirectory {
+    let inner: any ActorDirectory
+    private let writes = Mutex<[String]>([])
+
+    init(_ inner: any ActorDirectory) { self.inner = inner }
+
+    /// The writes attempted so far.
+    var attemptedWrites: [String] { writes.withLock { $0 } }
+
+    private func refuse(_ what: String) -> any Error {
+        writes.withLock { $0.append(what) }
+        return GPUBridgeError.backendFailure(
+            backend: "directory", call: what, code: -1, message: "permission denied: this role may only read")
+    }
+
+    func lookup(_ id: GPUActorID) async throws -> ActorAddress? { try await inner.lookup(id) }
+    func register(_ id: GPUActorID, on node: NodeID) async throws -> ActorAddress { throw refuse("register \(id)") }
+    func unregister(_ address: ActorAddress) async throws -> Bool { throw refuse("unregister \(address)") }
+    func unregisterAll(on node: NodeID) async throws -> Int { throw refuse("unregisterAll \(node)") }
+    func all() async throws -> [ActorAddress] { try await inner.all() }
 }

@@ -401,6 +401,52 @@ struct InProcessClusterTests {
         #expect(await eventually(timeout: .seconds(20)) { hung.phase == .dead })
     }
 
+    @Test("a client writes nothing to the directory: nodes place the actors it calls, also after a node died")
+    func clientIsReadOnly() async throws {
+        var cluster = InProcessCluster()
+        try await cluster.start(count: 3)
+        defer { Task { [cluster] in await cluster.stopAll() } }
+        var options = InProcessCluster.options(port: 0)
+        options.role = .client
+        let readOnly = ReadOnlyDirectory(cluster.directory)
+        let client = try ClusterNode(
+            system: try cluster.makeSystem(), membership: cluster.membership, directory: readOnly,
+            transport: InProcessNodeTransport(network: cluster.network), options: options)
+        try await client.start()
+        defer { Task { await client.stop() } }
+        #expect(await eventually { client.view.active.count == 3 })
+        for k in 0..<24 {
+            #expect(try await client.system.actor(EchoActor.self, key: "ro-\(k)").echo([UInt8(k)]) == [UInt8(k)])
+        }
+        let placed = try await cluster.directory.all().filter { $0.id.key.hasPrefix("ro-") }
+        #expect(placed.count == 24)
+        #expect(Set(placed.map(\.node)).count == 3, "placement spread over the nodes")
+        // Every actor has one instance, on the node the directory names.
+        for address in placed {
+            let node = try #require(cluster.nodes.first { $0.id == address.node })
+            #expect(node.hosted[address.id] == address.activation)
+        }
+        // A node crashes; its actors move on the client's next calls, still without a write from the client.
+        let victim = cluster.nodes[2]
+        await victim.halt()
+        #expect(
+            await eventually(timeout: .seconds(20)) {
+                (try? await cluster.membership.readAll().entry(of: victim.id)?.entry.status) == .dead
+            })
+        // Once the client's own round has seen the death (before that, a call to a cached location on the dead node
+        // fails with nodeUnreachable, as documented).
+        #expect(await eventually { client.view.entry(of: victim.id)?.entry.status == .dead })
+        for k in 0..<24 {
+            let reply = try await ClusterCall.$timeout.withValue(.seconds(20)) {
+                try await client.system.actor(EchoActor.self, key: "ro-\(k)").echo([UInt8(k)])
+            }
+            #expect(reply == [UInt8(k)])
+        }
+        #expect(
+            try await cluster.directory.all().filter { $0.id.key.hasPrefix("ro-") }.allSatisfy { $0.node != victim.id })
+        #expect(readOnly.attemptedWrites.isEmpty, "\(readOnly.attemptedWrites.prefix(3))")
+    }
+
     @Test("a failed activation gives up its directory entry; a later success registers again")
     func failedActivationUnregisters() async throws {
         var cluster = InProcessCluster()

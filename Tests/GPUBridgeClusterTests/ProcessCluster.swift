@@ -250,10 +250,11 @@ final class ProcessCluster {
         return node
     }
 
-    /// Runs `gpubridge call` processes with these arguments (the cluster's database, name, client certificate and
-    /// dimension added), all started before any is waited for; returns each one's exit status and standard output.
-    func call(_ argumentLists: [[String]]) async throws -> [(status: Int32, output: String)] {
-        let url = try #require(ProcessClusterEnvironment.databaseURL)
+    /// Runs `gpubridge call` processes with these arguments (the cluster's database, or `databaseURL`, name, client
+    /// certificate and dimension added), all started before any is waited for; returns each one's exit status and standard output.
+    func call(_ argumentLists: [[String]], databaseURL: String? = nil) async throws -> [(status: Int32, output: String)]
+    {
+        let url = try #require(databaseURL ?? ProcessClusterEnvironment.databaseURL)
         guard let binary = NodeBinary.path, case let .mutualTLS(certificate, key, roots) = certificates.client else {
             throw GPUBridgeError.unsupported(feature: "gpubridge binary", backend: "tests")
         }

@@ -149,6 +149,7 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             do {
                 try await awaitAdmission()
             } catch {
+                state.withLock { $0.phase = .stopped }
                 await transport.shutdown()
                 throw error
             }
@@ -199,10 +200,20 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     /// the row is written Dead without `leftGracefully`, as after a crash: the actor reactivates elsewhere from its
     /// last snapshot and journal. A node already Dead only closes.
     public func stop() async {
-        let starting = state.withLock { s -> Bool in
-            guard s.phase == .active || s.phase == .joining else { return false }
+        let (starting, deadAgent) = state.withLock { s -> (Bool, Task<Void, Never>?) in
+            if s.phase == .dead {
+                // Its membership ended: nothing to save or leave; close what is still open.
+                defer { s.agent = nil }
+                return (false, s.agent)
+            }
+            guard s.phase == .active || s.phase == .joining else { return (false, nil) }
             s.phase = .shuttingDown
-            return true
+            return (true, nil)
+        }
+        if let deadAgent {
+            deadAgent.cancel()
+            await deadAgent.value
+            await transport.shutdown()
         }
         guard starting else { return }
         var clean = true
@@ -777,9 +788,13 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
                 let registered = try await Self.within(left, actor: id, node: "(looking it up in the directory)") {
                     try await self.directory.lookup(id)
                 }
-                if registered == address {
+                // A placement request (activation 0) refused while the directory names no live activation: the
+                // chosen node could not place it yet (its view may lag the caller's); wait as well.
+                let placementRefused = address.activation == 0 && (registered.map { isDead($0.node) } ?? true)
+                if registered == address || placementRefused {
                     if isDead(address.node) {
-                        try await directory.unregister(address)
+                        // Nodes remove a dead node's entries (a client only waits for them to).
+                        if options.role == .node { try await directory.unregister(address) }
                     } else {
                         try await Task.sleep(for: min(notHereWait, max(.zero, deadline - clock.now)))
                         notHereWait = min(notHereWait * 2, options.roundInterval)
@@ -843,18 +858,20 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             return location
         }
         if let cached { return cached }
-        if let found = try await directory.lookup(id) {
-            if !isDead(found.node) {
-                state.withLock { $0.locations[id] = found }
-                return found
-            }
-            try await directory.unregister(found)
+        let found = try await directory.lookup(id)
+        if let found, !isDead(found.node) {
+            state.withLock { $0.locations[id] = found }
+            return found
         }
         let candidates = state.withLock { s in s.view.active.filter { !s.cleaned.contains($0.node) } }
         guard let chosen = CapacityPlacement(footprint: options.activationFootprint).choose(for: id, among: candidates)
         else {
             throw ClusterError.noActiveNodes(actor: "\(id)", reason: "the membership table lists no active node")
         }
+        // A client writes nothing to the database: the chosen node registers the actor on itself when the call
+        // arrives (activation 0 asks it to), and removes a dead node's entry first. So clients need only read access.
+        if options.role == .client { return ActorAddress(id: id, node: chosen, activation: 0) }
+        if let found { try await directory.unregister(found) }
         let registered: ActorAddress
         do {
             registered = try await directory.register(id, on: chosen)
@@ -874,8 +891,18 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
 
     // MARK: Serving (NodeCallHandler)
 
+    /// Registers `id` on this node for a client's placement request (activation 0): replaces an entry on a node this
+    /// view knows dead; returns the registered activation, this node's or another's.
+    private func placeHere(_ id: GPUActorID) async throws -> ActorAddress? {
+        if let found = try await directory.lookup(id) {
+            guard isDead(found.node) else { return found }
+            try await directory.unregister(found)
+        }
+        return try await directory.register(id, on: self.id)
+    }
+
     public func handle(_ request: ClusterRequest) async -> ClusterReply {
-        let address = request.address
+        var address = request.address
         let me = id
         guard address.node == me else { return .notHere(reason: "this is node \(me), the call is for \(address.node)") }
         guard phase == .active else { return .notHere(reason: "node \(me) is \(phase.rawValue)") }
@@ -884,16 +911,26 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         }
         let hosted = state.withLock { $0.hosted[address.id] }
         if hosted != address.activation {
-            if let hosted {
+            if let hosted, address.activation == 0 {
+                // A client's placement request for an actor this node already holds: serve it there.
+                address.activation = hosted
+            } else if let hosted {
                 return .notHere(
                     reason: "node \(me) holds activation #\(hosted) of \(address.id), not #\(address.activation)")
             }
+        }
+        if state.withLock({ $0.hosted[address.id] }) != address.activation {
             let registered: ActorAddress?
+            let wanted = address
             do {
-                registered = try await database("look up \(address.id)") { try await self.directory.lookup(address.id) }
+                registered = try await database("look up \(address.id)") {
+                    wanted.activation == 0
+                        ? try await self.placeHere(wanted.id) : try await self.directory.lookup(wanted.id)
+                }
             } catch {
                 return .reply(.error(RemoteErrorEnvelope(error)))
             }
+            if address.activation == 0, let registered, registered.node == me { address = registered }
             guard registered == address else {
                 return .notHere(
                     reason:
@@ -945,7 +982,8 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
             }
             if released {
                 do {
-                    _ = try await database("unregister \(address)") { try await self.directory.unregister(address) }
+                    let failed = address
+                    _ = try await database("unregister \(failed)") { try await self.directory.unregister(failed) }
                 } catch {
                     logger.warning(
                         "could not unregister an activation that failed",

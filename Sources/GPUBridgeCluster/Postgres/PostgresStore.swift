@@ -270,9 +270,10 @@ public final class PostgresStore: Sendable {
             "CREATE INDEX IF NOT EXISTS gb_directory_node ON gb_directory (cluster, host, port, generation)",
         ] + PostgresActorStorage.schema
 
-    /// Opens a store on `url`, runs its pool in a child task, migrates the schema, runs `body` and stops the pool.
+    /// Opens a store on `url`, runs its pool in a child task, migrates the schema (unless `migrate` is false: a
+    /// client with a read-only role cannot), runs `body` and stops the pool.
     public static func withStore<R: Sendable>(
-        url: String, logger: Logger = Logger(label: "gpubridge.postgres"),
+        url: String, logger: Logger = Logger(label: "gpubridge.postgres"), migrate: Bool = true,
         _ body: (PostgresStore) async throws -> R
     ) async throws -> R {
         let store = try PostgresStore(url: url, logger: logger)
@@ -283,7 +284,7 @@ public final class PostgresStore: Sendable {
             // run() started: wait for it (a few scheduler turns).
             while !store.started.load(ordering: .acquiring) { await Task.yield() }
             await Task.yield()
-            try await store.migrate()
+            if migrate { try await store.migrate() }
             return try await body(store)
         }
     }
