@@ -11,6 +11,7 @@ import ServiceLifecycle
 /// The settings of `gpubridge node`, as read from a JSON file (`--config`); every key is optional.
 struct NodeConfigFile: Decodable {
     var listen: String?
+    var advertise: String?
     var databaseURL: String?
     var cluster: String?
     var tlsCertificate: String?
@@ -36,7 +37,7 @@ struct NodeCommand: AsyncParsableCommand {
             Settings come from flags, then environment variables (GPUBRIDGE_NODE_LISTEN, GPUBRIDGE_DATABASE_URL, \
             GPUBRIDGE_CLUSTER, GPUBRIDGE_TLS_CERT, GPUBRIDGE_TLS_KEY, GPUBRIDGE_TLS_CA, GPUBRIDGE_NODE_DEVICES, \
             GPUBRIDGE_METRICS_FILE), then \
-            the JSON file given with --config (keys: listen, databaseURL, cluster, tlsCertificate, tlsKey, tlsCA, \
+            the JSON file given with --config (keys: listen, advertise, databaseURL, cluster, tlsCertificate, tlsKey, tlsCA, \
             plaintext, devices, vectorDim, roundIntervalMs, leaseMs, callTimeoutMs, idleTimeoutS, \
             statePath, metricsFile, maxCallBytes). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
             between nodes is mutual TLS; --plaintext is for local development only. On SIGTERM or SIGINT the node \
@@ -53,6 +54,10 @@ struct NodeCommand: AsyncParsableCommand {
     var config: String?
     @Option(name: .long, help: "Address to listen on and advertise, host:port (port 0 picks one). Default 127.0.0.1:0.")
     var listen: String?
+    @Option(
+        name: .long,
+        help: "Address to advertise instead, host:port (behind a proxy or NAT); port 0 advertises the bound port.")
+    var advertise: String?
     @OptionGroup var connection: ClusterConnectionOptions
     @Option(name: .long, help: "Devices to use: auto, cpu, opencl or cuda (a backend's devices). Default auto.")
     var devices: String?
@@ -113,6 +118,15 @@ struct NodeCommand: AsyncParsableCommand {
         }
         s.host = String(listen[..<colon])
         s.port = port
+        if let advertise = self.advertise ?? file.advertise {
+            guard let colon = advertise.lastIndex(of: ":"), let port = Int(advertise[advertise.index(after: colon)...]),
+                (0...65_535).contains(port), !advertise[..<colon].isEmpty
+            else {
+                throw ValidationError("invalid --advertise \(advertise); expected host:port with port 0...65535")
+            }
+            s.options.advertisedHost = String(advertise[..<colon])
+            s.options.advertisedPort = port == 0 ? nil : port
+        }
         s.databaseURL = connection.databaseURL ?? environment["GPUBRIDGE_DATABASE_URL"] ?? file.databaseURL
         s.cluster = connection.cluster ?? environment["GPUBRIDGE_CLUSTER"] ?? file.cluster ?? "gpubridge"
         let cert = connection.tlsCert ?? environment["GPUBRIDGE_TLS_CERT"] ?? file.tlsCertificate

@@ -28,6 +28,12 @@ enum Chaos {
         }
     }()
     static let databaseAddress = ProcessInfo.processInfo.environment["GPUBRIDGE_CHAOS_DATABASE_ADDRESS"]
+    /// Addresses for the latency proxies (`GPUBRIDGE_CHAOS_PROXIES`, separated by spaces) and the proxy itself
+    /// (`GPUBRIDGE_CHAOS_PROXY_SCRIPT`, scripts/latency-proxy.py).
+    static let proxyAddresses = (ProcessInfo.processInfo.environment["GPUBRIDGE_CHAOS_PROXIES"] ?? "").split(
+        separator: " "
+    ).map(String.init)
+    static let proxyScript = ProcessInfo.processInfo.environment["GPUBRIDGE_CHAOS_PROXY_SCRIPT"]
     static let ipPath =
         ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
             FileManager.default.isExecutableFile(atPath: $0)
@@ -352,6 +358,58 @@ struct ChaosTests {
             try await Task.sleep(for: .seconds(2))
             kill(paused.pid, SIGCONT)
             #expect(await paused.waitExit(timeout: .seconds(30)) == 1)
+            try await Self.finish(cluster, client, workload)
+            await run.value
+        }
+    }
+
+    @Test(
+        "200 ms each way between nodes and to clients (a delaying proxy): slower calls, no death, nothing else changes")
+    func latency() async throws {
+        let script = try #require(Chaos.proxyScript)
+        try #require(Chaos.proxyAddresses.count >= 3)
+        try await ProcessCluster.run { cluster in
+            Chaos.healAll()
+            var proxies: [Process] = []
+            defer {
+                for proxy in proxies where proxy.isRunning {
+                    kill(proxy.processIdentifier, SIGKILL)
+                    proxy.waitUntilExit()
+                }
+            }
+            var nodes: [NodeProcess] = []
+            for (i, namespace) in Chaos.namespaces.prefix(3).enumerated() {
+                let port = 7_300 + i
+                let proxy = Process()
+                proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                proxy.arguments = [
+                    "python3", script, Chaos.proxyAddresses[i], "\(port)", namespace.address, "\(port)", "200",
+                ]
+                // Not this process's pipes: a proxy left behind must not hold the test runner's output open.
+                proxy.standardOutput = FileHandle.nullDevice
+                proxy.standardError = FileHandle.nullDevice
+                try proxy.run()
+                proxies.append(proxy)
+                // Every peer and client reaches the node through its proxy: the advertised address.
+                nodes.append(
+                    try cluster.startNode(
+                        extra: ["--advertise", "\(Chaos.proxyAddresses[i]):\(port)"], namespace: namespace, port: port))
+            }
+            var ids: [NodeID] = []
+            for node in nodes { ids.append(try await node.waitReady()) }
+            #expect(Set(ids.map(\.host)) == Set(Chaos.proxyAddresses.prefix(3)))
+            let client = try await cluster.client { $0.callTimeout = .seconds(5) }
+            #expect(await eventually(timeout: .seconds(20)) { client.view.active.count == 3 })
+            let workload = ChaosWorkload()
+            let run = workload.run(client)
+            let dead = try await Self.deaths(in: cluster, during: .seconds(10))
+            #expect(dead.isEmpty, "declared dead: \(dead)")
+            // The delay is real: a served call takes at least one round trip through the proxy (400 ms).
+            let served = workload.all.filter { $0.token != nil }.map { $0.ended - $0.started }.sorted()
+            #expect(served.count >= 12)
+            let median = served.isEmpty ? .zero : served[served.count / 2]
+            print("chaos: with 200 ms each way, \(served.count) calls served, median \(median)")
+            #expect(median >= .milliseconds(400))
             try await Self.finish(cluster, client, workload)
             await run.value
         }

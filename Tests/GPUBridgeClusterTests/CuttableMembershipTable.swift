@@ -91,3 +91,14 @@ final class ReadOnlyDirectory: ActorDirectory {
     func unregisterAll(on node: NodeID) async throws -> Int { throw refuse("unregisterAll \(node)") }
     func all() async throws -> [ActorAddress] { try await inner.all() }
 }
+
+/// A clock a test moves by hand (the in-memory table's `now()`): leases end only when the test says so, so a node
+/// starved of CPU by other suites (a sanitizer run) never loses its lease by accident.
+final class ManualClock: Sendable {
+    private let time = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
+    var now: Date { time.withLock { $0 } }
+    func advance(_ duration: Duration) {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+        time.withLock { $0 = $0.addingTimeInterval(seconds) }
+    }
+}

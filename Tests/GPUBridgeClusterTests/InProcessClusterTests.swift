@@ -48,9 +48,43 @@ struct InProcessCluster {
     /// The actor system options of the nodes started from now on.
     var actorOptions = ActorSystemOptions()
 
+    /// The membership table's clock: it moves only when a test moves it (`advanceTable`), so no lease ends by accident.
+    let clock: ManualClock
+
     init() {
-        membership = InMemoryMembershipTable()
+        let clock = ManualClock()
+        self.clock = clock
+        membership = InMemoryMembershipTable(clock: { clock.now })
         directory = InMemoryActorDirectory(membership: membership)
+    }
+
+    /// Moves the table's clock on by at least `total`, a fifth of a lease at a time, waiting after each step until
+    /// every node in `renewing` renewed its lease at the new time: only the nodes left out can let their lease end.
+    func advanceTable(by total: Duration, renewing: [ClusterNode]) async -> Bool {
+        let step = Self.options(port: 0).leaseDuration / 5
+        var moved = Duration.zero
+        while moved < total {
+            clock.advance(step)
+            moved += step
+            let now = clock.now
+            for node in renewing {
+                let renewed = await eventually(timeout: .seconds(120)) {
+                    (try? await membership.readAll().entry(of: node.id)?.entry.iAmAlive).map { $0 >= now } ?? false
+                }
+                guard renewed else { return false }
+            }
+        }
+        return true
+    }
+
+    /// Lets `victim`'s lease end (the others keep theirs) and waits until a survivor wrote its row Dead.
+    func expire(_ victim: ClusterNode) async -> Bool {
+        let lease = Self.options(port: 0).leaseDuration
+        guard await advanceTable(by: lease + lease / 5, renewing: nodes.filter { $0 !== victim && $0.phase == .active })
+        else { return false }
+        return await eventually(timeout: .seconds(60)) {
+            (try? await membership.readAll().entry(of: victim.id)?.entry.status) == .dead
+        }
     }
 
     static let dim = 16
@@ -59,8 +93,9 @@ struct InProcessCluster {
         var options = ClusterOptions()
         options.port = port
         options.roundInterval = .milliseconds(50)
-        // Long enough that a node starved of CPU for a while by other suites does not lose its lease.
-        options.leaseDuration = .seconds(3)
+        // The table's clock is the test's (`ManualClock`); the lease also sets how long a node serves without a
+        // renewal by its own clock: 4.5 s here.
+        options.leaseDuration = .seconds(5)
         options.databaseTimeout = .seconds(1)
         options.callTimeout = .seconds(20)
         return options
@@ -207,14 +242,11 @@ struct InProcessClusterTests {
             guard case .nodeUnreachable = error else { Issue.record("unexpected \(error)"); return }
         }
         // The victim stops serving on its own before the table may end its lease (it can see only its own clock).
-        #expect(await eventually(timeout: .seconds(20)) { !victim.isServing })
+        #expect(await eventually(timeout: .seconds(60)) { !victim.isServing })
         let stillLive = try #require(try await cluster.membership.readAll().entry(of: victim.id)?.entry)
         #expect(stillLive.status == .active, "the victim fenced itself before its lease ended")
-        // A survivor's round writes the row Dead once the lease ended.
-        #expect(
-            await eventually(timeout: .seconds(20)) {
-                (try? await cluster.membership.readAll().entry(of: victim.id)?.entry.status) == .dead
-            })
+        // A survivor's round writes the row Dead once the lease ended by the table's clock.
+        #expect(await cluster.expire(victim))
         // The next call reactivates the index on a survivor with every acknowledged row (snapshot + journal).
         #expect(await eventually(timeout: .seconds(20)) { (try? await index.vectorCount()) == 31 })
         #expect(try await index.query(queries, k: 4) == before)
@@ -237,14 +269,12 @@ struct InProcessClusterTests {
         let isolated = cluster.nodes[0]
         cluster.network.setReachable(host: isolated.id.host, port: isolated.id.port, false)
         for other in cluster.nodes.dropFirst() { cluster.network.setReachable(from: isolated.id, to: other.id, false) }
-        // Longer than two leases: under peer votes this killed nodes; under leases nothing happens.
-        let until = ContinuousClock.now + .seconds(7)
-        while ContinuousClock.now < until {
-            let view = try await cluster.membership.readAll()
-            #expect(view.entries.allSatisfy { $0.entry.status == .active }, "\(view.entries.map(\.entry.status))")
-            #expect(cluster.nodes.allSatisfy { $0.phase == .active && $0.isServing })
-            try await Task.sleep(for: .milliseconds(250))
-        }
+        // Two leases of the table's time pass with everybody renewing: under peer votes the cut-off node killed the
+        // others and they it; under leases nothing happens.
+        #expect(await cluster.advanceTable(by: .seconds(10), renewing: cluster.nodes))
+        let view = try await cluster.membership.readAll()
+        #expect(view.entries.allSatisfy { $0.entry.status == .active }, "\(view.entries.map(\.entry.status))")
+        #expect(cluster.nodes.allSatisfy { $0.phase == .active })
         cluster.network.setReachable(host: isolated.id.host, port: isolated.id.port, true)
         for other in cluster.nodes.dropFirst() { cluster.network.setReachable(from: isolated.id, to: other.id, true) }
         // Healed: every node reaches every actor again.
@@ -369,7 +399,8 @@ struct InProcessClusterTests {
         #expect(await eventually { record.acknowledged.withLock { $0.values.map(\.count).reduce(0, +) } >= 20 })
         await leaving.stop()
         await writers.value
-        #expect(record.failures.withLock { $0 }.isEmpty, "\(record.failures.withLock { $0 }.prefix(3))")
+        let failures = record.failures.withLock { $0 }
+        #expect(failures.count == 0, "\(failures.prefix(3))")
         for key in keys {
             let stored = try await caller.actor(VectorIndexActor.self, key: key).idsInRowOrder()
             let acked = record.acknowledged.withLock { $0[key] ?? [] }
@@ -389,12 +420,9 @@ struct InProcessClusterTests {
         cluster.links[1].isHung = true
         // Its rounds give up on each call after databaseTimeout (1 s) instead of waiting for ever, so it notices that
         // it cannot renew and stops serving before the table ends its lease (3 s).
-        #expect(await eventually(timeout: .seconds(20)) { !hung.isServing })
+        #expect(await eventually(timeout: .seconds(60)) { !hung.isServing })
         #expect(try await cluster.membership.readAll().entry(of: hung.id)?.entry.status == .active)
-        #expect(
-            await eventually(timeout: .seconds(20)) {
-                (try? await cluster.membership.readAll().entry(of: hung.id)?.entry.status) == .dead
-            })
+        #expect(await cluster.expire(hung))
         // A call to an actor it held goes to the survivor.
         #expect(try await cluster.nodes[0].system.actor(EchoActor.self, key: "h").echo([1]) == [1])
         cluster.links[1].isHung = false
@@ -429,10 +457,7 @@ struct InProcessClusterTests {
         // A node crashes; its actors move on the client's next calls, still without a write from the client.
         let victim = cluster.nodes[2]
         await victim.halt()
-        #expect(
-            await eventually(timeout: .seconds(20)) {
-                (try? await cluster.membership.readAll().entry(of: victim.id)?.entry.status) == .dead
-            })
+        #expect(await cluster.expire(victim))
         // Once the client's own round has seen the death (before that, a call to a cached location on the dead node
         // fails with nodeUnreachable, as documented).
         #expect(await eventually { client.view.entry(of: victim.id)?.entry.status == .dead })

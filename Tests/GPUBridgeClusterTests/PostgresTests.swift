@@ -524,17 +524,6 @@ struct PostgresURLTests {
 
 // MARK: The same checks on the in-memory implementations
 
-/// A clock a test moves by hand (the in-memory table's `now()`).
-final class ManualClock: Sendable {
-    private let time = Mutex(Date(timeIntervalSince1970: 1_800_000_000))
-    var now: Date { time.withLock { $0 } }
-    func advance(_ duration: Duration) { time.withLock { $0 = $0.addingTimeInterval(duration.seconds) } }
-}
-
-extension Duration {
-    fileprivate var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}
-
 @Suite("In-memory membership table and directory")
 struct InMemoryClusterStoreTests {
     @Test("membership: insert and update are compare-and-swaps on the version and the etag")

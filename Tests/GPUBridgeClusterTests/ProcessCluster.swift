@@ -203,14 +203,14 @@ final class ProcessCluster {
     /// lease) and dim-16 vector indexes on the CPU backend.
     /// With `namespace`, the node runs in that network namespace and listens on its address.
     func startNode(
-        security: ClusterSecurity? = nil, extra: [String] = [], namespace: ChaosNamespace? = nil
+        security: ClusterSecurity? = nil, extra: [String] = [], namespace: ChaosNamespace? = nil, port: Int = 0
     ) throws -> NodeProcess {
         let url = try #require(ProcessClusterEnvironment.databaseURL)
         let nodeName = "node-\(processes.count)"
         let process = try NodeProcess(
             name: nodeName,
             arguments: [
-                "--listen", "\(namespace?.address ?? "127.0.0.1"):0", "--database-url", url, "--cluster", name,
+                "--listen", "\(namespace?.address ?? "127.0.0.1"):\(port)", "--database-url", url, "--cluster", name,
                 "--devices", "cpu",
                 "--metrics-file", "\(folder)/\(nodeName).prom",
                 "--vector-dim", "\(Self.dim)", "--round-interval-ms", "300", "--lease-ms", "3000",

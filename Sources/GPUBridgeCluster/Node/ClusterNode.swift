@@ -137,7 +137,10 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         }
         if options.role == .node {
             let port = try await transport.serve(self, at: id)
-            state.withLock { $0.id.port = port }
+            state.withLock { s in
+                s.id.port = options.advertisedPort ?? port
+                if let advertised = options.advertisedHost { s.id.host = advertised }
+            }
             let joined = clock.now
             try await changeOwnRow { _ in
                 MembershipEntry(

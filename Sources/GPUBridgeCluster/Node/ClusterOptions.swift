@@ -14,6 +14,11 @@ public struct ClusterOptions: Sendable {
     /// The address to listen on (a node) and to advertise in the membership table. Port 0 picks a free port.
     public var host = "127.0.0.1"
     public var port = 0
+    /// The address other processes reach this node at, when it is not the one it listens on (behind a proxy or a
+    /// NAT): written to the membership table instead of `host`. nil: `host`.
+    public var advertisedHost: String?
+    /// The port to advertise with `advertisedHost`; nil: the bound port.
+    public var advertisedPort: Int?
     /// How often a node renews its lease, expires the leases that ended and reads the table (a client only reads).
     public var roundInterval: Duration = .seconds(1)
     /// How long a renewal keeps a node a member: by the table's clock, a node whose lease is not renewed within this
@@ -57,6 +62,12 @@ public struct ClusterOptions: Sendable {
             throw .invalidArgument(name: "port", value: "\(port)", limit: "0...65535")
         }
         guard !host.isEmpty else { throw .invalidArgument(name: "host", value: "\"\"", limit: "an IPv4 address") }
+        if let advertisedHost, advertisedHost.isEmpty {
+            throw .invalidArgument(name: "advertisedHost", value: "\"\"", limit: "an address, or nil for host")
+        }
+        if let advertisedPort, !(1...65_535).contains(advertisedPort) {
+            throw .invalidArgument(name: "advertisedPort", value: "\(advertisedPort)", limit: "1...65535")
+        }
         guard roundInterval >= .milliseconds(10), roundInterval <= .seconds(600) else {
             throw .invalidArgument(name: "roundInterval", value: "\(roundInterval)", limit: "10 ms...600 s")
         }
