@@ -292,7 +292,19 @@ struct NodeRunner: Service {
 
     func run() async throws {
         if let store { try await store.migrate() }
-        try await node.run { id in NodeOutput.line(#"{"event":"ready","node":"\#(id)"}"#) }
+        do {
+            try await node.run { id in NodeOutput.line(#"{"event":"ready","node":"\#(id)"}"#) }
+        } catch {
+            // The node's membership ended (or it never joined). The other services get five seconds to stop: a
+            // database pool whose connections hang on a dead network waits for them far longer, and a dead node has
+            // nothing left to save (its state writes are fenced), so the process then exits on its own.
+            Task.detached {
+                try? await Task.sleep(for: .seconds(5))
+                NodeOutput.line(#"{"event":"stopped","error":true}"#)
+                exit(1)
+            }
+            throw error
+        }
     }
 }
 

@@ -329,7 +329,9 @@ struct ChaosTests {
             #expect(servedLate.isEmpty, "\(servedLate.count) calls were served after every lease had ended")
             Chaos.healAll()
             // Back on the database, each node finds its lease ended and exits 1; a supervisor starts new ones.
-            for node in nodes { #expect(await node.waitExit(timeout: .seconds(30)) == 1) }
+            for node in nodes {
+                #expect(await node.waitExit(timeout: .seconds(30)) == 1, "\(node.name): \(node.errors.suffix(3000))")
+            }
             let rows = try await cluster.membership.readAll()
             #expect(ids.allSatisfy { rows.entry(of: $0)?.entry.status == .dead })
             var restarted: [NodeProcess] = []

@@ -190,7 +190,10 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
         }
         if dead || phase == .dead {
             state.withLock { $0.agent }?.cancel()
-            await transport.shutdown()
+            // Not awaited: calls still running here may wait on a database that does not answer (a partition), and
+            // a dead node must not hang its caller on them; the transport closes in the background.
+            let transport = self.transport
+            Task { await transport.shutdown() }
             throw ClusterError.nodeNotRunning(node: "\(id)", state: "its membership ended: lease lost or row Dead")
         }
         await stop()
