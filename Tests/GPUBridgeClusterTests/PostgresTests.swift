@@ -491,6 +491,17 @@ struct PostgresURLTests {
             try PostgresStore.parse(url: "postgres://u:@h:1/d")
                 == .init(user: "u", password: "", host: "h", port: 1, database: "d"))
         #expect(try PostgresStore.parse(url: "postgres://u@h:65535/d").port == 65_535)
+        // TLS modes as libpq names them; prefer when none is named.
+        #expect(try PostgresStore.parse(url: "postgres://u@h/d").tls == .prefer)
+        #expect(try PostgresStore.parse(url: "postgres://u@h/d?sslmode=disable").tls == .disable)
+        #expect(try PostgresStore.parse(url: "postgres://u@h/d?sslmode=require").tls == .require)
+        #expect(
+            try PostgresStore.parse(url: "postgres://u@h/my%20db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem")
+                == .init(
+                    user: "u", password: nil, host: "h", port: 5432, database: "my db",
+                    tls: .verifyFull(rootCertificate: "/etc/ca.pem")))
+        #expect(
+            try PostgresStore.parse(url: "postgres://u@h/d?sslmode=verify-ca").tls == .verifyCA(rootCertificate: nil))
     }
 
     @Test(
@@ -500,7 +511,8 @@ struct PostgresURLTests {
             "postgres://u@:5432/d", "postgres://u@/d",
             "postgres://u@h:0/d", "postgres://u@h:70000/d", "postgres://u@h:-1/d", "postgres://u@h:port/d",
             "postgres://u@h:/d",
-            "postgres://u@h:5432", "postgres://u@h:5432/", "postgres://u@h/d?sslmode=require",
+            "postgres://u@h:5432", "postgres://u@h:5432/", "postgres://u@h/d?sslmode=bogus", "postgres://u@h/d?ssl=1",
+            "postgres://u@h/d?sslmode=require&sslrootcert=/ca.pem", "postgres://u@h/d?sslmode", "postgres://u@h/d#x",
             "postgres://h:5432/d", "postgres://:p@h:5432/d", "postgres://u@[::1/d",
         ])
     func badURLs(url: String) {
@@ -510,7 +522,7 @@ struct PostgresURLTests {
             return
         }
         #expect(name == "databaseURL")
-        #expect(limit == "postgres://user[:password]@host[:port]/database")
+        #expect(limit == PostgresStore.urlForm)
     }
 
     @Test("errors do not show the password")
@@ -558,5 +570,65 @@ struct InMemoryClusterStoreTests {
         let clock = ManualClock()
         let table = InMemoryMembershipTable(clock: { clock.now })
         try await checkRegisterNeedsLease(InMemoryActorDirectory(membership: table), table) { clock.advance($0) }
+    }
+}
+
+// MARK: TLS to the database
+
+@Suite(
+    "PostgreSQL over TLS",
+    .enabled(
+        if: ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_URL"] != nil
+            && ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_SSL_ROOT"] != nil,
+        "needs the test server with TLS on: scripts/test starts one when openssl is installed"))
+struct PostgresTLSTests {
+    /// Whether the session `url` opens is encrypted, as the server sees it; throws when it cannot connect within
+    /// `limit` (postgres-nio keeps retrying a connection its TLS check refuses).
+    static func encrypted(_ url: String, within limit: Duration = .seconds(20)) async throws -> Bool? {
+        try await withThrowingTaskGroup(of: Bool?.self) { group in
+            group.addTask {
+                try await PostgresStore.withStore(url: url, migrate: false) { store in
+                    try await store.withConnection("is this session encrypted") { connection in
+                        try await connection.query(
+                            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", logger: store.logger
+                        ).collect().first?.decode(Bool.self)
+                    }
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                throw GPUBridgeError.backendFailure(
+                    backend: "test", call: "connect", code: -1, message: "no connection within \(limit)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
+    }
+
+    @Test("sslmode: disable is plain; prefer and require encrypt; verify-full checks the server's certificate")
+    func modes() async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_URL"])
+        let root = try #require(ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_SSL_ROOT"])
+        let base = String(url.split(separator: "?", maxSplits: 1)[0])
+        let encodedRoot = try #require(root.addingPercentEncoding(withAllowedCharacters: .alphanumerics))
+        #expect(try await Self.encrypted(base + "?sslmode=disable") == false)
+        #expect(try await Self.encrypted(base) == true)  // prefer, the default
+        #expect(try await Self.encrypted(base + "?sslmode=require") == true)
+        #expect(try await Self.encrypted(base + "?sslmode=verify-full&sslrootcert=\(encodedRoot)") == true)
+        // Another CA's root: the server's certificate does not chain to it, so no connection is made.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gb-tls-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try ClusterCertificateAuthority(name: "not the database's CA").write(to: folder, names: ["x"])
+        let other = try #require("\(folder)/ca.pem".addingPercentEncoding(withAllowedCharacters: .alphanumerics))
+        await #expect(throws: (any Error).self) {
+            _ = try await Self.encrypted(base + "?sslmode=verify-full&sslrootcert=\(other)", within: .seconds(3))
+        }
+        // A root file that does not exist is named before anything connects.
+        let error = bridgeError { try PostgresStore(url: base + "?sslmode=verify-full&sslrootcert=%2Fno%2Fsuch.pem") }
+        guard case let .invalidArgument(name, value, _)? = error else {
+            Issue.record("expected invalidArgument, got \(String(describing: error))")
+            return
+        }
+        #expect(name == "sslrootcert" && value == "/no/such.pem")
     }
 }

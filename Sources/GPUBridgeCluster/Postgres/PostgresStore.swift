@@ -2,6 +2,7 @@ import Foundation
 import GPUBridge
 import GPUBridgeActors
 import Logging
+import NIOSSL
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
@@ -13,8 +14,9 @@ import Synchronization
 /// store into a ServiceLifecycle `ServiceGroup`, it is a `Service`), then call `migrate()` once before the first query.
 /// `withStore(url:_:)` does all three for a scoped use (tests, tools).
 ///
-/// Connections are made over TCP **without TLS**: the database is expected on the loopback interface or a trusted
-/// network. Authentication is whatever the server asks for (trust, password, SCRAM) with the URL's credentials.
+/// Connections are made over TCP, with TLS as the URL's `sslmode` says (libpq's meanings: `prefer` by default, which
+/// encrypts when the server offers it; `verify-full` with `sslrootcert` to check the server's certificate).
+/// Authentication is whatever the server asks for (trust, password, SCRAM) with the URL's credentials.
 ///
 /// Schema (`migrate()`; every table is keyed by a `cluster` name so several clusters, or tests, can share a database):
 /// ```sql
@@ -48,7 +50,9 @@ import Synchronization
 /// Times are written and read as whole microseconds since 1970, so a `Date` comes back to the microsecond.
 public final class PostgresStore: Sendable {
     /// The URL forms `init(url:)` accepts.
-    public static let urlForm = "postgres://user[:password]@host[:port]/database"
+    public static let urlForm =
+        "postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require|verify-ca|verify-full"
+        + "[&sslrootcert=FILE]]"
 
     /// The server's host name or address.
     public let host: String
@@ -56,6 +60,8 @@ public final class PostgresStore: Sendable {
     public let port: Int
     public let username: String
     public let database: String
+    /// How connections use TLS (the URL's `sslmode`, libpq's meaning; `prefer` when it names none).
+    public let tls: DatabaseTLS
     /// The postgres-nio connection pool (for queries this store does not wrap).
     public let client: PostgresClient
     let logger: Logger
@@ -81,11 +87,12 @@ public final class PostgresStore: Sendable {
         port = parsed.port
         username = parsed.user
         database = parsed.database
+        tls = parsed.tls
         self.logger = logger
         var configuration = PostgresClient.Configuration(
             host: parsed.host, port: parsed.port, username: parsed.user,
             password: parsed.password, database: parsed.database,
-            tls: .disable)
+            tls: try Self.clientTLS(parsed.tls))
         configuration.options.connectTimeout = .seconds(10)
         let milliseconds =
             "\(sessionTimeout.components.seconds * 1_000 + sessionTimeout.components.attoseconds / 1_000_000_000_000_000)"
@@ -102,6 +109,37 @@ public final class PostgresStore: Sendable {
         var host: String
         var port: Int
         var database: String
+        var tls: DatabaseTLS = .prefer
+    }
+
+    /// postgres-nio's TLS setting for `tls`: `prefer` and `require` encrypt without checking the server's certificate
+    /// (as libpq does); `verify-ca` checks its chain, `verify-full` its chain and its host name, against `sslrootcert`
+    /// or the system's roots.
+    static func clientTLS(_ tls: DatabaseTLS) throws(GPUBridgeError) -> PostgresClient.Configuration.TLS {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        switch tls {
+        case .disable:
+            return .disable
+        case .prefer:
+            configuration.certificateVerification = .none
+            return .prefer(configuration)
+        case .require:
+            configuration.certificateVerification = .none
+            return .require(configuration)
+        case let .verifyCA(root), let .verifyFull(root):
+            if case .verifyCA = tls {
+                configuration.certificateVerification = .noHostnameVerification
+            } else {
+                configuration.certificateVerification = .fullVerification
+            }
+            if let root {
+                guard FileManager.default.isReadableFile(atPath: root) else {
+                    throw .invalidArgument(name: "sslrootcert", value: root, limit: "a readable PEM file")
+                }
+                configuration.trustRoots = .file(root)
+            }
+            return .require(configuration)
+        }
     }
 
     static func parse(url: String) throws(GPUBridgeError) -> ParsedURL {
@@ -120,8 +158,39 @@ public final class PostgresStore: Sendable {
         guard let slash = rest.firstIndex(of: "/") else { throw bad("no database") }
         let authority = rest[..<slash]
         let path = rest[rest.index(after: slash)...]
-        guard !path.contains("?"), !path.contains("#") else { throw bad("query parameters are not supported") }
-        guard !path.isEmpty, !path.contains("/"), let database = path.removingPercentEncoding, !database.isEmpty else {
+        var tls = DatabaseTLS.prefer
+        var pathPart = path
+        if let question = path.firstIndex(of: "?") {
+            pathPart = path[..<question]
+            var mode = "prefer"
+            var root: String?
+            for pair in path[path.index(after: question)...].split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, let value = parts[1].removingPercentEncoding else {
+                    throw bad("bad query parameter \(pair)")
+                }
+                switch parts[0] {
+                case "sslmode": mode = value
+                case "sslrootcert": root = value
+                default: throw bad("unknown query parameter \(parts[0]); known: sslmode, sslrootcert")
+                }
+            }
+            switch mode {
+            case "disable": tls = .disable
+            case "prefer": tls = .prefer
+            case "require": tls = .require
+            case "verify-ca": tls = .verifyCA(rootCertificate: root)
+            case "verify-full": tls = .verifyFull(rootCertificate: root)
+            default: throw bad("sslmode \(mode) is not disable, prefer, require, verify-ca or verify-full")
+            }
+            if root != nil, !mode.hasPrefix("verify") {
+                throw bad("sslrootcert needs sslmode=verify-ca or verify-full")
+            }
+        }
+        guard !pathPart.contains("#") else { throw bad("fragments are not supported") }
+        guard !pathPart.isEmpty, !pathPart.contains("/"), let database = pathPart.removingPercentEncoding,
+            !database.isEmpty
+        else {
             throw bad("no database")
         }
         guard let at = authority.lastIndex(of: "@") else { throw bad("no user") }
@@ -167,7 +236,7 @@ public final class PostgresStore: Sendable {
             }
             port = value
         }
-        return ParsedURL(user: user, password: password, host: String(host), port: port, database: database)
+        return ParsedURL(user: user, password: password, host: String(host), port: port, database: database, tls: tls)
     }
 
     /// `url` with any password replaced by `***`, for error messages and logs.
@@ -404,3 +473,17 @@ public final class PostgresStore: Sendable {
 }
 
 extension PostgresStore: Service {}
+
+/// How a `PostgresStore` connects: TLS modes named as libpq's `sslmode`. A value; any thread.
+public enum DatabaseTLS: Sendable, Hashable {
+    /// Plain TCP.
+    case disable
+    /// TLS when the server offers it, plain otherwise; the certificate is not checked.
+    case prefer
+    /// TLS or no connection; the certificate is not checked.
+    case require
+    /// TLS; the certificate must chain to `rootCertificate` (a PEM file) or the system's roots.
+    case verifyCA(rootCertificate: String?)
+    /// TLS; the certificate must chain to the roots and name the host.
+    case verifyFull(rootCertificate: String?)
+}
