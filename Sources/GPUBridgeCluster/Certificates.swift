@@ -53,11 +53,13 @@ public struct ClusterCertificateAuthority: Sendable {
         privateKeyPEM = key.pemRepresentation
     }
 
-    /// A certificate for `name` signed by this CA, usable by a TLS server and a TLS client (nodes are both), with
-    /// `addresses` (IPv4/IPv6 literals) and `hostNames` as subject alternative names. Returns (certificate, key) PEM.
+    /// A certificate for `name` signed by this CA, with `addresses` (IPv4/IPv6 literals) and `hostNames` as subject
+    /// alternative names. A `.node` certificate serves and calls (TLS server and client usage: nodes are both); a
+    /// `.client` certificate only calls (client usage alone), so TLS peers refuse it as a server and a process holding
+    /// it cannot be admitted as a node. Returns (certificate, key) PEM.
     public func issue(
-        name: String, addresses: [String] = ["127.0.0.1"], hostNames: [String] = ["localhost"],
-        validity: Duration = .seconds(86_400 * 365)
+        name: String, role: CertificateRole = .node, addresses: [String] = ["127.0.0.1"],
+        hostNames: [String] = ["localhost"], validity: Duration = .seconds(86_400 * 365)
     ) throws(GPUBridgeError) -> (certificatePEM: String, privateKeyPEM: String) {
         guard !name.isEmpty else {
             throw .invalidArgument(name: "name", value: "\"\"", limit: "a non-empty common name")
@@ -83,7 +85,7 @@ public struct ClusterCertificateAuthority: Sendable {
                 extensions: try Certificate.Extensions {
                     Critical(BasicConstraints.notCertificateAuthority)
                     Critical(KeyUsage(digitalSignature: true, keyAgreement: true))
-                    try ExtendedKeyUsage([.serverAuth, .clientAuth])
+                    try ExtendedKeyUsage(role == .node ? [.serverAuth, .clientAuth] : [.clientAuth])
                     SubjectAlternativeNames(names)
                     AuthorityKeyIdentifier(
                         keyIdentifier: try self.certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
@@ -95,14 +97,15 @@ public struct ClusterCertificateAuthority: Sendable {
         }
     }
 
-    /// Writes `ca.pem`, `ca-key.pem`, and `NAME.pem` + `NAME-key.pem` for each of `names` into `folder` (created if
-    /// missing; keys are written readable by the owner only). Returns the paths written.
+    /// Writes `ca.pem`, `ca-key.pem`, and `NAME.pem` + `NAME-key.pem` for each of `names` (node certificates) and of
+    /// `clients` (client-only certificates) into `folder` (created if missing; keys are written readable by the owner
+    /// only). Returns the paths written.
     @discardableResult
     public func write(
-        to folder: String, names: [String], addresses: [String] = ["127.0.0.1"],
+        to folder: String, names: [String], clients: [String] = [], addresses: [String] = ["127.0.0.1"],
         validity: Duration = .seconds(86_400 * 365)
     ) throws(GPUBridgeError) -> [String] {
-        for name in names where name.isEmpty || name.contains("/") || name == "ca" || name.hasPrefix(".") {
+        for name in names + clients where name.isEmpty || name.contains("/") || name == "ca" || name.hasPrefix(".") {
             throw .invalidArgument(name: "names", value: "\"\(name)\"", limit: "file-name-safe names other than \"ca\"")
         }
         var written: [String] = []
@@ -119,8 +122,8 @@ public struct ClusterCertificateAuthority: Sendable {
         }
         try put(certificatePEM, "ca.pem", secret: false)
         try put(privateKeyPEM, "ca-key.pem", secret: true)
-        for name in names {
-            let (certificate, key) = try issue(name: name, addresses: addresses, validity: validity)
+        for (name, role) in names.map({ ($0, CertificateRole.node) }) + clients.map({ ($0, CertificateRole.client) }) {
+            let (certificate, key) = try issue(name: name, role: role, addresses: addresses, validity: validity)
             try put(certificate, "\(name).pem", secret: false)
             try put(key, "\(name)-key.pem", secret: true)
         }
@@ -134,4 +137,12 @@ public struct ClusterCertificateAuthority: Sendable {
         if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
         return nil
     }
+}
+
+/// What a certificate from `ClusterCertificateAuthority` may do. A value; any thread.
+public enum CertificateRole: String, Sendable, Hashable {
+    /// Serves and calls (extended key usage: TLS server and client).
+    case node
+    /// Only calls (extended key usage: TLS client): it cannot serve a node.
+    case client
 }

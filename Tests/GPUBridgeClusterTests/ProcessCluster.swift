@@ -54,7 +54,7 @@ struct TestCertificates {
         folder =
             FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-certs-\(UUID().uuidString)").path
         try ClusterCertificateAuthority(name: "test cluster CA").write(
-            to: "\(folder)/cluster", names: ["node", "client"])
+            to: "\(folder)/cluster", names: ["node"], clients: ["client"])
         try ClusterCertificateAuthority(name: "rogue CA").write(to: "\(folder)/rogue", names: ["rogue"])
     }
 

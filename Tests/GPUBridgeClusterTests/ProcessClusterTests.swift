@@ -315,6 +315,13 @@ struct ProcessClusterTests {
                 $0.entry.labels["pid"] == "\(rogue.pid)"
             }
             #expect(rows.map(\.entry.status) == [.dead])
+
+            // A node run with the cluster's client certificate (client usage only): peers refuse it as a TLS server,
+            // so it is not admitted either, though the same certificate calls actors (above).
+            let impostor = try cluster.startNode(security: cluster.certificates.client)
+            #expect(await impostor.waitExit(timeout: .seconds(30)) == 1)
+            #expect(!impostor.output.contains(#""event":"ready""#))
+            #expect(impostor.errors.contains("not admitted"), "\(impostor.errors.suffix(2000))")
             #expect(try await cluster.directory.all().allSatisfy { !rows.map(\.entry.node).contains($0.node) })
             #expect(rogue.output.contains(#""event":"stopped","error":true"#))
         }
