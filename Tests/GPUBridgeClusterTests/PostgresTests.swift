@@ -218,6 +218,24 @@ private func checkLeases(
     #expect(try await table.readAll().entry(of: other)?.entry.status == .dead)
     #expect(try await table.expireLeases() == [])
 
+    // Nonsense durations are refused before anything changes, naming the argument, the value and the limit.
+    let rowsBefore = try await table.readAll().entries
+    for (name, call) in [
+        ("lease", { _ = try await table.renewLease(live, lease: .zero, capacity: capacity) }),
+        ("lease", { _ = try await table.renewLease(live, lease: .seconds(86_401), capacity: capacity) }),
+        ("lease", { _ = try await table.insert(fullEntry(testNode(8)), lease: .seconds(-1), expectedVersion: 0) }),
+        ("olderThan", { _ = try await table.removeDead(olderThan: .seconds(-1)) }),
+    ] as [(String, () async throws -> Void)] {
+        do {
+            try await call()
+            Issue.record("\(name): accepted")
+        } catch let error as GPUBridgeError {
+            guard case let .invalidArgument(got, value, limit) = error else { throw error }
+            #expect(got == name && !value.isEmpty && !limit.isEmpty)
+        }
+    }
+    #expect(try await table.readAll().entries == rowsBefore)
+
     // Old Dead rows go; young ones and live rows stay.
     #expect(try await table.removeDead(olderThan: .seconds(3_600)) == [])
     try await pass(.milliseconds(5))

@@ -4,7 +4,7 @@ import GPUBridgeActors
 import Synchronization
 
 /// Where one activation of an actor lives: the actor's id (type, key), its node and the activation's number. Every
-/// call carries it, so a node can refuse a call meant for an activation it does not hold.
+/// call carries it, so a node can refuse a call meant for an activation it does not hold. A value; any thread.
 public struct ActorAddress: Sendable, Hashable, Codable, CustomStringConvertible {
     public var id: GPUActorID
     public var node: NodeID
@@ -26,7 +26,8 @@ public struct ActorAddress: Sendable, Hashable, Codable, CustomStringConvertible
 /// PostgreSQL, a lock in memory), so of many nodes registering the same id at once exactly one wins and all of them
 /// get the winner's address back. An entry whose node died is replaced with `unregister` (compare-and-delete on the
 /// activation number) followed by `register`. This is Orleans' pluggable grain directory (as its ADO.NET / Redis
-/// directories) rather than its in-cluster DHT: the data lives in the same store as membership and state.
+/// directories) rather than its in-cluster DHT: the data lives in the same store as membership and state. Owned by
+/// the node or tool that made it; safe from any task; each call is one statement (or one lock in memory).
 public protocol ActorDirectory: Sendable {
     /// The registered activation of `id`, if any.
     func lookup(_ id: GPUActorID) async throws -> ActorAddress?

@@ -24,7 +24,8 @@ public final class InMemoryMembershipTable: MembershipTable {
     }
 
     public func insert(_ entry: MembershipEntry, lease: Duration, expectedVersion: Int64) async throws -> Bool {
-        state.withLock { s in
+        try MembershipLimits.check(lease: lease)
+        return state.withLock { s in
             guard s.version == expectedVersion, s.rows[entry.node] == nil else { return false }
             let now = clock()
             var row = entry
@@ -54,7 +55,8 @@ public final class InMemoryMembershipTable: MembershipTable {
     }
 
     public func renewLease(_ node: NodeID, lease: Duration, capacity: NodeCapacity) async throws -> LeaseRenewal {
-        state.withLock { s in
+        try MembershipLimits.check(lease: lease)
+        return state.withLock { s in
             let now = clock()
             guard let row = s.rows[node] else { return .lost(reason: "node \(node) has no membership row") }
             guard row.entry.status != .dead else { return .lost(reason: "node \(node) is Dead") }
@@ -88,7 +90,8 @@ public final class InMemoryMembershipTable: MembershipTable {
     }
 
     public func removeDead(olderThan age: Duration) async throws -> [NodeID] {
-        state.withLock { s in
+        try MembershipLimits.check(age: age)
+        return state.withLock { s in
             let cutoff = clock().addingTimeInterval(-Double(age.microseconds) / 1e6)
             let gone = s.rows.values.filter { $0.entry.status == .dead && $0.entry.leaseExpires < cutoff }.map(
                 \.entry.node

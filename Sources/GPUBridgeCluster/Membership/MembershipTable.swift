@@ -73,7 +73,7 @@ public struct MembershipSnapshot: Sendable, Hashable {
     public var live: [MembershipEntry] { entries.map(\.entry).filter { $0.isLive(at: now) } }
 }
 
-/// What `MembershipTable.renewLease` found.
+/// What `MembershipTable.renewLease` found. A value; any thread.
 public enum LeaseRenewal: Sendable, Hashable {
     /// The lease now ends at `expires` (table time `now` + the lease duration).
     case renewed(expires: Date, now: Date)
@@ -89,7 +89,9 @@ public enum LeaseRenewal: Sendable, Hashable {
 /// change it.
 ///
 /// Implementations: `PostgresMembershipTable` (a real server, for clusters; its clock is the server's `now()`) and
-/// `InMemoryMembershipTable` (one process: a single node, or several nodes in tests).
+/// `InMemoryMembershipTable` (one process: a single node, or several nodes in tests). Owned by the node or tool that
+/// made it; every method is safe from any task; each is one transaction (or one lock in memory). Durations are checked:
+/// a lease must be more than zero and at most a day, an age zero or more, else `invalidArgument` names it.
 public protocol MembershipTable: Sendable {
     /// Every row, the version and the table's clock, read together.
     func readAll() async throws -> MembershipSnapshot
@@ -111,6 +113,23 @@ public protocol MembershipTable: Sendable {
     func removeDead(olderThan age: Duration) async throws -> [NodeID]
     /// Deletes every row and resets the version (tests and tools only).
     func reset() async throws
+}
+
+/// The duration checks every `MembershipTable` applies before it touches anything.
+enum MembershipLimits {
+    /// A lease: more than zero, at most a day.
+    static func check(lease: Duration) throws(GPUBridgeError) {
+        guard lease > .zero, lease <= .seconds(86_400) else {
+            throw .invalidArgument(name: "lease", value: "\(lease)", limit: "more than zero, at most a day")
+        }
+    }
+
+    /// The age of Dead rows to remove: zero or more, at most a year.
+    static func check(age: Duration) throws(GPUBridgeError) {
+        guard age >= .zero, age <= .seconds(366 * 86_400) else {
+            throw .invalidArgument(name: "olderThan", value: "\(age)", limit: "zero or more, at most a year")
+        }
+    }
 }
 
 extension Duration {

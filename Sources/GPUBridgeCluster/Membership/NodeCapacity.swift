@@ -1,7 +1,9 @@
 import Foundation
 
-/// What a node tells the cluster about its devices, for placement.
+/// What a node tells the cluster about its devices, for placement: written with each lease renewal. A value; any
+/// thread.
 public struct NodeCapacity: Sendable, Hashable, Codable {
+    /// One device of the node. A value; any thread.
     public struct DeviceSummary: Sendable, Hashable, Codable {
         public var id: String
         public var backend: String

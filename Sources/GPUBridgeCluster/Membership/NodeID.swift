@@ -2,7 +2,7 @@ import Foundation
 import GPUBridge
 
 /// A node of the cluster: where it listens and when it started (its generation). A restarted process at the same
-/// address is a new node (Orleans' silo address: endpoint + generation).
+/// address is a new node (Orleans' silo address: endpoint + generation). A value; any thread.
 public struct NodeID: Sendable, Hashable, Codable, Comparable, CustomStringConvertible {
     public var host: String
     public var port: Int

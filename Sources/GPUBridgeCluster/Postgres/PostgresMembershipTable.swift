@@ -87,6 +87,7 @@ public final class PostgresMembershipTable: MembershipTable {
     public func insert(
         _ entry: MembershipEntry, lease: Duration, expectedVersion: Int64
     ) async throws(GPUBridgeError) -> Bool {
+        try MembershipLimits.check(lease: lease)
         let cluster = cluster
         let logger = store.logger
         let node = entry.node
@@ -157,6 +158,7 @@ public final class PostgresMembershipTable: MembershipTable {
     public func renewLease(
         _ node: NodeID, lease: Duration, capacity: NodeCapacity
     ) async throws(GPUBridgeError) -> LeaseRenewal {
+        try MembershipLimits.check(lease: lease)
         let cluster = cluster
         let logger = store.logger
         let capacityJSON = try PostgresStore.json(capacity, "capacity")
@@ -238,6 +240,7 @@ public final class PostgresMembershipTable: MembershipTable {
 
     /// Deletes the Dead rows whose lease ended more than `age` ago, and any directory rows still naming them.
     public func removeDead(olderThan age: Duration) async throws(GPUBridgeError) -> [NodeID] {
+        try MembershipLimits.check(age: age)
         let cluster = cluster
         let logger = store.logger
         let ageMicroseconds = age.microseconds
