@@ -76,11 +76,6 @@ enum Chaos {
         try cut(b, to: a.address)
     }
 
-    static func join(_ a: ChaosNamespace, _ b: ChaosNamespace) throws {
-        try heal(a, to: b.address)
-        try heal(b, to: a.address)
-    }
-
     /// Removes every blackhole route the harness may have left in its namespaces.
     static func healAll() {
         for namespace in namespaces {
@@ -210,19 +205,49 @@ struct ChaosTests {
     /// plus two rounds, plus a database call; the checks allow a second more for a loaded machine.
     static let detectionBound = Duration.seconds(5)
 
-    /// Starts one node per namespace (the first `count`), a client in this process, and the workload.
-    static func start(
-        _ cluster: ProcessCluster, count: Int
-    ) async throws -> (nodes: [NodeProcess], ids: [NodeID], client: ClusterNode, workload: ChaosWorkload) {
-        Chaos.healAll()
-        var nodes: [NodeProcess] = []
-        for namespace in Chaos.namespaces.prefix(count) { nodes.append(try cluster.startNode(namespace: namespace)) }
-        var ids: [NodeID] = []
-        for node in nodes { ids.append(try await node.waitReady()) }
-        let client = try await cluster.client { $0.callTimeout = .seconds(3) }
-        #expect(await eventually(timeout: .seconds(20)) { client.view.active.count == count })
-        let workload = ChaosWorkload()
-        return (nodes, ids, client, workload)
+    /// What a scenario's fault works with: the cluster, its node processes and their ids, the client and the
+    /// workload streaming through it.
+    struct Scenario {
+        let cluster: ProcessCluster
+        let nodes: [NodeProcess]
+        let ids: [NodeID]
+        let client: ClusterNode
+        let workload: ChaosWorkload
+    }
+
+    /// One node per namespace (the first `count`), each listening on its namespace's address.
+    static func namespaceNodes(_ count: Int) -> (ProcessCluster) async throws -> [NodeProcess] {
+        { cluster in try Chaos.namespaces.prefix(count).map { try cluster.startNode(namespace: $0) } }
+    }
+
+    /// Runs one scenario: starts the nodes (`namespaceNodes(3)` unless `start` says otherwise), a client in this
+    /// process and the workload; once every actor has answered, runs `fault`; then the checks every scenario ends
+    /// with (`finish`). Links are healed however it ends.
+    static func scenario(
+        nodes start: (ProcessCluster) async throws -> [NodeProcess] = namespaceNodes(3),
+        clientTimeout: Duration = .seconds(3), _ fault: (Scenario) async throws -> Void
+    ) async throws {
+        try await ProcessCluster.run { cluster in
+            Chaos.healAll()
+            defer { Chaos.healAll() }
+            let nodes = try await start(cluster)
+            var ids: [NodeID] = []
+            for node in nodes { ids.append(try await node.waitReady()) }
+            let client = try await cluster.client { $0.callTimeout = clientTimeout }
+            #expect(await eventually(timeout: .seconds(20)) { client.view.active.count == nodes.count })
+            let workload = ChaosWorkload()
+            let began = ContinuousClock.now
+            let run = workload.run(client)
+            // The fault comes once calls flow: every key has been served at least once.
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    Set(workload.all.filter { $0.token != nil && $0.started >= began }.map(\.key)).count
+                        == workload.echoKeys.count
+                })
+            try await fault(Scenario(cluster: cluster, nodes: nodes, ids: ids, client: client, workload: workload))
+            try await finish(cluster, client, workload)
+            await run.value
+        }
     }
 
     /// The checks every scenario ends with: the cluster serves every actor again, no activation served after its
@@ -276,92 +301,62 @@ struct ChaosTests {
         return ok ? ContinuousClock.now - since : nil
     }
 
+    /// Cuts the namespaces of each pair from each other for 8 s, checks that nobody was declared dead, heals.
+    static func partition(_ pairs: [(Int, Int)], in scenario: Scenario) async throws {
+        for (a, b) in pairs { try Chaos.partition(Chaos.namespaces[a], Chaos.namespaces[b]) }
+        let dead = try await deaths(in: scenario.cluster, during: .seconds(8))
+        Chaos.healAll()
+        #expect(dead.isEmpty, "declared dead: \(dead)")
+        #expect(try await scenario.cluster.membership.readAll().active.map(\.node).sorted() == scenario.ids.sorted())
+    }
+
     @Test("one node cut off from the others, not from the database, for 8 s: nobody dies; healed, all serve")
     func partitionOneNode() async throws {
-        try await ProcessCluster.run { cluster in
-            defer { Chaos.healAll() }
-            let (_, ids, client, workload) = try await Self.start(cluster, count: 3)
-            let run = workload.run(client)
-            try await Task.sleep(for: .seconds(2))
-            let ns = Chaos.namespaces
-            try Chaos.partition(ns[0], ns[1])
-            try Chaos.partition(ns[0], ns[2])
-            let dead = try await Self.deaths(in: cluster, during: .seconds(8))
-            Chaos.healAll()
-            #expect(dead.isEmpty, "declared dead: \(dead)")
-            #expect(try await cluster.membership.readAll().active.map(\.node).sorted() == ids.sorted())
-            try await Self.finish(cluster, client, workload)
-            await run.value
-        }
+        try await Self.scenario { try await Self.partition([(0, 1), (0, 2)], in: $0) }
     }
 
     @Test("a two-node cluster partitioned in half for 8 s: neither dies; healed, both serve")
     func partitionInHalf() async throws {
-        try await ProcessCluster.run { cluster in
-            defer { Chaos.healAll() }
-            let (_, ids, client, workload) = try await Self.start(cluster, count: 2)
-            let run = workload.run(client)
-            try await Task.sleep(for: .seconds(2))
-            try Chaos.partition(Chaos.namespaces[0], Chaos.namespaces[1])
-            let dead = try await Self.deaths(in: cluster, during: .seconds(8))
-            Chaos.healAll()
-            #expect(dead.isEmpty, "declared dead: \(dead)")
-            #expect(try await cluster.membership.readAll().active.map(\.node).sorted() == ids.sorted())
-            try await Self.finish(cluster, client, workload)
-            await run.value
-        }
+        try await Self.scenario(nodes: Self.namespaceNodes(2)) { try await Self.partition([(0, 1)], in: $0) }
     }
 
     @Test("the database unreachable for 6 s (two leases): nodes stop serving, end, are restarted and serve again")
     func databaseOutage() async throws {
-        try await ProcessCluster.run { cluster in
-            defer { Chaos.healAll() }
-            let (nodes, ids, client, workload) = try await Self.start(cluster, count: 3)
-            let run = workload.run(client)
-            try await Task.sleep(for: .seconds(2))
+        try await Self.scenario { scenario in
             let database = try #require(Chaos.databaseAddress)
             let cutAt = ContinuousClock.now
             for namespace in Chaos.namespaces.prefix(3) { try Chaos.cut(namespace, to: database) }
-            try await Task.sleep(for: .seconds(6))
+            try await Task.sleep(for: .seconds(6))  // the outage itself
             // No call may be served by a node past its serving window: from 3 s after the cut (the lease) on, every
             // stamp call fails.
-            let servedLate = workload.all.filter { $0.token != nil && $0.started > cutAt + .milliseconds(3_100) }
+            let servedLate = scenario.workload.all.filter {
+                $0.token != nil && $0.started > cutAt + .milliseconds(3_100)
+            }
             #expect(servedLate.isEmpty, "\(servedLate.count) calls were served after every lease had ended")
             Chaos.healAll()
             // Back on the database, each node finds its lease ended and exits 1; a supervisor starts new ones.
-            for node in nodes {
+            for node in scenario.nodes {
                 #expect(await node.waitExit(timeout: .seconds(30)) == 1, "\(node.name): \(node.errors.suffix(3000))")
             }
-            let rows = try await cluster.membership.readAll()
-            #expect(ids.allSatisfy { rows.entry(of: $0)?.entry.status == .dead })
-            var restarted: [NodeProcess] = []
-            for namespace in Chaos.namespaces.prefix(3) {
-                restarted.append(try cluster.startNode(namespace: namespace))
-            }
+            let rows = try await scenario.cluster.membership.readAll()
+            #expect(scenario.ids.allSatisfy { rows.entry(of: $0)?.entry.status == .dead })
+            let restarted = try await Self.namespaceNodes(3)(scenario.cluster)
             for node in restarted { _ = try await node.waitReady() }
-            try await Self.finish(cluster, client, workload)
-            await run.value
         }
     }
 
     @Test("a node paused (SIGSTOP) past its lease, then resumed: it is Dead in time, serves nothing after, exits")
     func zombie() async throws {
-        try await ProcessCluster.run { cluster in
-            defer { Chaos.healAll() }
-            let (nodes, ids, client, workload) = try await Self.start(cluster, count: 3)
-            let run = workload.run(client)
-            try await Task.sleep(for: .seconds(2))
-            let paused = nodes[1]
+        try await Self.scenario { scenario in
+            let paused = scenario.nodes[1]
             kill(paused.pid, SIGSTOP)
             let pausedAt = ContinuousClock.now
-            let took = try await Self.timeToDead(ids[1], in: cluster, since: pausedAt)
+            let took = try await Self.timeToDead(scenario.ids[1], in: scenario.cluster, since: pausedAt)
             print("chaos: the paused node was Dead \(took.map { "\($0)" } ?? "never") after SIGSTOP")
             #expect(took.map { $0 <= Self.detectionBound } ?? false, "\(String(describing: took))")
-            try await Task.sleep(for: .seconds(2))
+            try await Task.sleep(for: .seconds(2))  // paused on past its death
             kill(paused.pid, SIGCONT)
             #expect(await paused.waitExit(timeout: .seconds(30)) == 1)
-            try await Self.finish(cluster, client, workload)
-            await run.value
         }
     }
 
@@ -370,73 +365,72 @@ struct ChaosTests {
     func latency() async throws {
         let script = try #require(Chaos.proxyScript)
         try #require(Chaos.proxyAddresses.count >= 3)
-        try await ProcessCluster.run { cluster in
-            Chaos.healAll()
-            var proxies: [Process] = []
-            defer {
-                for proxy in proxies where proxy.isRunning {
-                    kill(proxy.processIdentifier, SIGKILL)
-                    proxy.waitUntilExit()
-                }
-            }
-            var nodes: [NodeProcess] = []
-            for (i, namespace) in Chaos.namespaces.prefix(3).enumerated() {
+        let proxies = ProxyProcesses()
+        defer { proxies.killAll() }
+        let start: (ProcessCluster) async throws -> [NodeProcess] = { cluster in
+            try Chaos.namespaces.prefix(3).enumerated().map { i, namespace in
                 let port = 7_300 + i
-                let proxy = Process()
-                proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                proxy.arguments = [
-                    "python3", script, Chaos.proxyAddresses[i], "\(port)", namespace.address, "\(port)", "200",
-                ]
-                // Not this process's pipes: a proxy left behind must not hold the test runner's output open.
-                proxy.standardOutput = FileHandle.nullDevice
-                proxy.standardError = FileHandle.nullDevice
-                try proxy.run()
-                proxies.append(proxy)
+                try proxies.start(
+                    script: script, listen: Chaos.proxyAddresses[i], target: namespace.address, port: port,
+                    delayMilliseconds: 200)
                 // Every peer and client reaches the node through its proxy: the advertised address.
-                nodes.append(
-                    try cluster.startNode(
-                        extra: ["--advertise", "\(Chaos.proxyAddresses[i]):\(port)"], namespace: namespace, port: port))
+                return try cluster.startNode(
+                    extra: ["--advertise", "\(Chaos.proxyAddresses[i]):\(port)"], namespace: namespace, port: port)
             }
-            var ids: [NodeID] = []
-            for node in nodes { ids.append(try await node.waitReady()) }
-            #expect(Set(ids.map(\.host)) == Set(Chaos.proxyAddresses.prefix(3)))
-            let client = try await cluster.client { $0.callTimeout = .seconds(5) }
-            #expect(await eventually(timeout: .seconds(20)) { client.view.active.count == 3 })
-            let workload = ChaosWorkload()
-            let run = workload.run(client)
-            let dead = try await Self.deaths(in: cluster, during: .seconds(10))
+        }
+        try await Self.scenario(nodes: start, clientTimeout: .seconds(5)) { scenario in
+            #expect(Set(scenario.ids.map(\.host)) == Set(Chaos.proxyAddresses.prefix(3)))
+            let dead = try await Self.deaths(in: scenario.cluster, during: .seconds(10))
             #expect(dead.isEmpty, "declared dead: \(dead)")
             // The delay is real: a served call takes at least one round trip through the proxy (400 ms).
-            let served = workload.all.filter { $0.token != nil }.map { $0.ended - $0.started }.sorted()
+            let served = scenario.workload.all.filter { $0.token != nil }.map { $0.ended - $0.started }.sorted()
             #expect(served.count >= 12)
             let median = served.isEmpty ? .zero : served[served.count / 2]
             print("chaos: with 200 ms each way, \(served.count) calls served, median \(median)")
             #expect(median >= .milliseconds(400))
-            try await Self.finish(cluster, client, workload)
-            await run.value
         }
     }
 
     @Test("SIGTERM leaves gracefully; SIGKILL during a graceful stop: Dead within the lease, nothing acknowledged lost")
     func stops() async throws {
-        try await ProcessCluster.run { cluster in
-            defer { Chaos.healAll() }
-            let (nodes, ids, client, workload) = try await Self.start(cluster, count: 3)
-            let run = workload.run(client)
-            try await Task.sleep(for: .seconds(2))
+        try await Self.scenario { scenario in
+            let (nodes, ids) = (scenario.nodes, scenario.ids)
             nodes[0].sigterm()
             #expect(await nodes[0].waitExit(timeout: .seconds(30)) == 0)
-            let left = try #require(try await cluster.membership.readAll().entry(of: ids[0])?.entry)
+            let left = try #require(try await scenario.cluster.membership.readAll().entry(of: ids[0])?.entry)
             #expect(left.status == .dead && left.leftGracefully)
-            try await Task.sleep(for: .seconds(2))
+            // Calls flow again through the two that are left before the next fault.
+            let moved = ContinuousClock.now
+            #expect(await eventually(timeout: .seconds(30)) { scenario.workload.successes(since: moved) >= 24 })
             nodes[1].sigterm()
             nodes[1].kill9()
             let killedAt = ContinuousClock.now
-            let took = try await Self.timeToDead(ids[1], in: cluster, since: killedAt)
+            let took = try await Self.timeToDead(ids[1], in: scenario.cluster, since: killedAt)
             print("chaos: the node killed during its graceful stop was Dead \(took.map { "\($0)" } ?? "never") after")
             #expect(took.map { $0 <= Self.detectionBound } ?? false, "\(String(describing: took))")
-            try await Self.finish(cluster, client, workload)
-            await run.value
+        }
+    }
+}
+
+/// The latency proxies of a scenario (`scripts/latency-proxy.py`), killed when it ends.
+final class ProxyProcesses: Sendable {
+    private let processes = Mutex<[Process]>([])
+
+    func start(script: String, listen: String, target: String, port: Int, delayMilliseconds: Int) throws {
+        let proxy = Process()
+        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        proxy.arguments = ["python3", script, listen, "\(port)", target, "\(port)", "\(delayMilliseconds)"]
+        // Not this process's pipes: a proxy left behind must not hold the test runner's output open.
+        proxy.standardOutput = FileHandle.nullDevice
+        proxy.standardError = FileHandle.nullDevice
+        try proxy.run()
+        processes.withLock { $0.append(proxy) }
+    }
+
+    func killAll() {
+        for proxy in processes.withLock({ $0 }) where proxy.isRunning {
+            kill(proxy.processIdentifier, SIGKILL)
+            proxy.waitUntilExit()
         }
     }
 }

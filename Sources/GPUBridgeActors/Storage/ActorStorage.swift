@@ -170,3 +170,17 @@ public enum ActorStorageError: Error, Sendable, Hashable, Codable, CustomStringC
         }
     }
 }
+
+/// The size limit of one stored snapshot chunk, shared by the storages that keep chunks as database rows. A namespace.
+public enum SnapshotChunkLimit {
+    /// 256 MiB: well under SQLite's 1 GB blob limit and PostgreSQL's 1 GB field limit.
+    public static let maxBytes = 256 << 20
+
+    /// Throws `invalidArgument` naming the chunk, its size and the limit when `count` bytes are too many.
+    public static func check(_ count: Int, index: Int, of id: GPUActorID) throws(GPUBridgeError) {
+        guard count <= maxBytes else {
+            throw .invalidArgument(
+                name: "snapshot chunk \(index) of \(id)", value: "\(count) bytes", limit: "at most \(maxBytes) bytes")
+        }
+    }
+}

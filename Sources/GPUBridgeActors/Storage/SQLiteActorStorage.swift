@@ -39,7 +39,7 @@ public final class SQLiteActorStorage: ActorStorage {
     private let pool: DatabasePool
     private let committer: GroupCommitter<Append>
     /// The largest chunk `writeChunk` accepts (SQLite's default largest blob is 1 000 000 000 bytes).
-    public static let maxChunkBytes = 256 << 20
+    public static let maxChunkBytes = SnapshotChunkLimit.maxBytes
 
     struct Append: Sendable {
         var id: GPUActorID
@@ -303,11 +303,7 @@ public final class SQLiteActorStorage: ActorStorage {
     public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64)
         async throws
     {
-        guard bytes.count <= Self.maxChunkBytes else {
-            throw GPUBridgeError.invalidArgument(
-                name: "snapshot chunk \(index) of \(id)", value: "\(bytes.count) bytes",
-                limit: "at most \(Self.maxChunkBytes) bytes")
-        }
+        try SnapshotChunkLimit.check(bytes.count, index: index, of: id)
         let data = Data(bytes)
         try await write("write chunk \(index) of \(snapshot) of \(id)") { db in
             _ = try Self.fence(db, id, epoch: epoch, "snapshot chunk write")

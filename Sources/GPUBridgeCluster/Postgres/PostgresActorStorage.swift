@@ -40,7 +40,7 @@ public final class PostgresActorStorage: ActorStorage {
     /// The cluster name the rows are keyed by.
     public let cluster: String
     /// The largest chunk `writeChunk` accepts.
-    public static let maxChunkBytes = 256 << 20
+    public static let maxChunkBytes = SnapshotChunkLimit.maxBytes
     private let committer: GroupCommitter<Append>
 
     struct Append: Sendable {
@@ -280,11 +280,7 @@ public final class PostgresActorStorage: ActorStorage {
     public func writeChunk(_ bytes: [UInt8], of id: GPUActorID, snapshot: SnapshotID, index: Int, epoch: Int64)
         async throws
     {
-        guard bytes.count <= Self.maxChunkBytes else {
-            throw GPUBridgeError.invalidArgument(
-                name: "snapshot chunk \(index) of \(id)", value: "\(bytes.count) bytes",
-                limit: "at most \(Self.maxChunkBytes) bytes")
-        }
+        try SnapshotChunkLimit.check(bytes.count, index: index, of: id)
         let cluster = cluster, logger = store.logger
         let data = Data(bytes)
         try await store.passingThroughTransaction("write chunk \(index) of \(snapshot) of \(id)") { connection in
