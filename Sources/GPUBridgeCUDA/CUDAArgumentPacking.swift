@@ -71,6 +71,27 @@ public struct CUDAArgumentPacking: Sendable, Hashable {
     /// The number of arguments.
     public var count: Int { offsets.count }
 
+    /// Throws `argumentMismatch` unless there is one argument per parameter and each has the parameter's size:
+    /// `cuLaunchKernel` reads each parameter's size from the slot it is given, so a 4-byte `int32` passed for a
+    /// `size_t` would be read as 8 bytes, half of them not the argument's.
+    public func check(against parameterSizes: [Int], kernel: String) throws(GPUBridgeError) {
+        guard parameterSizes.count == sizes.count else {
+            throw .argumentMismatch(
+                kernel: kernel,
+                detail: "the compiled kernel takes \(parameterSizes.count) parameters, got \(sizes.count) arguments")
+        }
+        for (index, (expected, given)) in zip(parameterSizes, sizes).enumerated() where expected != given {
+            let what =
+                given == MemoryLayout<UInt64>.size
+                ? "\(given) bytes (a device pointer or an 8-byte scalar)" : "\(given) bytes"
+            throw .argumentMismatch(
+                kernel: kernel,
+                detail:
+                    "argument \(index) is \(what), but the compiled kernel's parameter \(index) takes \(expected) bytes"
+            )
+        }
+    }
+
     /// The `CUdeviceptr` a region is passed as: the allocation's device pointer plus the region's offset.
     @inlinable
     public static func devicePointer(_ region: DeviceRegion) -> UInt64 {

@@ -3,48 +3,28 @@ import GPUBridge
 import Logging
 import Synchronization
 
-/// What the driver reports about a CUDA device beyond `DeviceInfo`.
-public struct CUDADeviceProperties: Sendable, Hashable, Codable {
-    /// Compute capability, for example 9.0 on an H100.
-    public var computeCapabilityMajor: Int
-    public var computeCapabilityMinor: Int
-    public var multiprocessors: Int
-    public var warpSize: Int
-    /// Shared memory a block may use without opting in (48 KiB on current GPUs).
-    public var sharedMemoryPerBlock: Int
-    /// Shared memory a block may use after opting in (`CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN`); the
-    /// backend opts in for launches that ask for more than 48 KiB of dynamic shared memory.
-    public var sharedMemoryPerBlockOptin: Int
-    public var l2CacheBytes: Int
-    /// Copy engines that can run beside kernels.
-    public var asyncEngines: Int
-    /// The device shares one virtual address space with the host.
-    public var unifiedAddressing: Bool
-    public var managedMemory: Bool
-    public var concurrentKernels: Bool
-    /// `cuMemAllocAsync` and memory pools are supported.
-    public var memoryPools: Bool
-    /// `cuMemHostRegister` is supported.
-    public var hostRegister: Bool
-    /// An integrated GPU that uses the host's memory.
-    public var integrated: Bool
-    /// PCI address, for example `0000:00:04.0`.
-    public var pciBusID: String
-}
-
 /// One CUDA device driven through the driver API (`libcuda.so.1`, loaded at run time) with NVRTC for compilation.
 ///
-/// - **Context and threads**: the device's primary context is retained for the backend's life and made current at
-///   the start of every call, on whatever thread Swift runs it (`cuCtxSetCurrent`, tens of nanoseconds). Work that
-///   blocks on the device runs on the backend's own threads: one completion thread per stream, one housekeeping
-///   thread for frees and module unloads.
+/// - **Discovery costs nothing on the device**: the backend is built from `cuDeviceGet*` answers only
+///   (`CUDADeviceDescription`). The primary context, the streams, the threads and the staging pool
+///   (`CUDARuntime`) are opened on the first call that needs them.
+/// - **Context and threads**: once open, the device's primary context is retained for the backend's life and made
+///   current at the start of every call, on whatever thread Swift runs it (`cuCtxSetCurrent`, tens of
+///   nanoseconds). Work that blocks on the device runs on the backend's own threads: one completion thread per
+///   stream, one housekeeping thread for frees and module unloads.
 /// - **Streams**: `Options.streams` non-blocking streams (default 1), chosen round-robin per command. With one
 ///   stream every command runs in enqueue order; with more, commands on different streams may overlap, and only a
 ///   `Completion` orders them.
-/// - **Memory**: `cuMemAlloc_v2`, the handle is the `CUdeviceptr`; a region is `handle + offset`, so any byte
-///   offset is a valid view. `free` hands `cuMemFree_v2` to the housekeeping thread (it may wait for the device);
-///   an allocation that fails with `CUDA_ERROR_OUT_OF_MEMORY` while frees are pending waits for them and retries
-///   once, then throws `outOfMemory` so the pool can trim and retry.
+/// - **Memory**: `cuMemAlloc_v2`, the handle is the `CUdeviceptr`; a region is `handle + offset`. A view may start
+///   at any byte, but `Device` refuses a view as a kernel argument unless it is aligned to its element type. `free`
+///   hands `cuMemFree_v2` to the housekeeping thread (it may wait for the device).
+/// - **Copies from and to pageable memory** go through reused page-locked staging blocks (`CUDAStagingPool`): the
+///   driver would otherwise copy them synchronously, inside the stream's submission lock.
+/// - **Out of memory**: `CUDA_ERROR_OUT_OF_MEMORY` from any call (allocation, module load, launch, stream or event
+///   creation) is `GPUBridgeError.outOfMemory`; when frees are still queued the call waits for them and retries once,
+///   and `Device` trims its pool and retries once more.
+/// - **Faults**: an error that ends the context (`CUDAFailureKind.contextLost`) makes the device lost for the rest
+///   of the process (`lostReason`, `GPUBridgeError.deviceLost`); `DeviceBroker` then sends it no work.
 /// - **Completions**: each command is bracketed by two events; the stream's completion thread waits with
 ///   `cuEventSynchronize`, measures `cuEventElapsedTime` and completes the `Completion`. No cooperative thread blocks.
 ///
@@ -77,12 +57,10 @@ public final class CUDABackend: DeviceBackend {
     public let options: Options
 
     let driver: CUDADriver
-    let context: CUDAContext
-    let lanes: [CUDAStreamLane]
-    private let nextLaneIndex = Atomic<Int>(0)
-    /// Runs frees, host frees and module unloads, which may wait for the device.
-    let housekeeping: CUDAWorkerThread
-    private let pendingReleases = Atomic<Int>(0)
+    let device: CU.Device
+    let ordinal: Int
+    let health: CUDAHealth
+    private let opened = Mutex<CUDARuntime?>(nil)
     private let logger = Logger(label: "gpubridge.cuda")
 
     /// Opens device `ordinal` on its own (loads the driver and NVRTC as `CUDABackendProvider` does).
@@ -101,6 +79,7 @@ public final class CUDABackend: DeviceBackend {
         return try CUDABackend(driver: driver, ordinal: ordinal, nvrtc: nvrtc, options: options)
     }
 
+    /// Reads the device's description with `cuDeviceGet*` calls; creates no context and starts no thread.
     init(driver: CUDADriver, ordinal: Int, nvrtc: Result<NVRTCCompiler, NVRTCUnavailable>, options: Options)
         throws(GPUBridgeError)
     {
@@ -110,113 +89,68 @@ public final class CUDABackend: DeviceBackend {
         self.driver = driver
         self.nvrtc = nvrtc
         self.options = options
+        self.ordinal = ordinal
         var device: CU.Device = 0
         try driver.check(driver.cuDeviceGet(&device, Int32(ordinal)), "cuDeviceGet")
-
-        func attribute(_ attribute: Int32, _ name: String) throws(GPUBridgeError) -> Int {
-            var value: Int32 = 0
-            try driver.check(driver.cuDeviceGetAttribute(&value, attribute, device), "cuDeviceGetAttribute(\(name))")
-            return Int(value)
-        }
+        self.device = device
         var nameBuffer = [CChar](repeating: 0, count: 256)
         try driver.check(driver.cuDeviceGetName(&nameBuffer, Int32(nameBuffer.count), device), "cuDeviceGetName")
         let name = String(decoding: nameBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         var busBuffer = [CChar](repeating: 0, count: 32)
         let busID =
             driver.cuDeviceGetPCIBusId(&busBuffer, Int32(busBuffer.count), device) == CU.success
-            ? String(decoding: busBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown"
+            ? String(decoding: busBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
         var totalMemory = 0
         try driver.check(driver.cuDeviceTotalMem(&totalMemory, device), "cuDeviceTotalMem_v2")
-
-        let major = try attribute(CU.attributeComputeCapabilityMajor, "COMPUTE_CAPABILITY_MAJOR")
-        let minor = try attribute(CU.attributeComputeCapabilityMinor, "COMPUTE_CAPABILITY_MINOR")
-        let sharedDefault = try attribute(CU.attributeMaxSharedMemoryPerBlock, "MAX_SHARED_MEMORY_PER_BLOCK")
-        let sharedOptin = try attribute(CU.attributeMaxSharedMemoryPerBlockOptin, "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN")
-        let properties = CUDADeviceProperties(
-            computeCapabilityMajor: major, computeCapabilityMinor: minor,
-            multiprocessors: try attribute(CU.attributeMultiprocessorCount, "MULTIPROCESSOR_COUNT"),
-            warpSize: try attribute(CU.attributeWarpSize, "WARP_SIZE"),
-            sharedMemoryPerBlock: sharedDefault,
-            sharedMemoryPerBlockOptin: max(sharedDefault, sharedOptin),
-            l2CacheBytes: try attribute(CU.attributeL2CacheSize, "L2_CACHE_SIZE"),
-            asyncEngines: try attribute(CU.attributeAsyncEngineCount, "ASYNC_ENGINE_COUNT"),
-            unifiedAddressing: try attribute(CU.attributeUnifiedAddressing, "UNIFIED_ADDRESSING") != 0,
-            managedMemory: try attribute(CU.attributeManagedMemory, "MANAGED_MEMORY") != 0,
-            concurrentKernels: try attribute(CU.attributeConcurrentKernels, "CONCURRENT_KERNELS") != 0,
-            memoryPools: try attribute(CU.attributeMemoryPoolsSupported, "MEMORY_POOLS_SUPPORTED") != 0,
-            hostRegister: try attribute(CU.attributeHostRegisterSupported, "HOST_REGISTER_SUPPORTED") != 0,
-            integrated: try attribute(CU.attributeIntegrated, "INTEGRATED") != 0,
-            pciBusID: busID)
-        self.properties = properties
-        info = DeviceInfo(
-            id: DeviceID(backend: .cuda, ordinal: ordinal), name: name, vendor: "NVIDIA",
-            driverVersion: "CUDA \(driver.versionString) driver", architecture: "sm_\(major)\(minor)",
-            totalMemory: totalMemory, computeUnits: properties.multiprocessors,
-            maxGroupItems: try attribute(CU.attributeMaxThreadsPerBlock, "MAX_THREADS_PER_BLOCK"),
-            maxGroupSize: [
-                try attribute(CU.attributeMaxBlockDimX, "MAX_BLOCK_DIM_X"),
-                try attribute(CU.attributeMaxBlockDimY, "MAX_BLOCK_DIM_Y"),
-                try attribute(CU.attributeMaxBlockDimZ, "MAX_BLOCK_DIM_Z"),
-            ],
-            maxGroups: [
-                try attribute(CU.attributeMaxGridDimX, "MAX_GRID_DIM_X"),
-                try attribute(CU.attributeMaxGridDimY, "MAX_GRID_DIM_Y"),
-                try attribute(CU.attributeMaxGridDimZ, "MAX_GRID_DIM_Z"),
-            ],
-            capabilities: DeviceCapabilities(
-                pinnedHostMemory: true, asyncCopies: properties.asyncEngines > 0,
-                sharedMemoryPerGroup: properties.sharedMemoryPerBlockOptin, profiling: true,
-                unifiedMemory: properties.integrated, float64: true, float16: major * 10 + minor >= 53,
-                viewOffsetAlignment: 1, memoryPools: properties.memoryPools))
-
-        let context = try CUDAContext(driver: driver, device: device)
-        self.context = context
-        var lanes: [CUDAStreamLane] = []
-        for index in 0..<options.streams {
-            lanes.append(try CUDAStreamLane(context: context, index: index, ordinal: ordinal))
+        let description = try CUDADeviceDescription.read(
+            ordinal: ordinal, name: name, totalMemory: totalMemory, busID: busID, driverVersion: driver.versionString
+        ) { (attribute: Int32, label: String) throws(GPUBridgeError) -> Int in
+            var value: Int32 = 0
+            try driver.check(driver.cuDeviceGetAttribute(&value, attribute, device), "cuDeviceGetAttribute(\(label))")
+            return Int(value)
         }
-        self.lanes = lanes
-        do {
-            housekeeping = try CUDAWorkerThread(name: "cuda\(ordinal)-release") { [context] in
-                _ = try? context.makeCurrent()
-            }
-        } catch {
-            throw .backendFailure(
-                backend: "cuda", call: "pthread_create", code: Int(error.code),
-                message: "could not start the housekeeping thread of cuda:\(ordinal)")
-        }
-    }
-
-    deinit {
-        // Jobs already queued (frees, unloads) run first; the context is released when the last job lets go of it.
-        housekeeping.stop()
+        info = description.info
+        properties = description.properties
+        health = CUDAHealth(driver: driver, device: description.info.id.description)
     }
 
     /// `cuDriverGetVersion`: 1000 * major + 10 * minor (13000 for CUDA 13.0).
     public var driverVersion: Int { Int(driver.driverVersion) }
 
+    /// Whether the context, streams and threads have been opened (by the first call that needed them).
+    public var isOpen: Bool { opened.withLock { $0 != nil } }
+
+    public var lostReason: String? { health.lostReason }
+
+    /// The device's runtime, opened on first use, with its context current on the calling thread. Throws
+    /// `deviceLost` once a fault ended the context.
+    func runtime() throws(GPUBridgeError) -> CUDARuntime {
+        try health.ensureUsable()
+        let runtime = try opened.withLock { (runtime: inout CUDARuntime?) throws(GPUBridgeError) -> CUDARuntime in
+            if let runtime { return runtime }
+            let new = try CUDARuntime(
+                driver: driver, device: device, ordinal: ordinal, streams: options.streams, health: health)
+            runtime = new
+            return new
+        }
+        try runtime.context.makeCurrent()
+        return runtime
+    }
+
+    /// Opens the runtime if needed and makes the context current on the calling thread.
+    func makeCurrent() throws(GPUBridgeError) { _ = try runtime() }
+
+    /// Runs `job` on the housekeeping thread; at once when the runtime was never opened (nothing is queued then).
+    func releaseLater(_ job: @escaping @Sendable () -> Void) {
+        if let runtime = opened.withLock({ $0 }) { runtime.releaser.later(job) } else { job() }
+    }
+
     public func freeMemory() throws(GPUBridgeError) -> Int {
-        try context.makeCurrent()
+        _ = try runtime()
         var free = 0
         var total = 0
-        try driver.check(driver.cuMemGetInfo(&free, &total), "cuMemGetInfo_v2")
+        try health.check(driver.cuMemGetInfo(&free, &total), "cuMemGetInfo_v2")
         return free
-    }
-
-    /// The stream the next command goes to (round-robin).
-    func nextLane() -> CUDAStreamLane {
-        if lanes.count == 1 { return lanes[0] }
-        let ticket = nextLaneIndex.wrappingAdd(1, ordering: .relaxed).oldValue
-        return lanes[Int(UInt(bitPattern: ticket) % UInt(lanes.count))]
-    }
-
-    /// Runs `job` on the housekeeping thread (after everything queued there before it).
-    func releaseLater(_ job: @escaping @Sendable () -> Void) {
-        pendingReleases.add(1, ordering: .relaxed)
-        housekeeping.submit { [self] in
-            job()
-            pendingReleases.subtract(1, ordering: .releasing)
-        }
     }
 
     // MARK: Allocator
@@ -225,14 +159,10 @@ public final class CUDABackend: DeviceBackend {
     public var allocationGranularity: Int { 256 }
 
     public func allocate(byteCount: Int) throws(GPUBridgeError) -> UInt64 {
-        try context.makeCurrent()
+        let runtime = try runtime()
         var pointer: CU.DevicePointer = 0
-        var status = driver.cuMemAlloc(&pointer, byteCount)
-        if status == CU.errorOutOfMemory, pendingReleases.load(ordering: .acquiring) > 0 {
-            // Frees handed to the housekeeping thread may not have reached the driver yet: let them, then retry.
-            housekeeping.drain()
-            status = driver.cuMemAlloc(&pointer, byteCount)
-        }
+        // Frees handed to the housekeeping thread may not have reached the driver yet: on out-of-memory, let them.
+        let status = runtime.releaser.retryingOutOfMemory { driver.cuMemAlloc(&pointer, byteCount) }
         if status == CU.errorOutOfMemory {
             let (name, message) = driver.describe(status)
             let free = (try? freeMemory()).map { "\($0) bytes free on the device" } ?? "free memory unknown"
@@ -240,7 +170,7 @@ public final class CUDABackend: DeviceBackend {
                 device: info.id.description, requested: byteCount, inUse: 0, cached: 0, limit: info.totalMemory,
                 detail: "cuMemAlloc_v2: \(name): \(message); \(free)")
         }
-        try driver.check(status, "cuMemAlloc_v2(\(byteCount) bytes)")
+        try health.check(status, "cuMemAlloc_v2(\(byteCount) bytes)")
         counters.recordAllocation()
         return pointer
     }
@@ -263,22 +193,77 @@ public final class CUDABackend: DeviceBackend {
         }
     }
 
+    /// Copies through staging blocks: each chunk is copied into a page-locked block by this thread while the previous
+    /// chunk's DMA runs, then the caller waits for the last. No lock is held while waiting.
     public func copy(from source: UnsafeRawBufferPointer, to destination: DeviceRegion) throws(GPUBridgeError) {
         guard let base = source.baseAddress, source.count > 0 else { return }
+        let runtime = try runtime()
         let target = CUDAArgumentPacking.devicePointer(destination)
-        // On a stream and waited for with an event: a plain cuMemcpyHtoD from pageable memory may return before the
-        // DMA has finished, and would not be ordered with this backend's non-blocking streams.
-        try nextLane().perform { stream throws(GPUBridgeError) in
-            try driver.check(driver.cuMemcpyHtoDAsync(target, base, source.count, stream), "cuMemcpyHtoDAsync_v2")
+        let lane = runtime.nextLane()
+        var marks: [(CUDALaneMark, [CUDAStagingBlock])] = []
+        defer { for (mark, _) in marks { try? lane.wait(mark, "host-to-device copy") } }
+        var offset = 0
+        while offset < source.count {
+            let blocks = try runtime.staging.take(byteCount: min(CUDAStagingPool.chunkBytes, source.count - offset))
+            let block = blocks[0]
+            block.pointer.copyMemory(from: base + offset, byteCount: block.used)
+            let chunkOffset = offset
+            let mark = try lane.enqueueMarked { command throws(GPUBridgeError) in
+                try command.issue(
+                    driver.cuMemcpyHtoDAsync(target + UInt64(chunkOffset), block.pointer, block.used, command.stream),
+                    "cuMemcpyHtoDAsync_v2")
+            }
+            marks.append((mark, blocks))
+            offset += block.used
+        }
+        let all = marks
+        marks = []
+        for (index, (mark, _)) in all.enumerated() {
+            do {
+                try lane.wait(mark, "host-to-device copy")
+            } catch {
+                for (rest, _) in all[(index + 1)...] { try? lane.wait(rest, "host-to-device copy") }
+                throw error
+            }
         }
         counters.recordCopy(bytes: source.count)
     }
 
+    /// Copies through staging blocks: chunk i+1's DMA is queued before chunk i is copied out to `destination`.
     public func copy(from source: DeviceRegion, to destination: UnsafeMutableRawBufferPointer) throws(GPUBridgeError) {
         guard let base = destination.baseAddress, destination.count > 0 else { return }
+        let runtime = try runtime()
         let origin = CUDAArgumentPacking.devicePointer(source)
-        try nextLane().perform { stream throws(GPUBridgeError) in
-            try driver.check(driver.cuMemcpyDtoHAsync(base, origin, destination.count, stream), "cuMemcpyDtoHAsync_v2")
+        let lane = runtime.nextLane()
+        var pending: (mark: CUDALaneMark, block: CUDAStagingBlock, offset: Int)?
+        defer { if let pending { try? lane.wait(pending.mark, "device-to-host copy") } }
+        var offset = 0
+        while offset < destination.count {
+            let block = try runtime.staging.take(
+                byteCount: min(CUDAStagingPool.chunkBytes, destination.count - offset))[0]
+            let chunkOffset = offset
+            let mark = try lane.enqueueMarked { command throws(GPUBridgeError) in
+                try command.issue(
+                    driver.cuMemcpyDtoHAsync(block.pointer, origin + UInt64(chunkOffset), block.used, command.stream),
+                    "cuMemcpyDtoHAsync_v2")
+            }
+            if let previous = pending {
+                pending = nil
+                do {
+                    try lane.wait(previous.mark, "device-to-host copy")
+                } catch {
+                    try? lane.wait(mark, "device-to-host copy")
+                    throw error
+                }
+                (base + previous.offset).copyMemory(from: previous.block.pointer, byteCount: previous.block.used)
+            }
+            pending = (mark, block, offset)
+            offset += block.used
+        }
+        if let last = pending {
+            pending = nil
+            try lane.wait(last.mark, "device-to-host copy")
+            (base + last.offset).copyMemory(from: last.block.pointer, byteCount: last.block.used)
         }
         counters.recordCopy(bytes: destination.count)
     }
@@ -301,17 +286,16 @@ public final class CUDABackend: DeviceBackend {
         }
         let from = CUDAArgumentPacking.devicePointer(source)
         let to = CUDAArgumentPacking.devicePointer(destination)
-        let completion = try nextLane().submit("device-to-device copy") { stream throws(GPUBridgeError) in
-            try driver.check(driver.cuMemcpyDtoDAsync(to, from, count, stream), "cuMemcpyDtoDAsync_v2")
+        let completion = try runtime().nextLane().submit("device-to-device copy") { command throws(GPUBridgeError) in
+            try command.issue(driver.cuMemcpyDtoDAsync(to, from, count, command.stream), "cuMemcpyDtoDAsync_v2")
         }
         counters.recordCopy(bytes: count)
         return completion
     }
 
-    /// 1-byte patterns (and any pattern whose bytes are all equal) use `cuMemsetD8Async`; 2- and 4-byte patterns
-    /// `cuMemsetD16Async` / `cuMemsetD32Async` when the address is aligned to them; 8-byte patterns at a 4-aligned
-    /// address two `cuMemsetD2D32Async` (rows of 8 bytes, one 4-byte column each for the low and the high half).
-    /// Anything misaligned is written byte column by byte column with `cuMemsetD2D8Async` (pitch = pattern length).
+    /// One command of the steps `CUDAFillPlan` chooses: a single `cuMemsetD8/16/32Async` where the pattern and the
+    /// alignment allow, single bytes at misaligned ends, and for 8-byte patterns the first 8 bytes doubled with
+    /// device-to-device copies. If a step fails after others were queued, the completion fails once those have run.
     public func enqueueFill(_ destination: DeviceRegion, pattern: [UInt8]) throws(GPUBridgeError) -> Completion {
         let width = pattern.count
         guard [1, 2, 4, 8].contains(width) else {
@@ -324,35 +308,24 @@ public final class CUDABackend: DeviceBackend {
         }
         guard bytes > 0 else { return Completion(finished: .success(nil)) }
         let address = CUDAArgumentPacking.devicePointer(destination)
-        let count = bytes / width
-        func word(_ start: Int, _ length: Int) -> UInt32 {
-            var value: UInt32 = 0
-            for index in 0..<length { value |= UInt32(pattern[start + index]) << (8 * index) }
-            return value
-        }
-        let completion = try nextLane().submit("fill") { stream throws(GPUBridgeError) in
-            if pattern.allSatisfy({ $0 == pattern[0] }) {
-                try driver.check(driver.cuMemsetD8Async(address, pattern[0], bytes, stream), "cuMemsetD8Async")
-            } else if width == 2, address % 2 == 0 {
-                try driver.check(
-                    driver.cuMemsetD16Async(address, UInt16(word(0, 2)), count, stream), "cuMemsetD16Async")
-            } else if width == 4, address % 4 == 0 {
-                try driver.check(driver.cuMemsetD32Async(address, word(0, 4), count, stream), "cuMemsetD32Async")
-            } else if width == 8, address % 4 == 0 {
-                let low = word(0, 4)
-                let high = word(4, 4)
-                if low == high {
-                    try driver.check(driver.cuMemsetD32Async(address, low, count * 2, stream), "cuMemsetD32Async")
-                } else {
-                    try driver.check(driver.cuMemsetD2D32Async(address, 8, low, 1, count, stream), "cuMemsetD2D32Async")
-                    try driver.check(
-                        driver.cuMemsetD2D32Async(address + 4, 8, high, 1, count, stream), "cuMemsetD2D32Async")
-                }
-            } else {
-                for column in 0..<width {
-                    try driver.check(
-                        driver.cuMemsetD2D8Async(address + UInt64(column), width, pattern[column], 1, count, stream),
-                        "cuMemsetD2D8Async")
+        let steps = CUDAFillPlan.steps(address: address, byteCount: bytes, pattern: pattern)
+        let completion = try runtime().nextLane().submit("fill") { command throws(GPUBridgeError) in
+            let stream = command.stream
+            for step in steps {
+                switch step {
+                case let .set8(offset, value, count):
+                    try command.issue(
+                        driver.cuMemsetD8Async(address + UInt64(offset), value, count, stream), "cuMemsetD8Async")
+                case let .set16(offset, value, count):
+                    try command.issue(
+                        driver.cuMemsetD16Async(address + UInt64(offset), value, count, stream), "cuMemsetD16Async")
+                case let .set32(offset, value, count):
+                    try command.issue(
+                        driver.cuMemsetD32Async(address + UInt64(offset), value, count, stream), "cuMemsetD32Async")
+                case let .copy(from, to, count):
+                    try command.issue(
+                        driver.cuMemcpyDtoDAsync(address + UInt64(to), address + UInt64(from), count, stream),
+                        "cuMemcpyDtoDAsync_v2")
                 }
             }
         }
@@ -360,6 +333,8 @@ public final class CUDABackend: DeviceBackend {
         return completion
     }
 
+    /// Page-locked source memory is copied by DMA directly; pageable memory is first copied into staging blocks by
+    /// this thread (the caller's memory is free to change once this returns).
     public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion)
         throws(GPUBridgeError) -> Completion
     {
@@ -367,16 +342,56 @@ public final class CUDABackend: DeviceBackend {
         guard let host = UnsafeRawPointer(bitPattern: UInt(source.address) &+ UInt(offset)) else {
             throw .invalidArgument(name: "host address", value: "0", limit: "a mapped host address")
         }
+        guard source.pinned else {
+            return try enqueueStagedUpload(
+                from: UnsafeRawBufferPointer(start: host, count: destination.byteCount), to: destination)
+        }
         let target = CUDAArgumentPacking.devicePointer(destination)
         let count = destination.byteCount
-        let completion = try nextLane().submit("host-to-device copy", retaining: [owner]) {
-            stream throws(GPUBridgeError) in
-            try driver.check(driver.cuMemcpyHtoDAsync(target, host, count, stream), "cuMemcpyHtoDAsync_v2")
+        let completion = try runtime().nextLane().submit("host-to-device copy", retaining: [owner]) {
+            command throws(GPUBridgeError) in
+            try command.issue(driver.cuMemcpyHtoDAsync(target, host, count, command.stream), "cuMemcpyHtoDAsync_v2")
         }
         counters.recordCopy(bytes: count)
         return completion
     }
 
+    public func enqueueCopy(copying source: UnsafeRawBufferPointer, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
+    {
+        guard source.count > 0 else { return Completion(finished: .success(nil)) }
+        return try enqueueStagedUpload(from: source, to: destination)
+    }
+
+    /// Copies `source` into staging blocks on this thread, then enqueues one DMA per block.
+    private func enqueueStagedUpload(from source: UnsafeRawBufferPointer, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
+    {
+        guard let base = source.baseAddress else { return Completion(finished: .success(nil)) }
+        let runtime = try runtime()
+        let blocks = try runtime.staging.take(byteCount: source.count)
+        var offset = 0
+        for block in blocks {
+            block.pointer.copyMemory(from: base + offset, byteCount: block.used)
+            offset += block.used
+        }
+        let target = CUDAArgumentPacking.devicePointer(destination)
+        let completion = try runtime.nextLane().submit("host-to-device copy (staged)", retaining: blocks) {
+            command throws(GPUBridgeError) in
+            var offset = 0
+            for block in blocks {
+                try command.issue(
+                    driver.cuMemcpyHtoDAsync(target + UInt64(offset), block.pointer, block.used, command.stream),
+                    "cuMemcpyHtoDAsync_v2")
+                offset += block.used
+            }
+        }
+        counters.recordCopy(bytes: source.count)
+        return completion
+    }
+
+    /// Page-locked destination memory is written by DMA directly; pageable memory receives the bytes from staging
+    /// blocks on the completion thread, before the completion completes.
     public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable)
         throws(GPUBridgeError) -> Completion
     {
@@ -386,9 +401,36 @@ public final class CUDABackend: DeviceBackend {
         }
         let origin = CUDAArgumentPacking.devicePointer(source)
         let count = source.byteCount
-        let completion = try nextLane().submit("device-to-host copy", retaining: [owner]) {
-            stream throws(GPUBridgeError) in
-            try driver.check(driver.cuMemcpyDtoHAsync(host, origin, count, stream), "cuMemcpyDtoHAsync_v2")
+        let runtime = try runtime()
+        guard !destination.pinned else {
+            let completion = try runtime.nextLane().submit("device-to-host copy", retaining: [owner]) {
+                command throws(GPUBridgeError) in
+                try command.issue(
+                    driver.cuMemcpyDtoHAsync(host, origin, count, command.stream), "cuMemcpyDtoHAsync_v2")
+            }
+            counters.recordCopy(bytes: count)
+            return completion
+        }
+        let blocks = try runtime.staging.take(byteCount: count)
+        let hostAddress = UInt(bitPattern: host)
+        let completion = try runtime.nextLane().submit(
+            "device-to-host copy (staged)", retaining: [owner, blocks],
+            deliver: {
+                var offset = 0
+                for block in blocks {
+                    UnsafeMutableRawPointer(bitPattern: hostAddress + UInt(offset))!.copyMemory(
+                        from: block.pointer, byteCount: block.used)
+                    offset += block.used
+                }
+            }
+        ) { command throws(GPUBridgeError) in
+            var offset = 0
+            for block in blocks {
+                try command.issue(
+                    driver.cuMemcpyDtoHAsync(block.pointer, origin + UInt64(offset), block.used, command.stream),
+                    "cuMemcpyDtoHAsync_v2")
+                offset += block.used
+            }
         }
         counters.recordCopy(bytes: count)
         return completion
@@ -399,14 +441,16 @@ public final class CUDABackend: DeviceBackend {
     /// `posix_memalign`.
     public func allocateHost(byteCount: Int, pinned: Bool) throws(GPUBridgeError) -> HostAllocation {
         if pinned {
-            try context.makeCurrent()
+            let runtime = try runtime()
             var pointer: UnsafeMutableRawPointer?
-            let status = driver.cuMemHostAlloc(&pointer, byteCount, CU.memHostAllocPortable)
+            let status = runtime.releaser.retryingOutOfMemory {
+                driver.cuMemHostAlloc(&pointer, byteCount, CU.memHostAllocPortable)
+            }
             if status == CU.success, let pointer {
                 return HostAllocation(address: UInt64(UInt(bitPattern: pointer)), byteCount: byteCount, pinned: true)
             }
             guard status == CU.errorOutOfMemory else {
-                throw driver.failure(status, "cuMemHostAlloc(\(byteCount) bytes)")
+                throw health.failure(status, "cuMemHostAlloc(\(byteCount) bytes)")
             }
             logger.warning(
                 "no page-locked host memory left; using pageable memory",
@@ -441,16 +485,16 @@ public final class CUDABackend: DeviceBackend {
     }
 
     /// Page-locks existing host memory (`cuMemHostRegister_v2`, portable) so async copies from and to it run without
-    /// a staging copy. The registration ends (`cuMemHostUnregister`, on the housekeeping thread) when the returned
-    /// object goes; the caller keeps the memory alive and unmoved until then.
+    /// a staging copy. The registration ends with `CUDAHostRegistration.unregister()` or when the returned object
+    /// goes, synchronously either way; the caller keeps the memory alive and unmoved until then.
     public func registerHostMemory(_ memory: UnsafeMutableRawBufferPointer) throws(GPUBridgeError)
         -> CUDAHostRegistration
     {
         guard let base = memory.baseAddress, memory.count > 0 else {
             throw .invalidArgument(name: "memory.count", value: String(memory.count), limit: "1...\(Int.max) bytes")
         }
-        try context.makeCurrent()
-        try driver.check(
+        _ = try runtime()
+        try health.check(
             driver.cuMemHostRegister(base, memory.count, CU.memHostRegisterPortable),
             "cuMemHostRegister_v2(\(memory.count) bytes)")
         return CUDAHostRegistration(
@@ -496,56 +540,14 @@ public final class CUDABackend: DeviceBackend {
     // MARK: Queue
 
     /// Records a marker on every stream and suspends until each has passed: all work enqueued before the call has
-    /// finished. The waiting is done by the completion threads.
+    /// finished. The waiting is done by the completion threads. Before the first command there is nothing to wait for.
     public func synchronize() async throws(GPUBridgeError) {
+        try health.ensureUsable()
+        guard let runtime = opened.withLock({ $0 }) else { return }
         var markers: [Completion] = []
-        for lane in lanes {
+        for lane in runtime.lanes {
             markers.append(try lane.submit("synchronize") { _ throws(GPUBridgeError) in })
         }
         for marker in markers { try await marker.wait() }
-    }
-}
-
-/// Existing host memory page-locked with `cuMemHostRegister_v2`.
-///
-/// Pass `allocation` with `self` as the owner to `CUDABackend.enqueueCopy(from:offset:owner:to:)` (and the
-/// device-to-host counterpart): the copy then keeps the registration alive until it has completed. End it with
-/// `unregister()` before freeing the memory (after the copies using it have completed); if the object goes first,
-/// the housekeeping thread unregisters it later. Thread safety: any thread.
-public final class CUDAHostRegistration: Sendable {
-    /// The registered range (`pinned == true`).
-    public let allocation: HostAllocation
-    private let backend: CUDABackend
-    private let registered = Mutex<Bool>(true)
-
-    init(backend: CUDABackend, allocation: HostAllocation) {
-        self.backend = backend
-        self.allocation = allocation
-    }
-
-    /// Whether the range is still registered.
-    public var isRegistered: Bool { registered.withLock { $0 } }
-
-    /// Unregisters the range now (`cuMemHostUnregister`), on the calling thread; it may wait for the device.
-    /// Later calls do nothing.
-    public func unregister() throws(GPUBridgeError) {
-        let backend = backend
-        let address = UInt(allocation.address)
-        try registered.withLock { (registered: inout Bool) throws(GPUBridgeError) in
-            guard registered else { return }
-            try backend.context.makeCurrent()
-            try backend.driver.check(
-                backend.driver.cuMemHostUnregister(UnsafeMutableRawPointer(bitPattern: address)), "cuMemHostUnregister")
-            registered = false
-        }
-    }
-
-    deinit {
-        guard registered.withLock({ $0 }) else { return }
-        let backend = backend
-        let address = UInt(allocation.address)
-        backend.releaseLater {
-            _ = backend.driver.cuMemHostUnregister(UnsafeMutableRawPointer(bitPattern: address))
-        }
     }
 }

@@ -63,7 +63,7 @@ public struct CUDABackendProvider: BackendProvider {
                 details.append(
                     (
                         "cuda:\(ordinal)",
-                        "\(device.info.name), \(device.info.architecture), \(memory) GiB, \(device.info.computeUnits) SMs, PCI \(device.properties.pciBusID)"
+                        "\(device.info.name), \(device.info.architecture), \(memory) GiB, \(device.info.computeUnits) SMs, PCI \(device.properties.pciBusID ?? "unknown")"
                     ))
                 devices.append(device)
             } catch {

@@ -14,11 +14,11 @@ final class CUDAContext: Sendable {
     let device: CU.Device
     let handle: CUHandle
 
-    init(driver: CUDADriver, device: CU.Device) throws(GPUBridgeError) {
+    init(driver: CUDADriver, device: CU.Device, health: CUDAHealth) throws(GPUBridgeError) {
         self.driver = driver
         self.device = device
         var context: OpaquePointer?
-        try driver.check(driver.cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain")
+        try health.check(driver.cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain")
         handle = CUHandle(context)
     }
 

@@ -22,6 +22,18 @@ enum CU {
     static let errorNotFound: Result = 500  // CUDA_ERROR_NOT_FOUND
     static let errorNotReady: Result = 600  // CUDA_ERROR_NOT_READY
     static let errorHostMemoryAlreadyRegistered: Result = 712  // CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED
+    // Errors after which the context is unusable for the rest of the process ("sticky"; cuda.h says each "leaves the
+    // process in an inconsistent state and any further CUDA work will return the same error").
+    static let errorECCUncorrectable: Result = 214  // CUDA_ERROR_ECC_UNCORRECTABLE
+    static let errorIllegalAddress: Result = 700  // CUDA_ERROR_ILLEGAL_ADDRESS
+    static let errorLaunchTimeout: Result = 702  // CUDA_ERROR_LAUNCH_TIMEOUT
+    static let errorAssert: Result = 710  // CUDA_ERROR_ASSERT
+    static let errorHardwareStackError: Result = 714  // CUDA_ERROR_HARDWARE_STACK_ERROR
+    static let errorIllegalInstruction: Result = 715  // CUDA_ERROR_ILLEGAL_INSTRUCTION
+    static let errorMisalignedAddress: Result = 716  // CUDA_ERROR_MISALIGNED_ADDRESS
+    static let errorInvalidAddressSpace: Result = 717  // CUDA_ERROR_INVALID_ADDRESS_SPACE
+    static let errorInvalidPC: Result = 718  // CUDA_ERROR_INVALID_PC
+    static let errorLaunchFailed: Result = 719  // CUDA_ERROR_LAUNCH_FAILED
 
     // CUdevice_attribute
     static let attributeMaxThreadsPerBlock: Int32 = 1

@@ -25,7 +25,7 @@ struct CUDADeviceTests {
         #expect(info.capabilities.sharedMemoryPerGroup >= 48 * 1024)
         #expect(info.capabilities.viewOffsetAlignment == 1)
         #expect(properties.warpSize == 32)
-        #expect(properties.unifiedAddressing)
+        #expect(properties.unifiedAddressing == true)
         #expect(backend.driverVersion >= 11000)
         let free = try device.freeMemory()
         #expect(free > 0 && free <= info.totalMemory)

@@ -22,7 +22,7 @@ import Synchronization
 public final class FaultInjectingBackend: DeviceBackend {
     /// The operations a fault can be injected into.
     public enum Operation: String, Sendable, Hashable, CaseIterable {
-        case allocate, copy, compile, launch, synchronize
+        case allocate, copy, compile, launch, synchronize, load
     }
 
     /// What to fail.
@@ -41,12 +41,16 @@ public final class FaultInjectingBackend: DeviceBackend {
         public var seed: UInt64 = 0
         /// Delay calls of an operation (test-only injected stall; see the type's documentation).
         public var stalls: [Operation: Stall] = [:]
+        /// Fail these 1-based call numbers of an operation with `outOfMemory` (the driver had no memory for a module
+        /// load or a launch) instead of a backend failure.
+        public var outOfMemory: [Operation: Set<Int>] = [:]
 
         public init(
             calls: [Operation: Set<Int>] = [:], every: [Operation: Int] = [:], always: Set<Operation> = [],
             capacity: Int? = nil, rate: [Operation: Double] = [:], seed: UInt64 = 0,
-            stalls: [Operation: Stall] = [:]
+            stalls: [Operation: Stall] = [:], outOfMemory: [Operation: Set<Int>] = [:]
         ) {
+            self.outOfMemory = outOfMemory
             self.calls = calls
             self.every = every
             self.always = always
@@ -78,6 +82,7 @@ public final class FaultInjectingBackend: DeviceBackend {
         var outstanding = 0
         var peakOutstanding = 0
         var faultDraws: [Operation: SplitMix64] = [:]
+        var lost: String?
         var stallDraws: [Operation: SplitMix64] = [:]
 
         init(plan: Plan) {
@@ -137,12 +142,23 @@ public final class FaultInjectingBackend: DeviceBackend {
     /// The most bytes that were outstanding at once.
     public var peakOutstandingBytes: Int { state.withLock { $0.peakOutstanding } }
 
-    /// Counts a call and says whether it must fail and how long it must stall (nil: not at all). A failing call is
-    /// not stalled.
-    private func decide(_ operation: Operation) -> (fail: Bool, stall: Duration?) {
-        state.withLock { s in
+    /// Makes the device lost, as a fault that ended its context would: `lostReason` is set and every later
+    /// operation fails with `deviceLost`.
+    public func lose(_ reason: String) { state.withLock { $0.lost = reason } }
+
+    public var lostReason: String? { state.withLock { $0.lost } }
+
+    /// Counts a call and says how it must fail (nil: it must not) and how long it must stall (nil: not at all). A
+    /// failing call is not stalled.
+    private func decide(_ operation: Operation) -> (fail: GPUBridgeError?, stall: Duration?) {
+        let decision = state.withLock { s -> (fail: Bool, outOfMemory: Bool, lost: String?, stall: Duration?) in
             let n = s.counts[operation, default: 0] + 1
             s.counts[operation] = n
+            if let lost = s.lost { return (true, false, lost, nil) }
+            if s.plan.outOfMemory[operation]?.contains(n) == true {
+                s.injected[operation, default: 0] += 1
+                return (true, true, nil, nil)
+            }
             // Both streams advance on every call, so call n's decision depends only on n and the seed.
             let faultDraw = State.draw(&s.faultDraws[operation])
             let stallDraw = State.draw(&s.stallDraws[operation])
@@ -152,18 +168,28 @@ public final class FaultInjectingBackend: DeviceBackend {
                 || (s.plan.rate[operation].map { faultDraw < $0 } ?? false)
             if fail {
                 s.injected[operation, default: 0] += 1
-                return (true, nil)
+                return (true, false, nil, nil)
             }
             guard let stall = s.plan.stalls[operation], stall.duration > .zero, stallDraw < stall.rate else {
-                return (false, nil)
+                return (false, false, nil, nil)
             }
             s.stalled[operation, default: 0] += 1
-            return (false, stall.duration)
+            return (false, false, nil, stall.duration)
         }
+        guard decision.fail else { return (nil, decision.stall) }
+        if let lost = decision.lost { return (.deviceLost(device: info.id.description, reason: lost), nil) }
+        if decision.outOfMemory {
+            return (
+                .outOfMemory(
+                    device: info.id.description, requested: 0, inUse: 0, cached: 0, limit: info.totalMemory,
+                    detail: "out of memory injected by the test into \(operation.rawValue)"), nil
+            )
+        }
+        return (fault(operation), nil)
     }
 
-    /// Counts a call and says whether it must fail; a stalled call sleeps on the calling thread first.
-    private func shouldFail(_ operation: Operation) -> Bool {
+    /// Counts a call and says how it must fail (nil: it must not); a stalled call sleeps on the calling thread first.
+    private func injectedFault(_ operation: Operation) -> GPUBridgeError? {
         let (fail, stall) = decide(operation)
         if let stall { Self.sleep(stall) }
         return fail
@@ -192,7 +218,7 @@ public final class FaultInjectingBackend: DeviceBackend {
     public var allocationGranularity: Int { inner.allocationGranularity }
 
     public func allocate(byteCount: Int) throws(GPUBridgeError) -> UInt64 {
-        if shouldFail(.allocate) { throw fault(.allocate) }
+        if let error = injectedFault(.allocate) { throw error }
         let granted = state.withLock { s -> Bool in
             if let capacity = s.plan.capacity, s.outstanding + byteCount > capacity { return false }
             s.outstanding += byteCount
@@ -220,34 +246,40 @@ public final class FaultInjectingBackend: DeviceBackend {
     public func regionRetired(_ region: DeviceRegion) { inner.regionRetired(region) }
 
     public func copy(from source: UnsafeRawBufferPointer, to destination: DeviceRegion) throws(GPUBridgeError) {
-        if shouldFail(.copy) { throw fault(.copy) }
+        if let error = injectedFault(.copy) { throw error }
         try inner.copy(from: source, to: destination)
     }
     public func copy(from source: DeviceRegion, to destination: UnsafeMutableRawBufferPointer) throws(GPUBridgeError) {
-        if shouldFail(.copy) { throw fault(.copy) }
+        if let error = injectedFault(.copy) { throw error }
         try inner.copy(from: source, to: destination)
     }
     public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError)
         -> Completion
     {
-        if shouldFail(.copy) { throw fault(.copy) }
+        if let error = injectedFault(.copy) { throw error }
         return try inner.enqueueCopy(from: source, to: destination)
     }
     public func enqueueFill(_ destination: DeviceRegion, pattern: [UInt8]) throws(GPUBridgeError) -> Completion {
-        if shouldFail(.copy) { throw fault(.copy) }
+        if let error = injectedFault(.copy) { throw error }
         return try inner.enqueueFill(destination, pattern: pattern)
     }
     public func enqueueCopy(from source: HostAllocation, offset: Int, owner: any Sendable, to destination: DeviceRegion)
         throws(GPUBridgeError) -> Completion
     {
-        if shouldFail(.copy) { throw fault(.copy) }
+        if let error = injectedFault(.copy) { throw error }
         return try inner.enqueueCopy(from: source, offset: offset, owner: owner, to: destination)
     }
     public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable)
         throws(GPUBridgeError) -> Completion
     {
-        if shouldFail(.copy) { throw fault(.copy) }
+        if let error = injectedFault(.copy) { throw error }
         return try inner.enqueueCopy(from: source, to: destination, offset: offset, owner: owner)
+    }
+    public func enqueueCopy(copying source: UnsafeRawBufferPointer, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
+    {
+        if let error = injectedFault(.copy) { throw error }
+        return try inner.enqueueCopy(copying: source, to: destination)
     }
     public func allocateHost(byteCount: Int, pinned: Bool) throws(GPUBridgeError) -> HostAllocation {
         try inner.allocateHost(byteCount: byteCount, pinned: pinned)
@@ -258,17 +290,20 @@ public final class FaultInjectingBackend: DeviceBackend {
     public var compilerVersion: String { inner.compilerVersion }
     public func compilerFlags(for options: CompileOptions) -> [String] { inner.compilerFlags(for: options) }
     public func compile(_ source: KernelSource, options: CompileOptions) throws(GPUBridgeError) -> KernelBinary {
-        if shouldFail(.compile) {
+        if let error = injectedFault(.compile) {
+            guard case .backendFailure = error else { throw error }
             throw .compilationFailed(
                 kernel: source.name, backend: info.id.backend.rawValue, log: "fault injected by the test")
         }
         return try inner.compile(source, options: options)
     }
     public func load(_ binary: KernelBinary, source: KernelSource) throws(GPUBridgeError) -> any KernelProgram {
-        FaultInjectingProgram(inner: try inner.load(binary, source: source), backend: self)
+        if let error = injectedFault(.load) { throw error }
+        return FaultInjectingProgram(inner: try inner.load(binary, source: source), backend: self)
     }
     public func makeProgram(_ kernel: SwiftKernel, source: KernelSource) throws(GPUBridgeError) -> any KernelProgram {
-        if shouldFail(.compile) {
+        if let error = injectedFault(.compile) {
+            guard case .backendFailure = error else { throw error }
             throw .compilationFailed(
                 kernel: source.name, backend: info.id.backend.rawValue, log: "fault injected by the test")
         }
@@ -276,7 +311,7 @@ public final class FaultInjectingBackend: DeviceBackend {
     }
     public func synchronize() async throws(GPUBridgeError) {
         let (fail, stall) = decide(.synchronize)
-        if fail { throw fault(.synchronize) }
+        if let fail { throw fail }
         if let stall { try? await Task.sleep(for: stall) }  // test-only injected stall
         try await inner.synchronize()
     }
@@ -292,7 +327,7 @@ public final class FaultInjectingBackend: DeviceBackend {
         var parameterCount: Int? { inner.parameterCount }
         func enqueue(_ launch: Launch, arguments: [ResolvedArgument]) throws(GPUBridgeError) -> Completion {
             let (fail, stall) = backend.decide(.launch)
-            if fail { throw backend.fault(.launch) }
+            if let fail { throw fail }
             let real = try inner.enqueue(launch, arguments: arguments)
             guard let stall else { return real }
             // Test-only injected stall: the kernel really runs; its completion is reported `stall` later, from a

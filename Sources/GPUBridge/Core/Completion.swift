@@ -65,18 +65,22 @@ public final class Completion: Sendable {
 
     /// Marks the command finished. Only the first call counts; later calls are ignored.
     public func complete(_ result: Result<ExecutionTimings?, GPUBridgeError>) {
-        let (waiters, retained) = state.withLock {
-            state -> ([CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>], [any Sendable]) in
-            guard case let .pending(waiters, retained) = state else { return ([], []) }
+        var retained: [any Sendable] = []
+        let waiters = state.withLock {
+            state -> [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>] in
+            guard case let .pending(waiters, held) = state else { return [] }
             state = .done(result)
-            return (waiters, retained)
+            retained = held
+            return waiters
         }
+        // Released here, on the completing thread, before any waiter resumes: a task that awaited the command sees
+        // what it retained already let go (a buffer dropped by its caller is back in the pool, so `bytesInUse` is
+        // exact right after the await). Backends complete from threads where that is allowed: the last release of a
+        // buffer returns its block to the pool and may release an OpenCL sub-buffer (`clReleaseMemObject` is allowed
+        // in an event callback); a backend whose retained objects must not be released on its callback thread
+        // (pinned host memory) hands the completion to a worker itself.
+        retained.removeAll()
         for waiter in waiters { waiter.resume(returning: result) }
-        // Released here, on the completing thread, after the waiters were resumed. Backends complete from threads where
-        // that is allowed: the last release of a buffer returns its block to the pool and may release an OpenCL
-        // sub-buffer (`clReleaseMemObject` is allowed in an event callback); a backend whose retained objects must not
-        // be released on its callback thread (pinned host memory) hands the completion to a worker itself.
-        withExtendedLifetime(retained) {}
     }
 
     /// Keeps `objects` alive until the command completes (at once released if it already has). Returns whether the

@@ -80,6 +80,11 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
     /// Device memory the driver reports free now.
     public func freeMemory() throws(GPUBridgeError) -> Int { try backend.freeMemory() }
 
+    /// Why this device can no longer run work in this process (a fault ended its context), or nil while it can.
+    /// Once set it stays set: every command fails with `GPUBridgeError.deviceLost`, and `DeviceBroker` sends the
+    /// device nothing more.
+    public var lostReason: String? { backend.lostReason }
+
     public var description: String { "\(id) \(info.name)" }
     public static func == (a: Device, b: Device) -> Bool { a === b }
     public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
@@ -166,7 +171,9 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
                 logger.notice("kernel compilation failed", metadata: ["kernel": "\(source.name)", "device": "\(id)"])
                 throw error
             }
-            let loaded = try backend.load(binary, source: source)
+            let loaded = try retryingAfterTrim("loading '\(source.name)'") { () throws(GPUBridgeError) in
+                try backend.load(binary, source: source)
+            }
             let program = programs.withLock { programs -> any KernelProgram in
                 if let existing = programs[digest] { return existing }
                 programs[digest] = loaded
@@ -193,7 +200,9 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         let resolved = try resolve(arguments, for: kernel, launch: launch)
         metrics.launches.increment()
         do {
-            let completion = try kernel.program.enqueue(launch, arguments: resolved)
+            let completion = try retryingAfterTrim("launching '\(kernel.name)'") { () throws(GPUBridgeError) in
+                try kernel.program.enqueue(launch, arguments: resolved)
+            }
             // The buffers must outlive the launch even if the caller drops them right after enqueueing: otherwise
             // their blocks could return to the pool and be handed out while the kernel still uses them.
             if !completion.isComplete {
@@ -268,6 +277,7 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
                     try checkExtent(
                         buffer, name: name, index: index, elementSize: elementSize, extent: extent,
                         arguments: arguments, kernel: kernel, launch: launch)
+                    try checkAlignment(buffer, name: name, index: index, elementSize: elementSize, kernel: kernel)
                 }
                 resolved.append(.memory(buffer.region))
             case let .scalar(value):
@@ -287,6 +297,51 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             }
         }
         return resolved
+    }
+
+    /// Runs `body`; when the driver had no device memory for it (modules, launches, streams and events need driver
+    /// memory too, not only buffers), gives the pool's cached segments back and runs it once more. A backend that
+    /// frees memory asynchronously (CUDA) waits for those frees before its own retry.
+    private func retryingAfterTrim<T>(_ what: @autoclosure () -> String, _ body: () throws(GPUBridgeError) -> T)
+        throws(GPUBridgeError) -> T
+    {
+        do {
+            return try body()
+        } catch {
+            guard case .outOfMemory = error else { throw error }
+            let freed = pool.trimForSpace()
+            logger.notice(
+                "device out of memory; trimmed the pool and retrying",
+                metadata: ["device": "\(id)", "while": "\(what())", "trimmed": "\(freed)"])
+            do {
+                return try body()
+            } catch {
+                guard case let .outOfMemory(_, _, _, _, _, detail) = error else { throw error }
+                // No buffer was requested: the driver needed memory of its own (its size is not reported).
+                throw pool.outOfMemory(
+                    requested: 0, detail: "\(what()) after trimming \(freed) cached bytes: \(detail)")
+            }
+        }
+    }
+
+    /// A buffer argument must start at a multiple of its element's alignment (the largest power of two dividing the
+    /// element size, at most 16): a kernel that loads a `float` from an odd address faults, and on CUDA that fault
+    /// (`CUDA_ERROR_MISALIGNED_ADDRESS`) ends the device's context for the whole process. Allocations are aligned to
+    /// at least 256 bytes, so the view's offset decides.
+    private func checkAlignment(_ buffer: RawBuffer, name: String, index: Int, elementSize: Int, kernel: Kernel)
+        throws(GPUBridgeError)
+    {
+        guard elementSize > 1 else { return }
+        let alignment = min(16, elementSize & -elementSize)
+        let offset = buffer.region.offset
+        guard offset % alignment == 0 else {
+            throw .invalidArgument(
+                name: "argument \(index) ('\(name)') of '\(kernel.name)'",
+                value: "a view at byte offset \(offset)",
+                limit:
+                    "offsets that are multiples of \(alignment) bytes (the alignment of its \(elementSize)-byte elements)"
+            )
+        }
     }
 
     private func checkExtent(

@@ -31,6 +31,9 @@ public protocol DeviceBackend: AnyObject, Sendable {
     var counters: DeviceCounters { get }
     /// Device memory currently free, as the driver reports it.
     func freeMemory() throws(GPUBridgeError) -> Int
+    /// Why the device can no longer run work in this process (a fault ended its context), or nil while it can. Once
+    /// set it stays set; every command then fails with `GPUBridgeError.deviceLost`. Cheap (an atomic or locked read).
+    var lostReason: String? { get }
 
     // MARK: Allocator
 
@@ -59,6 +62,11 @@ public protocol DeviceBackend: AnyObject, Sendable {
     /// Enqueues a copy into host memory; the returned completion keeps `owner` alive until the copy is done.
     func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable)
         throws(GPUBridgeError) -> Completion
+    /// Enqueues a copy of `source` into `destination` and takes its own copy of the bytes before it returns, so the
+    /// caller may reuse or free `source` at once. The default copies into pageable memory from `allocateHost`; the
+    /// CUDA backend copies into a reused page-locked staging block instead (no page-locking per call).
+    func enqueueCopy(copying source: UnsafeRawBufferPointer, to destination: DeviceRegion) throws(GPUBridgeError)
+        -> Completion
     /// Allocates host memory for transfers, page-locked when `pinned` and the backend can.
     func allocateHost(byteCount: Int, pinned: Bool) throws(GPUBridgeError) -> HostAllocation
     /// Releases memory from `allocateHost`.
@@ -89,7 +97,21 @@ public protocol DeviceBackend: AnyObject, Sendable {
 }
 
 extension DeviceBackend {
+    /// Backends whose devices cannot be lost (the CPU, OpenCL, which reports faults per command) answer nil.
+    public var lostReason: String? { nil }
+
     public func regionRetired(_ region: DeviceRegion) {}
+
+    public func enqueueCopy(copying source: UnsafeRawBufferPointer, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
+    {
+        guard let base = source.baseAddress, source.count > 0 else { return Completion(finished: .success(nil)) }
+        let staging = StagedHostMemory(
+            backend: self, allocation: try allocateHost(byteCount: source.count, pinned: false))
+        UnsafeMutableRawPointer(bitPattern: UInt(staging.allocation.address))!.copyMemory(
+            from: base, byteCount: source.count)
+        return try enqueueCopy(from: staging.allocation, offset: 0, owner: staging, to: destination)
+    }
 
     public func makeProgram(_ kernel: SwiftKernel, source: KernelSource) throws(GPUBridgeError) -> any KernelProgram {
         throw .unsupported(feature: "Swift kernels ('\(source.name)')", backend: info.id.backend.rawValue)
@@ -106,4 +128,18 @@ public protocol KernelProgram: AnyObject, Sendable {
     /// Enqueues one launch with arguments in declared order; `Device` has validated shape, devices and extents.
     /// The arguments' buffers are passed by handle: nothing is allocated or copied.
     func enqueue(_ launch: Launch, arguments: [ResolvedArgument]) throws(GPUBridgeError) -> Completion
+}
+
+/// Host memory a backend allocated for one transfer and frees when the transfer's `Completion` lets it go.
+/// Owned by that completion; touched only by the thread that fills it and, after the copy, by the one releasing it.
+final class StagedHostMemory: Sendable {
+    let backend: any DeviceBackend
+    let allocation: HostAllocation
+
+    init(backend: any DeviceBackend, allocation: HostAllocation) {
+        self.backend = backend
+        self.allocation = allocation
+    }
+
+    deinit { backend.freeHost(allocation) }
 }

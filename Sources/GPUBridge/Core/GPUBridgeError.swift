@@ -11,7 +11,9 @@ public enum GPUBridgeError: Error, Sendable, Equatable, Codable, CustomStringCon
     case sizeMismatch(name: String, expected: Int, actual: Int)
     /// A buffer (or other device object) belongs to another device than the one it was used on.
     case wrongDevice(name: String, expected: String, actual: String)
-    /// The pool (or the device) could not provide the memory asked for, even after trimming its cache.
+    /// The pool (or the device) could not provide the memory asked for, even after trimming its cache. `requested`
+    /// is 0 when no buffer was asked for: the driver needed memory of its own (to load a module, launch a kernel,
+    /// create a stream) and does not say how much; `detail` names the call.
     case outOfMemory(device: String, requested: Int, inUse: Int, cached: Int, limit: Int, detail: String)
     /// The kernel compiler rejected the source; `log` is the compiler's own output.
     case compilationFailed(kernel: String, backend: String, log: String)
@@ -31,6 +33,11 @@ public enum GPUBridgeError: Error, Sendable, Equatable, Codable, CustomStringCon
     case io(path: String, operation: String, errno: Int32, message: String)
     /// Every device the runtime tried failed; `attempts` names each device and its error, in order.
     case allAttemptsFailed(operation: String, attempts: [String])
+    /// The device can no longer run work in this process: a fault (an illegal or misaligned address in a kernel, an
+    /// uncorrectable memory error) ended its context, and every later command on it fails the same way. `reason`
+    /// names the first error seen and the command that was pending when it was reported (which is not always the one
+    /// that faulted: the driver reports a fault to everything queued after it). The broker sends it no more work.
+    case deviceLost(device: String, reason: String)
 
     public var description: String {
         switch self {
@@ -64,6 +71,8 @@ public enum GPUBridgeError: Error, Sendable, Equatable, Codable, CustomStringCon
         case let .allAttemptsFailed(operation, attempts):
             return "\(operation) failed on every device tried (\(attempts.count) attempts): "
                 + attempts.joined(separator: "; ")
+        case let .deviceLost(device, reason):
+            return "device \(device) lost: \(reason)"
         }
     }
 }

@@ -93,14 +93,15 @@ public struct Buffer<Element: BitwiseCopyable>: Sendable, CustomStringConvertibl
     }
 
     /// Copies `source` into this buffer asynchronously: the array is first copied into host memory for transfers
-    /// (pinned where the backend can), so the caller may drop or change it as soon as this returns; the returned
-    /// completion keeps that host memory alive until the device has it.
+    /// (on CUDA a reused page-locked staging block; nothing is page-locked per call), so the caller may drop or change
+    /// it as soon as this returns; the returned completion keeps that host memory until the device has it.
     public func enqueueCopy(from source: [Element], toOffset offset: Int = 0) throws(GPUBridgeError) -> Completion {
         let (byteOffset, byteCount) = try bytes(offset: offset, count: source.count, name: "destination")
         guard byteCount > 0 else { return Completion(finished: .success(nil)) }
-        let host = try device.makeHostBuffer(byteCount: byteCount)
-        try host.write(source)
-        return try raw.enqueueCopy(from: host, toOffset: byteOffset, byteCount: byteCount)
+        let result = source.withUnsafeBytes { bytes -> Result<Completion, GPUBridgeError> in
+            Result { () throws(GPUBridgeError) in try raw.enqueueCopy(copying: bytes, toOffset: byteOffset) }
+        }
+        return try result.get()
     }
 
     /// Enqueues a copy of `count` elements from `host` (at element `hostOffset`) into this buffer (at `offset`).

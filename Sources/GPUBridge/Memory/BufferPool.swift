@@ -391,12 +391,16 @@ public final class BufferPool: Sendable {
         return bytes
     }
 
-    private func trimForSpace() {
+    /// Trims the cache because something needed device memory (an allocation here, or a module load or launch that
+    /// the driver could not give memory to); counted in `trimsForSpace`. Returns the bytes given back.
+    @discardableResult
+    func trimForSpace() -> Int {
         state.withLock { $0.stats.trimsForSpace += 1 }
-        trim()
+        return trim()
     }
 
-    private func outOfMemory(requested: Int, detail: String) -> GPUBridgeError {
+    /// `outOfMemory` with this pool's figures (in use, cached, limit) at this moment.
+    func outOfMemory(requested: Int, detail: String) -> GPUBridgeError {
         let s = statistics
         return .outOfMemory(
             device: backend.info.id.description, requested: requested, inUse: s.bytesInUse,

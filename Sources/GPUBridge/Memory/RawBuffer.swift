@@ -110,6 +110,21 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
                 to: region.slice(offset: offset, byteCount: length)))
     }
 
+    /// Enqueues a copy of `source` into this buffer at `offset`. The bytes are copied into host memory for
+    /// transfers before this returns (on CUDA a reused page-locked staging block), so `source` may be reused or freed
+    /// at once; nothing is page-locked per call.
+    public func enqueueCopy(copying source: UnsafeRawBufferPointer, toOffset offset: Int = 0) throws(GPUBridgeError)
+        -> Completion
+    {
+        try checkRange(name: "destination", offset: offset, length: source.count, limit: byteCount)
+        guard source.count > 0 else { return Completion(finished: .success(nil)) }
+        device.metrics.bytesCopied.increment(by: source.count)
+        return keepAlive(
+            [self],
+            until: try device.backend.enqueueCopy(
+                copying: source, to: region.slice(offset: offset, byteCount: source.count)))
+    }
+
     /// Enqueues a copy of `byteCount` bytes from this buffer (at `offset`) into `host` (at `hostOffset`). The host
     /// buffer is kept alive until the copy completes.
     public func enqueueCopy(to host: HostBuffer, hostOffset: Int = 0, fromOffset offset: Int = 0, byteCount: Int? = nil)

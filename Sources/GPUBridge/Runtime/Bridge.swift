@@ -242,7 +242,7 @@ public final class Bridge: Sendable {
             return .caller
         case .backendFailure, .io, .allAttemptsFailed:
             return .transient
-        case .outOfMemory:
+        case .outOfMemory, .deviceLost:
             return .resource
         case .compilationFailed, .unsupported, .backendUnavailable, .invalidLaunch:
             return .unsupportedHere

@@ -11,6 +11,8 @@ import Synchronization
 /// - **Circuit breaker**: after `failureThreshold` consecutive failures the device's circuit opens and it gets no
 ///   traffic; once `probeInterval` has passed, one request is let through as a probe (half-open): success closes the
 ///   circuit, failure opens it again.
+/// - **Lost devices**: a device whose backend reports it lost (`Device.lostReason`: a fault ended its context) gets
+///   no traffic at all, without waiting for the threshold and without probes; its circuit reads `lost`.
 ///
 /// Thread safety: all state is under one lock; any task may call any method.
 public final class DeviceBroker: Sendable {
@@ -28,7 +30,11 @@ public final class DeviceBroker: Sendable {
     }
 
     /// A device's circuit.
-    public enum Circuit: String, Sendable, Hashable, Codable { case closed, open, halfOpen = "half-open" }
+    public enum Circuit: String, Sendable, Hashable, Codable {
+        case closed, open, halfOpen = "half-open"
+        /// The device reported a fault that ended its context (`Device.lostReason`); it never gets traffic again.
+        case lost
+    }
 
     /// One device as the broker sees it.
     public struct DeviceState: Sendable, Hashable, Codable {
@@ -91,7 +97,8 @@ public final class DeviceBroker: Sendable {
                 return DeviceState(
                     device: devices[i].id, running: e.running, waiting: e.waiters.count, succeeded: e.succeeded,
                     failed: e.failed, consecutiveFailures: e.consecutiveFailures,
-                    circuit: circuit(e, now: now), unreservedMemory: unreserved(i))
+                    circuit: devices[i].lostReason != nil ? .lost : circuit(e, now: now),
+                    unreservedMemory: unreserved(i))
             }
         }
     }
@@ -114,6 +121,7 @@ public final class DeviceBroker: Sendable {
                 var best: (index: Int, load: Int, memory: Int, probe: Bool)?
                 for i in devices.indices where devices[i].id.backend == backend && !excluding.contains(devices[i].id) {
                     let e = entries[i]
+                    if devices[i].lostReason != nil { continue }
                     let c = circuit(e, now: now)
                     if c == .open || (c == .halfOpen && e.probing) { continue }
                     let memory = unreserved(i)
