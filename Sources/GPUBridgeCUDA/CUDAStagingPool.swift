@@ -38,9 +38,8 @@ final class CUDAStagingPool: Sendable {
     }
 
     deinit {
-        let blocks = free.withLock { $0.blocks.values.flatMap { $0 } }
-        let driver = driver
-        for address in blocks { _ = driver.cuMemFreeHost(UnsafeMutableRawPointer(bitPattern: address)) }
+        // On the housekeeping thread, where the context is current; it ends after its queued jobs.
+        trim()
     }
 
     /// Bytes of free blocks kept for reuse.

@@ -375,4 +375,133 @@ struct CUDADeviceTests {
         #expect(completions.allSatisfy { $0.isComplete })
         for c in outputs { #expect(try c.toArray() == (0..<n).map { Int32($0 * 2) }) }
     }
+
+    @Test("static + dynamic shared memory past 48 KiB opts in on the total, not on the dynamic part alone")
+    func staticPlusDynamicShared() async throws {
+        let device = try CUDATestSupport.device()
+        let kernel = try device.compile(CUDATestSupport.staticAndDynamicShared)
+        let dynamicBytes = 40 * 1024
+        guard device.info.capabilities.sharedMemoryPerGroup >= 56 * 1024 else {
+            Issue.record("the device allows \(device.info.capabilities.sharedMemoryPerGroup) bytes per block")
+            return
+        }
+        let blocks = 8
+        let threads = 256
+        let dynamicFloats = dynamicBytes / 4
+        let input = (0..<blocks * threads).map { Float($0 % 5) }
+        let a = try device.makeBuffer(copying: input)
+        let out = try device.makeBuffer(of: Float.self, count: blocks * threads)
+        try await out.fill(-1)
+        try await device.launch(
+            kernel, Launch(groups: Extent3(blocks), groupSize: Extent3(threads), sharedMemoryBytes: dynamicBytes),
+            arguments: [.buffer(a), .buffer(out), .int32(Int32(dynamicFloats))])
+        let values = try out.toArray()
+        // Thread t of a block reads dynamicPart[dynamicFloats - 1 - t], written by the thread with the same k:
+        // input[that thread's i] + k, where that thread is k % threads of the same block.
+        for block in 0..<blocks {
+            for t in 0..<threads {
+                let k = dynamicFloats - 1 - t
+                let writer = block * threads + k % threads
+                #expect(
+                    values[block * threads + t] == Float(t) + input[writer] + Float(k), "block \(block) thread \(t)")
+            }
+        }
+        // Past the device's opt-in limit it is refused before the driver, naming both parts.
+        let tooMuch = device.info.capabilities.sharedMemoryPerGroup - 8 * 1024
+        #expect {
+            try device.enqueue(
+                kernel, Launch(groups: Extent3(1), groupSize: Extent3(32), sharedMemoryBytes: tooMuch),
+                arguments: [.buffer(a), .buffer(out), .int32(Int32(tooMuch / 4))])
+        } throws: { error in
+            guard case let .invalidLaunch(_, value, _) = error as? GPUBridgeError else { return false }
+            return value.contains("16384 bytes static")
+        }
+    }
+
+    @Test("fills of 8-byte and misaligned patterns over megabytes are exact (seed plus doubling copies)")
+    func largeFills() async throws {
+        let device = try CUDATestSupport.device()
+        let raw = try device.makeRawBuffer(byteCount: 3 << 20)
+        for (pattern, start) in [([UInt8]([1, 2, 3, 4, 5, 6, 7, 8]), 3), ([9, 8], 1), ([4, 3, 2, 1], 2)] {
+            let length = ((3 << 20) - 8) / pattern.count * pattern.count
+            try await raw.enqueueFill(pattern: [0xEE]).wait()
+            try await raw.enqueueFill(pattern: pattern, offset: start, byteCount: length).wait()
+            var bytes = [UInt8](repeating: 0, count: 3 << 20)
+            try bytes.withUnsafeMutableBytes { try raw.copy(to: $0) }
+            let wrong = (0..<bytes.count).first { index in
+                let expected =
+                    index >= start && index < start + length ? pattern[(index - start) % pattern.count] : 0xEE
+                return bytes[index] != expected
+            }
+            #expect(wrong == nil, "pattern \(pattern) at \(start): first wrong byte \(wrong ?? -1)")
+        }
+    }
+
+    @Test("copies larger than a staging block, synchronous and asynchronous, from and to pageable memory")
+    func stagedCopies() async throws {
+        let device = try CUDATestSupport.device()
+        let count = 10 << 20 + 3  // 40 MiB + 12 bytes of Float: three staging blocks
+        let values = (0..<count).map { Float($0 % 1_000_003) }
+        let buffer = try device.makeBuffer(of: Float.self, count: count)
+        try buffer.copy(from: values)
+        #expect(try buffer.toArray() == values)
+        try await buffer.fill(0)
+        try await buffer.enqueueCopy(from: values).wait()
+        let host = try device.makeHostBuffer(byteCount: count * 4, pinned: false)
+        #expect(!host.isPinned)
+        try host.write([Float](repeating: -1, count: count))
+        try await buffer.copy(to: host)
+        #expect(try host.read(Float.self, count: count) == values)
+        try await buffer.fill(0)
+        try await buffer.copy(from: host)
+        #expect(try buffer.toArray() == values)
+    }
+
+    @Test("discovery opens no context; the first call that needs one does")
+    func lazyContext() throws {
+        let report = CUDABackendProvider().discover()
+        let fresh = try #require(report.devices.first as? CUDABackend)
+        #expect(!fresh.isOpen)
+        #expect(try fresh.freeMemory() > 0)
+        #expect(fresh.isOpen)
+    }
+
+    @Test("an int32 given for a 64-bit parameter is refused with both sizes (driver 12.4+)")
+    func parameterSizeChecked() async throws {
+        try #require(backend.driverVersion >= 12040, "cuFuncGetParamInfo needs CUDA 12.4")
+        let device = try CUDATestSupport.device()
+        let kernel = try device.compile(
+            KernelSource(
+                name: "takes_size_t", language: .cuda,
+                text: """
+                    extern "C" __global__ void takes_size_t(float* out, unsigned long long n) {
+                        if (threadIdx.x == 0) out[0] = (float)n;
+                    }
+                    """, entryPoint: "takes_size_t"))
+        let out = try device.makeBuffer(of: Float.self, count: 1)
+        #expect {
+            try device.enqueue(kernel, .covering(1), arguments: [.buffer(out), .int32(5)])
+        } throws: { error in
+            guard case let .argumentMismatch(_, detail) = error as? GPUBridgeError else { return false }
+            return detail.contains("argument 1 is 4 bytes") && detail.contains("takes 8 bytes")
+        }
+        try await device.launch(kernel, .covering(1), arguments: [.buffer(out), .uint64(7)])
+        #expect(try out.toArray() == [7])
+    }
+
+    @Test("buffers dropped after enqueueing are back in the pool as soon as the await returns")
+    func poolExactAfterAwait() async throws {
+        let device = try CUDATestSupport.device()
+        let kernel = try device.compile(ReferenceKernels.vectorAdd(Float.self, language: .cuda))
+        for _ in 0..<200 {
+            let a = try device.makeBuffer(copying: [Float](repeating: 1, count: 1024))
+            let c = try device.makeBuffer(of: Float.self, count: 1024)
+            let completion = try device.enqueue(
+                kernel, .covering(1024), arguments: [.buffer(a), .buffer(a), .buffer(c), .int32(1024)])
+            _ = consume a
+            _ = consume c
+            try await completion.wait()
+            #expect(device.pool.statistics.bytesInUse == 0)
+        }
+    }
 }

@@ -55,6 +55,30 @@ enum CUDATestSupport {
             .scalar(name: "n", type: .int32),
         ])
 
+    /// 16 KiB of static shared memory beside dynamic shared memory: with 40 KiB dynamic the block needs 56 KiB, past
+    /// the 48 KiB that needs no opt-in. `output[block * blockDim + t] = input[...] + staged[t % 4096] * 2` where
+    /// both shared arrays are written and read back.
+    static let staticAndDynamicShared = KernelSource(
+        name: "static_dynamic_shared", language: .cuda,
+        text: """
+            extern "C" __global__ void static_dynamic_shared(const float* __restrict__ input, float* __restrict__ output,
+                                                             int dynamicFloats) {
+                __shared__ float fixedPart[4096];
+                extern __shared__ float dynamicPart[];
+                unsigned int t = threadIdx.x;
+                unsigned int i = blockIdx.x * blockDim.x + t;
+                for (unsigned int k = t; k < 4096; k += blockDim.x) fixedPart[k] = (float)k;
+                for (int k = (int)t; k < dynamicFloats; k += (int)blockDim.x) dynamicPart[k] = input[i] + (float)k;
+                __syncthreads();
+                float a = fixedPart[t % 4096];
+                float b = dynamicPart[(dynamicFloats - 1 - (int)t % dynamicFloats)];
+                output[i] = a + b;
+            }
+            """, entryPoint: "static_dynamic_shared",
+        parameters: [
+            .buffer("input", Float.self), .buffer("output", Float.self), .scalar(name: "dynamicFloats", type: .int32),
+        ])
+
     /// A tile transpose with static shared memory and `__syncthreads`.
     static let transpose = KernelSource(
         name: "transpose_tile", language: .cuda,

@@ -59,6 +59,9 @@ struct NVRTCCompilerTests {
         expectCubin(try nvrtc.compile(CUDATestSupport.blockSum, architecture: architecture), containing: "block_sum")
         expectCubin(
             try nvrtc.compile(CUDATestSupport.transpose, architecture: architecture), containing: "transpose_tile")
+        expectCubin(
+            try nvrtc.compile(CUDATestSupport.staticAndDynamicShared, architecture: architecture),
+            containing: "static_dynamic_shared")
     }
 
     @Test("compute_90 gives PTX text with the entry point")
