@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 import GPUBridge
 import GPUBridgeTestSupport
 import Synchronization
@@ -9,6 +10,22 @@ private final class Tracked: Sendable {
     let flag: Flag
     init(_ flag: Flag) { self.flag = flag }
     deinit { flag.set() }
+}
+
+/// Signals `started` when its release begins and sets `flag` 50 ms later: a slow release that leaves a window in which
+/// a waiter can arrive.
+private final class SlowRelease: Sendable {
+    let started: DispatchSemaphore
+    let flag: Flag
+    init(started: DispatchSemaphore, flag: Flag) {
+        self.started = started
+        self.flag = flag
+    }
+    deinit {
+        started.signal()
+        usleep(50_000)
+        flag.set()
+    }
 }
 
 private final class Flag: Sendable {
@@ -31,6 +48,26 @@ struct DeviceHealthTests {
             await Task.yield()
             DispatchQueue.global().async { completion.complete(.success(nil)) }
             #expect(await waiter.value, "a waiter resumed while the completion still held what it retained")
+        }
+    }
+
+    @Test("a waiter that arrives while the completion is releasing waits for the release too")
+    func lateWaiterWaitsForRelease() async throws {
+        for _ in 0..<20 {
+            let flag = Flag()
+            let started = DispatchSemaphore(value: 0)
+            let completion = Completion(retaining: [SlowRelease(started: started, flag: flag)])
+            DispatchQueue.global().async { completion.complete(.success(nil)) }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async {
+                    started.wait()
+                    continuation.resume()
+                }
+            }
+            // Usually the release is still sleeping here; whenever this runs, the wait must not end before it did.
+            _ = try await completion.wait()
+            #expect(flag.isSet, "a waiter resumed while the completion was still releasing")
+            #expect(completion.isComplete)
         }
     }
 

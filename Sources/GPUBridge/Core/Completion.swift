@@ -48,6 +48,11 @@ public final class Completion: Sendable {
         case pending(
             waiters: [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>],
             retained: [any Sendable])
+        /// Finished; the completing thread is releasing what was retained. Waiters that arrive now still queue, so
+        /// none resumes before the release.
+        case releasing(
+            result: Result<ExecutionTimings?, GPUBridgeError>,
+            waiters: [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>])
         case done(Result<ExecutionTimings?, GPUBridgeError>)
     }
 
@@ -66,13 +71,13 @@ public final class Completion: Sendable {
     /// Marks the command finished. Only the first call counts; later calls are ignored.
     public func complete(_ result: Result<ExecutionTimings?, GPUBridgeError>) {
         var retained: [any Sendable] = []
-        let waiters = state.withLock {
-            state -> [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>] in
-            guard case let .pending(waiters, held) = state else { return [] }
-            state = .done(result)
+        let claimed = state.withLock { state -> Bool in
+            guard case let .pending(waiters, held) = state else { return false }
+            state = .releasing(result: result, waiters: waiters)
             retained = held
-            return waiters
+            return true
         }
+        guard claimed else { return }
         // Released here, on the completing thread, before any waiter resumes: a task that awaited the command sees
         // what it retained already let go (a buffer dropped by its caller is back in the pool, so `bytesInUse` is
         // exact right after the await). Backends complete from threads where that is allowed: the last release of a
@@ -80,6 +85,12 @@ public final class Completion: Sendable {
         // in an event callback); a backend whose retained objects must not be released on its callback thread
         // (pinned host memory) hands the completion to a worker itself.
         retained.removeAll()
+        let waiters = state.withLock {
+            state -> [CheckedContinuation<Result<ExecutionTimings?, GPUBridgeError>, Never>] in
+            guard case let .releasing(_, waiters) = state else { return [] }
+            state = .done(result)
+            return waiters
+        }
         for waiter in waiters { waiter.resume(returning: result) }
     }
 
@@ -112,6 +123,10 @@ public final class Completion: Sendable {
                 switch state {
                 case let .done(result):
                     return result
+                case .releasing(let result, var waiters):
+                    waiters.append(continuation)
+                    state = .releasing(result: result, waiters: waiters)
+                    return nil
                 case .pending(var waiters, let retained):
                     waiters.append(continuation)
                     state = .pending(waiters: waiters, retained: retained)
