@@ -144,6 +144,24 @@ struct DeviceHealthTests {
         #expect(device.pool.statistics.trimsForSpace == 2)
     }
 
+    @Test("out of memory in a copy or a fill (the driver's events and staging) trims the pool and retries once")
+    func outOfMemoryInCopiesRetries() async throws {
+        let backend = FaultInjectingBackend(wrapping: CPUBackend(), plan: .init(outOfMemory: [.copy: [1, 3, 4]]))
+        let device = try Device(backend: backend)
+        do { _ = try device.makeBuffer(of: Float.self, count: 1 << 20) }  // a cached segment to trim
+        let buffer = try device.makeBuffer(of: Int32.self, count: 1024)
+        try await buffer.fill(7)  // copy call 1 fails, the retry (call 2) fills
+        #expect(device.pool.statistics.trimsForSpace == 1)
+        #expect {
+            try buffer.copy(from: [Int32](repeating: 1, count: 1024))  // calls 3 and 4 both fail
+        } throws: { error in
+            guard case let .outOfMemory(_, requested, _, _, _, detail) = error as? GPUBridgeError else { return false }
+            return requested == 0 && detail.contains("a copy into")
+        }
+        #expect(try buffer.toArray() == [Int32](repeating: 7, count: 1024))
+        #expect(backend.injected(.copy) == 3 && device.pool.statistics.trimsForSpace == 2)
+    }
+
     @Test("a lost device gets no more traffic: its circuit reads lost and requests go to the next device")
     func lostDeviceIsAvoided() async throws {
         let lost = FaultInjectingBackend(wrapping: CPUBackend(ordinal: 0))

@@ -299,10 +299,10 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         return resolved
     }
 
-    /// Runs `body`; when the driver had no device memory for it (modules, launches, streams and events need driver
-    /// memory too, not only buffers), gives the pool's cached segments back and runs it once more. A backend that
+    /// Runs `body`; when the driver had no device memory for it (modules, launches, copies, streams and events need
+    /// driver memory too, not only buffers), gives the pool's cached segments back and runs it once more. A backend that
     /// frees memory asynchronously (CUDA) waits for those frees before its own retry.
-    private func retryingAfterTrim<T>(_ what: @autoclosure () -> String, _ body: () throws(GPUBridgeError) -> T)
+    func retryingAfterTrim<T>(_ what: @autoclosure () -> String, _ body: () throws(GPUBridgeError) -> T)
         throws(GPUBridgeError) -> T
     {
         do {

@@ -79,7 +79,9 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     public func copy(from source: UnsafeRawBufferPointer, toOffset offset: Int = 0) throws(GPUBridgeError) {
         try checkRange(name: "destination", offset: offset, length: source.count, limit: byteCount)
         guard source.count > 0 else { return }
-        try device.backend.copy(from: source, to: region.slice(offset: offset, byteCount: source.count))
+        try device.retryingAfterTrim("a copy into \(self)") { () throws(GPUBridgeError) in
+            try device.backend.copy(from: source, to: region.slice(offset: offset, byteCount: source.count))
+        }
         device.metrics.bytesCopied.increment(by: source.count)
     }
 
@@ -87,7 +89,9 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     public func copy(to destination: UnsafeMutableRawBufferPointer, fromOffset offset: Int = 0) throws(GPUBridgeError) {
         try checkRange(name: "source", offset: offset, length: destination.count, limit: byteCount)
         guard destination.count > 0 else { return }
-        try device.backend.copy(from: region.slice(offset: offset, byteCount: destination.count), to: destination)
+        try device.retryingAfterTrim("a copy from \(self)") { () throws(GPUBridgeError) in
+            try device.backend.copy(from: region.slice(offset: offset, byteCount: destination.count), to: destination)
+        }
         device.metrics.bytesCopied.increment(by: destination.count)
     }
 
@@ -103,9 +107,9 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
         try host.check(device: device)
         guard length > 0 else { return Completion(finished: .success(nil)) }
         device.metrics.bytesCopied.increment(by: length)
-        return keepAlive(
+        return try keepAlive(
             [self],
-            until: try device.backend.enqueueCopy(
+            until: device.backend.enqueueCopy(
                 from: host.allocation, offset: hostOffset, owner: host,
                 to: region.slice(offset: offset, byteCount: length)))
     }
@@ -119,9 +123,9 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
         try checkRange(name: "destination", offset: offset, length: source.count, limit: byteCount)
         guard source.count > 0 else { return Completion(finished: .success(nil)) }
         device.metrics.bytesCopied.increment(by: source.count)
-        return keepAlive(
+        return try keepAlive(
             [self],
-            until: try device.backend.enqueueCopy(
+            until: device.backend.enqueueCopy(
                 copying: source, to: region.slice(offset: offset, byteCount: source.count)))
     }
 
@@ -137,9 +141,9 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
         try host.check(device: device)
         guard length > 0 else { return Completion(finished: .success(nil)) }
         device.metrics.bytesCopied.increment(by: length)
-        return keepAlive(
+        return try keepAlive(
             [self],
-            until: try device.backend.enqueueCopy(
+            until: device.backend.enqueueCopy(
                 from: region.slice(offset: offset, byteCount: length), to: host.allocation, offset: hostOffset,
                 owner: host))
     }
@@ -158,9 +162,9 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
         try checkRange(name: "source", offset: sourceOffset, length: length, limit: source.byteCount)
         try checkRange(name: "destination", offset: offset, length: length, limit: self.byteCount)
         guard length > 0 else { return Completion(finished: .success(nil)) }
-        return keepAlive(
+        return try keepAlive(
             [source, self],
-            until: try device.backend.enqueueCopy(
+            until: device.backend.enqueueCopy(
                 from: source.region.slice(offset: sourceOffset, byteCount: length),
                 to: region.slice(offset: offset, byteCount: length)))
     }
@@ -179,9 +183,9 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
                 name: "byteCount", value: String(length), limit: "multiples of the pattern's \(pattern.count) bytes")
         }
         guard length > 0 else { return Completion(finished: .success(nil)) }
-        return keepAlive(
+        return try keepAlive(
             [self],
-            until: try device.backend.enqueueFill(
+            until: device.backend.enqueueFill(
                 region.slice(offset: offset, byteCount: length),
                 pattern: pattern))
     }
@@ -189,8 +193,16 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     /// Keeps the buffers a queued command touches alive until it has completed: a buffer dropped right after
     /// enqueueing would otherwise return its block to the pool, which could hand it out (and a later command write
     /// it) before the queued command has run. The caller holds the buffers until this returns, so the window between
-    /// the backend's enqueue and the retain is covered.
-    private func keepAlive(_ buffers: [RawBuffer], until completion: Completion) -> Completion {
+    /// the backend's enqueue and the retain is covered. The enqueue runs once more after the pool is trimmed when the
+    /// driver had no memory for it (`Device.retryingAfterTrim`).
+    private func keepAlive(
+        _ buffers: [RawBuffer], until completion: @autoclosure () throws(GPUBridgeError) -> Completion
+    )
+        throws(GPUBridgeError) -> Completion
+    {
+        let completion = try device.retryingAfterTrim("a queued copy or fill on \(self)") { () throws(GPUBridgeError) in
+            try completion()
+        }
         if !completion.isComplete { completion.retain(buffers) }
         return completion
     }
