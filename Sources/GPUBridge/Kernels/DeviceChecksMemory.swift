@@ -117,7 +117,7 @@ extension DeviceChecks {
     static func outOfMemory(on device: Device) throws -> (SelfTest.Check.Status, String) {
         let total = device.info.totalMemory
         let (doubled, overflow) = total.multipliedReportingOverflow(by: 2)
-        let request = overflow ? Int.max / 2 : doubled
+        let request = overflow ? Int.max : doubled
         // The pool refuses a request above its limit before any driver call. Below the limit the request reaches the
         // backend: on the CPU backend that is `posix_memalign`, which with memory overcommit may hand out twice the
         // host memory (to be killed by the kernel's OOM killer when touched) instead of refusing.
