@@ -54,8 +54,8 @@ struct CheckCommand: AsyncParsableCommand {
         do {
             chosen = choice == .auto ? devices : try choice.select(from: devices, reports: reports)
         } catch let GPUBridgeError.backendUnavailable(kind, reason) {
-            let label = BackendKind(rawValue: kind).map(Self.label) ?? kind
-            FileHandle.standardError.write(Data("no \(label) device: \(reason)\n".utf8))
+            let label = BackendKind(rawValue: kind).map { "\(Self.label($0)) " } ?? ""
+            FileHandle.standardError.write(Data("no \(label)device: \(reason)\n".utf8))
             throw ExitCode(2)
         }
         let selection = only.isEmpty ? nil : Set(only.compactMap(DeviceChecks.Name.init(rawValue:)))

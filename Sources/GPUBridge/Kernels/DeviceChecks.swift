@@ -10,7 +10,7 @@
 /// of devices at once; the checks on one device run one after another. The out-of-memory and leak comparisons read the
 /// device's pool statistics, so other work on the same device during the run can make them fail. Cost: under 1 MiB of
 /// device memory in use at a time (the pool reserves small blocks in 2 MiB segments) and 512 KiB of host memory, 1 000
-/// small launches and at most four compilations; about 0.1 s on the CPU backend and 0.4 s on PoCL on a 2-core machine.
+/// small launches and at most six compilations; about 0.1 s on the CPU backend and 0.4 s on PoCL on a 2-core machine.
 public enum DeviceChecks {
     /// The checks, in the order they run. The raw value is the name a check reports and `gpubridge check --only` takes.
     public enum Name: String, Sendable, Hashable, CaseIterable, Codable {
