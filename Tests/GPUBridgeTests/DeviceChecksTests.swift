@@ -1,3 +1,4 @@
+import Foundation
 import GPUBridge
 import Synchronization
 import Testing
@@ -59,6 +60,78 @@ struct DeviceChecksTests {
         #expect(device.counters.allocations == before)
     }
 }
+
+/// The built `gpubridge` executable next to this test bundle (it is built by `swift build --build-tests`).
+private let cli: String? = {
+    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [folder, folder.deletingLastPathComponent()] {
+        let path = candidate.appendingPathComponent("gpubridge").path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return nil
+}()
+
+/// Runs the CLI with `arguments`; returns its exit status, standard output and standard error.
+private func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: cli!)
+    process.arguments = arguments
+    let output = Pipe(), errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, out, err)
+}
+
+@Suite(
+    "gpubridge check", .enabled(if: cli != nil, "the gpubridge executable was not built beside the tests"),
+    .serialized)
+struct CheckCommandTests {
+    @Test("bad --only and --backend values are refused naming the value and what is accepted")
+    func badInput() throws {
+        let only = try runCLI(["check", "--only", "nope"])
+        #expect(only.status == 64)
+        #expect(only.errors.contains("invalid --only 'nope'; expected one of views, async-copies"))
+        let backend = try runCLI(["check", "--backend", "tpu"])
+        #expect(backend.status == 64)
+        #expect(backend.errors.contains("invalid --backend 'tpu'"))
+    }
+
+    @Test("--only runs the named checks on the CPU device and prints them as JSON")
+    func onlyJSON() throws {
+        let run = try runCLI([
+            "check", "--backend", "cpu", "--only", "views", "--only", "large-shared-memory", "--json",
+        ])
+        #expect(run.status == 0, "\(run.errors)")
+        let devices = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [[String: Any]])
+        let checks = try #require(devices.first?["checks"] as? [[String: Any]])
+        #expect(checks.map { $0["name"] as? String } == ["views", "large-shared-memory"])
+        #expect(checks.map { $0["status"] as? String } == ["passed", "not-applicable"])
+    }
+
+    @Test(
+        "without a CUDA device, check --backend cuda says so with discovery's reason and exits 2",
+        .enabled(if: cudaUnavailableReason != nil, "this machine has a CUDA device: there is nothing to refuse"))
+    func noCUDADevice() throws {
+        let reason = try #require(cudaUnavailableReason)
+        let run = try runCLI(["check", "--backend", "cuda"])
+        #expect(run.status == 2)
+        #expect(run.errors.contains("no CUDA device: \(reason)"))
+    }
+}
+
+/// Why `gpubridge devices --json` says CUDA is unavailable, or nil when it has a CUDA device (or no CLI was built).
+private let cudaUnavailableReason: String? = {
+    guard cli != nil, let listing = try? runCLI(["devices", "--json"]),
+        let backends = try? JSONSerialization.jsonObject(with: Data(listing.output.utf8)) as? [[String: Any]],
+        let cuda = backends.first(where: { $0["backend"] as? String == "cuda" }),
+        cuda["available"] as? Bool == false
+    else { return nil }
+    return cuda["reason"] as? String ?? "no device"
+}()
 
 /// Collects check names reported from the `progress` callback.
 private final class Recorder: Sendable {
