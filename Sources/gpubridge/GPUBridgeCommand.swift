@@ -12,8 +12,8 @@ struct GPUBridgeCommand: AsyncParsableCommand {
             "Logs go to standard error at the level in GPUBRIDGE_LOG_LEVEL (trace, debug, info, notice, warning, error; default warning).",
         version: GPUBridgeVersion.string,
         subcommands: [
-            DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, BenchCommand.self,
-            DemoCommand.self,
+            DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, CheckCommand.self,
+            BenchCommand.self, DemoCommand.self,
             NodeCommand.self, CallCommand.self, CertsCommand.self,
         ]
     )
