@@ -92,8 +92,8 @@ public enum DeviceChecks {
 
     /// Whether `error` reports the device as lost (`device <id> lost: <reason>`).
     static func isDeviceLost(_ error: any Error) -> Bool {
-        let text = "\(error)"
-        return text.contains("device lost") || text.contains(/device \S+ lost/)
+        guard case .deviceLost = error as? GPUBridgeError else { return false }
+        return true
     }
 
     /// The first line of `text`, at most `limit` characters.
