@@ -194,18 +194,24 @@ public final class CUDABackend: DeviceBackend {
     }
 
     /// Copies through staging blocks: each chunk is copied into a page-locked block by this thread while the previous
-    /// chunk's DMA runs, then the caller waits for the last. No lock is held while waiting.
+    /// chunk's DMA runs; at most two chunks are in flight, so two blocks are reused whatever the length. The caller
+    /// waits for the last; no lock is held while waiting.
     public func copy(from source: UnsafeRawBufferPointer, to destination: DeviceRegion) throws(GPUBridgeError) {
         guard let base = source.baseAddress, source.count > 0 else { return }
         let runtime = try runtime()
         let target = CUDAArgumentPacking.devicePointer(destination)
         let lane = runtime.nextLane()
-        var marks: [(CUDALaneMark, [CUDAStagingBlock])] = []
-        defer { for (mark, _) in marks { try? lane.wait(mark, "host-to-device copy") } }
+        // In flight, oldest first; each mark's block goes back to the pool once the mark has passed.
+        var inFlight: [(mark: CUDALaneMark, block: CUDAStagingBlock)] = []
+        defer { for chunk in inFlight { try? lane.wait(chunk.mark, "host-to-device copy") } }
         var offset = 0
         while offset < source.count {
-            let blocks = try runtime.staging.take(byteCount: min(CUDAStagingPool.chunkBytes, source.count - offset))
-            let block = blocks[0]
+            if inFlight.count == 2 {
+                let oldest = inFlight.removeFirst()
+                try lane.wait(oldest.mark, "host-to-device copy")
+            }
+            let block = try runtime.staging.take(
+                byteCount: min(CUDAStagingPool.chunkBytes, source.count - offset))[0]
             block.pointer.copyMemory(from: base + offset, byteCount: block.used)
             let chunkOffset = offset
             let mark = try lane.enqueueMarked { command throws(GPUBridgeError) in
@@ -213,18 +219,12 @@ public final class CUDABackend: DeviceBackend {
                     driver.cuMemcpyHtoDAsync(target + UInt64(chunkOffset), block.pointer, block.used, command.stream),
                     "cuMemcpyHtoDAsync_v2")
             }
-            marks.append((mark, blocks))
+            inFlight.append((mark, block))
             offset += block.used
         }
-        let all = marks
-        marks = []
-        for (index, (mark, _)) in all.enumerated() {
-            do {
-                try lane.wait(mark, "host-to-device copy")
-            } catch {
-                for (rest, _) in all[(index + 1)...] { try? lane.wait(rest, "host-to-device copy") }
-                throw error
-            }
+        while !inFlight.isEmpty {
+            let oldest = inFlight.removeFirst()
+            try lane.wait(oldest.mark, "host-to-device copy")
         }
         counters.recordCopy(bytes: source.count)
     }
