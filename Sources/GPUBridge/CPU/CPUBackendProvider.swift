@@ -1,4 +1,7 @@
 /// Finds the CPU device. Always available.
+///
+/// Its report says which `matmul` the device runs: a `blas` line naming the CBLAS found at run time
+/// (`BLASLibrary.shared`), or why none was found and that the built-in tiled kernel is used.
 public struct CPUBackendProvider: BackendProvider {
     public init() {}
     public var backend: BackendKind { .cpu }
@@ -6,6 +9,17 @@ public struct CPUBackendProvider: BackendProvider {
         let device = CPUBackend()
         return BackendReport(
             backend: .cpu, devices: [device],
-            details: [("cores", String(device.cores)), ("alignment", "\(CPUBackend.alignment) bytes")])
+            details: [
+                ("cores", String(device.cores)), ("alignment", "\(CPUBackend.alignment) bytes"),
+                ("blas", Self.blasSummary(BLASLibrary.shared)),
+            ])
+    }
+
+    /// The `blas` line: the library in use, or every place tried and the fallback.
+    static func blasSummary(_ blas: Result<BLASLibrary, BLASUnavailable>) -> String {
+        switch blas {
+        case let .success(library): library.summary
+        case let .failure(reason): "not found (\(reason)); matmul uses the built-in kernel"
+        }
     }
 }

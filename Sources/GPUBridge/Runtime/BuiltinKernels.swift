@@ -85,25 +85,8 @@ public enum BuiltinKernels {
             ],
             portableText: BuiltinKernelText.matmul, entryPoint: "gb_matmul"
         ) { context in
-            let a = try context.buffer(0, as: Float.self), b = try context.buffer(1, as: Float.self)
-            let c = try context.buffer(2, as: Float.self)
-            let m = try context.integer(3), n = try context.integer(4), k = try context.integer(5)
-            let gx = context.launch.groups.x
-            let accumulator = UnsafeMutableBufferPointer<Float>.allocate(capacity: tile)
-            defer { accumulator.deallocate() }
-            for g in context.groups {
-                let col0 = (g % gx) * tile, row0 = (g / gx) * tile
-                let width = max(0, min(tile, n - col0))
-                for r in row0..<min(m, row0 + tile) {
-                    for j in 0..<width { accumulator[j] = 0 }
-                    for p in 0..<k {
-                        let av = a[r * k + p]
-                        let base = p * n + col0
-                        for j in 0..<width { accumulator[j] += av * b[base + j] }
-                    }
-                    for j in 0..<width { c[r * n + col0 + j] = accumulator[j] }
-                }
-            }
+            // cblas_sgemm when a BLAS was found (BLASLibrary), else the hand-written tiled loop.
+            try CPUMatmul.run(context)
         },
         KernelDefinition(
             id: "softmax_rows", summary: "y = softmax(x) along each row (float32, one group per row)",
