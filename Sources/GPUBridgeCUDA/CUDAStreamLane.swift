@@ -147,14 +147,7 @@ final class CUDAStreamLane: Sendable {
         do {
             try submission.withLock { _ throws(GPUBridgeError) in
                 try health.check(driver.cuEventRecord(start.pointer, stream.pointer), "cuEventRecord")
-                let command = CUDACommand(stream: stream.pointer, health: health)
-                var failure: GPUBridgeError?
-                do throws(GPUBridgeError) {
-                    try body(command)
-                } catch {
-                    if command.issued == 0 { throw error }
-                    failure = error
-                }
+                let failure = try issue(body)
                 try health.check(driver.cuEventRecord(end.pointer, stream.pointer), "cuEventRecord")
                 worker.submit { [self, failure] in
                     let result = finish(label, start: start, end: end)
@@ -171,6 +164,19 @@ final class CUDAStreamLane: Sendable {
             throw error
         }
         return completion
+    }
+
+    /// Runs `body` on the stream (the caller holds the submission lock). Throws when none of its driver calls was
+    /// accepted; returns the error when some were (that part is queued and must still be waited for), else nil.
+    private func issue(_ body: (CUDACommand) throws(GPUBridgeError) -> Void) throws(GPUBridgeError) -> GPUBridgeError? {
+        let command = CUDACommand(stream: stream.pointer, health: health)
+        do {
+            try body(command)
+            return nil
+        } catch {
+            if command.issued == 0 { throw error }
+            return error
+        }
     }
 
     /// Runs on the completion thread: waits for `end`, reads the elapsed time, recycles both events. A fault that
@@ -200,14 +206,7 @@ final class CUDAStreamLane: Sendable {
         let done = try events.take()
         do {
             try submission.withLock { _ throws(GPUBridgeError) in
-                let command = CUDACommand(stream: stream.pointer, health: health)
-                var failure: GPUBridgeError?
-                do throws(GPUBridgeError) {
-                    try body(command)
-                } catch {
-                    if command.issued == 0 { throw error }
-                    failure = error
-                }
+                let failure = try issue(body)
                 try health.check(driver.cuEventRecord(done.pointer, stream.pointer), "cuEventRecord")
                 if let failure {
                     // A failure path: part of it is queued, so wait for that part before the caller, told of the

@@ -40,13 +40,14 @@ struct LaunchRulesTests {
 
     @Test("every pattern width at every address alignment fills exactly the region, with no strided passes")
     func fillPlanFillsExactly() throws {
-        var generator = SystemRandomNumberGenerator()
         for width in [1, 2, 4, 8] {
             for misalignment in 0..<8 {
                 for count in [0, 1, 2, 3, 5, 8, 13, 64, 100, 1001, 4096] {
                     let byteCount = width * count
-                    var pattern = (0..<width).map { _ in UInt8.random(in: 0...255, using: &generator) }
-                    if width > 1 { pattern[0] = pattern[1] &+ 1 }  // not a shorter period
+                    // Distinct bytes (no shorter period), different for every case.
+                    let pattern = (0..<width).map {
+                        UInt8(truncatingIfNeeded: 0x11 &* ($0 + 1) &+ misalignment &+ count)
+                    }
                     let address = UInt64(0x7f00_0000_0000 + misalignment)
                     let steps = CUDAFillPlan.steps(address: address, byteCount: byteCount, pattern: pattern)
                     let filled = apply(steps, address: address, to: [UInt8](repeating: 0xEE, count: byteCount))

@@ -1,21 +1,22 @@
 import Glibc
 
-/// A shared library opened with `dlopen`, and lookups of its symbols.
+/// A shared library opened with `dlopen`, and lookups of its symbols: OpenBLAS for the CPU backend here, the CUDA
+/// driver and NVRTC in `GPUBridgeCUDA` (hence `package`).
 ///
 /// Ownership: the library stays loaded for the life of the process (it is never `dlclose`d), so every address looked
 /// up in it stays valid. Thread safety: immutable; `dlopen` and `dlsym` are thread-safe (`dlerror` is per thread).
 /// Cost: `open` is a `dlopen` (the first one of a library maps it and runs its initialisers); `address` is a `dlsym`.
-struct LoadedLibrary: Sendable {
+package struct LoadedLibrary: Sendable {
     /// The name or path `dlopen` was given.
-    let name: String
+    package let name: String
     /// The `dlopen` handle, as an integer so the type is `Sendable` (it is an immutable opaque token).
     private let handle: UInt
 
-    /// Opens `name` (a file path, or a bare name the dynamic loader resolves) with `RTLD_NOW | RTLD_LOCAL`. On failure
-    /// returns `dlerror()`'s text.
-    static func open(_ name: String) -> Result<LoadedLibrary, LoadedLibraryError> {
+    /// Opens `name` (a file path, or a bare name the dynamic loader resolves) with `RTLD_NOW`. On failure returns
+    /// `dlerror()`'s text. `global` makes its symbols available to libraries loaded later (`RTLD_GLOBAL`).
+    package static func open(_ name: String, global: Bool = false) -> Result<LoadedLibrary, LoadedLibraryError> {
         _ = dlerror()  // clear a stale message
-        guard let handle = dlopen(name, RTLD_NOW | RTLD_LOCAL) else {
+        guard let handle = dlopen(name, RTLD_NOW | (global ? RTLD_GLOBAL : RTLD_LOCAL)) else {
             return .failure(LoadedLibraryError(name: name, message: lastError() ?? "dlopen returned NULL"))
         }
         return .success(LoadedLibrary(name: name, handle: UInt(bitPattern: handle)))
@@ -27,13 +28,19 @@ struct LoadedLibrary: Sendable {
     }
 
     /// The address of `symbol`, or nil when the library does not export it.
-    func address(_ symbol: String) -> UnsafeMutableRawPointer? {
+    package func address(_ symbol: String) -> UnsafeMutableRawPointer? {
         dlsym(UnsafeMutableRawPointer(bitPattern: handle), symbol)
+    }
+
+    /// `symbol` as a C function of type `T` (a `@convention(c)` function type), or nil when it is not exported.
+    package func function<T>(_ symbol: String, as type: T.Type) -> T? {
+        guard let pointer = address(symbol) else { return nil }
+        return unsafeBitCast(pointer, to: T.self)
     }
 
     /// The file the dynamic loader mapped for `symbol` (`dladdr`'s `dli_fname`): where a library opened by bare name
     /// was found. Nil when it cannot be told.
-    func path(containing symbol: String) -> String? {
+    package func path(containing symbol: String) -> String? {
         guard let address = address(symbol) else { return nil }
         return Self.objectPath(of: UnsafeRawPointer(address))
     }
@@ -60,8 +67,8 @@ struct LoadedLibrary: Sendable {
 }
 
 /// Why `dlopen` failed: the name it was given and `dlerror()`'s text.
-struct LoadedLibraryError: Error, Sendable, CustomStringConvertible {
-    let name: String
-    let message: String
-    var description: String { message }
+package struct LoadedLibraryError: Error, Sendable, CustomStringConvertible {
+    package let name: String
+    package let message: String
+    package var description: String { message }
 }
