@@ -1,4 +1,5 @@
-/// One driver command of a fill, at a byte offset from the start of the filled region.
+/// One driver command of a fill, at a byte offset from the start of the filled region. A value made by
+/// `CUDAFillPlan`; any thread.
 public enum CUDAFillStep: Sendable, Hashable {
     /// `cuMemsetD8Async(start + offset, value, count)`.
     case set8(offset: Int, value: UInt8, count: Int)

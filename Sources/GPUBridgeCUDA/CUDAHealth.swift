@@ -1,7 +1,8 @@
 import GPUBridge
 import Synchronization
 
-/// How a failed driver call is reported, by its status.
+/// How a failed driver call is reported, by its status. A value type; `of(_:)` is a pure switch, callable from any
+/// thread.
 public enum CUDAFailureKind: Sendable, Hashable {
     /// `CUDA_ERROR_OUT_OF_MEMORY`: reported as `GPUBridgeError.outOfMemory`, so the pool trims its cache and the
     /// call is retried once (module loads, launches, streams and events need driver memory too, with lazy loading
