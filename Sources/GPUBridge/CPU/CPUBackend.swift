@@ -70,23 +70,23 @@ public final class CPUBackend: DeviceBackend {
     public var allocationGranularity: Int { Self.alignment }
 
     public func allocate(byteCount: Int) throws(GPUBridgeError) -> UInt64 {
-        var pointer: UnsafeMutableRawPointer?
-        let status = posix_memalign(&pointer, Self.alignment, byteCount)
-        guard status == 0, let pointer else {
-            if status == ENOMEM || pointer == nil {
-                throw .outOfMemory(
-                    device: info.id.description, requested: byteCount, inUse: 0, cached: 0,
-                    limit: info.totalMemory, detail: "posix_memalign returned \(status)")
-            }
+        switch CPUMemory.allocate(byteCount: byteCount, cores: cores) {
+        case let .success(pointer):
+            counters.recordAllocation()
+            return UInt64(UInt(bitPattern: pointer))
+        case let .failure(error) where error.code == ENOMEM:
+            throw .outOfMemory(
+                device: info.id.description, requested: byteCount, inUse: 0, cached: 0, limit: info.totalMemory,
+                detail: "the host refused \(byteCount) bytes (\(FileStore.errorMessage(error.code)))")
+        case let .failure(error):
             throw .backendFailure(
-                backend: "cpu", call: "posix_memalign", code: Int(status), message: FileStore.errorMessage(status))
+                backend: "cpu", call: "allocate \(byteCount) bytes", code: Int(error.code),
+                message: FileStore.errorMessage(error.code))
         }
-        counters.recordAllocation()
-        return UInt64(UInt(bitPattern: pointer))
     }
 
     public func free(handle: UInt64, byteCount: Int) {
-        Glibc.free(UnsafeMutableRawPointer(bitPattern: UInt(handle)))
+        CPUMemory.free(Self.pointer(UInt(handle)), byteCount: byteCount)
         counters.recordFree()
     }
 
@@ -122,43 +122,37 @@ public final class CPUBackend: DeviceBackend {
     /// an address because the caller blocks until the copy has run, so it outlives the command.
     public func copy(from source: UnsafeRawBufferPointer, to destination: DeviceRegion) throws(GPUBridgeError) {
         guard let base = source.baseAddress, source.count > 0 else { return }
-        let from = UInt(bitPattern: base), to = Self.address(destination), count = source.count
-        queue.performAndWait { memcpy(Self.pointer(to), Self.pointer(from), count) }
+        let from = UInt(bitPattern: base), to = Self.address(destination), count = source.count, cores = cores
+        queue.performAndWait {
+            CPUMemory.copy(to: Self.pointer(to), from: Self.pointer(from), count: count, cores: cores)
+        }
         counters.recordCopy(bytes: count)
     }
 
     public func copy(from source: DeviceRegion, to destination: UnsafeMutableRawBufferPointer) throws(GPUBridgeError) {
         guard let base = destination.baseAddress, destination.count > 0 else { return }
-        let from = Self.address(source), to = UInt(bitPattern: base), count = destination.count
-        queue.performAndWait { memcpy(Self.pointer(to), Self.pointer(from), count) }
+        let from = Self.address(source), to = UInt(bitPattern: base), count = destination.count, cores = cores
+        queue.performAndWait {
+            CPUMemory.copy(to: Self.pointer(to), from: Self.pointer(from), count: count, cores: cores)
+        }
         counters.recordCopy(bytes: count)
     }
 
     public func enqueueCopy(from source: DeviceRegion, to destination: DeviceRegion) throws(GPUBridgeError)
         -> Completion
     {
-        let from = Self.address(source), to = Self.address(destination), count = source.byteCount
+        let from = Self.address(source), to = Self.address(destination), count = source.byteCount, cores = cores
         counters.recordCopy(bytes: count)
-        return command(bytes: count) { memmove(Self.pointer(to), Self.pointer(from), count) }
+        return command(bytes: count) {
+            CPUMemory.move(to: Self.pointer(to), from: Self.pointer(from), count: count, cores: cores)
+        }
     }
 
     public func enqueueFill(_ destination: DeviceRegion, pattern: [UInt8]) throws(GPUBridgeError) -> Completion {
-        let to = Self.address(destination), count = destination.byteCount
+        let to = Self.address(destination), count = destination.byteCount, cores = cores
         counters.recordCopy(bytes: count)
         return command(bytes: count) {
-            let base = Self.pointer(to)
-            if pattern.allSatisfy({ $0 == pattern[0] }) {
-                memset(base, Int32(pattern[0]), count)
-                return
-            }
-            pattern.withUnsafeBytes { p in
-                guard let bytes = p.baseAddress else { return }
-                var offset = 0
-                while offset < count {
-                    memcpy(base + offset, bytes, pattern.count)
-                    offset += pattern.count
-                }
-            }
+            CPUMemory.fill(Self.pointer(to), count: count, pattern: pattern, cores: cores)
         }
     }
 
@@ -166,32 +160,61 @@ public final class CPUBackend: DeviceBackend {
         throws(GPUBridgeError) -> Completion
     {
         let from = UInt(source.address) + UInt(offset), to = Self.address(destination), count = destination.byteCount
+        let cores = cores
         counters.recordCopy(bytes: count)
-        return command(bytes: count, retaining: owner) { memcpy(Self.pointer(to), Self.pointer(from), count) }
+        return command(bytes: count, retaining: owner) {
+            CPUMemory.copy(to: Self.pointer(to), from: Self.pointer(from), count: count, cores: cores)
+        }
     }
 
     public func enqueueCopy(from source: DeviceRegion, to destination: HostAllocation, offset: Int, owner: any Sendable)
         throws(GPUBridgeError) -> Completion
     {
         let from = Self.address(source), to = UInt(destination.address) + UInt(offset), count = source.byteCount
+        let cores = cores
         counters.recordCopy(bytes: count)
-        return command(bytes: count, retaining: owner) { memcpy(Self.pointer(to), Self.pointer(from), count) }
+        return command(bytes: count, retaining: owner) {
+            CPUMemory.copy(to: Self.pointer(to), from: Self.pointer(from), count: count, cores: cores)
+        }
     }
 
     public func allocateHost(byteCount: Int, pinned: Bool) throws(GPUBridgeError) -> HostAllocation {
-        var pointer: UnsafeMutableRawPointer?
-        let status = posix_memalign(&pointer, Self.alignment, byteCount)
-        guard status == 0, let pointer else {
+        switch CPUMemory.allocate(byteCount: byteCount, cores: cores) {
+        case let .success(pointer):
+            // Host memory is the device's memory here: there is nothing to pin against.
+            return HostAllocation(address: UInt64(UInt(bitPattern: pointer)), byteCount: byteCount, pinned: false)
+        case let .failure(error):
             throw .outOfMemory(
                 device: "host", requested: byteCount, inUse: 0, cached: 0, limit: info.totalMemory,
-                detail: "posix_memalign returned \(status)")
+                detail: "the host refused \(byteCount) bytes (\(FileStore.errorMessage(error.code)))")
         }
-        // Host memory is the device's memory here: there is nothing to pin against.
-        return HostAllocation(address: UInt64(UInt(bitPattern: pointer)), byteCount: byteCount, pinned: false)
     }
 
     public func freeHost(_ allocation: HostAllocation) {
-        Glibc.free(UnsafeMutableRawPointer(bitPattern: UInt(allocation.address)))
+        CPUMemory.free(Self.pointer(UInt(allocation.address)), byteCount: allocation.byteCount)
+    }
+
+    /// Copies `source` straight into device memory when the queue is idle (device memory is host memory here, so
+    /// the copy is done before this returns); otherwise stages it as every backend does, and the copy runs in turn.
+    public func enqueueCopy(copying source: UnsafeRawBufferPointer, to destination: DeviceRegion)
+        throws(GPUBridgeError) -> Completion
+    {
+        guard let base = source.baseAddress, source.count > 0 else { return Completion(finished: .success(nil)) }
+        let from = UInt(bitPattern: base), to = Self.address(destination), count = source.count, cores = cores
+        let start = monotonicNanoseconds()
+        let ran = queue.performIfIdle {
+            CPUMemory.copy(to: Self.pointer(to), from: Self.pointer(from), count: count, cores: cores)
+        }
+        guard ran else {
+            let staging = StagedHostMemory(backend: self, allocation: try allocateHost(byteCount: count, pinned: false))
+            CPUMemory.copy(
+                to: Self.pointer(UInt(staging.allocation.address)), from: Self.pointer(from), count: count,
+                cores: cores)
+            return try enqueueCopy(from: staging.allocation, offset: 0, owner: staging, to: destination)
+        }
+        counters.recordCopy(bytes: count)
+        let end = monotonicNanoseconds()
+        return Completion(finished: .success(ExecutionTimings(queued: start, start: start, end: end)))
     }
 
     // MARK: Compiler and program

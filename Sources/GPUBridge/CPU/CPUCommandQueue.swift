@@ -99,6 +99,20 @@ final class CPUCommandQueue: Sendable {
         done.wait()
     }
 
+    /// Runs `command` on the calling thread and returns true when the queue is idle (nothing queued or running, so
+    /// the command is in order); returns false without running it otherwise. Never call it from inside a command.
+    func performIfIdle(_ command: () -> Void) -> Bool {
+        let runNow = state.withLock { s -> Bool in
+            guard !s.busy else { return false }
+            s.busy = true
+            return true
+        }
+        guard runNow else { return false }
+        command()
+        finishInline()
+        return true
+    }
+
     /// Whether nothing is queued or running.
     var isIdle: Bool { state.withLock { !$0.busy } }
 

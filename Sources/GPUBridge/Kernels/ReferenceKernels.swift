@@ -61,18 +61,31 @@ public enum ReferenceKernels {
                     }
                     """, entryPoint: name, parameters: parameters)
         case .swift:
-            return KernelSource(name: name, parameters: parameters) { context in
-                let a = try context.buffer(0, as: Element.self)
-                let b = try context.buffer(1, as: Element.self)
-                let c = try context.buffer(2, as: Element.self)
-                let n = try context.integer(3)
-                let range = context.items
-                let upper = min(range.upperBound, n)
-                var i = range.lowerBound
-                while i < upper {
-                    c[i] = a[i] + b[i]
-                    i += 1
-                }
+            return KernelSource(name: name, parameters: parameters, swift: swiftVectorAdd(Element.self))
+        }
+    }
+
+    /// The Swift body for `Element`, specialised for each element type the package knows: called from another
+    /// module, a generic body would add each pair through the protocol's witness table.
+    static func swiftVectorAdd<Element: ReferenceElement>(_: Element.Type) -> SwiftKernel.Body {
+        if Element.self == Float.self { return vectorAddBody(Float.self) }
+        if Element.self == Double.self { return vectorAddBody(Double.self) }
+        if Element.self == Int32.self { return vectorAddBody(Int32.self) }
+        return vectorAddBody(Element.self)
+    }
+
+    private static func vectorAddBody<Element: ReferenceElement>(_: Element.Type) -> SwiftKernel.Body {
+        { context in
+            let a = try context.buffer(0, as: Element.self)
+            let b = try context.buffer(1, as: Element.self)
+            let c = try context.buffer(2, as: Element.self)
+            let n = try context.integer(3)
+            let range = context.items
+            let upper = min(range.upperBound, n)
+            var i = range.lowerBound
+            while i < upper {
+                c[i] = a[i] + b[i]
+                i += 1
             }
         }
     }

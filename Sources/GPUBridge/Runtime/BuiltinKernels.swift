@@ -62,7 +62,8 @@ public enum BuiltinKernels {
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
             let partial = try context.buffer(2, as: Float.self)
             let n = try context.integer(3)
-            try reduceGroups(context, n: n, into: partial) { i in Double(x[i]) * Double(y[i]) }
+            guard let xs = x.baseAddress, let ys = y.baseAddress else { return }
+            try reduceGroups(context, n: n, into: partial) { range in CPUVectorMath.dot(xs, ys, range) }
         },
         KernelDefinition(
             id: "sum_partial", summary: "partial[g] = sum of x[i] over group g's share of the input (reduction stage)",
@@ -74,7 +75,9 @@ public enum BuiltinKernels {
         ) { context in
             let x = try context.buffer(0, as: Float.self)
             let partial = try context.buffer(1, as: Float.self)
-            try reduceGroups(context, n: try context.integer(2), into: partial) { i in Double(x[i]) }
+            guard let xs = x.baseAddress else { return }
+            try reduceGroups(context, n: try context.integer(2), into: partial) { range in CPUVectorMath.sum(xs, range)
+            }
         },
         KernelDefinition(
             id: "matmul", summary: "C[MxN] = A[MxK] * B[KxN], float32 row-major, 16x16 tiles",
@@ -98,18 +101,12 @@ public enum BuiltinKernels {
         ) { context in
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
             let rows = try context.integer(2), cols = try context.integer(3)
+            guard let xs = x.baseAddress, let ys = y.baseAddress else { return }
             for r in context.groups where r < rows {
-                let base = r * cols
-                var m = -Float.infinity
-                for c in 0..<cols { m = max(m, x[base + c]) }
-                var sum: Float = 0
-                for c in 0..<cols {
-                    let e = (x[base + c] - m).exponential
-                    y[base + c] = e
-                    sum += e
-                }
-                let inverse = 1 / sum
-                for c in 0..<cols { y[base + c] *= inverse }
+                let row = xs + r * cols, out = ys + r * cols
+                let m = CPUVectorMath.maximum(row, count: cols)
+                let sum = CPUVectorMath.exponentials(row, out, count: cols, shift: m)
+                CPUVectorMath.scale(out, count: cols, by: 1 / sum)
             }
         },
         KernelDefinition(
@@ -125,24 +122,23 @@ public enum BuiltinKernels {
             let scores = try context.buffer(2, as: Float.self)
             let queryCount = try context.integer(3), rows = try context.integer(4), dim = try context.integer(5)
             let gx = context.launch.groups.x, size = context.launch.groupSize.x
+            guard let qs = queries.baseAddress, let ms = matrix.baseAddress else { return }
             for g in context.groups {
                 let q = g / gx
                 guard q < queryCount else { continue }
+                let query = qs + q * dim
+                let na = CPUVectorMath.dotAndNorm(query, query, count: dim).1.squareRoot()
                 let r0 = (g % gx) * size
                 for r in r0..<min(rows, r0 + size) {
-                    var dot: Float = 0, na: Float = 0, nb: Float = 0
-                    for d in 0..<dim {
-                        let u = queries[q * dim + d], v = matrix[r * dim + d]
-                        dot += u * v; na += u * u; nb += v * v
-                    }
-                    let denom = na.squareRoot() * nb.squareRoot()
+                    let (dot, nb) = CPUVectorMath.dotAndNorm(query, ms + r * dim, count: dim)
+                    let denom = na * nb.squareRoot()
                     scores[q * rows + r] = denom > 0 ? dot / denom : 0
                 }
             }
         },
         KernelDefinition(
             id: "topk_select",
-            summary: "the k best scores per query, best first, ties to the lower index (consumes scores)",
+            summary: "the k best scores per query, best first, ties to the lower index (may overwrite scores)",
             parameters: [
                 .buffer("scores", Float.self, extent: .any), .buffer("outIndex", Int32.self, extent: .any),
                 .buffer("outScore", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
@@ -153,14 +149,31 @@ public enum BuiltinKernels {
             let scores = try context.buffer(0, as: Float.self)
             let outIndex = try context.buffer(1, as: Int32.self), outScore = try context.buffer(2, as: Float.self)
             let queryCount = try context.integer(3), rows = try context.integer(4), k = try context.integer(5)
+            // One pass per query keeping the k best so far, best first: a row enters only when it beats the k-th
+            // (strictly, so of equal scores the lower index stays ahead), the same answer as k passes of "take the
+            // best, remove it". The scores are left as they are.
+            var bestScore = [Float](repeating: -.infinity, count: k), bestIndex = [Int32](repeating: -1, count: k)
             for q in context.groups where q < queryCount {
                 let base = q * rows
                 for j in 0..<k {
-                    var best = -Float.infinity, bestIndex = -1
-                    for r in 0..<rows where scores[base + r] > best { best = scores[base + r]; bestIndex = r }
-                    outIndex[q * k + j] = Int32(bestIndex)
-                    outScore[q * k + j] = best
-                    if bestIndex >= 0 { scores[base + bestIndex] = -.infinity }
+                    bestScore[j] = -.infinity
+                    bestIndex[j] = -1
+                }
+                for r in 0..<rows {
+                    let s = scores[base + r]
+                    guard s > bestScore[k - 1] else { continue }
+                    var j = k - 1
+                    while j > 0, s > bestScore[j - 1] {
+                        bestScore[j] = bestScore[j - 1]
+                        bestIndex[j] = bestIndex[j - 1]
+                        j -= 1
+                    }
+                    bestScore[j] = s
+                    bestIndex[j] = Int32(r)
+                }
+                for j in 0..<k {
+                    outIndex[q * k + j] = bestIndex[j]
+                    outScore[q * k + j] = bestScore[j]
                 }
             }
         },
@@ -202,20 +215,11 @@ public enum BuiltinKernels {
         }
     }
 
-    /// partial[g] = sum of `term(i)` over group g's share, accumulated in double.
+    /// partial[g] = `reduce(share)` over group g's share of the input.
     static func reduceGroups(
         _ context: CPUKernelContext, n: Int, into partial: UnsafeMutableBufferPointer<Float>,
-        _ term: (Int) -> Double
+        _ reduce: (Range<Int>) -> Double
     ) throws {
-        for g in context.groups {
-            var acc = 0.0
-            for i in share(g, n: n, groups: context.launch.groups.x) { acc += term(i) }
-            partial[g] = Float(acc)
-        }
+        for g in context.groups { partial[g] = Float(reduce(share(g, n: n, groups: context.launch.groups.x))) }
     }
-}
-
-extension Float {
-    /// e^self, by the C library's `expf`.
-    var exponential: Float { expf(self) }
 }

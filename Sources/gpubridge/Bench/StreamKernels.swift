@@ -113,6 +113,16 @@ enum StreamKernels {
     }
 }
 
+extension StreamKernels {
+    /// The README's first kernel, as written there (`for i in context.items where i < c.count`), to measure a kernel
+    /// written the plain way against the tuned `add`.
+    static let readmeAdd = KernelSource(name: "add") { context in
+        let a = try context.buffer(0, as: Float.self), b = try context.buffer(1, as: Float.self)
+        let c = try context.buffer(2, as: Float.self)
+        for i in context.items where i < c.count { c[i] = a[i] + b[i] }
+    }
+}
+
 /// float32 and float64, as the STREAM kernels use them.
 protocol StreamElement: BinaryFloatingPoint, BitwiseCopyable, Sendable, SIMDScalar, Codable {
     static var kernelTypeName: String { get }

@@ -65,6 +65,21 @@ struct Suites {
                 "stream", "add \(t)", device: device, unit: "GB/s", size: n, sizeUnit: "elements", samples: samples,
                 verified: ok, rate: gbps(3 * n * bytes)))
 
+        if device.id.backend == .cpu, T.self == Float.self {
+            progress.say("stream add float, the README's kernel, on \(device.id)")
+            let readme = try device.compile(StreamKernels.readmeAdd)
+            try await c.raw.enqueueFill(pattern: [0]).wait()
+            samples = try await sample(repeats: repeats) {
+                try await device.launch(readme, launch, arguments: [.buffer(a), .buffer(b), .buffer(c)])
+            }
+            ok = try c.toArray(offset: n - 1, count: 1)[0] == 4 && c.toArray(offset: 0, count: 1)[0] == 4
+            figures.append(
+                figure(
+                    "stream", "add float, README kernel", device: device, unit: "GB/s", size: n, sizeUnit: "elements",
+                    samples: samples, verified: ok, note: "for i in context.items where i < c.count",
+                    rate: gbps(3 * n * bytes)))
+        }
+
         progress.say("stream triad \(t) on \(device.id)")
         let triad = try kernel("triad")
         samples = try await sample(repeats: repeats) {

@@ -1,0 +1,116 @@
+import Glibc
+import Testing
+
+@testable import GPUBridge
+
+/// The distance between two floats in units in the last place (0 when both are NaN or equal infinities).
+private func ulps(_ a: Float, _ b: Float) -> Int {
+    if a.isNaN && b.isNaN { return 0 }
+    if a == b { return 0 }
+    if a.isNaN || b.isNaN || a.isInfinite || b.isInfinite { return Int.max }
+    func ordered(_ x: Float) -> Int {
+        let bits = Int(Int32(bitPattern: x.bitPattern))
+        return bits < 0 ? Int(Int32.min) - bits : bits
+    }
+    return abs(ordered(a) - ordered(b))
+}
+
+/// Deterministic floats in [lo, hi).
+private func floats(_ count: Int, _ lo: Float, _ hi: Float, seed: UInt64) -> [Float] {
+    var state = seed | 1
+    return (0..<count).map { _ in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return lo + (hi - lo) * Float(state >> 40) / Float(1 << 24)
+    }
+}
+
+@Suite("CPU vector math: exp, sums, dot products, maxima")
+struct CPUVectorMathTests {
+    static func exp16(_ values: [Float]) -> [Float] {
+        var out: [Float] = []
+        for start in stride(from: 0, to: values.count, by: 16) {
+            var lanes = CPUVectorMath.Lanes(repeating: .nan)
+            for j in 0..<16 where start + j < values.count { lanes[j] = values[start + j] }
+            let e = CPUVectorMath.exp(lanes)
+            for j in 0..<16 where start + j < values.count { out.append(e[j]) }
+        }
+        return out
+    }
+
+    @Test("exp is within 2 ulp of expf over the normal range, every 1/64 step and at the edges")
+    func expAccuracy() {
+        let sweep = stride(from: Float(-87.3), through: 88.72, by: 1.0 / 64).map { $0 }
+        let edges: [Float] = [
+            0, -0.0, 1, -1, 1e-30, -1e-30, 88.72, 88.5, 88.376, 88.377, -87.33, -87.3, 0.693_147_2, -0.693_147_2,
+        ]
+        let inputs = sweep + edges
+        let got = Self.exp16(inputs)
+        var worst = (ulps: 0, x: Float(0))
+        for (i, x) in inputs.enumerated() {
+            let u = ulps(got[i], expf(x))
+            if u > worst.ulps { worst = (u, x) }
+        }
+        #expect(worst.ulps <= 2, "worst: \(worst.ulps) ulp at x = \(worst.x)")
+    }
+
+    @Test("exp outside the range: 0 below, infinity above, NaN for NaN")
+    func expEdges() {
+        let got = Self.exp16([-87.4, -100, -.infinity, 88.73, 1000, .infinity, .nan])
+        #expect(got[0] == 0 && got[1] == 0 && got[2] == 0)
+        #expect(got[3] == .infinity && got[4] == .infinity && got[5] == .infinity)
+        #expect(got[6].isNaN)
+    }
+
+    @Test("sum and dot match a double-precision loop for lengths that leave every tail, and sub-ranges")
+    func sumAndDot() {
+        for count in [0, 1, 15, 16, 31, 32, 33, 4095, 4096, 4097, 10_000 + 7] {
+            let x = floats(count, -1, 1, seed: UInt64(count) + 1), y = floats(count, -2, 2, seed: UInt64(count) + 99)
+            let lower = count / 3
+            let wantSum = x[lower...].reduce(0.0) { $0 + Double($1) }
+            let wantDot = zip(x[lower...], y[lower...]).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let bound = Double(count) * 1e-6 + 1e-6
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeBufferPointer { yp in
+                    let sum = CPUVectorMath.sum(xp.baseAddress ?? UnsafePointer(bitPattern: 64)!, lower..<count)
+                    let dot = CPUVectorMath.dot(
+                        xp.baseAddress ?? UnsafePointer(bitPattern: 64)!,
+                        yp.baseAddress ?? UnsafePointer(bitPattern: 64)!,
+                        lower..<count)
+                    #expect(abs(sum - wantSum) <= bound, "count \(count): sum \(sum) want \(wantSum)")
+                    #expect(abs(dot - wantDot) <= 2 * bound, "count \(count): dot \(dot) want \(wantDot)")
+                }
+            }
+        }
+    }
+
+    @Test("maximum finds the largest element in any lane or the tail, and skips NaN")
+    func maximum() {
+        for count in [1, 15, 16, 17, 100] {
+            for position in Set([0, count / 2, count - 1]) {
+                var x = [Float](repeating: -3, count: count)
+                x[position] = 7
+                if count > 2 { x[(position + 1) % count] = .nan }
+                let m = x.withUnsafeBufferPointer { CPUVectorMath.maximum($0.baseAddress!, count: count) }
+                #expect(m == 7, "count \(count) position \(position): \(m)")
+            }
+        }
+    }
+
+    @Test("softmax rows through exponentials and scale sum to 1 and match the double reference")
+    func softmaxRows() {
+        for cols in [1, 7, 16, 100, 1000] {
+            let x = floats(cols, -20, 20, seed: UInt64(cols))
+            var y = [Float](repeating: .nan, count: cols)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let m = CPUVectorMath.maximum(xp.baseAddress!, count: cols)
+                    let sum = CPUVectorMath.exponentials(xp.baseAddress!, yp.baseAddress!, count: cols, shift: m)
+                    CPUVectorMath.scale(yp.baseAddress!, count: cols, by: 1 / sum)
+                }
+            }
+            let want = HostReference.softmax(x, rows: 1, cols: cols)
+            let worst = (0..<cols).map { abs(Double(y[$0]) - want[$0]) }.max() ?? 0
+            #expect(worst <= 1e-6, "cols \(cols): worst difference \(worst)")
+        }
+    }
+}
