@@ -50,14 +50,14 @@ def checked(f):
 def check_mark(f):
     return "" if f.get("verified") is True else " (no result check)"
 
-def compare(backend, suite, name, peer, peer_name=None, lower_is_better=False, label=None):
+def compare(backend, suite, name, peer, peer_name=None, lower_is_better=False, label=None, peer_suite=None):
     mine = ours_for(backend, suite, name)
-    theirs = peers.get((peer, suite, peer_name or name))
+    theirs = peers.get((peer, peer_suite or suite, peer_name or name))
     if mine is None or not theirs:
         return
     if not checked(mine):
         return
-    if peer_units.get((peer, suite, peer_name or name)) != mine["unit"]:
+    if peer_units.get((peer, peer_suite or suite, peer_name or name)) != mine["unit"]:
         return
     ref = sum(theirs) / len(theirs)
     ratio = (ref / mine["median"]) if lower_is_better else (mine["median"] / ref)
@@ -80,10 +80,10 @@ compare("cpu", "stream", "add float, README kernel", "numpy", peer_name="add flo
         label="stream add float, the README's kernel: CPU backend vs numpy c=a+b")
 # gpubridge run vector-add phase by phase (copy in, launch, copy out) against the roof's add.
 for phase in ("copy-in", "launch", "copy-out"):
-    compare("cpu", "memory", f"vector-add {phase}", "c-stream", peer_name="add float",
+    compare("cpu", "memory", f"vector-add {phase}", "c-stream", peer_name="add float", peer_suite="stream",
             label=f"run vector-add {phase}: CPU backend vs C + OpenMP add")
 # Reading back into a new array pays the first touch of its pages; the C copy into fresh memory pays the same.
-compare("cpu", "memory", "vector-add copy-out", "c-stream", peer_name="copy float, fresh destination",
+compare("cpu", "memory", "vector-add copy-out", "c-stream", peer_name="copy float, fresh destination", peer_suite="stream",
         label="run vector-add copy-out: CPU backend vs C + OpenMP copy into fresh memory")
 compare("opencl", "launch", "launch+wait", "pyopencl", lower_is_better=True, label="launch+wait: OpenCL vs pyopencl (higher is better)")
 compare("opencl", "launch", "queued launches", "pyopencl", label="queued launches/s: OpenCL vs pyopencl")

@@ -26,16 +26,7 @@ private func floats(_ count: Int, _ lo: Float, _ hi: Float, seed: UInt64) -> [Fl
 
 @Suite("CPU vector math: exp, sums, dot products, maxima")
 struct CPUVectorMathTests {
-    static func exp16(_ values: [Float]) -> [Float] {
-        var out: [Float] = []
-        for start in stride(from: 0, to: values.count, by: 16) {
-            var lanes = CPUVectorMath.Lanes(repeating: .nan)
-            for j in 0..<16 where start + j < values.count { lanes[j] = values[start + j] }
-            let e = CPUVectorMath.exp(lanes)
-            for j in 0..<16 where start + j < values.count { out.append(e[j]) }
-        }
-        return out
-    }
+    static func exp16(_ values: [Float]) -> [Float] { values.map { CPUVectorMath.exp($0) } }
 
     @Test("exp is within 2 ulp of expf over the normal range, every 1/64 step and at the edges")
     func expAccuracy() {

@@ -1,7 +1,12 @@
 import Glibc
 
-/// The vector loops behind the CPU backend's built-in reductions, softmax and cosine scores: 16 float lanes at a time
-/// (`SIMD16<Float>`, which the compiler maps to the host's vector registers), with a scalar loop for the tail.
+/// The vector loops behind the CPU backend's built-in reductions, softmax and cosine scores.
+///
+/// Two kinds of loop, both compiled to the host's vector instructions: sums and dot products load 16 floats at a time
+/// as `SIMD16<Float>` and use only its `+` and `*` (the operations the standard library maps straight to vector
+/// instructions; its generic helpers such as `addProduct`, `pointwiseMax`, `rounded` and `replace(with:where:)` run
+/// lane by lane, and measured several times slower than scalar code); element-wise loops (exp, scale) are plain
+/// scalar loops without traps or calls, which the compiler vectorises itself.
 ///
 /// Sums accumulate in float lanes over blocks of `block` elements and add each block's total into a `Double`, so the
 /// error stays that of a short float sum however long the input. `exp` is a Cephes-style polynomial (range reduction
@@ -18,11 +23,6 @@ enum CPUVectorMath {
     @inline(__always)
     static func load(_ p: UnsafePointer<Float>, _ i: Int) -> Lanes {
         UnsafeRawPointer(p + i).loadUnaligned(as: Lanes.self)
-    }
-
-    @inline(__always)
-    static func store(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ i: Int) {
-        UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: Lanes.self)
     }
 
     /// The sum of `x[range]`.
@@ -58,8 +58,8 @@ enum CPUVectorMath {
             var a = Lanes(), b = Lanes()
             var i = start
             while i + 2 * width <= end {
-                a.addProduct(load(x, i), load(y, i))
-                b.addProduct(load(x, i + width), load(y, i + width))
+                a += load(x, i) * load(y, i)
+                b += load(x, i + width) * load(y, i + width)
                 i += 2 * width
             }
             var tail: Float = 0
@@ -73,57 +73,36 @@ enum CPUVectorMath {
         return total
     }
 
-    /// The largest of `x[0 ..< count]` (-infinity when empty; NaNs are skipped, as `max` skips them).
+    /// The largest of `x[0 ..< count]` (-infinity when empty; NaNs are skipped, as `max` skips them). Four
+    /// independent running maxima, so the comparisons do not wait on each other.
     static func maximum(_ x: UnsafePointer<Float>, count: Int) -> Float {
-        var m = Lanes(repeating: -.infinity)
+        var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
         var i = 0
-        while i + width <= count {
-            m = pointwiseMax(m, load(x, i))
-            i += width
+        while i + 4 <= count {
+            if x[i] > m0 { m0 = x[i] }
+            if x[i + 1] > m1 { m1 = x[i + 1] }
+            if x[i + 2] > m2 { m2 = x[i + 2] }
+            if x[i + 3] > m3 { m3 = x[i + 3] }
+            i += 4
         }
-        var result = m.max()
         while i < count {
-            result = Swift.max(result, x[i])
+            if x[i] > m0 { m0 = x[i] }
             i += 1
         }
-        return result
+        return Swift.max(Swift.max(m0, m1), Swift.max(m2, m3))
     }
 
     /// `y[i] = e^(x[i] - shift)` for `i < count`; returns the sum of the `y`.
     static func exponentials(
         _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, shift: Float
     ) -> Float {
-        let s = Lanes(repeating: shift)
-        var acc = Lanes()
-        var i = 0
-        while i + width <= count {
-            let e = exp(load(x, i) - s)
-            store(e, y, i)
-            acc += e
-            i += width
-        }
-        var total = acc.sum()
-        while i < count {
-            let e = expf(x[i] - shift)
-            y[i] = e
-            total += e
-            i += 1
-        }
-        return total
+        for i in 0..<count { y[i] = exp(x[i] - shift) }
+        return Float(sum(UnsafePointer(y), 0..<count))
     }
 
     /// `y[i] *= factor` for `i < count`.
     static func scale(_ y: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
-        let f = Lanes(repeating: factor)
-        var i = 0
-        while i + width <= count {
-            store(load(y, i) * f, y, i)
-            i += width
-        }
-        while i < count {
-            y[i] *= factor
-            i += 1
-        }
+        for i in 0..<count { y[i] *= factor }
     }
 
     /// The dot product of `a[0 ..< count]` and `b[0 ..< count]` and the squared norm of `b`, in float.
@@ -133,8 +112,8 @@ enum CPUVectorMath {
         var i = 0
         while i + width <= count {
             let u = load(a, i), v = load(b, i)
-            d.addProduct(u, v)
-            n.addProduct(v, v)
+            d += u * v
+            n += v * v
             i += width
         }
         var dot = d.sum(), norm = n.sum()
@@ -146,31 +125,33 @@ enum CPUVectorMath {
         return (dot, norm)
     }
 
-    /// e^x in every lane.
+    /// e^x, written without branches, traps or calls so that a loop over it vectorises.
     @inline(__always)
-    static func exp(_ x: Lanes) -> Lanes {
-        let high = Lanes(repeating: 88.72283), low = Lanes(repeating: -87.33654)
-        let clamped = pointwiseMin(pointwiseMax(x, low), high)
+    static func exp(_ x: Float) -> Float {
+        let high: Float = 88.72283, low: Float = -87.33654
+        let clamped = Swift.min(Swift.max(x, low), high)
+        // n = round(x / ln2) by the 1.5 * 2^23 trick: adding it leaves n in the low mantissa bits, in round-to-nearest.
+        let magic: Float = 12_582_912
+        let shifted = clamped * 1.442_695_04 + magic
+        let n = shifted - magic
+        let whole = Int32(bitPattern: shifted.bitPattern &- magic.bitPattern)
         // x = n ln2 + r, |r| <= ln2 / 2; ln2 split in two parts so n ln2 is exact.
-        let n = (clamped * Lanes(repeating: 1.442_695_04) + Lanes(repeating: 0.5)).rounded(.down)
-        var r = clamped - n * Lanes(repeating: 0.693_359_375)
-        r = r - n * Lanes(repeating: -2.121_944_4e-4)
-        var p = Lanes(repeating: 1.987_569_15e-4)
-        p = p * r + Lanes(repeating: 1.398_199_95e-3)
-        p = p * r + Lanes(repeating: 8.333_451_9e-3)
-        p = p * r + Lanes(repeating: 4.166_579_59e-2)
-        p = p * r + Lanes(repeating: 1.666_666_55e-1)
-        p = p * r + Lanes(repeating: 5.000_000_12e-1)
-        p = p * (r * r) + r + Lanes(repeating: 1)
+        var r = clamped - n * 0.693_359_375
+        r = r - n * -2.121_944_4e-4
+        var p: Float = 1.987_569_15e-4
+        p = p * r + 1.398_199_95e-3
+        p = p * r + 8.333_451_9e-3
+        p = p * r + 4.166_579_59e-2
+        p = p * r + 1.666_666_55e-1
+        p = p * r + 5.000_000_12e-1
+        p = p * (r * r) + r + 1
         // 2^n by the exponent bits. n is in [-126, 128] after the clamp; 2^128 is not a float, so n = 128 scales by
         // 2^127 and then by 2.
-        let whole = SIMD16<Int32>(n, rounding: .towardZero)
-        let exponent = (pointwiseMin(whole, SIMD16<Int32>(repeating: 127)) &+ 127) &<< 23
-        var result = p * unsafeBitCast(exponent, to: Lanes.self)
-        result.replace(with: result * 2, where: whole .== 128)
-        result.replace(with: 0, where: x .< low)
-        result.replace(with: .infinity, where: x .> high)
-        result.replace(with: x, where: x .!= x)
-        return result
+        let capped = Swift.min(whole, 127)
+        var result = p * Float(bitPattern: UInt32(bitPattern: (capped &+ 127) &<< 23))
+        result = whole > 127 ? result * 2 : result
+        result = x < low ? 0 : result
+        result = x > high ? .infinity : result
+        return x.isNaN ? x : result
     }
 }
