@@ -130,6 +130,8 @@ struct BLASMatmulTests {
             // The CPU backend splits launches across cores itself, so OpenBLAS is held to one thread per call.
             #expect(library.threadsPerCall == 1)
             #expect(line.hasPrefix("OpenBLAS") && line.contains(" at /"), "\(line)")
+            // The link the loader opened is resolved to the file behind it.
+            #expect(line.contains(BLASLibrary.resolved(library.path)), "\(line)")
         } else {
             #expect(line.hasSuffix("matmul uses the built-in kernel"), "\(line)")
         }

@@ -1,3 +1,5 @@
+import Glibc
+
 /// A CBLAS library found at run time, which the CPU backend's `matmul` calls instead of its own tiled loop.
 ///
 /// Search order: the `GPUBRIDGE_BLAS` environment variable (a library path, or `off` to use no BLAS), then
@@ -112,7 +114,17 @@ struct BLASLibrary: Sendable {
             what = "CBLAS (not OpenBLAS: no openblas_get_config)"
         }
         let threads = threadsPerCall.map { ", \($0) thread\($0 == 1 ? "" : "s") per call" } ?? ""
-        return "\(what) at \(path)\(threads)"
+        // The loader's path is often a link chosen by the distribution (Debian's alternatives); name the file too.
+        let file = Self.resolved(path)
+        let location = file == path ? path : "\(path) (\(file))"
+        return "\(what) at \(location)\(threads)"
+    }
+
+    /// `path` with every symbolic link resolved, or `path` itself when it cannot be resolved.
+    static func resolved(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 }
 

@@ -105,24 +105,21 @@ enum CPUVectorMath {
         for i in 0..<count { y[i] *= factor }
     }
 
-    /// The dot product of `a[0 ..< count]` and `b[0 ..< count]` and the squared norm of `b`, in float.
+    /// The dot product of two short vectors `a[0 ..< count]` and `b[0 ..< count]` (a row of a matrix), in float.
     @inline(__always)
-    static func dotAndNorm(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> (Float, Float) {
-        var d = Lanes(), n = Lanes()
+    static func shortDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+        var d = Lanes()
         var i = 0
         while i + width <= count {
-            let u = load(a, i), v = load(b, i)
-            d += u * v
-            n += v * v
+            d += load(a, i) * load(b, i)
             i += width
         }
-        var dot = d.sum(), norm = n.sum()
+        var dot = d.sum()
         while i < count {
             dot += a[i] * b[i]
-            norm += b[i] * b[i]
             i += 1
         }
-        return (dot, norm)
+        return dot
     }
 
     /// e^x, written without branches, traps or calls so that a loop over it vectorises.

@@ -121,17 +121,30 @@ public enum BuiltinKernels {
             let queries = try context.buffer(0, as: Float.self), matrix = try context.buffer(1, as: Float.self)
             let scores = try context.buffer(2, as: Float.self)
             let queryCount = try context.integer(3), rows = try context.integer(4), dim = try context.integer(5)
-            let gx = context.launch.groups.x, size = context.launch.groupSize.x
+            let blocks = context.launch.groups.x, queryGroups = context.launch.groups.y
+            let size = context.launch.groupSize.x
             guard let qs = queries.baseAddress, let ms = matrix.baseAddress else { return }
-            for g in context.groups {
-                let q = g / gx
-                guard q < queryCount else { continue }
+            // On the CPU a group index is read block-major (t = block * queryGroups + q), a different but equally
+            // complete assignment of the same (block, query) pairs: the queries of one block of rows then run back to
+            // back, so the block is read from memory once and its row norms are computed once, not once per query.
+            var norms = [Float](repeating: 0, count: size)
+            var normsOf = -1
+            for t in context.groups {
+                let block = t / queryGroups, q = t % queryGroups
+                guard q < queryCount, block < blocks else { continue }
+                let r0 = block * size, r1 = min(rows, r0 + size)
+                if normsOf != block {
+                    for r in r0..<r1 {
+                        let row = ms + r * dim
+                        norms[r - r0] = CPUVectorMath.shortDot(row, row, count: dim).squareRoot()
+                    }
+                    normsOf = block
+                }
                 let query = qs + q * dim
-                let na = CPUVectorMath.dotAndNorm(query, query, count: dim).1.squareRoot()
-                let r0 = (g % gx) * size
-                for r in r0..<min(rows, r0 + size) {
-                    let (dot, nb) = CPUVectorMath.dotAndNorm(query, ms + r * dim, count: dim)
-                    let denom = na * nb.squareRoot()
+                let na = CPUVectorMath.shortDot(query, query, count: dim).squareRoot()
+                for r in r0..<r1 {
+                    let dot = CPUVectorMath.shortDot(query, ms + r * dim, count: dim)
+                    let denom = na * norms[r - r0]
                     scores[q * rows + r] = denom > 0 ? dot / denom : 0
                 }
             }
