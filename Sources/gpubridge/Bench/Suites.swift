@@ -319,7 +319,7 @@ struct Suites {
                     ) { work / $0 / 1e9 })
             }
         }
-        return figures
+        return figures + (try await residentKernels(device))
     }
 
     // MARK: batching
