@@ -39,7 +39,13 @@ struct CPUMemoryTests {
             let pointer = try CPUMemory.allocate(byteCount: size, cores: 3).get()
             #expect(UInt(bitPattern: pointer) % UInt(CPUBackend.alignment) == 0)
             if size >= CPUMemory.mappedBytes {
-                // A fresh mapping reads as zero after being faulted in.
+                // Every page is resident before anything touches it (faulted in by the allocation), and reads zero.
+                let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+                let pages = (size + pageSize - 1) / pageSize
+                var resident = [UInt8](repeating: 0, count: pages)
+                #expect(mincore(pointer, size, &resident) == 0)
+                let missing = resident.filter { $0 & 1 == 0 }.count
+                #expect(missing == 0, "size \(size): \(missing) of \(pages) pages not resident after allocation")
                 #expect(same(pointer, zeros, size), "size \(size)")
             }
             memcpy(pointer, patternBytes.baseAddress!, size)
@@ -126,10 +132,13 @@ struct CPUMemoryTests {
         let blocker = try device.compile(
             KernelSource(name: "wait_for_gate", scheduling: .perGroup) { _ in gate.wait() })
         let blocked = try device.enqueue(blocker, Launch(groups: Extent3(1), groupSize: Extent3(1)), arguments: [])
+        // A fill queued behind the blocked launch, then a copy from an array: the copy must land after the fill.
+        let fill = try buffer.raw.enqueueFill(pattern: [0])
         let reversed = Array(values.reversed())
         let copy = try buffer.enqueueCopy(from: reversed)
         gate.signal()
         try await blocked.wait()
+        try await fill.wait()
         try await copy.wait()
         #expect(try buffer.toArray() == reversed)
         let other = try device.makeBuffer(of: Float.self, count: count)

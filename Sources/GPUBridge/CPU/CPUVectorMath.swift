@@ -27,30 +27,18 @@ enum CPUVectorMath {
 
     /// The sum of `x[range]`.
     static func sum(_ x: UnsafePointer<Float>, _ range: Range<Int>) -> Double {
-        var total = 0.0
-        var start = range.lowerBound
-        while start < range.upperBound {
-            let end = min(range.upperBound, start + block)
-            var a = Lanes(), b = Lanes()
-            var i = start
-            while i + 2 * width <= end {
-                a += load(x, i)
-                b += load(x, i + width)
-                i += 2 * width
-            }
-            var tail: Float = 0
-            while i < end {
-                tail += x[i]
-                i += 1
-            }
-            total += Double((a + b).sum()) + Double(tail)
-            start = end
-        }
-        return total
+        blockSum(range, lanes: { load(x, $0) }, scalar: { x[$0] })
     }
 
     /// The dot product of `x[range]` and `y[range]`.
     static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ range: Range<Int>) -> Double {
+        blockSum(range, lanes: { load(x, $0) * load(y, $0) }, scalar: { x[$0] * y[$0] })
+    }
+
+    /// The sum of a term over `range`: `lanes(i)` gives the 16 terms from `i`, `scalar(i)` the one at `i`. Two lane
+    /// accumulators per block of `block` elements, each block's total added in double.
+    @inline(__always)
+    private static func blockSum(_ range: Range<Int>, lanes: (Int) -> Lanes, scalar: (Int) -> Float) -> Double {
         var total = 0.0
         var start = range.lowerBound
         while start < range.upperBound {
@@ -58,13 +46,13 @@ enum CPUVectorMath {
             var a = Lanes(), b = Lanes()
             var i = start
             while i + 2 * width <= end {
-                a += load(x, i) * load(y, i)
-                b += load(x, i + width) * load(y, i + width)
+                a += lanes(i)
+                b += lanes(i + width)
                 i += 2 * width
             }
             var tail: Float = 0
             while i < end {
-                tail += x[i] * y[i]
+                tail += scalar(i)
                 i += 1
             }
             total += Double((a + b).sum()) + Double(tail)

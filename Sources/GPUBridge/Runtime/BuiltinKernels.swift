@@ -62,8 +62,11 @@ public enum BuiltinKernels {
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
             let partial = try context.buffer(2, as: Float.self)
             let n = try context.integer(3)
-            guard let xs = x.baseAddress, let ys = y.baseAddress else { return }
-            try reduceGroups(context, n: n, into: partial) { range in CPUVectorMath.dot(xs, ys, range) }
+            try reduceGroups(context, n: n, into: partial) { range in
+                // Empty buffers have no address; their shares are empty and sum to 0.
+                guard let xs = x.baseAddress, let ys = y.baseAddress else { return 0 }
+                return CPUVectorMath.dot(xs, ys, range)
+            }
         },
         KernelDefinition(
             id: "sum_partial", summary: "partial[g] = sum of x[i] over group g's share of the input (reduction stage)",
@@ -75,8 +78,9 @@ public enum BuiltinKernels {
         ) { context in
             let x = try context.buffer(0, as: Float.self)
             let partial = try context.buffer(1, as: Float.self)
-            guard let xs = x.baseAddress else { return }
-            try reduceGroups(context, n: try context.integer(2), into: partial) { range in CPUVectorMath.sum(xs, range)
+            try reduceGroups(context, n: try context.integer(2), into: partial) { range in
+                guard let xs = x.baseAddress else { return 0 }
+                return CPUVectorMath.sum(xs, range)
             }
         },
         KernelDefinition(
