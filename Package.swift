@@ -147,7 +147,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GPUBridgeCUDATests",
-            dependencies: ["GPUBridge", "GPUBridgeCUDA"],
+            dependencies: ["GPUBridge", "GPUBridgeCUDA", "GPUBridgeTestSupport"],
             swiftSettings: strict
         ),
     ]

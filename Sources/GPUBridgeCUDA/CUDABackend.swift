@@ -534,7 +534,12 @@ public final class CUDABackend: DeviceBackend {
     // MARK: Program
 
     public func load(_ binary: KernelBinary, source: KernelSource) throws(GPUBridgeError) -> any KernelProgram {
-        try CUDAProgram(backend: self, binary: binary, source: source)
+        let compiled = try CUDAProgram(backend: self, binary: binary, source: source)
+        // A kernel declaring SGEMM runs cuBLAS in its place where cuBLAS was found.
+        if source.routine == .sgemm, case let .success(cublas) = CUBLASLibrary.shared {
+            return CUDALibraryGEMM(kernel: compiled, backend: self, library: cublas)
+        }
+        return compiled
     }
 
     // MARK: Queue

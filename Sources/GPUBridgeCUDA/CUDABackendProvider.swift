@@ -5,7 +5,8 @@ import GPUBridge
 ///
 /// Discovery never throws: a missing library, a failed `cuInit` or no device becomes `unavailableReason`, with the
 /// loader's or driver's own words. `details` names the driver library and version, how symbols were resolved, each
-/// device, and where NVRTC was found (path, origin, version) or why it was not.
+/// device, where NVRTC was found (path, origin, version) or why it was not, and the `blas` line: whether `matmul` runs
+/// cuBLAS (`CUBLASLibrary.shared`) or the built-in kernel.
 public struct CUDABackendProvider: BackendProvider {
     public var options: CUDABackend.Options
 
@@ -33,12 +34,16 @@ public struct CUDABackendProvider: BackendProvider {
         case let .failure(reason):
             return BackendReport(
                 backend: .cuda, devices: [], unavailableReason: reason.description,
-                details: [("library", options.libraryPath), nvrtcDetail])
+                details: [
+                    ("library", options.libraryPath), nvrtcDetail,
+                    ("blas", CUBLASLibrary.summary(CUBLASLibrary.shared)),
+                ])
         }
         details.append(("library", driver.library.path(containing: "cuInit") ?? options.libraryPath))
         details.append(("driver", "CUDA \(driver.versionString) (cuDriverGetVersion \(driver.driverVersion))"))
         details.append(("symbols", driver.resolution))
         details.append(nvrtcDetail)
+        details.append(("blas", CUBLASLibrary.summary(CUBLASLibrary.shared)))
 
         var count: Int32 = 0
         let status = driver.cuDeviceGetCount(&count)

@@ -293,7 +293,7 @@ public final class OpenCLBackend: DeviceBackend {
 
     /// The allocation's memory object.
     @inline(__always)
-    private func memoryObject(_ region: DeviceRegion) throws(GPUBridgeError) -> OpaquePointer {
+    func memoryObject(_ region: DeviceRegion) throws(GPUBridgeError) -> OpaquePointer {
         guard let mem = CLObject(bits: region.handle) else {
             throw .invalidArgument(name: "region.handle", value: "0", limit: "a cl_mem made by OpenCLBackend.allocate")
         }

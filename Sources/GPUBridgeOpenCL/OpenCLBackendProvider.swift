@@ -6,7 +6,8 @@ import Glibc
 ///
 /// Never throws: a missing library, no platform or no device is a `BackendReport` with `unavailableReason` saying
 /// which. Devices older than OpenCL 1.2 or marked unavailable are skipped and listed in the report's details.
-/// Discovery loads a library and talks to every driver; call it once and keep the backends.
+/// Discovery loads a library and talks to every driver; call it once and keep the backends. The report's `blas` line
+/// says whether `matmul` runs CLBlast (`CLBlastLibrary.shared`) or the built-in kernel.
 public struct OpenCLBackendProvider: BackendProvider {
     /// The library opened when neither `libraryPath` nor `GPUBRIDGE_OPENCL_LIBRARY` says otherwise.
     public static let defaultLibrary = "libOpenCL.so.1"
@@ -121,6 +122,7 @@ public struct OpenCLBackendProvider: BackendProvider {
                 unavailableReason: "no usable OpenCL device (\(platformSummaries.joined(separator: "; ")))",
                 details: details)
         }
+        details.append(("blas", CLBlastLibrary.summary(CLBlastLibrary.shared)))
         return BackendReport(backend: .opencl, devices: backends, details: details)
     }
 

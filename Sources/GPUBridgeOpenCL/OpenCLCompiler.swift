@@ -101,7 +101,8 @@ extension OpenCLBackend {
     /// The `KernelBinary.format` of binaries this backend makes and loads.
     public static var binaryFormat: String { "opencl-binary" }
 
-    /// Makes a program from a binary `compile` produced (in this process or an earlier one) and finds its kernel.
+    /// Makes a program from a binary `compile` produced (in this process or an earlier one) and finds its kernel. A
+    /// source declaring `LibraryRoutine.sgemm` loads as an `OpenCLLibraryGEMM` when CLBlast was found.
     public func load(_ binary: KernelBinary, source: KernelSource) throws(GPUBridgeError) -> any KernelProgram {
         guard binary.format == Self.binaryFormat else {
             throw .unsupported(feature: "loading \(binary.format) binaries", backend: "opencl")
@@ -142,9 +143,14 @@ extension OpenCLBackend {
                 let groupItems = try library.infoValue("clGetKernelWorkGroupInfo", 0 as Int) {
                     library.getKernelWorkGroupInfo(kernel, device.pointer, CL.kernelWorkGroupSize, $0, $1, $2)
                 }
-                return OpenCLProgram(
+                let compiled = OpenCLProgram(
                     backend: self, program: CLObject(program), kernel: kernel, name: source.name,
                     entryPoint: source.entryPoint, parameterCount: Int(arguments), maxGroupItems: groupItems)
+                // A kernel declaring SGEMM runs CLBlast in its place where CLBlast was found.
+                if source.routine == .sgemm, case let .success(clblast) = CLBlastLibrary.shared {
+                    return OpenCLLibraryGEMM(kernel: compiled, library: clblast)
+                }
+                return compiled
             } catch {
                 _ = library.releaseKernel(kernel)
                 throw error

@@ -26,39 +26,8 @@ private let shapes: [(m: Int, n: Int, k: Int)] = [
 
 @Suite("CPU matmul through OpenBLAS and the built-in fallback")
 struct BLASMatmulTests {
-    /// Deterministic values in [-1, 1).
-    static func values(_ count: Int, seed: UInt64) -> [Float] {
-        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-        return (0..<count).map { _ in
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Float(Int64(bitPattern: state >> 11) % 2048) / 1024 - 1
-        }
-    }
-
-    /// Launches `kernel` as `Operations.matmul` does, on a C pre-filled with NaN (so an unwritten element fails), and
-    /// checks every element against a double-precision host product within 4·K·ε of Σ|a||b| (the classic bound on a
-    /// float dot product's rounding error). Returns the number of bad elements.
-    static func mismatches(
-        _ kernel: Kernel, on device: Device, m: Int, n: Int, k: Int
-    ) async throws -> Int {
-        let a = values(m * k, seed: UInt64(m * 1000 + k)), b = values(k * n, seed: UInt64(n * 1000 + k + 7))
-        let tile = BuiltinKernels.tile
-        let aBuffer = try device.makeBuffer(copying: a), bBuffer = try device.makeBuffer(copying: b)
-        let cBuffer = try device.makeBuffer(copying: [Float](repeating: .nan, count: m * n))
-        try await device.launch(
-            kernel,
-            Launch(groups: Extent3((n + tile - 1) / tile, (m + tile - 1) / tile), groupSize: Extent3(tile, tile)),
-            arguments: [
-                .buffer(aBuffer), .buffer(bBuffer), .buffer(cBuffer), .int32(Int32(m)), .int32(Int32(n)),
-                .int32(Int32(k)),
-            ])
-        let got = try cBuffer.toArray()
-        let want = HostReference.matmul(a, b, m: m, n: n, k: k)
-        let magnitude = HostReference.matmul(a.map(\.magnitude), b.map(\.magnitude), m: m, n: n, k: k)
-        let epsilon = 4 * Double(k) * Double(Float.ulpOfOne)
-        var bad = 0
-        for i in 0..<m * n where !(abs(Double(got[i]) - want[i]) <= epsilon * magnitude[i] + 1e-30) { bad += 1 }
-        return bad
+    static func mismatches(_ kernel: Kernel, on device: Device, m: Int, n: Int, k: Int) async throws -> Int {
+        try await MatmulCheck.mismatches(kernel, on: device, m: m, n: n, k: k)
     }
 
     /// A Swift kernel that runs `CPUMatmul` with `implementation`, split into chunks for any launch of two or more
@@ -131,7 +100,7 @@ struct BLASMatmulTests {
             #expect(library.threadsPerCall == 1)
             #expect(line.hasPrefix("OpenBLAS") && line.contains(" at /"), "\(line)")
             // The link the loader opened is resolved to the file behind it.
-            #expect(line.contains(BLASLibrary.resolved(library.path)), "\(line)")
+            #expect(line.contains(LibrarySearch.resolved(library.path)), "\(line)")
         } else {
             #expect(line.hasSuffix("matmul uses the built-in kernel"), "\(line)")
         }

@@ -115,30 +115,11 @@ struct BLASLibrary: Sendable {
         }
         let threads = threadsPerCall.map { ", \($0) thread\($0 == 1 ? "" : "s") per call" } ?? ""
         // The loader's path is often a link chosen by the distribution (Debian's alternatives); name the file too.
-        let file = Self.resolved(path)
+        let file = LibrarySearch.resolved(path)
         let location = file == path ? path : "\(path) (\(file))"
         return "\(what) at \(location)\(threads)"
-    }
-
-    /// `path` with every symbolic link resolved, or `path` itself when it cannot be resolved.
-    static func resolved(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return path }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 }
 
 /// Why no CBLAS was found: every candidate tried, in order, and why it was refused.
-struct BLASUnavailable: Error, Sendable, CustomStringConvertible {
-    /// One library name or path tried, and `dlerror()`'s text or the missing symbol.
-    struct Attempt: Sendable, Equatable {
-        let candidate: String
-        let reason: String
-    }
-
-    let attempts: [Attempt]
-
-    var description: String {
-        attempts.isEmpty ? "no candidates" : attempts.map { "\($0.candidate): \($0.reason)" }.joined(separator: "; ")
-    }
-}
+typealias BLASUnavailable = LibraryNotFound

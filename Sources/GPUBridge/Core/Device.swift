@@ -155,7 +155,9 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
                 backend: id.backend.rawValue, architecture: info.architecture,
                 compiler: backend.compilerVersion, flags: backend.compilerFlags(for: options),
                 language: source.language.rawValue, entryPoint: source.entryPoint, source: text)
-            let digest = key.digest
+            // A kernel declaring a routine may load as a library-backed program: keep it apart from the same text
+            // loaded without one.
+            let digest = source.routine.map { "\(key.digest)+\($0.rawValue)" } ?? key.digest
             if let program = programs.withLock({ $0[digest] }) {
                 cache.recordLoadedHit()
                 return Kernel(device: self, source: source, program: program)

@@ -82,6 +82,10 @@ public struct KernelSource: Sendable {
     public var entryPoint: String
     /// Declared parameters, where known: the runtime checks count, kinds, types and buffer extents before launch.
     public var parameters: [KernelParameter]?
+    /// The standard routine this kernel computes, when it computes one: a backend with a vendor library for it may
+    /// run the library in the kernel's place (see `LibraryRoutine`). Nil (the default) for a kernel that is always
+    /// launched as written.
+    public var routine: LibraryRoutine?
 
     /// A kernel written as text for a device compiler.
     public init(

@@ -94,7 +94,7 @@ public enum BuiltinKernels {
         ) { context in
             // cblas_sgemm when a BLAS was found (BLASLibrary), else the hand-written tiled loop.
             try CPUMatmul.run(context)
-        },
+        }.computing(.sgemm),
         KernelDefinition(
             id: "softmax_rows", summary: "y = softmax(x) along each row (float32, one group per row)",
             parameters: [

@@ -13,6 +13,9 @@ public struct KernelDefinition: Sendable {
     public var portable: PortableKernel?
     /// The CPU implementation, or nil when the kernel has none.
     public var swift: SwiftKernel?
+    /// The standard routine the kernel computes, when it computes one (`KernelSource.routine`): set on the sources
+    /// made for CUDA and OpenCL, where a vendor library may run in the kernel's place.
+    public var routine: LibraryRoutine?
 
     public init(
         id: String, summary: String, parameters: [KernelParameter], portableText: String?, entryPoint: String,
@@ -25,6 +28,13 @@ public struct KernelDefinition: Sendable {
             PortableKernel(name: id, text: $0, entryPoint: entryPoint, parameters: parameters)
         }
         self.swift = swift.map { SwiftKernel(scheduling: scheduling, $0) }
+    }
+
+    /// This definition declaring that its kernel computes `routine` (see `LibraryRoutine`).
+    public func computing(_ routine: LibraryRoutine) -> KernelDefinition {
+        var copy = self
+        copy.routine = routine
+        return copy
     }
 
     /// The backends this kernel has an implementation for.
@@ -42,7 +52,9 @@ public struct KernelDefinition: Sendable {
             return source
         case .cuda, .opencl:
             guard let portable else { throw .unsupported(feature: "kernel '\(id)'", backend: backend.rawValue) }
-            return try portable.source(for: backend == .cuda ? .cuda : .openCLC)
+            var source = try portable.source(for: backend == .cuda ? .cuda : .openCLC)
+            source.routine = routine
+            return source
         }
     }
 }
