@@ -143,16 +143,14 @@ struct RuntimeTests {
         #expect(spread[0].succeeded > 0 && spread[1].succeeded > 0)
         #expect(spread[0].succeeded + spread[1].succeeded == 200)
 
-        // The flaky device now fails every launch: three failures open its circuit...
+        // The flaky device now fails every launch: three failures open its circuit. A slot held on the steady device
+        // makes the flaky one the less loaded, so each request tries it first whatever the pools hold.
         flaky.setPlan(.init(always: [.launch]))
-        var opened = false
-        for _ in 0..<20 {
-            _ = try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3]))
-            if bridge.broker.states[0].circuit != .closed, bridge.broker.states[0].consecutiveFailures >= 3 {
-                opened = true; break
-            }
-        }
-        #expect(opened)
+        let busy = try #require(await bridge.broker.acquire(backends: [.cpu], excluding: [flaky.info.id]))
+        for _ in 0..<3 { #expect(try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3])) == [2, 4, 6]) }
+        bridge.broker.release(busy, succeeded: true)
+        #expect(bridge.broker.states[0].consecutiveFailures == 3)
+        #expect(bridge.broker.states[0].circuit != .closed)
         let failedBefore = flaky.injected(.launch)
         // ...and traffic moves away: with a zero probe interval each request may probe once, and fails over.
         for _ in 0..<10 { #expect(try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3])) == [2, 4, 6]) }
@@ -164,6 +162,39 @@ struct RuntimeTests {
         for _ in 0..<4 { _ = try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3])) }
         #expect(bridge.broker.states[0].circuit == .closed)
         #expect(bridge.broker.states[0].consecutiveFailures == 0)
+    }
+
+    @Test("a device whose probe is due gets the next request, even when an idle device has more memory free")
+    func probeGoesFirst() async throws {
+        let bridge = try bridge([CPUBackend(ordinal: 0), CPUBackend(ordinal: 1)]) {
+            $0.failureThreshold = 1
+            $0.probeInterval = .zero
+        }
+        let broker = bridge.broker, first = bridge.devices[0].id, second = bridge.devices[1].id
+        // The first device holds memory, so on load and memory alone the second would win every idle choice.
+        let held = try bridge.devices[0].makeBuffer(of: Float.self, count: 1 << 20)
+        #expect(broker.states[0].unreservedMemory < broker.states[1].unreservedMemory)
+        let idle = try #require(await broker.acquire(backends: [.cpu]))
+        #expect(idle.device.id == second)
+        broker.release(idle, succeeded: true)
+        let failing = try #require(await broker.acquire(backends: [.cpu], excluding: [second]))
+        broker.release(failing, succeeded: false)
+        #expect(broker.states[0].circuit == .halfOpen)  // threshold 1, probe interval zero
+
+        let probe = try #require(await broker.acquire(backends: [.cpu]))
+        #expect(probe.device.id == first)
+        // One probe at a time: while it runs, requests go elsewhere.
+        let other = try #require(await broker.acquire(backends: [.cpu]))
+        #expect(other.device.id == second)
+        broker.release(other, succeeded: true)
+        broker.release(probe, succeeded: true)
+        #expect(broker.states[0].circuit == .closed)
+        #expect(broker.states[0].consecutiveFailures == 0)
+        // Closed again, the choice is by load and memory: the second device.
+        let next = try #require(await broker.acquire(backends: [.cpu]))
+        #expect(next.device.id == second)
+        broker.release(next, succeeded: true)
+        _ = held
     }
 
     @Test("10 000 concurrent small requests through the batcher each get exactly their own result")

@@ -5,7 +5,8 @@ import Synchronization
 ///
 /// - **Choice**: backends in the caller's preference order; within a backend, the device with the fewest requests in
 ///   flight (running plus waiting for a slot), then the most memory this process has not reserved
-///   (`totalMemory - pool.bytesReserved`, a cheap estimate that needs no driver call).
+///   (`totalMemory - pool.bytesReserved`, a cheap estimate that needs no driver call). A device whose probe is due
+///   (below) comes before both.
 /// - **Concurrency**: at most `maxConcurrentLaunches` requests run on a device at once; more wait in FIFO order for a
 ///   slot (suspended, not blocking a thread).
 /// - **Circuit breaker**: after `failureThreshold` consecutive failures the device's circuit opens and it gets no
@@ -128,10 +129,13 @@ public final class DeviceBroker: Sendable {
                     if footprint > 0, memory < footprint, devices[i].pool.statistics.bytesCached < footprint {
                         continue
                     }
-                    let load = e.running + e.waiters.count
-                    if best == nil || load < best!.load || (load == best!.load && memory > best!.memory) {
-                        best = (i, load, memory, c == .halfOpen)
+                    let load = e.running + e.waiters.count, probe = c == .halfOpen
+                    // A probe that is due goes first: were it left to load and memory, a healed device would stay
+                    // out of service for as long as the others have spare slots.
+                    if let b = best, (b.probe ? 1 : 0, -b.load, b.memory) >= (probe ? 1 : 0, -load, memory) {
+                        continue
                     }
+                    best = (i, load, memory, probe)
                 }
                 if let best {
                     if best.probe { entries[best.index].probing = true }
