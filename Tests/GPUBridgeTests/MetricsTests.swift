@@ -61,7 +61,7 @@ struct MetricsTests {
         #expect(metrics.handler("gpubridge_pool_hits_total", dims).total == 2)
         #expect(metrics.handler("gpubridge_bytes_allocated_total", dims).total == Int64(BufferPool.smallSegmentSize))
         #expect(metrics.handler("gpubridge_kernels_launched_total", dims).total == 3)
-        #expect(metrics.handler("gpubridge_launch_latency", dims).count == 3)
+        #expect(metrics.handler("gpubridge_launch_latency_seconds", dims).count == 3)
         #expect(metrics.handler("gpubridge_bytes_copied_total", dims).total == 3 * 256 * 4)  // three uploads
     }
 }

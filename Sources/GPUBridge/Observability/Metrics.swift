@@ -27,7 +27,7 @@ struct DeviceMetrics: Sendable {
         let dimensions = [("device", device)]
         launches = Counter(label: "gpubridge_kernels_launched_total", dimensions: dimensions)
         launchFailures = Counter(label: "gpubridge_launch_failures_total", dimensions: dimensions)
-        launchLatency = Timer(label: "gpubridge_launch_latency", dimensions: dimensions)
+        launchLatency = Timer(label: "gpubridge_launch_latency_seconds", dimensions: dimensions)
         bytesCopied = Counter(label: "gpubridge_bytes_copied_total", dimensions: dimensions)
         compiles = Counter(label: "gpubridge_kernels_compiled_total", dimensions: dimensions)
         compileFailures = Counter(label: "gpubridge_compile_failures_total", dimensions: dimensions)

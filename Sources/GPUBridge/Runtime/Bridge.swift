@@ -225,7 +225,7 @@ public final class Bridge: Sendable {
                     backend: device.id.backend.rawValue, call: operation.name, code: -1, message: "\(error)"))
         }
         Timer(
-            label: "gpubridge_request_duration",
+            label: "gpubridge_request_duration_seconds",
             dimensions: [("device", device.id.description), ("operation", operation.name)]
         )
         .recordNanoseconds((clock.now - start).nanoseconds)

@@ -80,7 +80,7 @@ public final class ClusterNode: NodeCallHandler, ActorCallForwarder, Service {
     private let servedCounter = Counter(label: "gpubridge_cluster_calls_served_total")
     private let renewalFailures = Counter(label: "gpubridge_cluster_lease_renewal_failures_total")
     private let expiredCounter = Counter(label: "gpubridge_cluster_leases_expired_total")
-    private let callTimer = Metrics.Timer(label: "gpubridge_cluster_call_duration")
+    private let callTimer = Metrics.Timer(label: "gpubridge_cluster_call_duration_seconds")
     private let activationsGauge = Gauge(label: "gpubridge_cluster_activations")
     private let inFlightGauge = Gauge(label: "gpubridge_cluster_calls_in_flight")
     private let activeNodesGauge = Gauge(label: "gpubridge_cluster_active_nodes")
