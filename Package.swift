@@ -15,7 +15,17 @@ let package = Package(
         .library(name: "GPUBridgeCUDA", targets: ["GPUBridgeCUDA"]),
         .library(name: "GPUBridgeActors", targets: ["GPUBridgeActors"]),
         .library(name: "GPUBridgeCluster", targets: ["GPUBridgeCluster"]),
+        .library(name: "GPUBridgeOps", targets: ["GPUBridgeOps"]),
         .executable(name: "gpubridge", targets: ["gpubridge"]),
+    ],
+    traits: [
+        .trait(
+            name: "HTTP",
+            description: """
+                The operations endpoint (GPUBridgeOps on Hummingbird: /metrics, health probes, the JSON API) and \
+                `gpubridge serve` / `node --http`. Without it those targets build empty and the CLI refuses --http.
+                """),
+        .default(enabledTraits: ["HTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
     ],
     targets: [
         .target(
@@ -90,10 +101,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "GPUBridgeOps",
+            dependencies: [
+                "GPUBridge", "GPUBridgeActors", "GPUBridgeCluster",
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "gpubridge",
             dependencies: [
-                "GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeActors", "GPUBridgeCluster",
+                "GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeActors", "GPUBridgeCluster", "GPUBridgeOps",
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -142,6 +165,16 @@ let package = Package(
             dependencies: [
                 "GPUBridgeCluster", "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport",
                 "GPUBridgeActorsTestSupport",
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GPUBridgeOpsTests",
+            dependencies: [
+                "GPUBridgeOps", "GPUBridge", "GPUBridgeActors", "GPUBridgeTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
+                .product(name: "HummingbirdTesting", package: "hummingbird", condition: .when(traits: ["HTTP"])),
             ],
             swiftSettings: strict
         ),

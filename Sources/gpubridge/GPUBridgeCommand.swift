@@ -14,7 +14,7 @@ struct GPUBridgeCommand: AsyncParsableCommand {
         subcommands: [
             DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, CheckCommand.self,
             BenchCommand.self, DemoCommand.self,
-            NodeCommand.self, CallCommand.self, CertsCommand.self,
+            ServeCommand.self, NodeCommand.self, CallCommand.self, CertsCommand.self,
         ]
     )
 

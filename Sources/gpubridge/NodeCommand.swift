@@ -3,6 +3,7 @@ import Foundation
 import GPUBridge
 import GPUBridgeActors
 import GPUBridgeCluster
+import GPUBridgeOps
 import Logging
 import Metrics
 import Prometheus
@@ -26,6 +27,7 @@ struct NodeConfigFile: Decodable {
     var idleTimeoutS: Int?
     var statePath: String?
     var metricsFile: String?
+    var http: String?
     var maxCallBytes: Int?
 }
 
@@ -36,17 +38,19 @@ struct NodeCommand: AsyncParsableCommand {
         discussion: """
             Settings come from flags, then environment variables (GPUBRIDGE_NODE_LISTEN, GPUBRIDGE_DATABASE_URL, \
             GPUBRIDGE_CLUSTER, GPUBRIDGE_TLS_CERT, GPUBRIDGE_TLS_KEY, GPUBRIDGE_TLS_CA, GPUBRIDGE_NODE_DEVICES, \
-            GPUBRIDGE_METRICS_FILE), then \
+            GPUBRIDGE_METRICS_FILE, GPUBRIDGE_HTTP), then \
             the JSON file given with --config (keys: listen, advertise, databaseURL, cluster, tlsCertificate, tlsKey, tlsCA, \
             plaintext, devices, vectorDim, roundIntervalMs, leaseMs, callTimeoutMs, idleTimeoutS, \
-            statePath, metricsFile, maxCallBytes). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
+            statePath, metricsFile, http, maxCallBytes). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
             between nodes is mutual TLS; --plaintext is for local development only. On SIGTERM or SIGINT the node \
             deactivates its actors (snapshots saved), leaves the directory, marks itself ShuttingDown then Dead, and \
             exits 0. If its membership lease ends (it could not renew it in time) it stops and exits 1. When ready it prints one JSON line: \
             {"event":"ready","node":"host:port@generation"}. With --metrics-file the node's metrics (calls made and \
             served, call durations, lease renewal failures, activations, launches, pool and copy counters) are written there \
             in Prometheus' text format every 2 seconds and at exit, replaced atomically (for node_exporter's textfile \
-            collector or any scraper that reads files).
+            collector or any scraper that reads files). With --http HOST:PORT the node serves its operations \
+            endpoint there (/metrics, /health/live, /health/ready, /api/v1/devices, /api/v1/actors, /api/v1/cluster; \
+            docs/OPERATIONS.md) and prints {"event":"http","url":"http://host:port"} once listening.
             """
     )
 
@@ -77,6 +81,8 @@ struct NodeCommand: AsyncParsableCommand {
     var statePath: String?
     @Option(name: .long, help: "File to write the node's metrics to, Prometheus text format, every 2 s and at exit.")
     var metricsFile: String?
+    @Option(name: .long, help: "Serve the operations endpoint (metrics, health, JSON API) over HTTP at host:port.")
+    var http: String?
     @Option(
         name: .long,
         help: "Largest call (arguments) or reply (body) accepted, in bytes; more is refused. Default 1073741824.")
@@ -95,6 +101,7 @@ struct NodeCommand: AsyncParsableCommand {
         var idleTimeout: Duration = .seconds(300)
         var statePath: String?
         var metricsFile: String?
+        var http: HTTPAddress?
         var limits = WireLimits()
     }
 
@@ -164,6 +171,9 @@ struct NodeCommand: AsyncParsableCommand {
                 throw ValidationError("invalid --metrics-file \(path); expected a file path in an existing folder")
             }
         }
+        if let text = http ?? environment["GPUBRIDGE_HTTP"] ?? file.http {
+            s.http = try HTTPAddress(parsing: text)
+        }
         if let bytes = maxCallBytes ?? file.maxCallBytes {
             guard WireLimits.maxCallBytesRange.contains(bytes) else {
                 let range = WireLimits.maxCallBytesRange
@@ -199,9 +209,13 @@ struct NodeCommand: AsyncParsableCommand {
         let logger = Logger(label: "gpubridge.node")
         // Metrics first, so every instrument made below reports into the registry.
         var metricsWriter: MetricsFileWriter?
-        if let path = s.metricsFile {
-            let registry = PrometheusCollectorRegistry()
-            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var registry: PrometheusCollectorRegistry?
+        if s.metricsFile != nil || s.http != nil {
+            let made = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: made))
+            registry = made
+        }
+        if let path = s.metricsFile, let registry {
             metricsWriter = MetricsFileWriter(registry: registry, path: path, logger: logger)
         }
         let (reports, found, _) = Backends.discover()
@@ -237,10 +251,15 @@ struct NodeCommand: AsyncParsableCommand {
             options: s.options)
         let runner = NodeRunner(node: node, store: store)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        // Shut down in reverse order: the node first, then the metrics writer (its last write has the final counts),
-        // then the database pool.
+        // Shut down in reverse order: the node first, then the HTTP endpoint (it answers not-ready while the node
+        // drains), the metrics writer (its last write has the final counts), then the database pool.
         if let store { services.append(.init(service: store)) }
         if let metricsWriter { services.append(.init(service: metricsWriter)) }
+        if let address = s.http {
+            let sources = OpsSources(bridge: bridge, actors: system, node: node, registry: registry)
+            services.append(
+                .init(service: try HTTPEndpoint.service(sources: sources, address: address, logger: logger)))
+        }
         services.append(.init(service: runner))
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -1,0 +1,79 @@
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeCluster
+import Prometheus
+
+extension OpsSources {
+    /// `/metrics`: Prometheus' text format (0.0.4). First the live figures, read from the devices, pools, broker,
+    /// actor system and node at this moment (gauges, and the device counters as `_total` counters); then, when the
+    /// process bootstrapped Prometheus (`registry`), every swift-metrics family (launch latency, requests, cluster
+    /// calls). In cluster mode every live series carries a `node` label.
+    ///
+    /// Cost: one short-lived registry per scrape, a few locks per device; no driver call.
+    public func metricsText() -> String {
+        let r = PrometheusCollectorRegistry()
+        let nodeLabel: [(String, String)] = node.map { [("node", $0.id.description)] } ?? []
+        // The whole name in `metricName`: an empty unit adds no suffix.
+        func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+        }
+        func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Int) {
+            r.makeGauge(descriptor: descriptor(name, help), labels: labels + nodeLabel).set(Double(value))
+        }
+        func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Int) {
+            r.makeCounter(descriptor: descriptor(name, help), labels: labels + nodeLabel).increment(by: Int64(value))
+        }
+        for report in deviceReports() {
+            let d = [("device", report.id)]
+            gauge(
+                "gpubridge_device_info", "A device of this process (always 1).",
+                d + [("name", report.name), ("backend", report.backend)], 1)
+            gauge(
+                "gpubridge_device_lost", "1 when the device's backend reported it lost.", d, report.lost == nil ? 0 : 1)
+            gauge("gpubridge_device_memory_total_bytes", "The device's memory.", d, report.totalMemory)
+            gauge("gpubridge_pool_in_use_bytes", "Pool bytes handed out.", d, report.pool.bytesInUse)
+            gauge("gpubridge_pool_cached_bytes", "Pool bytes reserved and free for reuse.", d, report.pool.bytesCached)
+            gauge("gpubridge_pool_reserved_bytes", "Pool bytes reserved from the driver.", d, report.pool.bytesReserved)
+            gauge("gpubridge_pool_peak_in_use_bytes", "Highest pool bytes in use.", d, report.pool.peakBytesInUse)
+            let c = report.counters
+            counter("gpubridge_device_launches_total", "Kernel launches issued.", d, c.launches)
+            counter("gpubridge_device_copies_total", "Copies and fills issued.", d, c.copies)
+            counter("gpubridge_device_copied_bytes_total", "Bytes moved by copies and fills.", d, c.bytesCopied)
+            counter("gpubridge_device_compiles_total", "Kernel compilations (cache misses).", d, c.compiles)
+            counter("gpubridge_device_allocations_total", "Native allocations.", d, c.allocations)
+            counter("gpubridge_device_frees_total", "Native allocations released.", d, c.frees)
+            let b = report.broker
+            gauge("gpubridge_broker_requests_running", "Requests running on the device.", d, b.running)
+            gauge("gpubridge_broker_requests_waiting", "Requests waiting for a slot on the device.", d, b.waiting)
+            counter("gpubridge_broker_requests_succeeded_total", "Requests the device completed.", d, b.succeeded)
+            counter("gpubridge_broker_requests_failed_total", "Requests that failed on the device.", d, b.failed)
+            for state in [DeviceBroker.Circuit.closed, .open, .halfOpen, .lost] {
+                gauge(
+                    "gpubridge_broker_circuit", "1 for the device's circuit state, 0 for the others.",
+                    d + [("state", state.rawValue)], b.circuit == state ? 1 : 0)
+            }
+        }
+        if let actors = actorsReport() {
+            gauge("gpubridge_actors_active", "Actor instances active in this process.", [], actors.active)
+            var byType: [String: Int] = [:]
+            for activation in actors.actors { byType[activation.type, default: 0] += 1 }
+            for (type, count) in byType.sorted(by: { $0.key < $1.key }) {
+                gauge(
+                    "gpubridge_actors_owned", "Activations this process owns, by actor type.", [("type", type)], count)
+            }
+        }
+        if let cluster = clusterReport() {
+            var byStatus: [String: Int] = [:]
+            for member in cluster.members { byStatus[member.status.rawValue, default: 0] += 1 }
+            for (status, count) in byStatus.sorted(by: { $0.key < $1.key }) {
+                gauge(
+                    "gpubridge_cluster_members", "Rows of the membership table as this node last read it, by status.",
+                    [("status", status)], count)
+            }
+        }
+        var bytes: [UInt8] = []
+        r.emit(into: &bytes)
+        registry?.emit(into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

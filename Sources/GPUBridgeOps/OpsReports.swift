@@ -1,0 +1,79 @@
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeCluster
+
+/// One device as `/api/v1/devices` shows it: what it is, its pool, its counters and the broker's state of it.
+/// A value read at one moment; any thread.
+public struct DeviceReport: Sendable, Hashable, Codable {
+    public var id: String
+    public var name: String
+    public var backend: String
+    public var totalMemory: Int
+    /// Why the device is out of service for good, when its backend reported it lost.
+    public var lost: String?
+    public var pool: BufferPool.Statistics
+    public var counters: DeviceCounters.Snapshot
+    public var broker: DeviceBroker.DeviceState
+}
+
+/// The activations `/api/v1/actors` lists. A value read at one moment; any thread.
+public struct ActorsReport: Sendable, Hashable, Codable {
+    public struct Activation: Sendable, Hashable, Codable {
+        public var type: String
+        public var key: String
+        /// The device the activation was placed on, when it has one.
+        public var device: String?
+
+        public init(type: String, key: String, device: String?) {
+            self.type = type
+            self.key = key
+            self.device = device
+        }
+    }
+
+    /// Instances active in this process's actor system.
+    public var active: Int
+    /// The activations this process owns, by type then key.
+    public var actors: [Activation]
+}
+
+/// The membership table as this node last read it, for `/api/v1/cluster`. A value; any thread.
+public struct ClusterReport: Sendable, Hashable, Codable {
+    public var node: NodeID
+    public var phase: String
+    public var serving: Bool
+    /// The table version of the snapshot below.
+    public var version: Int64
+    public var members: [MembershipEntry]
+}
+
+extension OpsSources {
+    /// Every device of the bridge, in the broker's order.
+    public func deviceReports() -> [DeviceReport] {
+        let states = bridge.broker.states
+        return bridge.devices.enumerated().map { i, device in
+            DeviceReport(
+                id: device.id.description, name: device.info.name, backend: device.id.backend.rawValue,
+                totalMemory: device.info.totalMemory, lost: device.lostReason, pool: device.pool.statistics,
+                counters: device.counters.snapshot, broker: states[i])
+        }
+    }
+
+    /// The actor system's activations; nil when the process hosts no actors.
+    public func actorsReport() -> ActorsReport? {
+        guard let actors else { return nil }
+        let owned = actors.localInstanceIDs.sorted { ($0.type, $0.key) < ($1.type, $1.key) }
+        return ActorsReport(
+            active: actors.activeCount,
+            actors: owned.map { .init(type: $0.type, key: $0.key, device: actors.placement(of: $0)?.description) })
+    }
+
+    /// The node's view of the cluster; nil outside cluster mode.
+    public func clusterReport() -> ClusterReport? {
+        guard let node else { return nil }
+        let view = node.view
+        return ClusterReport(
+            node: node.id, phase: node.phase.rawValue, serving: node.isServing, version: view.version,
+            members: view.entries.map(\.entry))
+    }
+}

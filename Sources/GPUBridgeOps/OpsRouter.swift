@@ -1,0 +1,88 @@
+#if HTTP
+    import Foundation
+    import Hummingbird
+
+    /// The operations endpoint's routes, on a Hummingbird router:
+    ///
+    /// | Route | Answer |
+    /// | --- | --- |
+    /// | `GET /metrics` | Prometheus text (`OpsSources.metricsText()`) |
+    /// | `GET /health/live` | 200 while the process answers |
+    /// | `GET /health/ready` | 200 when every readiness check passes, 503 otherwise; JSON `Readiness` either way |
+    /// | `GET /api/v1/devices` | JSON `[DeviceReport]` |
+    /// | `GET /api/v1/actors` | JSON `ActorsReport`; 404 when the process hosts no actors |
+    /// | `GET /api/v1/cluster` | JSON `ClusterReport`; 404 outside cluster mode |
+    ///
+    /// Any other path is 404, any other method on these paths 405, both with a JSON `{"error": ...}`. Handlers run on
+    /// Hummingbird's event loops and read the live objects (`OpsSources`); none blocks or touches a device.
+    public enum OpsRouter {
+        public static func make(_ sources: OpsSources) -> Router<BasicRequestContext> {
+            let router = Router(context: BasicRequestContext.self)
+            router.add(middleware: RefusingMiddleware(paths: paths))
+            router.get("/metrics") { _, _ in
+                var headers = HTTPFields()
+                headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+                return Response(
+                    status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: sources.metricsText())))
+            }
+            router.get("/health/live") { _, _ in try json(.ok, ["status": "live"]) }
+            router.get("/health/ready") { _, _ in
+                let readiness = sources.readiness()
+                return try json(readiness.ready ? .ok : .serviceUnavailable, readiness)
+            }
+            router.get("/api/v1/devices") { _, _ in try json(.ok, sources.deviceReports()) }
+            router.get("/api/v1/actors") { _, _ in
+                guard let report = sources.actorsReport() else {
+                    return try json(.notFound, ["error": "this process hosts no actors"])
+                }
+                return try json(.ok, report)
+            }
+            router.get("/api/v1/cluster") { _, _ in
+                guard let report = sources.clusterReport() else {
+                    return try json(.notFound, ["error": "this process is not a cluster node"])
+                }
+                return try json(.ok, report)
+            }
+            return router
+        }
+
+        /// The paths above; the middleware answers every other request.
+        static let paths: Set<String> = [
+            "/metrics", "/health/live", "/health/ready", "/api/v1/devices", "/api/v1/actors", "/api/v1/cluster",
+        ]
+
+        static func json(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            encoder.dateEncodingStrategy = .iso8601
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json; charset=utf-8"
+            return Response(
+                status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+        }
+    }
+
+    /// Answers unknown paths (404) and methods other than GET and HEAD on known ones (405, with `Allow`) in JSON,
+    /// before routing. Stateless; any event loop.
+    struct RefusingMiddleware: RouterMiddleware {
+        typealias Context = BasicRequestContext
+        let paths: Set<String>
+
+        func handle(
+            _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+        ) async throws -> Response {
+            let path = request.uri.path
+            guard paths.contains(path) else {
+                return try OpsRouter.json(
+                    .notFound, ["error": "no route \(path)", "routes": paths.sorted().joined(separator: " ")])
+            }
+            guard request.method == .get || request.method == .head else {
+                var response = try OpsRouter.json(
+                    .methodNotAllowed, ["error": "\(request.method) \(path) is not allowed; use GET"])
+                response.headers[.allow] = "GET, HEAD"
+                return response
+            }
+            return try await next(request, context)
+        }
+    }
+#endif
