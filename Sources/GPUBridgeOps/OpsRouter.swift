@@ -6,12 +6,15 @@
     ///
     /// | Route | Answer |
     /// | --- | --- |
+    /// | `GET /` | the dashboard (`DashboardPage`), self-contained HTML |
     /// | `GET /metrics` | Prometheus text (`OpsSources.metricsText()`) |
     /// | `GET /health/live` | 200 while the process answers |
     /// | `GET /health/ready` | 200 when every readiness check passes, 503 otherwise; JSON `Readiness` either way |
     /// | `GET /api/v1/devices` | JSON `[DeviceReport]` |
     /// | `GET /api/v1/actors` | JSON `ActorsReport`; 404 when the process hosts no actors |
     /// | `GET /api/v1/cluster` | JSON `ClusterReport`; 404 outside cluster mode |
+    /// | `GET /api/v1/snapshot` | JSON `OpsSnapshot`: all of the above at one moment |
+    /// | `GET /api/v1/events` | server-sent events, one `OpsSnapshot` per `interval_ms` (default 1000, 100...60000); `count` (1...1000000) ends the stream after that many |
     ///
     /// Any other path is 404, any other method on these paths 405, both with a JSON `{"error": ...}`. Handlers run on
     /// Hummingbird's event loops and read the live objects (`OpsSources`); none blocks or touches a device.
@@ -19,6 +22,12 @@
         public static func make(_ sources: OpsSources) -> Router<BasicRequestContext> {
             let router = Router(context: BasicRequestContext.self)
             router.add(middleware: RefusingMiddleware(paths: paths))
+            router.get("/") { _, _ in
+                var headers = HTTPFields()
+                headers[.contentType] = "text/html; charset=utf-8"
+                return Response(
+                    status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+            }
             router.get("/metrics") { _, _ in
                 var headers = HTTPFields()
                 headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
@@ -43,22 +52,64 @@
                 }
                 return try json(.ok, report)
             }
+            router.get("/api/v1/snapshot") { _, _ in try json(.ok, sources.snapshot()) }
+            router.get("/api/v1/events") { request, _ in
+                let count: Int?, interval: Int
+                do {
+                    count = try parameter(request, "count", in: 1...1_000_000)
+                    interval = try parameter(request, "interval_ms", in: 100...60_000) ?? 1000
+                } catch let error as BadParameter {
+                    return try json(.badRequest, ["error": error.description])
+                }
+                var headers = HTTPFields()
+                headers[.contentType] = "text/event-stream"
+                headers[.cacheControl] = "no-cache"
+                return Response(
+                    status: .ok, headers: headers,
+                    body: ResponseBody { writer in
+                        var sent = 0
+                        while count.map({ sent < $0 }) ?? true {
+                            if sent > 0 { try await Task.sleep(for: .milliseconds(interval)) }
+                            let data = try encoder().encode(sources.snapshot())
+                            try await writer.write(
+                                ByteBuffer(string: "data: \(String(decoding: data, as: UTF8.self))\n\n"))
+                            sent += 1
+                        }
+                        try await writer.finish(nil)
+                    })
+            }
             return router
         }
 
+        /// A query parameter that must be an integer in `range`; nil when absent.
+        static func parameter(_ request: Request, _ name: String, in range: ClosedRange<Int>) throws -> Int? {
+            guard let text = request.uri.queryParameters[Substring(name)] else { return nil }
+            guard let value = Int(text), range.contains(value) else {
+                throw BadParameter(
+                    description:
+                        "invalid \(name) \(text); expected an integer in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return value
+        }
+
+        struct BadParameter: Error, CustomStringConvertible {
+            var description: String
+        }
+
+        static func encoder() -> JSONEncoder { OpsJSON.encoder() }
+
         /// The paths above; the middleware answers every other request.
         static let paths: Set<String> = [
-            "/metrics", "/health/live", "/health/ready", "/api/v1/devices", "/api/v1/actors", "/api/v1/cluster",
+            "/", "/metrics", "/health/live", "/health/ready", "/api/v1/devices", "/api/v1/actors", "/api/v1/cluster",
+            "/api/v1/snapshot", "/api/v1/events",
         ]
 
         static func json(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            encoder.dateEncodingStrategy = .iso8601
             var headers = HTTPFields()
             headers[.contentType] = "application/json; charset=utf-8"
             return Response(
-                status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+                status: status, headers: headers,
+                body: .init(byteBuffer: ByteBuffer(bytes: try encoder().encode(value))))
         }
     }
 

@@ -157,6 +157,63 @@
             }
         }
 
+        @Test("/ is the dashboard: self-contained HTML that follows /api/v1/events")
+        func dashboard() async throws {
+            try await app(OpsSources(bridge: try bridge())).test(.router) { client in
+                try await client.execute(uri: "/", method: .get) { response in
+                    #expect(response.status == .ok)
+                    #expect(response.headers[.contentType] == "text/html; charset=utf-8")
+                    let page = String(buffer: response.body)
+                    #expect(page.hasPrefix("<!doctype html>"))
+                    #expect(page.contains(#"new EventSource("api/v1/events""#))
+                    // Nothing fetched from elsewhere: it must work offline.
+                    for external in ["src=\"http", "href=\"http", "@import", "url(http", "//cdn"] {
+                        #expect(!page.contains(external), "the page refers to \(external)")
+                    }
+                }
+            }
+        }
+
+        @Test("/api/v1/snapshot and /api/v1/events: one snapshot, then a stream of them; bad parameters are 400")
+        func snapshotAndEvents() async throws {
+            let bridge = try bridge()
+            let decoder = OpsJSON.decoder()
+            try await app(OpsSources(bridge: bridge)).test(.router) { client in
+                try await client.execute(uri: "/api/v1/snapshot", method: .get) { response in
+                    #expect(response.status == .ok)
+                    let snapshot = try decoder.decode(OpsSnapshot.self, from: Data(buffer: response.body))
+                    #expect(snapshot.devices.map(\.id) == ["cpu:0"])
+                    #expect(snapshot.readiness.ready)
+                    #expect(snapshot.actors == nil && snapshot.cluster == nil)
+                }
+                _ = try await bridge.run(Operations.scale, (alpha: 2, x: [1, 2, 3]))
+                try await client.execute(uri: "/api/v1/events?count=3&interval_ms=100", method: .get) { response in
+                    #expect(response.status == .ok)
+                    #expect(response.headers[.contentType] == "text/event-stream")
+                    let text = String(buffer: response.body)
+                    let events = text.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+                    #expect(events.count == 3)
+                    let snapshots = try events.map { event in
+                        #expect(event.hasPrefix("data: "))
+                        return try decoder.decode(OpsSnapshot.self, from: Data(event.dropFirst(6).utf8))
+                    }
+                    #expect(snapshots.allSatisfy { $0.devices.first?.counters.launches == 1 })
+                    #expect(zip(snapshots, snapshots.dropFirst()).allSatisfy { $0.time < $1.time })
+                }
+                for (query, message) in [
+                    ("count=0", "invalid count 0; expected an integer in 1...1000000"),
+                    ("count=x", "invalid count x; expected an integer in 1...1000000"),
+                    ("interval_ms=5", "invalid interval_ms 5; expected an integer in 100...60000"),
+                ] {
+                    try await client.execute(uri: "/api/v1/events?\(query)", method: .get) { response in
+                        #expect(response.status == .badRequest)
+                        let body = try JSONDecoder().decode([String: String].self, from: Data(buffer: response.body))
+                        #expect(body["error"] == message)
+                    }
+                }
+            }
+        }
+
         @Test("unknown paths are 404 and other methods 405, in JSON, naming what was asked")
         func refusals() async throws {
             try await app(OpsSources(bridge: try bridge())).test(.router) { client in

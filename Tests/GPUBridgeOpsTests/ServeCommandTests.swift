@@ -12,6 +12,11 @@
         return nil
     }()
 
+    /// Chromium, when installed.
+    private let chromium: String? = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+
     @Suite(
         "gpubridge serve: the operations endpoint of a running process",
         .enabled(if: cli != nil, "the gpubridge executable was not built beside the tests"))
@@ -33,51 +38,110 @@
             return nil
         }
 
-        @Test(
-            "serve --demo-load: the URL line, the demo actor, launches rising between scrapes, a clean stop on SIGTERM")
-        func serve() throws {
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-serve-\(UUID())")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: folder) }
-            let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
-            #expect(FileManager.default.createFile(atPath: out.path, contents: nil))
-            #expect(FileManager.default.createFile(atPath: err.path, contents: nil))
+        /// A running `gpubridge serve --demo-load 50` on a free port, its output in a temporary folder.
+        final class Served {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: cli!)
-            process.arguments = [
-                "serve", "--http", "127.0.0.1:0", "--devices", "cpu", "--demo-load", "50", "--vector-dim", "16",
-            ]
-            process.standardOutput = try FileHandle(forWritingTo: out)
-            process.standardError = try FileHandle(forWritingTo: err)
-            try process.run()
-            defer { if process.isRunning { process.terminate() } }
-            let output = { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
-            let port = try #require(
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-serve-\(UUID())")
+            var out: URL { folder.appendingPathComponent("out") }
+            var err: URL { folder.appendingPathComponent("err") }
+            var output: String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
+            var errors: String { (try? String(contentsOf: err, encoding: .utf8)) ?? "" }
+
+            init() throws {
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                #expect(FileManager.default.createFile(atPath: out.path, contents: nil))
+                #expect(FileManager.default.createFile(atPath: err.path, contents: nil))
+                process.executableURL = URL(fileURLWithPath: cli!)
+                process.arguments = [
+                    "serve", "--http", "127.0.0.1:0", "--devices", "cpu", "--demo-load", "50", "--vector-dim", "16",
+                ]
+                process.standardOutput = try FileHandle(forWritingTo: out)
+                process.standardError = try FileHandle(forWritingTo: err)
+                try process.run()
+            }
+
+            deinit {
+                if process.isRunning { process.terminate() }
+                try? FileManager.default.removeItem(at: folder)
+            }
+        }
+
+        /// The port from the process's `{"event":"http",...}` line, once printed.
+        func port(of served: Served) throws -> Int {
+            try #require(
                 try waitFor(60) { () -> Int? in
-                    guard let line = output().split(separator: "\n").first(where: { $0.contains(#""event":"http""#) }),
+                    guard
+                        let line = served.output.split(separator: "\n").first(where: {
+                            $0.contains(#""event":"http""#)
+                        }),
                         let colon = line.lastIndex(of: ":")
                     else { return nil }
                     return Int(line[line.index(after: colon)...].prefix { $0.isNumber })
-                }, "no http line; stderr: \((try? String(contentsOf: err, encoding: .utf8)) ?? "")")
+                }, "no http line; stderr: \(served.errors)")
+        }
 
-            #expect(try HTTPGet.fetch(host: "127.0.0.1", port: port, path: "/health/ready").status == 200)
-            let launches = #"gpubridge_device_launches_total{device="cpu:0"}"#
-            let first = try #require(
+        static let launches = #"gpubridge_device_launches_total{device="cpu:0"}"#
+
+        /// The device's launch count once the demo actor is active.
+        func launchesOnceDemoRuns(port: Int) throws -> Double {
+            try #require(
                 try waitFor(60) { () -> Double? in
                     let (_, body) = try HTTPGet.fetch(host: "127.0.0.1", port: port, path: "/api/v1/actors")
                     guard body.contains(#""key":"demo""#) else { return nil }
-                    return sample(try HTTPGet.fetch(host: "127.0.0.1", port: port, path: "/metrics").body, launches)
+                    return sample(
+                        try HTTPGet.fetch(host: "127.0.0.1", port: port, path: "/metrics").body, Self.launches)
                 })
+        }
+
+        @Test(
+            "serve --demo-load: the URL line, the demo actor, launches rising between scrapes, a clean stop on SIGTERM")
+        func serve() throws {
+            let served = try Served()
+            let port = try port(of: served)
+            #expect(try HTTPGet.fetch(host: "127.0.0.1", port: port, path: "/health/ready").status == 200)
+            let first = try launchesOnceDemoRuns(port: port)
             let later = try waitFor(60) { () -> Double? in
-                let value = sample(try HTTPGet.fetch(host: "127.0.0.1", port: port, path: "/metrics").body, launches)
+                let value = sample(
+                    try HTTPGet.fetch(host: "127.0.0.1", port: port, path: "/metrics").body, Self.launches)
                 return value.flatMap { $0 > first ? $0 : nil }
             }
             #expect(later != nil, "launches stayed at \(first)")
 
-            process.terminate()  // SIGTERM
-            process.waitUntilExit()
-            #expect(process.terminationReason == .exit && process.terminationStatus == 0)
-            #expect(output().hasSuffix(#"{"event":"stopped","error":false}"# + "\n"))
+            served.process.terminate()  // SIGTERM
+            served.process.waitUntilExit()
+            #expect(served.process.terminationReason == .exit && served.process.terminationStatus == 0)
+            #expect(served.output.hasSuffix(#"{"event":"stopped","error":false}"# + "\n"))
+        }
+
+        @Test(
+            "the dashboard in a real browser (headless Chromium): the device card, the demo actor, the launch count rising",
+            .enabled(if: chromium != nil, "needs Chromium (scripts/test installs Debian's chromium)"))
+        func dashboardInBrowser() throws {
+            let served = try Served()
+            let port = try port(of: served)
+            let before = try launchesOnceDemoRuns(port: port)
+            let browser = Process()
+            browser.executableURL = URL(fileURLWithPath: chromium!)
+            browser.arguments = [
+                "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=30000", "--dump-dom",
+                "http://127.0.0.1:\(port)/?events=3&interval_ms=300",
+            ]
+            let dom = Pipe()
+            browser.standardOutput = dom
+            browser.standardError = FileHandle.nullDevice
+            try browser.run()
+            let page = String(decoding: dom.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            browser.waitUntilExit()
+            #expect(browser.terminationStatus == 0)
+            // The page rendered three live updates, then stopped following.
+            #expect(page.contains(#"data-updates="3""#), "\(page.prefix(2000))")
+            #expect(page.contains(#"data-device="cpu:0""#))
+            #expect(page.contains(#"data-actor="vector-index/demo""#))
+            #expect(page.contains(">ready</span>"))
+            let shown = page.components(separatedBy: #"id="launches-total">"#).dropFirst().first.flatMap {
+                Double($0.prefix { $0.isNumber })
+            }
+            #expect(shown.map { $0 > before } == true, "launches shown \(String(describing: shown)), \(before) before")
         }
 
         @Test("serve refuses a bad --http and a bad --demo-load, naming the value and the limit")
