@@ -63,6 +63,63 @@ struct ProcessClusterTests {
         }
     }
 
+    @Test(
+        "three nodes with --http: each /metrics counts the calls that node served, each is ready, any node's API lists all three"
+    )
+    func operationsEndpoint() async throws {
+        try await ProcessCluster.run { cluster in
+            let started = try (0..<3).map { _ in try cluster.startNode(extra: ["--http", "127.0.0.1:0"]) }
+            var ids: [NodeID] = []
+            for p in started { ids.append(try await p.waitReady()) }
+            func httpPort(_ process: NodeProcess) -> Int? {
+                guard
+                    let line = process.output.split(separator: "\n").first(where: { $0.contains(#""event":"http""#) }),
+                    let colon = line.lastIndex(of: ":")
+                else { return nil }
+                return Int(line[line.index(after: colon)...].prefix { $0.isNumber })
+            }
+            var ports: [Int] = []
+            for process in started {
+                #expect(await eventually(timeout: .seconds(30)) { httpPort(process) != nil }, "\(process.name)")
+                ports.append(try #require(httpPort(process)))
+            }
+            let client = try await cluster.client()
+            for t in 0..<12 {
+                let index = try client.system.actor(VectorIndexActor.self, key: "ops-\(t)")
+                #expect(
+                    try await index.upsert(ids: [t], vectors: [Float](repeating: 1, count: ProcessCluster.dim)) == 1)
+                #expect(try await index.vectorCount() == 1)
+            }
+            let placed = Dictionary(grouping: try await cluster.directory.all(), by: \.node)
+            // Each node's endpoint counts what it served (2 calls per index it hosts), labelled with its id.
+            func served(_ i: Int) throws -> Double? {
+                let text = try HTTPGet.fetch(host: "127.0.0.1", port: ports[i], path: "/metrics").body
+                let name = "gpubridge_cluster_calls_served_total "
+                return text.split(separator: "\n").first { $0.hasPrefix(name) }.flatMap {
+                    Double($0.dropFirst(name.count))
+                }
+            }
+            for i in 0..<3 {
+                let expected = Double(2 * (placed[ids[i]]?.count ?? 0))
+                #expect(
+                    await eventually(timeout: .seconds(10)) { (try? served(i)) == expected },
+                    "node \(i): \(String(describing: try? served(i))), expected \(expected)")
+                let metrics = try HTTPGet.fetch(host: "127.0.0.1", port: ports[i], path: "/metrics").body
+                #expect(metrics.contains(#"gpubridge_device_info{device="cpu:0""#))
+                #expect(metrics.contains(#"node="\#(ids[i])"}"#))
+                let ready = try HTTPGet.fetch(host: "127.0.0.1", port: ports[i], path: "/health/ready")
+                #expect(ready.status == 200, "\(ready.body)")
+            }
+            // Any node's cluster API lists all three, Active.
+            let view = try HTTPGet.fetch(host: "127.0.0.1", port: ports[1], path: "/api/v1/cluster")
+            #expect(view.status == 200)
+            for id in ids {
+                #expect(view.body.contains(#""host":"\#(id.host)","port":\#(id.port)"#), "\(id) missing: \(view.body)")
+            }
+            #expect(view.body.components(separatedBy: #""status":"Active""#).count - 1 == 3)
+        }
+    }
+
     @Test("concurrent first calls from several clients to one key create exactly one activation")
     func oneActivationAcrossProcesses() async throws {
         try await ProcessCluster.run { cluster in

@@ -1,5 +1,6 @@
 #if HTTP
     import Foundation
+    import GPUBridgeTestSupport
     import Testing
 
     /// The built `gpubridge` executable next to this test bundle (`swift build --build-tests` builds both).

@@ -6,13 +6,13 @@ import Foundation
 
 /// A blocking HTTP/1.1 GET over a loopback socket (`Connection: close`), so a test can reach a real listening server
 /// without a client library. Any thread; one connection per call.
-enum HTTPGet {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+public enum HTTPGet {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// The status code and body of `GET path`.
-    static func fetch(host: String, port: Int, path: String) throws -> (status: Int, body: String) {
+    public static func fetch(host: String, port: Int, path: String) throws -> (status: Int, body: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket: errno \(errno)") }
         defer { close(fd) }
