@@ -92,18 +92,11 @@ struct ProcessClusterTests {
             }
             let placed = Dictionary(grouping: try await cluster.directory.all(), by: \.node)
             // Each node's endpoint counts what it served (2 calls per index it hosts), labelled with its id.
-            func served(_ i: Int) throws -> Double? {
-                let text = try HTTPGet.fetch(host: "127.0.0.1", port: ports[i], path: "/metrics").body
-                let name = "gpubridge_cluster_calls_served_total "
-                return text.split(separator: "\n").first { $0.hasPrefix(name) }.flatMap {
-                    Double($0.dropFirst(name.count))
-                }
-            }
             for i in 0..<3 {
                 let expected = Double(2 * (placed[ids[i]]?.count ?? 0))
                 #expect(
-                    await eventually(timeout: .seconds(10)) { (try? served(i)) == expected },
-                    "node \(i): \(String(describing: try? served(i))), expected \(expected)")
+                    await eventually(timeout: .seconds(10)) { (try? servedCalls(port: ports[i])) == expected },
+                    "node \(i): \(String(describing: try? servedCalls(port: ports[i]))), expected \(expected)")
                 let metrics = try HTTPGet.fetch(host: "127.0.0.1", port: ports[i], path: "/metrics").body
                 #expect(metrics.contains(#"gpubridge_device_info{device="cpu:0""#))
                 #expect(metrics.contains(#"node="\#(ids[i])"}"#))
@@ -504,4 +497,11 @@ struct DemoCommandTests {
         let killed = try #require((cluster["killedNode"] as? String)?.split(separator: "@").first.map(String.init))
         #expect(cluster["indexesOnKilledNode"] as? Int == placement[killed] ?? 0)
     }
+}
+
+/// `gpubridge_cluster_calls_served_total` as a node's `/metrics` on `port` shows it.
+private func servedCalls(port: Int) throws -> Double? {
+    let text = try HTTPGet.fetch(host: "127.0.0.1", port: port, path: "/metrics").body
+    let name = "gpubridge_cluster_calls_served_total "
+    return text.split(separator: "\n").first { $0.hasPrefix(name) }.flatMap { Double($0.dropFirst(name.count)) }
 }
