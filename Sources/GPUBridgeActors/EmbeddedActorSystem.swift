@@ -122,6 +122,8 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
         var created: [GPUActorID: Int] = [:]
         var activations: [GPUActorID: Int] = [:]
         var placements: [GPUActorID: DeviceID] = [:]
+        /// The lifecycle of every instance that has activated at least once.
+        var lifecycles: [GPUActorID: ActivationLifecycle] = [:]
         var active: Set<GPUActorID> = []
         var failedActivations: Set<GPUActorID> = []
         var anonymous = 0
@@ -321,9 +323,10 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
 
     // MARK: Activations and placement
 
-    func recordActivation(_ id: GPUActorID, device: DeviceID?) {
+    func recordActivation(_ id: GPUActorID, device: DeviceID?, lifecycle: ActivationLifecycle) {
         directory.withLock { d in
             d.activations[id, default: 0] += 1
+            d.lifecycles[id] = lifecycle
             d.placements[id] = device
             d.active.insert(id)
             d.failedActivations.remove(id)
@@ -344,6 +347,18 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
             d.placements[id] = nil
             d.active.remove(id)
         }
+    }
+
+    /// Every virtual actor of this process that has activated at least once, active or not, by id: its phase, device,
+    /// activations and calls. Reads one lock per actor; any thread.
+    public var activationStatus: [ActivationStatus] {
+        let (lifecycles, placements) = directory.withLock { ($0.lifecycles, $0.placements) }
+        return lifecycles.map { id, lifecycle in
+            let figures = lifecycle.callFigures
+            return ActivationStatus(
+                id: id, phase: lifecycle.phase, device: placements[id], activations: lifecycle.activations,
+                calls: figures.calls, inFlight: figures.inFlight, lastCall: figures.lastCall)
+        }.sorted { ($0.id.type, $0.id.key) < ($1.id.type, $1.id.key) }
     }
 
     /// Virtual actors active now (activated and not deactivated since); idle shells are not counted.

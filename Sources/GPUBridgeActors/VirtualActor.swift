@@ -1,4 +1,5 @@
 import Distributed
+import Foundation
 import GPUBridge
 import Synchronization
 
@@ -24,6 +25,10 @@ public final class ActivationLifecycle: Sendable {
         /// When the last call in flight ended.
         var idleSince = ContinuousClock.now
         var activations = 0
+        /// Calls that entered an active activation, over every activation of this instance.
+        var calls = 0
+        /// When the latest of them started (wall clock, for people to read).
+        var lastCall: Date?
     }
 
     let state = Mutex(State())
@@ -34,6 +39,10 @@ public final class ActivationLifecycle: Sendable {
     public var activations: Int { state.withLock { $0.activations } }
     /// The current phase.
     public var phase: ActivationPhase { state.withLock { $0.phase } }
+    /// Calls so far (over every activation), calls running now, and when the latest started; one lock.
+    public var callFigures: (calls: Int, inFlight: Int, lastCall: Date?) {
+        state.withLock { ($0.calls, $0.inFlight, $0.lastCall) }
+    }
 
     /// Resumes every task waiting for a phase change.
     func setPhase(_ phase: ActivationPhase) {
@@ -71,7 +80,12 @@ extension VirtualActor {
     /// Runs `body` as one call of an active activation, activating first if needed.
     public func withActivation<T>(_ body: () async throws -> T) async throws -> T {
         try await ensureActive()
-        lifecycle.state.withLock { $0.inFlight += 1 }
+        let now = Date()
+        lifecycle.state.withLock { s in
+            s.inFlight += 1
+            s.calls += 1
+            s.lastCall = now
+        }
         defer { callEnded() }
         return try await body()
     }
@@ -116,7 +130,7 @@ extension VirtualActor {
                 do {
                     let device = try await activate()
                     lifecycle.state.withLock { $0.activations += 1 }
-                    actorSystem.recordActivation(id, device: device)
+                    actorSystem.recordActivation(id, device: device, lifecycle: lifecycle)
                     actorSystem.logger.debug(
                         "activated", metadata: ["actor": "\(id)", "device": "\(device.map(\.description) ?? "none")"])
                     lifecycle.setPhase(.active)

@@ -85,10 +85,14 @@ public enum DashboardPage {
               "<div>" + rate("launches", d.id).toFixed(1) + " launches/s · " + rate("requests", d.id).toFixed(1) + " requests/s</div>" +
               "<div class=\\"muted\\">circuit " + esc(d.broker.circuit) + " · running " + d.broker.running + " · waiting " + d.broker.waiting +
               (d.lost ? " · <b>lost: " + esc(d.lost) + "</b>" : "") + "</div>" +
-              "<ul class=\\"device-actors\\">" + here.map(a => "<li data-actor=\\"" + esc(a.type + "/" + a.key) + "\\">" + esc(a.type) + " / " + esc(a.key) + "</li>").join("") + "</ul></div>";
+              "<ul class=\\"device-actors\\">" + here.map(a => "<li data-actor=\\"" + esc(a.type + "/" + a.key) + "\\">" + esc(a.type) + " / " + esc(a.key) + " · " + a.calls + " calls</li>").join("") + "</ul></div>";
           }).join("");
           document.getElementById("actors").innerHTML = s.actors
-            ? "<span id=\\"actors-active\\">" + s.actors.active + "</span> active: " + actors.map(a => esc(a.type + "/" + a.key) + " on " + esc(a.device || "-")).join(", ")
+            ? "<span id=\\"actors-active\\">" + s.actors.active + "</span> active<table><thead><tr><th>actor</th><th>phase</th>" +
+              "<th>device</th><th>activations</th><th>calls</th><th>in flight</th><th>last call</th></tr></thead><tbody>" +
+              actors.map(a => "<tr><td>" + esc(a.type + "/" + a.key) + "</td><td>" + esc(a.phase) + "</td><td>" + esc(a.device || "-") +
+                "</td><td>" + a.activations + "</td><td class=\\"calls\\">" + a.calls + "</td><td>" + a.inFlight + "</td><td>" +
+                (a.lastCall ? esc(new Date(a.lastCall).toLocaleTimeString()) : "-") + "</td></tr>").join("") + "</tbody></table>"
             : "this process hosts no actors";
           const section = document.getElementById("cluster-section");
           section.hidden = !s.cluster;

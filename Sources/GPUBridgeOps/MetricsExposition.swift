@@ -55,11 +55,21 @@ extension OpsSources {
         }
         if let actors = actorsReport() {
             gauge("gpubridge_actors_active", "Actor instances active in this process.", [], actors.active)
-            var byType: [String: Int] = [:]
-            for activation in actors.actors { byType[activation.type, default: 0] += 1 }
-            for (type, count) in byType.sorted(by: { $0.key < $1.key }) {
+            var byPhase: [[String]: Int] = [:]
+            var calls: [String: Int] = [:]
+            for activation in actors.actors {
+                byPhase[[activation.type, activation.phase], default: 0] += 1
+                calls[activation.type, default: 0] += activation.calls
+            }
+            for (key, count) in byPhase.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
                 gauge(
-                    "gpubridge_actors_owned", "Activations this process owns, by actor type.", [("type", type)], count)
+                    "gpubridge_actors", "Actors of this process that have activated, by type and phase.",
+                    [("type", key[0]), ("phase", key[1])], count)
+            }
+            for (type, count) in calls.sorted(by: { $0.key < $1.key }) {
+                counter(
+                    "gpubridge_actor_calls_total", "Calls run by this process's actors, by type.", [("type", type)],
+                    count)
             }
         }
         if let cluster = clusterReport() {

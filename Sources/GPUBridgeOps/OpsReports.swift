@@ -1,3 +1,4 @@
+import Foundation
 import GPUBridge
 import GPUBridgeActors
 import GPUBridgeCluster
@@ -16,24 +17,36 @@ public struct DeviceReport: Sendable, Hashable, Codable {
     public var broker: DeviceBroker.DeviceState
 }
 
-/// The activations `/api/v1/actors` lists. A value read at one moment; any thread.
+/// The actors `/api/v1/actors` lists. A value read at one moment; any thread.
 public struct ActorsReport: Sendable, Hashable, Codable {
     public struct Activation: Sendable, Hashable, Codable {
         public var type: String
         public var key: String
-        /// The device the activation was placed on, when it has one.
+        /// `inactive`, `activating`, `active` or `deactivating`.
+        public var phase: String
+        /// The device the activation lives on, when it is active and holds device memory.
         public var device: String?
+        public var activations: Int
+        public var calls: Int
+        public var inFlight: Int
+        /// When the latest call started.
+        public var lastCall: Date?
 
-        public init(type: String, key: String, device: String?) {
-            self.type = type
-            self.key = key
-            self.device = device
+        public init(_ status: ActivationStatus) {
+            type = status.id.type
+            key = status.id.key
+            phase = status.phase.rawValue
+            device = status.device?.description
+            activations = status.activations
+            calls = status.calls
+            inFlight = status.inFlight
+            lastCall = status.lastCall
         }
     }
 
     /// Instances active in this process's actor system.
     public var active: Int
-    /// The activations this process owns, by type then key.
+    /// Every actor of this process that has activated at least once (active or idle since), by type then key.
     public var actors: [Activation]
 }
 
@@ -62,10 +75,8 @@ extension OpsSources {
     /// The actor system's activations; nil when the process hosts no actors.
     public func actorsReport() -> ActorsReport? {
         guard let actors else { return nil }
-        let owned = actors.localInstanceIDs.sorted { ($0.type, $0.key) < ($1.type, $1.key) }
         return ActorsReport(
-            active: actors.activeCount,
-            actors: owned.map { .init(type: $0.type, key: $0.key, device: actors.placement(of: $0)?.description) })
+            active: actors.activeCount, actors: actors.activationStatus.map(ActorsReport.Activation.init))
     }
 
     /// The node's view of the cluster; nil outside cluster mode.

@@ -17,8 +17,8 @@ struct ServeCommand: AsyncParsableCommand {
             Opens the devices, hosts the node's actor types (vector-index, echo) in an embedded actor system, and \
             serves over HTTP: /metrics (Prometheus text), /health/live, /health/ready, and the JSON API \
             /api/v1/devices and /api/v1/actors (docs/OPERATIONS.md). Once listening it prints one JSON line: \
-            {"event":"http","url":"http://host:port"}. With --demo-load N it also makes N vector-index queries a \
-            second against an index of 10 000 vectors (key "demo"), so there is something to watch. SIGTERM or SIGINT \
+            {"event":"http","url":"http://host:port"}. With --demo-load N it also makes up to N vector-index queries \
+            a second (one at a time) against an index of 10 000 vectors (key "demo"), so there is something to watch. SIGTERM or SIGINT \
             stops it: actors are deactivated (state saved with --state-path) and it exits 0.
             """
     )
@@ -33,7 +33,9 @@ struct ServeCommand: AsyncParsableCommand {
     var idleTimeoutS: Int = 300
     @Option(name: .long, help: "SQLite file for actor state (default: in memory).")
     var statePath: String?
-    @Option(name: .long, help: "Vector-index queries a second made by the process itself (0: none). Default 0.")
+    @Option(
+        name: .long,
+        help: "Vector-index queries a second (at most, one at a time) made by the process itself (0: none). Default 0.")
     var demoLoad: Int = 0
 
     func validate() throws {

@@ -126,24 +126,29 @@
             let bridge = try bridge()
             let system = try EmbeddedActorSystem(bridge: bridge, storage: InMemoryActorStorage())
             try system.register(VectorIndexActor.self, as: "index") { VectorIndexActor(actorSystem: $0, dim: 4) }
-            for key in ["b", "a"] {
+            let started = Date()
+            for key in ["b", "a", "b", "b"] {
                 #expect(try await system.actor(VectorIndexActor.self, key: key).vectorCount() == 0)
             }
             try await app(OpsSources(bridge: bridge, actors: system)).test(.router) { client in
                 try await client.execute(uri: "/api/v1/actors", method: .get) { response in
                     #expect(response.status == .ok)
-                    let report = try JSONDecoder().decode(ActorsReport.self, from: Data(buffer: response.body))
+                    let report = try OpsJSON.decoder().decode(ActorsReport.self, from: Data(buffer: response.body))
                     #expect(report.active == 2)
+                    #expect(report.actors.map { "\($0.type)/\($0.key)" } == ["index/a", "index/b"])
+                    #expect(report.actors.map(\.calls) == [1, 3])
+                    #expect(report.actors.allSatisfy { $0.phase == "active" && $0.device == "cpu:0" })
+                    #expect(report.actors.allSatisfy { $0.activations == 1 && $0.inFlight == 0 })
                     #expect(
-                        report.actors == [
-                            .init(type: "index", key: "a", device: "cpu:0"),
-                            .init(type: "index", key: "b", device: "cpu:0"),
-                        ])
+                        report.actors.allSatisfy {
+                            $0.lastCall.map { $0 >= started.addingTimeInterval(-0.001) && $0 <= Date() } == true
+                        })
                 }
                 try await client.execute(uri: "/metrics", method: .get) { response in
                     let text = String(buffer: response.body)
                     #expect(sample(text, "gpubridge_actors_active") == 2)
-                    #expect(sample(text, #"gpubridge_actors_owned{type="index"}"#) == 2)
+                    #expect(sample(text, #"gpubridge_actors{type="index",phase="active"}"#) == 2)
+                    #expect(sample(text, #"gpubridge_actor_calls_total{type="index"}"#) == 4)
                 }
             }
             try await app(OpsSources(bridge: bridge)).test(.router) { client in
