@@ -22,38 +22,38 @@
         public static func make(_ sources: OpsSources) -> Router<BasicRequestContext> {
             let router = Router(context: BasicRequestContext.self)
             router.add(middleware: RefusingMiddleware(paths: paths))
-            router.get("/") { _, _ in
+            get(router, "/") { _, _ in
                 var headers = HTTPFields()
                 headers[.contentType] = "text/html; charset=utf-8"
                 return Response(
                     status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
             }
-            router.get("/metrics") { _, _ in
+            get(router, "/metrics") { _, _ in
                 var headers = HTTPFields()
                 headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
                 return Response(
                     status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: sources.metricsText())))
             }
-            router.get("/health/live") { _, _ in try json(.ok, ["status": "live"]) }
-            router.get("/health/ready") { _, _ in
+            get(router, "/health/live") { _, _ in try json(.ok, ["status": "live"]) }
+            get(router, "/health/ready") { _, _ in
                 let readiness = sources.readiness()
                 return try json(readiness.ready ? .ok : .serviceUnavailable, readiness)
             }
-            router.get("/api/v1/devices") { _, _ in try json(.ok, sources.deviceReports()) }
-            router.get("/api/v1/actors") { _, _ in
+            get(router, "/api/v1/devices") { _, _ in try json(.ok, sources.deviceReports()) }
+            get(router, "/api/v1/actors") { _, _ in
                 guard let report = sources.actorsReport() else {
                     return try json(.notFound, ["error": "this process hosts no actors"])
                 }
                 return try json(.ok, report)
             }
-            router.get("/api/v1/cluster") { _, _ in
+            get(router, "/api/v1/cluster") { _, _ in
                 guard let report = sources.clusterReport() else {
                     return try json(.notFound, ["error": "this process is not a cluster node"])
                 }
                 return try json(.ok, report)
             }
-            router.get("/api/v1/snapshot") { _, _ in try json(.ok, sources.snapshot()) }
-            router.get("/api/v1/events") { request, _ in
+            get(router, "/api/v1/snapshot") { _, _ in try json(.ok, sources.snapshot()) }
+            get(router, "/api/v1/events") { request, _ in
                 let count: Int?, interval: Int
                 do {
                     count = try parameter(request, "count", in: 1...1_000_000)
@@ -79,6 +79,19 @@
                     })
             }
             return router
+        }
+
+        /// Registers `handler` for GET on `path`, and for HEAD: the same status and headers, no body.
+        static func get(
+            _ router: Router<BasicRequestContext>, _ path: RouterPath,
+            _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response
+        ) {
+            router.get(path, use: handler)
+            router.head(path) { request, context in
+                var response = try await handler(request, context)
+                response.body = ResponseBody()
+                return response
+            }
         }
 
         /// A query parameter that must be an integer in `range`; nil when absent.

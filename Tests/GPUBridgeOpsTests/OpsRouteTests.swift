@@ -228,6 +228,12 @@
                     #expect(body["error"] == "no route /api/v1/nothing")
                     #expect(body["routes"]?.contains("/metrics") == true)
                 }
+                // HEAD is GET without the body.
+                try await client.execute(uri: "/health/ready", method: .head) { response in
+                    #expect(response.status == .ok)
+                    #expect(response.headers[.contentType] == "application/json; charset=utf-8")
+                    #expect(response.body.readableBytes == 0)
+                }
                 for method in [HTTPRequest.Method.post, .delete, .put] {
                     try await client.execute(uri: "/metrics", method: method) { response in
                         #expect(response.status == .methodNotAllowed)
