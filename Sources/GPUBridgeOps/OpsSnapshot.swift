@@ -22,7 +22,8 @@ extension OpsSources {
 }
 
 /// The JSON of the API: keys sorted, dates as ISO 8601 with milliseconds (`2026-12-03T02:18:08.123Z`), so that two
-/// snapshots a fraction of a second apart have different times.
+/// snapshots a fraction of a second apart have different times. Stateless: each call makes a new encoder or decoder,
+/// owned by its caller and used on one thread; making one costs a few small allocations.
 public enum OpsJSON {
     static let dates = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
