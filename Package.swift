@@ -25,7 +25,13 @@ let package = Package(
                 The operations endpoint (GPUBridgeOps on Hummingbird: /metrics, health probes, the JSON API) and \
                 `gpubridge serve` / `node --http`. Without it those targets build empty and the CLI refuses --http.
                 """),
-        .default(enabledTraits: ["HTTP"]),
+        .trait(
+            name: "OTLP",
+            description: """
+                OpenTelemetry trace export (swift-otel: OTLP over HTTP and gRPC) for `gpubridge node`, `serve` and \
+                `call`. Without it the spans are still made (swift-distributed-tracing) but --otlp-endpoint is refused.
+                """),
+        .default(enabledTraits: ["HTTP", "OTLP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -43,6 +49,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP", "OTLPGRPC"]),
     ],
     targets: [
         .target(
@@ -56,7 +63,10 @@ let package = Package(
         ),
         .target(
             name: "GPUBridgeTestSupport",
-            dependencies: ["GPUBridge"],
+            dependencies: [
+                "GPUBridge", .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+            ],
             path: "Tests/Support",
             swiftSettings: strict
         ),
@@ -81,6 +91,7 @@ let package = Package(
             dependencies: [
                 "GPUBridge", .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: strict
         ),
@@ -98,6 +109,7 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: strict
         ),
@@ -106,6 +118,8 @@ let package = Package(
             dependencies: [
                 "GPUBridge", "GPUBridgeActors", "GPUBridgeCluster",
                 .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
+                .product(name: "OTel", package: "swift-otel", condition: .when(traits: ["OTLP"])),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,6 +179,7 @@ let package = Package(
             dependencies: [
                 "GPUBridgeCluster", "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport",
                 "GPUBridgeActorsTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
             ],
             swiftSettings: strict
         ),

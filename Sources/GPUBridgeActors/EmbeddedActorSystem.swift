@@ -3,6 +3,7 @@ import Foundation
 import GPUBridge
 import Logging
 import Synchronization
+import Tracing
 
 /// Options of an `EmbeddedActorSystem`; `validate()` rejects nonsense.
 public struct ActorSystemOptions: Sendable {
@@ -291,6 +292,24 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
     /// The receiving side of a call: decodes `call` and runs it on this process's instance of `id` (made by its type's
     /// factory on first use). Never throws: the target's error, or why it could not run, is the reply.
     public func execute(_ call: ActorCall, on id: GPUActorID) async -> ActorReply {
+        await withSpan(SpanNames.actorCall, ofKind: .internal) { span in
+            if span.isRecording {
+                span.updateAttributes { a in
+                    a["gpubridge.actor.type"] = id.type
+                    a["gpubridge.actor.key"] = id.key
+                    a["gpubridge.actor.method"] = CallTargetName.readable(call.target)
+                    a["gpubridge.actor.argument_bytes"] = call.arguments.count
+                }
+            }
+            let reply = await run(call, on: id)
+            if case let .error(envelope) = reply {
+                span.setStatus(SpanStatus(code: .error, message: envelope.description))
+            }
+            return reply
+        }
+    }
+
+    private func run(_ call: ActorCall, on id: GPUActorID) async -> ActorReply {
         do {
             let local = try instance(for: id)
             var decoder = EmbeddedInvocationDecoder(call: call)

@@ -4,7 +4,9 @@ import GPUBridgeActors
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import ServiceContextModule
 import Synchronization
+import Tracing
 
 /// How node-to-node traffic is secured.
 public enum ClusterSecurity: Sendable, Hashable {
@@ -128,7 +130,7 @@ struct NodeService: RegistrableRPCService {
             let parsed = try Self.refusing {
                 try first.withUnsafeBytes { try ClusterRequest.parse($0, maxArgumentBytes: limits.maxCallBytes) }
             }
-            let reply = await handler.handle(parsed)
+            let reply = await Self.serve(parsed, context: request.metadata.traceContext, handler: handler)
             let (header, body) = try reply.header()
             if body.count <= limits.chunkBytes {
                 return StreamingServerResponse(
@@ -166,7 +168,7 @@ struct NodeService: RegistrableRPCService {
                     reserveAtMost: limits.maxMessageBytes
                 ) { try await iterator.next() }
             }
-            let reply = await handler.handle(parsed)
+            let reply = await Self.serve(parsed, context: request.metadata.traceContext, handler: handler)
             let (header, body) = try reply.header()
             return StreamingServerResponse { writer in
                 try await Self.write(header: header, body: body, chunk: limits.chunkBytes, to: writer)
@@ -183,6 +185,26 @@ struct NodeService: RegistrableRPCService {
                 throw RPCError(code: .unavailable, message: "the node is not running")
             }
             return StreamingServerResponse(single: ServerResponse(message: Pieces(Array(id.description.utf8))))
+        }
+    }
+
+    /// Runs `request` through `handler` inside a server span that continues the caller's trace (`context`, read from
+    /// the call's metadata).
+    static func serve(_ request: ClusterRequest, context: ServiceContext, handler: any NodeCallHandler) async
+        -> ClusterReply
+    {
+        await withSpan(SpanNames.serveCall, context: context, ofKind: .server) { span in
+            if span.isRecording {
+                span.updateAttributes { a in
+                    a["gpubridge.actor"] = "\(request.address.id)"
+                    a["gpubridge.actor.method"] = CallTargetName.readable(request.call.target)
+                    a["gpubridge.node"] = request.address.node.description
+                    a["gpubridge.caller"] = request.caller
+                    a["gpubridge.call.argument_bytes"] = request.call.arguments.count
+                    a["rpc.system"] = "grpc"
+                }
+            }
+            return await handler.handle(request)
         }
     }
 
@@ -340,16 +362,39 @@ public final class GRPCNodeTransport: NodeTransport {
         header: [UInt8], arguments: [UInt8], on node: NodeID, actor: String,
         timeout: Duration
     ) async throws -> ClusterReply {
+        try await withSpan(SpanNames.remoteCall, ofKind: .client) { span in
+            if span.isRecording {
+                span.updateAttributes { a in
+                    a["gpubridge.actor"] = actor
+                    a["gpubridge.node"] = node.description
+                    a["gpubridge.call.argument_bytes"] = arguments.count
+                    a["rpc.system"] = "grpc"
+                }
+            }
+            do {
+                return try await send(header: header, arguments: arguments, on: node, actor: actor, timeout: timeout)
+            } catch {
+                span.setStatus(SpanStatus(code: .error))
+                throw error
+            }
+        }
+    }
+
+    private func send(
+        header: [UInt8], arguments: [UInt8], on node: NodeID, actor: String, timeout: Duration
+    ) async throws -> ClusterReply {
         let client: GRPCClient<HTTP2ClientTransport.Posix>
         do { client = try self.client(for: node) } catch {
             throw ClusterError.nodeUnreachable(node: "\(node)", actor: actor, reason: "\(error)")
         }
+        // The caller's trace context (this call's client span) goes with the call, so the node's spans join its trace.
+        let metadata = Metadata.withCurrentTraceContext()
         let chunk = limits.chunkBytes
         let maxBody = limits.maxCallBytes, maxMessage = limits.maxMessageBytes
         let streamed = arguments.count > chunk
         let requestStream: StreamingClientRequest<Pieces>
         if streamed {
-            requestStream = StreamingClientRequest { writer in
+            requestStream = StreamingClientRequest(metadata: metadata) { writer in
                 try await writer.write(Pieces(header))
                 var at = 0
                 while at < arguments.count {
@@ -360,7 +405,7 @@ public final class GRPCNodeTransport: NodeTransport {
             }
         } else {
             let message = Pieces([(header, 0..<header.count), (arguments, 0..<arguments.count)])
-            requestStream = StreamingClientRequest { writer in try await writer.write(message) }
+            requestStream = StreamingClientRequest(metadata: metadata) { writer in try await writer.write(message) }
         }
         do {
             return try await client.bidirectionalStreaming(

@@ -3,6 +3,9 @@ import Foundation
 import GPUBridge
 import GPUBridgeActors
 import GPUBridgeCluster
+import Tracing
+import ServiceLifecycle
+import Logging
 
 /// `gpubridge call`: one client call to an actor hosted by a cluster's nodes (what `gpubridge node` hosts).
 struct CallCommand: AsyncParsableCommand {
@@ -38,6 +41,7 @@ struct CallCommand: AsyncParsableCommand {
     var method: String
 
     @OptionGroup var connection: ClusterConnectionOptions
+    @OptionGroup var tracing: TraceOptions
     @Option(name: .long, help: "Text for echo.")
     var text = "hello"
     @Option(name: .long, help: "Rows for upsert-random (1...100000).")
@@ -98,35 +102,67 @@ struct CallCommand: AsyncParsableCommand {
             ca: connection.tlsCA ?? environment["GPUBRIDGE_TLS_CA"], plaintext: connection.plaintext)
         do { try security.validate() } catch { throw ValidationError("invalid TLS settings: \(error)") }
         do { _ = try PostgresStore(url: url) } catch { throw ValidationError("invalid --database-url: \(error)") }
-        // A client only reads the tables (the nodes made them), so a read-only database role is enough.
-        let line = try await PostgresStore.withStore(url: url, migrate: false) { store in
-            var bridgeOptions = BridgeOptions()
-            bridgeOptions.cacheDirectory = nil
-            bridgeOptions.backendOrder = [.cpu]
-            let system = try EmbeddedActorSystem(
-                bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]),
-                storage: PostgresActorStorage(store: store, cluster: cluster))
-            try NodeActors.register(system, vectorDim: vectorDim)
-            var options = ClusterOptions()
-            options.role = .client
-            options.callTimeout = .milliseconds(timeoutMs)
-            let directory = PostgresActorDirectory(store: store, cluster: cluster)
-            let client = try ClusterNode(
-                system: system, membership: PostgresMembershipTable(store: store, cluster: cluster),
-                directory: directory, transport: try GRPCNodeTransport(security: security), options: options)
-            try await client.start()
-            do {
-                let result = try await ActorCallContext.$idempotencyKey.withValue(callID) { try await call(system) }
-                let node = try await directory.lookup(GPUActorID(type: actor, key: key))?.node.description
-                await client.stop()
-                return
-                    #"{"actor":\#(json(actor + "/" + key)),"method":\#(json(method)),"node":\#(node.map(json) ?? "null"),"result":\#(result)}"#
-            } catch {
-                await client.stop()
-                throw error
-            }
+        // With an OTLP endpoint, the call is one trace: this process's spans and the node's, which continue it.
+        let exporter = try tracing.settings(serviceName: "gpubridge-call", environment: environment).map {
+            try TraceOptions.start($0, logger: Logger(label: "gpubridge.call"))
         }
+        let exporting = exporter.map { exporter in
+            ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: [.init(service: exporter)], logger: Logger(label: "gpubridge.call")))
+        }
+        let exportTask = exporting.map { group in Task { try await group.run() } }
+        // Flushes the buffered spans before the process exits (the batch processor's graceful shutdown).
+        let flush = { () async in
+            guard let exporting, let exportTask else { return }
+            await exporting.triggerGracefulShutdown()
+            _ = await exportTask.result
+        }
+        // A client only reads the tables (the nodes made them), so a read-only database role is enough.
+        let line: String
+        do {
+            line = try await PostgresStore.withStore(url: url, migrate: false) { store in
+                try await withSpan("gpubridge.call", ofKind: .internal) { span in
+                    span.attributes["gpubridge.actor"] = "\(actor)/\(key)"
+                    span.attributes["gpubridge.actor.method"] = method
+                    return try await call(store: store, cluster: cluster, security: security)
+                }
+            }
+        } catch {
+            await flush()
+            throw error
+        }
+        await flush()
         print(line)
+    }
+
+    /// Joins as a client, makes the call, leaves; the JSON line to print.
+    private func call(store: PostgresStore, cluster: String, security: ClusterSecurity) async throws -> String {
+        var bridgeOptions = BridgeOptions()
+        bridgeOptions.cacheDirectory = nil
+        bridgeOptions.backendOrder = [.cpu]
+        let system = try EmbeddedActorSystem(
+            bridge: try Bridge(options: bridgeOptions, backends: [CPUBackend()]),
+            storage: PostgresActorStorage(store: store, cluster: cluster))
+        try NodeActors.register(system, vectorDim: vectorDim)
+        var options = ClusterOptions()
+        options.role = .client
+        options.callTimeout = .milliseconds(timeoutMs)
+        let directory = PostgresActorDirectory(store: store, cluster: cluster)
+        let client = try ClusterNode(
+            system: system, membership: PostgresMembershipTable(store: store, cluster: cluster),
+            directory: directory, transport: try GRPCNodeTransport(security: security), options: options)
+        try await client.start()
+        do {
+            let result = try await ActorCallContext.$idempotencyKey.withValue(callID) { try await call(system) }
+            let node = try await directory.lookup(GPUActorID(type: actor, key: key))?.node.description
+            await client.stop()
+            return
+                #"{"actor":\#(json(actor + "/" + key)),"method":\#(json(method)),"node":\#(node.map(json) ?? "null"),"result":\#(result)}"#
+        } catch {
+            await client.stop()
+            throw error
+        }
     }
 
     /// Runs the method; its result as JSON text.

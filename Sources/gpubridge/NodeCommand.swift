@@ -28,6 +28,8 @@ struct NodeConfigFile: Decodable {
     var statePath: String?
     var metricsFile: String?
     var http: String?
+    var otlpEndpoint: String?
+    var otlpProtocol: String?
     var maxCallBytes: Int?
 }
 
@@ -41,7 +43,7 @@ struct NodeCommand: AsyncParsableCommand {
             GPUBRIDGE_METRICS_FILE, GPUBRIDGE_HTTP), then \
             the JSON file given with --config (keys: listen, advertise, databaseURL, cluster, tlsCertificate, tlsKey, tlsCA, \
             plaintext, devices, vectorDim, roundIntervalMs, leaseMs, callTimeoutMs, idleTimeoutS, \
-            statePath, metricsFile, http, maxCallBytes). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
+            statePath, metricsFile, http, otlpEndpoint, otlpProtocol, maxCallBytes). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
             between nodes is mutual TLS; --plaintext is for local development only. On SIGTERM or SIGINT the node \
             deactivates its actors (snapshots saved), leaves the directory, marks itself ShuttingDown then Dead, and \
             exits 0. If its membership lease ends (it could not renew it in time) it stops and exits 1. When ready it prints one JSON line: \
@@ -50,7 +52,9 @@ struct NodeCommand: AsyncParsableCommand {
             in Prometheus' text format every 2 seconds and at exit, replaced atomically (for node_exporter's textfile \
             collector or any scraper that reads files). With --http HOST:PORT the node serves its operations \
             endpoint there (/metrics, /health/live, /health/ready, /api/v1/devices, /api/v1/actors, /api/v1/cluster; \
-            docs/OPERATIONS.md) and prints {"event":"http","url":"http://host:port"} once listening.
+            docs/OPERATIONS.md) and prints {"event":"http","url":"http://host:port"} once listening. With \
+            --otlp-endpoint URL (or OTEL_EXPORTER_OTLP_ENDPOINT) it sends its spans (calls served, actor calls, kernel \
+            launches, copies) to an OpenTelemetry collector, continuing the caller's trace.
             """
     )
 
@@ -63,6 +67,7 @@ struct NodeCommand: AsyncParsableCommand {
         help: "Address to advertise instead, host:port (behind a proxy or NAT); port 0 advertises the bound port.")
     var advertise: String?
     @OptionGroup var connection: ClusterConnectionOptions
+    @OptionGroup var tracing: TraceOptions
     @Option(name: .long, help: "Devices to use: auto, cpu, opencl or cuda (a backend's devices). Default auto.")
     var devices: String?
     @Option(name: .long, help: "Dimension of the vector-index actors this node hosts. Default 384.")
@@ -102,6 +107,7 @@ struct NodeCommand: AsyncParsableCommand {
         var statePath: String?
         var metricsFile: String?
         var http: HTTPAddress?
+        var traces: TraceExportSettings?
         var limits = WireLimits()
     }
 
@@ -174,6 +180,9 @@ struct NodeCommand: AsyncParsableCommand {
         if let text = http ?? environment["GPUBRIDGE_HTTP"] ?? file.http {
             s.http = try HTTPAddress(parsing: text)
         }
+        s.traces = try tracing.settings(
+            serviceName: "gpubridge-node", environment: environment, endpoint: file.otlpEndpoint,
+            protocolName: file.otlpProtocol)
         if let bytes = maxCallBytes ?? file.maxCallBytes {
             guard WireLimits.maxCallBytesRange.contains(bytes) else {
                 let range = WireLimits.maxCallBytesRange
@@ -218,6 +227,8 @@ struct NodeCommand: AsyncParsableCommand {
         if let path = s.metricsFile, let registry {
             metricsWriter = MetricsFileWriter(registry: registry, path: path, logger: logger)
         }
+        // Spans next (before anything that makes them), when asked for.
+        let exporter = try s.traces.map { try TraceOptions.start($0, logger: logger) }
         let (reports, found, _) = Backends.discover()
         let devices = try s.devices.select(from: found, reports: reports)
         var bridgeOptions = BridgeOptions()
@@ -252,7 +263,9 @@ struct NodeCommand: AsyncParsableCommand {
         let runner = NodeRunner(node: node, store: store)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         // Shut down in reverse order: the node first, then the HTTP endpoint (it answers not-ready while the node
-        // drains), the metrics writer (its last write has the final counts), then the database pool.
+        // drains), the metrics writer (its last write has the final counts), the database pool, and last the span
+        // exporter (it flushes the spans of everything before it).
+        if let exporter { services.append(.init(service: exporter)) }
         if let store { services.append(.init(service: store)) }
         if let metricsWriter { services.append(.init(service: metricsWriter)) }
         if let address = s.http {

@@ -37,6 +37,7 @@ struct ServeCommand: AsyncParsableCommand {
         name: .long,
         help: "Vector-index queries a second (at most, one at a time) made by the process itself (0: none). Default 0.")
     var demoLoad: Int = 0
+    @OptionGroup var tracing: TraceOptions
 
     func validate() throws {
         _ = try HTTPAddress(parsing: http)
@@ -54,6 +55,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...10_000).contains(demoLoad) else {
             throw ValidationError("invalid --demo-load \(demoLoad); expected 0...10000 queries a second")
         }
+        _ = try tracing.settings(serviceName: "gpubridge-serve", environment: ProcessInfo.processInfo.environment)
     }
 
     func run() async throws {
@@ -61,6 +63,9 @@ struct ServeCommand: AsyncParsableCommand {
         let address = try HTTPAddress(parsing: http)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let traces = try tracing.settings(
+            serviceName: "gpubridge-serve", environment: ProcessInfo.processInfo.environment)
+        let exporter = try traces.map { try TraceOptions.start($0, logger: logger) }
         let (reports, found, _) = Backends.discover()
         let chosen = try BackendChoice(rawValue: devices)!.select(from: found, reports: reports)
         var bridgeOptions = BridgeOptions()
@@ -72,9 +77,9 @@ struct ServeCommand: AsyncParsableCommand {
         let system = try EmbeddedActorSystem(bridge: bridge, storage: storage, options: systemOptions)
         try NodeActors.register(system, vectorDim: vectorDim)
         let sources = OpsSources(bridge: bridge, actors: system, registry: registry)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: try HTTPEndpoint.service(sources: sources, address: address, logger: logger))
-        ]
+        // The span exporter first, so it stops last and flushes what the others traced.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = exporter.map { [.init(service: $0)] } ?? []
+        services.append(.init(service: try HTTPEndpoint.service(sources: sources, address: address, logger: logger)))
         if demoLoad > 0 {
             services.append(.init(service: DemoLoad(system: system, perSecond: demoLoad, dim: vectorDim)))
         }

@@ -1,5 +1,6 @@
 import Logging
 import Synchronization
+import Tracing
 
 /// A compiled kernel loaded on one device.
 ///
@@ -228,16 +229,35 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
     {
         let clock = ContinuousClock()
         let start = clock.now
-        let completion = try enqueue(kernel, launch, arguments: arguments)
+        let span = startSpan(SpanNames.launch, ofKind: .internal)
+        defer { span.end() }
+        if span.isRecording {
+            span.updateAttributes { a in
+                a["gpubridge.device"] = id.description
+                a["gpubridge.kernel"] = kernel.name
+                a["gpubridge.launch"] = launch.description
+                a["gpubridge.launch.arguments"] = arguments.count
+            }
+        }
         let timings: ExecutionTimings?
-        do {
-            timings = try await completion.wait()
+        do throws(GPUBridgeError) {
+            let completion = try enqueue(kernel, launch, arguments: arguments)
+            do throws(GPUBridgeError) {
+                timings = try await completion.wait()
+            } catch {
+                metrics.launchFailures.increment()
+                throw error
+            }
         } catch {
-            metrics.launchFailures.increment()
+            span.recordError(error)
+            span.setStatus(SpanStatus(code: .error))
             throw error
         }
         let elapsed = clock.now - start
         metrics.launchLatency.recordNanoseconds(elapsed.nanoseconds)
+        if span.isRecording, let timings {
+            span.attributes["gpubridge.launch.device_ns"] = Int(timings.duration.nanoseconds)
+        }
         return ExecutionResult(device: id, kernel: kernel.name, launch: launch, hostDuration: elapsed, timings: timings)
     }
 

@@ -1,3 +1,5 @@
+import Tracing
+
 /// Owns one pool block; returns it to the pool when the last buffer or view over it goes away.
 final class BlockOwner: Sendable {
     let pool: BufferPool
@@ -79,8 +81,11 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     public func copy(from source: UnsafeRawBufferPointer, toOffset offset: Int = 0) throws(GPUBridgeError) {
         try checkRange(name: "destination", offset: offset, length: source.count, limit: byteCount)
         guard source.count > 0 else { return }
-        try device.retryingAfterTrim("a copy into \(self)") { () throws(GPUBridgeError) in
-            try device.backend.copy(from: source, to: region.slice(offset: offset, byteCount: source.count))
+        try traced(SpanNames.copy, attributes: { copyAttributes(&$0, direction: "to_device", bytes: source.count) }) {
+            () throws(GPUBridgeError) in
+            try device.retryingAfterTrim("a copy into \(self)") { () throws(GPUBridgeError) in
+                try device.backend.copy(from: source, to: region.slice(offset: offset, byteCount: source.count))
+            }
         }
         device.metrics.bytesCopied.increment(by: source.count)
     }
@@ -89,10 +94,21 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     public func copy(to destination: UnsafeMutableRawBufferPointer, fromOffset offset: Int = 0) throws(GPUBridgeError) {
         try checkRange(name: "source", offset: offset, length: destination.count, limit: byteCount)
         guard destination.count > 0 else { return }
-        try device.retryingAfterTrim("a copy from \(self)") { () throws(GPUBridgeError) in
-            try device.backend.copy(from: region.slice(offset: offset, byteCount: destination.count), to: destination)
+        try traced(SpanNames.copy, attributes: { copyAttributes(&$0, direction: "to_host", bytes: destination.count) })
+        {
+            () throws(GPUBridgeError) in
+            try device.retryingAfterTrim("a copy from \(self)") { () throws(GPUBridgeError) in
+                try device.backend.copy(
+                    from: region.slice(offset: offset, byteCount: destination.count), to: destination)
+            }
         }
         device.metrics.bytesCopied.increment(by: destination.count)
+    }
+
+    private func copyAttributes(_ a: inout SpanAttributes, direction: String, bytes: Int) {
+        a["gpubridge.device"] = device.id.description
+        a["gpubridge.copy.direction"] = direction
+        a["gpubridge.copy.bytes"] = bytes
     }
 
     /// Enqueues a copy of `byteCount` bytes from `host` (at `hostOffset`) into this buffer (at `offset`). The host
