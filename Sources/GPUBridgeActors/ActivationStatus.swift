@@ -16,4 +16,9 @@ public struct ActivationStatus: Sendable, Hashable, Codable {
     public var inFlight: Int
     /// When the latest call started (this process's wall clock).
     public var lastCall: Date?
+    /// Calls that ended by throwing.
+    public var failedCalls: Int
+    /// Total time of the calls that ended, in nanoseconds: the mean call latency over an interval is the change of
+    /// this over the change of `calls - inFlight`.
+    public var callNanoseconds: Int
 }

@@ -29,6 +29,10 @@ public final class ActivationLifecycle: Sendable {
         var calls = 0
         /// When the latest of them started (wall clock, for people to read).
         var lastCall: Date?
+        /// Those that ended by throwing.
+        var failedCalls = 0
+        /// Total time of the calls that ended, in nanoseconds (monotonic clock).
+        var callNanoseconds = 0
     }
 
     let state = Mutex(State())
@@ -39,9 +43,23 @@ public final class ActivationLifecycle: Sendable {
     public var activations: Int { state.withLock { $0.activations } }
     /// The current phase.
     public var phase: ActivationPhase { state.withLock { $0.phase } }
-    /// Calls so far (over every activation), calls running now, and when the latest started; one lock.
-    public var callFigures: (calls: Int, inFlight: Int, lastCall: Date?) {
-        state.withLock { ($0.calls, $0.inFlight, $0.lastCall) }
+    /// Calls so far (over every activation), calls running now, when the latest started, how many threw, and the
+    /// total time of those that ended (nanoseconds); one lock.
+    public var callFigures: CallFigures {
+        state.withLock {
+            CallFigures(
+                calls: $0.calls, inFlight: $0.inFlight, lastCall: $0.lastCall, failed: $0.failedCalls,
+                nanoseconds: $0.callNanoseconds)
+        }
+    }
+
+    /// An activation's call counts at one moment.
+    public struct CallFigures: Sendable, Hashable {
+        public var calls: Int
+        public var inFlight: Int
+        public var lastCall: Date?
+        public var failed: Int
+        public var nanoseconds: Int
     }
 
     /// Resumes every task waiting for a phase change.
@@ -81,13 +99,26 @@ extension VirtualActor {
     public func withActivation<T>(_ body: () async throws -> T) async throws -> T {
         try await ensureActive()
         let now = Date()
+        let started = ContinuousClock.now
         lifecycle.state.withLock { s in
             s.inFlight += 1
             s.calls += 1
             s.lastCall = now
         }
-        defer { callEnded() }
-        return try await body()
+        var failed = true
+        defer {
+            let elapsed = ContinuousClock.now - started
+            lifecycle.state.withLock { s in
+                s.callNanoseconds +=
+                    Int(elapsed.components.seconds) * 1_000_000_000
+                    + Int(elapsed.components.attoseconds / 1_000_000_000)
+                if failed { s.failedCalls += 1 }
+            }
+            callEnded()
+        }
+        let result = try await body()
+        failed = false
+        return result
     }
 
     /// Runs `body` as a call of the current activation if the actor is active now (it does not activate); nil if not.

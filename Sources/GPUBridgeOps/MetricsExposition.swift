@@ -23,6 +23,10 @@ extension OpsSources {
         func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Int) {
             r.makeCounter(descriptor: descriptor(name, help), labels: labels + nodeLabel).increment(by: Int64(value))
         }
+        func secondsCounter(_ name: String, _ help: String, _ labels: [(String, String)], _ nanoseconds: Int) {
+            r.makeCounter(descriptor: descriptor(name, help), labels: labels + nodeLabel).increment(
+                by: Double(nanoseconds) / 1e9)
+        }
         for report in deviceReports() {
             let d = [("device", report.id)]
             gauge(
@@ -42,6 +46,12 @@ extension OpsSources {
             counter("gpubridge_device_compiles_total", "Kernel compilations (cache misses).", d, c.compiles)
             counter("gpubridge_device_allocations_total", "Native allocations.", d, c.allocations)
             counter("gpubridge_device_frees_total", "Native allocations released.", d, c.frees)
+            counter(
+                "gpubridge_device_launches_awaited_total", "Launches awaited to their end (Device.launch).", d,
+                c.launchesAwaited)
+            secondsCounter(
+                "gpubridge_device_launch_seconds_total", "Host time of the awaited launches, enqueue to end.", d,
+                c.launchNanoseconds)
             let b = report.broker
             gauge("gpubridge_broker_requests_running", "Requests running on the device.", d, b.running)
             gauge("gpubridge_broker_requests_waiting", "Requests waiting for a slot on the device.", d, b.waiting)
@@ -56,10 +66,12 @@ extension OpsSources {
         if let actors = actorsReport() {
             gauge("gpubridge_actors_active", "Actor instances active in this process.", [], actors.active)
             var byPhase: [[String]: Int] = [:]
-            var calls: [String: Int] = [:]
+            var calls: [String: Int] = [:], failed: [String: Int] = [:], seconds: [String: Double] = [:]
             for activation in actors.actors {
                 byPhase[[activation.type, activation.phase], default: 0] += 1
                 calls[activation.type, default: 0] += activation.calls
+                failed[activation.type, default: 0] += activation.failedCalls
+                seconds[activation.type, default: 0] += activation.callSeconds
             }
             for (key, count) in byPhase.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
                 gauge(
@@ -70,6 +82,14 @@ extension OpsSources {
                 counter(
                     "gpubridge_actor_calls_total", "Calls run by this process's actors, by type.", [("type", type)],
                     count)
+                counter(
+                    "gpubridge_actor_call_failures_total", "Calls of this process's actors that threw, by type.",
+                    [("type", type)], failed[type] ?? 0)
+                r.makeCounter(
+                    descriptor: descriptor(
+                        "gpubridge_actor_call_seconds_total", "Time of the calls that ended, by actor type."),
+                    labels: [("type", type)] + nodeLabel
+                ).increment(by: seconds[type] ?? 0)
             }
         }
         if let cluster = clusterReport() {
@@ -79,6 +99,13 @@ extension OpsSources {
                 gauge(
                     "gpubridge_cluster_members", "Rows of the membership table as this node last read it, by status.",
                     [("status", status)], count)
+            }
+        }
+        if let errors {
+            for (level, count) in errors.report(limit: 0).counts.sorted(by: { $0.key < $1.key }) {
+                counter(
+                    "gpubridge_log_messages_total", "Warnings and errors this process logged, by level.",
+                    [("level", level)], count)
             }
         }
         var bytes: [UInt8] = []

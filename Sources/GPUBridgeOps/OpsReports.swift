@@ -31,6 +31,10 @@ public struct ActorsReport: Sendable, Hashable, Codable {
         public var inFlight: Int
         /// When the latest call started.
         public var lastCall: Date?
+        /// Calls that threw.
+        public var failedCalls: Int
+        /// Total time of the calls that ended, in seconds.
+        public var callSeconds: Double
 
         public init(_ status: ActivationStatus) {
             type = status.id.type
@@ -41,6 +45,8 @@ public struct ActorsReport: Sendable, Hashable, Codable {
             calls = status.calls
             inFlight = status.inFlight
             lastCall = status.lastCall
+            failedCalls = status.failedCalls
+            callSeconds = Double(status.callNanoseconds) / 1e9
         }
     }
 

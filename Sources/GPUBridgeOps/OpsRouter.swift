@@ -52,6 +52,12 @@
                 }
                 return try json(.ok, report)
             }
+            get(router, "/api/v1/errors") { _, _ in
+                guard let errors = sources.errors else {
+                    return try json(.notFound, ["error": "this process keeps no log of its errors"])
+                }
+                return try json(.ok, errors.report())
+            }
             get(router, "/api/v1/snapshot") { _, _ in try json(.ok, sources.snapshot()) }
             get(router, "/api/v1/events") { request, _ in
                 let count: Int?, interval: Int
@@ -114,7 +120,7 @@
         /// The paths above; the middleware answers every other request.
         static let paths: Set<String> = [
             "/", "/metrics", "/health/live", "/health/ready", "/api/v1/devices", "/api/v1/actors", "/api/v1/cluster",
-            "/api/v1/snapshot", "/api/v1/events",
+            "/api/v1/errors", "/api/v1/snapshot", "/api/v1/events",
         ]
 
         static func json(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {

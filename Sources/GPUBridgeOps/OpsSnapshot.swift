@@ -11,13 +11,15 @@ public struct OpsSnapshot: Sendable, Hashable, Codable {
     public var actors: ActorsReport?
     /// Nil outside cluster mode.
     public var cluster: ClusterReport?
+    /// The 20 newest warnings and errors and the counts by level; nil when the process keeps none.
+    public var errors: RecentErrors.Report?
 }
 
 extension OpsSources {
     public func snapshot() -> OpsSnapshot {
         OpsSnapshot(
             time: Date(), readiness: readiness(), devices: deviceReports(), actors: actorsReport(),
-            cluster: clusterReport())
+            cluster: clusterReport(), errors: errors?.report(limit: 20))
     }
 }
 

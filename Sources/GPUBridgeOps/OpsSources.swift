@@ -20,14 +20,18 @@ public struct OpsSources: Sendable {
     /// The registry swift-metrics reports into, when the process bootstrapped Prometheus: its families (launch
     /// latency, requests, cluster calls) follow the live figures in `/metrics`.
     public var registry: PrometheusCollectorRegistry?
+    /// The warnings and errors the process logged (`RecentErrors.process` when it bootstrapped
+    /// `RecentErrors.LogHandler`): `/api/v1/errors`, the dashboard, and `gpubridge_log_messages_total`.
+    public var errors: RecentErrors?
 
     public init(
         bridge: Bridge, actors: EmbeddedActorSystem? = nil, node: ClusterNode? = nil,
-        registry: PrometheusCollectorRegistry? = nil
+        registry: PrometheusCollectorRegistry? = nil, errors: RecentErrors? = nil
     ) {
         self.bridge = bridge
         self.actors = actors
         self.node = node
         self.registry = registry
+        self.errors = errors
     }
 }

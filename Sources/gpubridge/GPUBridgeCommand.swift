@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GPUBridge
+import GPUBridgeOps
 import Logging
 
 @main
@@ -21,10 +22,12 @@ struct GPUBridgeCommand: AsyncParsableCommand {
     static func main() async {
         let level =
             ProcessInfo.processInfo.environment["GPUBRIDGE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        // Standard error at GPUBRIDGE_LOG_LEVEL, and warnings and errors kept for the operations endpoint
+        // (/api/v1/errors and the dashboard's recent errors).
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
-            return handler
+            return MultiplexLogHandler([handler, RecentErrors.LogHandler(label: label)])
         }
         do {
             var command = try parseAsRoot()

@@ -269,7 +269,8 @@ struct NodeCommand: AsyncParsableCommand {
         if let store { services.append(.init(service: store)) }
         if let metricsWriter { services.append(.init(service: metricsWriter)) }
         if let address = s.http {
-            let sources = OpsSources(bridge: bridge, actors: system, node: node, registry: registry)
+            let sources = OpsSources(
+                bridge: bridge, actors: system, node: node, registry: registry, errors: RecentErrors.process)
             services.append(
                 .init(service: try HTTPEndpoint.service(sources: sources, address: address, logger: logger)))
         }

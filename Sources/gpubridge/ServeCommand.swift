@@ -76,7 +76,7 @@ struct ServeCommand: AsyncParsableCommand {
         let storage: any ActorStorage = try statePath.map { try SQLiteActorStorage(path: $0) } ?? InMemoryActorStorage()
         let system = try EmbeddedActorSystem(bridge: bridge, storage: storage, options: systemOptions)
         try NodeActors.register(system, vectorDim: vectorDim)
-        let sources = OpsSources(bridge: bridge, actors: system, registry: registry)
+        let sources = OpsSources(bridge: bridge, actors: system, registry: registry, errors: RecentErrors.process)
         // The span exporter first, so it stops last and flushes what the others traced.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = exporter.map { [.init(service: $0)] } ?? []
         services.append(.init(service: try HTTPEndpoint.service(sources: sources, address: address, logger: logger)))

@@ -110,6 +110,8 @@ struct ProcessClusterTests {
                 #expect(view.body.contains(#""host":"\#(id.host)","port":\#(id.port)"#), "\(id) missing: \(view.body)")
             }
             #expect(view.body.components(separatedBy: #""status":"Active""#).count - 1 == 3)
+            // ... with each node's devices, from the shared table (what the dashboard's cluster table shows).
+            #expect(view.body.components(separatedBy: #""id":"cpu:0""#).count - 1 == 3, "\(view.body)")
         }
     }
 

@@ -47,6 +47,13 @@
                     #expect(
                         sample(text, "gpubridge_device_memory_total_bytes{\(d)}") == Double(device.info.totalMemory))
                     #expect(sample(text, "gpubridge_device_launches_total{\(d)}") == Double(counters.launches))
+                    #expect(
+                        sample(text, "gpubridge_device_launches_awaited_total{\(d)}")
+                            == Double(counters.launchesAwaited))
+                    #expect(counters.launchesAwaited >= 1)
+                    let seconds = try #require(sample(text, "gpubridge_device_launch_seconds_total{\(d)}"))
+                    #expect(abs(seconds - Double(counters.launchNanoseconds) / 1e9) < 1e-9)
+                    #expect(seconds > 0)
                     #expect(counters.launches >= 1)
                     #expect(sample(text, "gpubridge_broker_requests_succeeded_total{\(d)}") == 1)
                     #expect(sample(text, #"gpubridge_broker_circuit{\#(d),state="closed"}"#) == 1)
@@ -130,13 +137,19 @@
             for key in ["b", "a", "b", "b"] {
                 #expect(try await system.actor(VectorIndexActor.self, key: key).vectorCount() == 0)
             }
+            // A query of the wrong dimension is refused: a failed call of "a".
+            await #expect(throws: (any Error).self) {
+                try await system.actor(VectorIndexActor.self, key: "a").query([1, 2, 3], k: 1)
+            }
             try await app(OpsSources(bridge: bridge, actors: system)).test(.router) { client in
                 try await client.execute(uri: "/api/v1/actors", method: .get) { response in
                     #expect(response.status == .ok)
                     let report = try OpsJSON.decoder().decode(ActorsReport.self, from: Data(buffer: response.body))
                     #expect(report.active == 2)
                     #expect(report.actors.map { "\($0.type)/\($0.key)" } == ["index/a", "index/b"])
-                    #expect(report.actors.map(\.calls) == [1, 3])
+                    #expect(report.actors.map(\.calls) == [2, 3])
+                    #expect(report.actors.map(\.failedCalls) == [1, 0])
+                    #expect(report.actors.allSatisfy { $0.callSeconds > 0 && $0.callSeconds < 60 })
                     #expect(report.actors.allSatisfy { $0.phase == "active" && $0.device == "cpu:0" })
                     #expect(report.actors.allSatisfy { $0.activations == 1 && $0.inFlight == 0 })
                     #expect(
@@ -148,7 +161,9 @@
                     let text = String(buffer: response.body)
                     #expect(sample(text, "gpubridge_actors_active") == 2)
                     #expect(sample(text, #"gpubridge_actors{type="index",phase="active"}"#) == 2)
-                    #expect(sample(text, #"gpubridge_actor_calls_total{type="index"}"#) == 4)
+                    #expect(sample(text, #"gpubridge_actor_calls_total{type="index"}"#) == 5)
+                    #expect(sample(text, #"gpubridge_actor_call_failures_total{type="index"}"#) == 1)
+                    #expect((sample(text, #"gpubridge_actor_call_seconds_total{type="index"}"#) ?? 0) > 0)
                 }
             }
             try await app(OpsSources(bridge: bridge)).test(.router) { client in
@@ -158,6 +173,43 @@
                         let body = try JSONDecoder().decode([String: String].self, from: Data(buffer: response.body))
                         #expect(body["error"]?.isEmpty == false)
                     }
+                }
+            }
+        }
+
+        @Test("/api/v1/errors: the logged warnings and errors, newest first, with counts by level; 404 without a log")
+        func errors() async throws {
+            let errors = RecentErrors(capacity: 3)
+            var logger = Logger(label: "test.ops") { RecentErrors.LogHandler(label: $0, errors: errors) }
+            logger.logLevel = .trace
+            logger.info("not kept")
+            for i in 1...4 { logger.error("failure \(i)", metadata: ["i": "\(i)", "a": "x"]) }
+            logger.warning("slow")
+            let sources = OpsSources(bridge: try bridge(), errors: errors)
+            try await app(sources).test(.router) { client in
+                try await client.execute(uri: "/api/v1/errors", method: .get) { response in
+                    #expect(response.status == .ok)
+                    let report = try OpsJSON.decoder().decode(
+                        RecentErrors.Report.self, from: Data(buffer: response.body))
+                    #expect(report.entries.map(\.message) == ["slow", "failure 4", "failure 3"])
+                    #expect(report.entries.map(\.level) == ["warning", "error", "error"])
+                    #expect(report.entries[1].metadata == "a=x i=4")
+                    #expect(report.entries.allSatisfy { $0.source == "test.ops" })
+                    #expect(report.counts == ["error": 4, "warning": 1])
+                }
+                try await client.execute(uri: "/api/v1/snapshot", method: .get) { response in
+                    let snapshot = try OpsJSON.decoder().decode(OpsSnapshot.self, from: Data(buffer: response.body))
+                    #expect(snapshot.errors?.entries.first?.message == "slow")
+                }
+                try await client.execute(uri: "/metrics", method: .get) { response in
+                    let text = String(buffer: response.body)
+                    #expect(sample(text, #"gpubridge_log_messages_total{level="error"}"#) == 4)
+                    #expect(sample(text, #"gpubridge_log_messages_total{level="warning"}"#) == 1)
+                }
+            }
+            try await app(OpsSources(bridge: try bridge())).test(.router) { client in
+                try await client.execute(uri: "/api/v1/errors", method: .get) { response in
+                    #expect(response.status == .notFound)
                 }
             }
         }

@@ -139,6 +139,9 @@
             #expect(page.contains(#"data-device="cpu:0""#))
             #expect(page.contains(#"data-actor="vector-index/demo""#))
             #expect(page.contains(">ready</span>"))
+            // The process's log of warnings and errors reached the page (empty or not), and the latency chart is there.
+            #expect(page.contains("none logged") || page.contains(#"class="error-entry""#), "\(page.prefix(4000))")
+            #expect(page.contains(#"<canvas id="latency""#))
             let shown = page.components(separatedBy: #"id="launches-total">"#).dropFirst().first.flatMap {
                 Double($0.prefix { $0.isNumber })
             }

@@ -255,6 +255,7 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         }
         let elapsed = clock.now - start
         metrics.launchLatency.recordNanoseconds(elapsed.nanoseconds)
+        counters.recordLaunchAwaited(nanoseconds: Int(elapsed.nanoseconds))
         if span.isRecording, let timings {
             span.attributes["gpubridge.launch.device_ns"] = Int(timings.duration.nanoseconds)
         }

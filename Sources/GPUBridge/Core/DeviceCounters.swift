@@ -11,6 +11,8 @@ public final class DeviceCounters: Sendable {
     private let _bytesCopied = Atomic<Int>(0)
     private let _launches = Atomic<Int>(0)
     private let _compiles = Atomic<Int>(0)
+    private let _launchesAwaited = Atomic<Int>(0)
+    private let _launchNanoseconds = Atomic<Int>(0)
 
     public init() {}
 
@@ -26,6 +28,11 @@ public final class DeviceCounters: Sendable {
     public var launches: Int { _launches.load(ordering: .relaxed) }
     /// Front-end compilations run (cache misses).
     public var compiles: Int { _compiles.load(ordering: .relaxed) }
+    /// Launches awaited to their end through `Device.launch` (those enqueued and waited on by the caller are not).
+    public var launchesAwaited: Int { _launchesAwaited.load(ordering: .relaxed) }
+    /// Their total host time, enqueue to completion, in nanoseconds: the mean launch latency over an interval is the
+    /// change of this over the change of `launchesAwaited`.
+    public var launchNanoseconds: Int { _launchNanoseconds.load(ordering: .relaxed) }
 
     public func recordAllocation() { _allocations.add(1, ordering: .relaxed) }
     public func recordFree() { _frees.add(1, ordering: .relaxed) }
@@ -35,12 +42,17 @@ public final class DeviceCounters: Sendable {
     }
     public func recordLaunch() { _launches.add(1, ordering: .relaxed) }
     public func recordCompile() { _compiles.add(1, ordering: .relaxed) }
+    public func recordLaunchAwaited(nanoseconds: Int) {
+        _launchesAwaited.add(1, ordering: .relaxed)
+        _launchNanoseconds.add(max(0, nanoseconds), ordering: .relaxed)
+    }
 
     /// A copy of the current values.
     public var snapshot: Snapshot {
         Snapshot(
             allocations: allocations, frees: frees, copies: copies, bytesCopied: bytesCopied,
-            launches: launches, compiles: compiles)
+            launches: launches, compiles: compiles, launchesAwaited: launchesAwaited,
+            launchNanoseconds: launchNanoseconds)
     }
 
     /// The counters at one moment.
@@ -51,5 +63,7 @@ public final class DeviceCounters: Sendable {
         public var bytesCopied: Int
         public var launches: Int
         public var compiles: Int
+        public var launchesAwaited: Int
+        public var launchNanoseconds: Int
     }
 }
