@@ -22,13 +22,20 @@ struct HTTPAddress: Sendable, Hashable {
 
 enum HTTPEndpoint {
     /// The operations endpoint as a service for the process's group; it prints
-    /// `{"event":"http","url":"http://host:port"}` once listening. Refused when the CLI was built without the HTTP
-    /// trait.
-    static func service(sources: OpsSources, address: HTTPAddress, logger: Logger) throws -> any Service {
+    /// `{"event":"http","url":"http(s)://host:port"}` once listening. With `tls`, HTTPS with that certificate and key.
+    /// Refused when the CLI was built without the HTTP trait, or when the certificate or key cannot be read.
+    static func service(sources: OpsSources, address: HTTPAddress, tls: OpsTLS? = nil, logger: Logger) throws
+        -> any Service
+    {
         #if HTTP
-            return OpsServer(sources: sources, host: address.host, port: address.port, logger: logger) { port in
-                NodeOutput.line(#"{"event":"http","url":"http://\#(address.host):\#(port)"}"#)
-            }
+            let scheme = tls == nil ? "http" : "https"
+            do {
+                return try OpsServer(
+                    sources: sources, host: address.host, port: address.port, tls: tls, logger: logger
+                ) { port in
+                    NodeOutput.line(#"{"event":"http","url":"\#(scheme)://\#(address.host):\#(port)"}"#)
+                }
+            } catch { throw ValidationError("invalid HTTP TLS settings: \(error)") }
         #else
             throw ValidationError(
                 "--http is not available: this gpubridge was built without the HTTP trait (swift build --traits HTTP)")

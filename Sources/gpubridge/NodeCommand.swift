@@ -28,6 +28,7 @@ struct NodeConfigFile: Decodable {
     var statePath: String?
     var metricsFile: String?
     var http: String?
+    var httpTLS: Bool?
     var otlpEndpoint: String?
     var otlpProtocol: String?
     var maxCallBytes: Int?
@@ -40,10 +41,10 @@ struct NodeCommand: AsyncParsableCommand {
         discussion: """
             Settings come from flags, then environment variables (GPUBRIDGE_NODE_LISTEN, GPUBRIDGE_DATABASE_URL, \
             GPUBRIDGE_CLUSTER, GPUBRIDGE_TLS_CERT, GPUBRIDGE_TLS_KEY, GPUBRIDGE_TLS_CA, GPUBRIDGE_NODE_DEVICES, \
-            GPUBRIDGE_METRICS_FILE, GPUBRIDGE_HTTP), then \
+            GPUBRIDGE_METRICS_FILE, GPUBRIDGE_HTTP, GPUBRIDGE_HTTP_TLS=1), then \
             the JSON file given with --config (keys: listen, advertise, databaseURL, cluster, tlsCertificate, tlsKey, tlsCA, \
             plaintext, devices, vectorDim, roundIntervalMs, leaseMs, callTimeoutMs, idleTimeoutS, \
-            statePath, metricsFile, http, otlpEndpoint, otlpProtocol, maxCallBytes). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
+            statePath, metricsFile, http, httpTLS, otlpEndpoint, otlpProtocol, maxCallBytes). Without a database URL the node runs alone with in-memory membership and directory. Traffic \
             between nodes is mutual TLS; --plaintext is for local development only. On SIGTERM or SIGINT the node \
             deactivates its actors (snapshots saved), leaves the directory, marks itself ShuttingDown then Dead, and \
             exits 0. If its membership lease ends (it could not renew it in time) it stops and exits 1. When ready it prints one JSON line: \
@@ -88,6 +89,8 @@ struct NodeCommand: AsyncParsableCommand {
     var metricsFile: String?
     @Option(name: .long, help: "Serve the operations endpoint (metrics, health, JSON API) over HTTP at host:port.")
     var http: String?
+    @Flag(name: .long, help: "Serve --http over HTTPS with the node's certificate and key (--tls-cert, --tls-key).")
+    var httpTLS = false
     @Option(
         name: .long,
         help: "Largest call (arguments) or reply (body) accepted, in bytes; more is refused. Default 1073741824.")
@@ -107,6 +110,7 @@ struct NodeCommand: AsyncParsableCommand {
         var statePath: String?
         var metricsFile: String?
         var http: HTTPAddress?
+        var httpTLS: OpsTLS?
         var traces: TraceExportSettings?
         var limits = WireLimits()
     }
@@ -179,6 +183,14 @@ struct NodeCommand: AsyncParsableCommand {
         }
         if let text = http ?? environment["GPUBRIDGE_HTTP"] ?? file.http {
             s.http = try HTTPAddress(parsing: text)
+        }
+        if httpTLS || environment["GPUBRIDGE_HTTP_TLS"] == "1" || file.httpTLS == true {
+            guard s.http != nil else { throw ValidationError("invalid --http-tls without --http; give both") }
+            guard case let .mutualTLS(certificate, key, _) = s.security else {
+                throw ValidationError(
+                    "invalid --http-tls with --plaintext; it serves HTTPS with the node's --tls-cert and --tls-key")
+            }
+            s.httpTLS = OpsTLS(certificatePath: certificate, keyPath: key)
         }
         s.traces = try tracing.settings(
             serviceName: "gpubridge-node", environment: environment, endpoint: file.otlpEndpoint,
@@ -272,7 +284,9 @@ struct NodeCommand: AsyncParsableCommand {
             let sources = OpsSources(
                 bridge: bridge, actors: system, node: node, registry: registry, errors: RecentErrors.process)
             services.append(
-                .init(service: try HTTPEndpoint.service(sources: sources, address: address, logger: logger)))
+                .init(
+                    service: try HTTPEndpoint.service(
+                        sources: sources, address: address, tls: s.httpTLS, logger: logger)))
         }
         services.append(.init(service: runner))
         let group = ServiceGroup(

@@ -38,6 +38,10 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Vector-index queries a second (at most, one at a time) made by the process itself (0: none). Default 0.")
     var demoLoad: Int = 0
     @OptionGroup var tracing: TraceOptions
+    @Option(name: .long, help: "Serve HTTPS with this certificate chain (PEM); needs --http-tls-key.")
+    var httpTLSCert: String?
+    @Option(name: .long, help: "The private key (PEM) of --http-tls-cert.")
+    var httpTLSKey: String?
 
     func validate() throws {
         _ = try HTTPAddress(parsing: http)
@@ -56,6 +60,22 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("invalid --demo-load \(demoLoad); expected 0...10000 queries a second")
         }
         _ = try tracing.settings(serviceName: "gpubridge-serve", environment: ProcessInfo.processInfo.environment)
+        _ = try tls()
+    }
+
+    /// HTTPS settings: both files or neither, each readable.
+    func tls() throws -> OpsTLS? {
+        switch (httpTLSCert, httpTLSKey) {
+        case (nil, nil): return nil
+        case let (certificate?, key?):
+            for (flag, path) in [("--http-tls-cert", certificate), ("--http-tls-key", key)]
+            where !FileManager.default.isReadableFile(atPath: path) {
+                throw ValidationError("invalid \(flag) \(path); expected a readable PEM file")
+            }
+            return OpsTLS(certificatePath: certificate, keyPath: key)
+        default:
+            throw ValidationError("invalid HTTPS settings: give both --http-tls-cert and --http-tls-key, or neither")
+        }
     }
 
     func run() async throws {
@@ -79,7 +99,9 @@ struct ServeCommand: AsyncParsableCommand {
         let sources = OpsSources(bridge: bridge, actors: system, registry: registry, errors: RecentErrors.process)
         // The span exporter first, so it stops last and flushes what the others traced.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = exporter.map { [.init(service: $0)] } ?? []
-        services.append(.init(service: try HTTPEndpoint.service(sources: sources, address: address, logger: logger)))
+        services.append(
+            .init(service: try HTTPEndpoint.service(sources: sources, address: address, tls: try tls(), logger: logger))
+        )
         if demoLoad > 0 {
             services.append(.init(service: DemoLoad(system: system, perSecond: demoLoad, dim: vectorDim)))
         }

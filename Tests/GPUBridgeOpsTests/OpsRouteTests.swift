@@ -301,7 +301,7 @@
         func liveServer() async throws {
             let sources = OpsSources(bridge: try bridge())
             let bound = AsyncStream<Int>.makeStream()
-            let server = OpsServer(
+            let server = try OpsServer(
                 sources: sources, host: "127.0.0.1", port: 0, logger: Logger(label: "test.ops")
             ) { port in bound.continuation.yield(port) }
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -13,6 +13,11 @@
         return nil
     }()
 
+    /// curl, when installed (the HTTPS test fetches with it, checking the chain against the test CA).
+    private let curl: String? = ["/usr/bin/curl", "/bin/curl"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+
     /// Chromium, when installed.
     private let chromium: String? = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first {
         FileManager.default.isExecutableFile(atPath: $0)
@@ -48,14 +53,15 @@
             var output: String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
             var errors: String { (try? String(contentsOf: err, encoding: .utf8)) ?? "" }
 
-            init() throws {
+            init(extra: [String] = []) throws {
                 try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
                 #expect(FileManager.default.createFile(atPath: out.path, contents: nil))
                 #expect(FileManager.default.createFile(atPath: err.path, contents: nil))
                 process.executableURL = URL(fileURLWithPath: cli!)
-                process.arguments = [
-                    "serve", "--http", "127.0.0.1:0", "--devices", "cpu", "--demo-load", "50", "--vector-dim", "16",
-                ]
+                process.arguments =
+                    [
+                        "serve", "--http", "127.0.0.1:0", "--devices", "cpu", "--demo-load", "50", "--vector-dim", "16",
+                    ] + extra
                 process.standardOutput = try FileHandle(forWritingTo: out)
                 process.standardError = try FileHandle(forWritingTo: err)
                 try process.run()
@@ -148,6 +154,51 @@
             #expect(shown.map { $0 > before } == true, "launches shown \(String(describing: shown)), \(before) before")
         }
 
+        /// Runs the CLI with `arguments` to its end; its exit status and standard output.
+        func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+
+        @Test(
+            "serve --http-tls-cert/--http-tls-key: HTTPS with a certificate of the cluster CA; plain HTTP is not answered",
+            .enabled(if: curl != nil, "needs curl"))
+        func https() throws {
+            let certs = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-https-\(UUID())").path
+            defer { try? FileManager.default.removeItem(atPath: certs) }
+            #expect(try run(cli!, ["certs", "--out", certs, "--name", "ops"]).status == 0)
+            let served = try Served(extra: [
+                "--http-tls-cert", "\(certs)/ops.pem", "--http-tls-key", "\(certs)/ops-key.pem",
+            ])
+            let port = try port(of: served)
+            #expect(served.output.contains(#""url":"https://127.0.0.1:\#(port)""#), "\(served.output)")
+            // The chain verifies against the CA that issued it (curl checks the 127.0.0.1 address in the certificate).
+            let live = try run(
+                curl!,
+                ["-sS", "--max-time", "10", "--cacert", "\(certs)/ca.pem", "https://127.0.0.1:\(port)/health/live"])
+            #expect(live.status == 0)
+            #expect(live.output == #"{"status":"live"}"#)
+            // Another CA's client does not trust it.
+            let other = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-https-\(UUID())").path
+            defer { try? FileManager.default.removeItem(atPath: other) }
+            #expect(try run(cli!, ["certs", "--out", other]).status == 0)
+            let refused = try run(
+                curl!,
+                ["-sS", "--max-time", "10", "--cacert", "\(other)/ca.pem", "https://127.0.0.1:\(port)/health/live"])
+            #expect(refused.status != 0)
+            // Plain HTTP on the HTTPS port gets no HTTP answer.
+            let plain = try? HTTPGet.fetch(host: "127.0.0.1", port: port, path: "/health/live")
+            #expect(plain?.status != 200)
+        }
+
         @Test("serve refuses a bad --http and a bad --demo-load, naming the value and the limit")
         func badInput() throws {
             for (arguments, message) in [
@@ -159,6 +210,18 @@
                 (
                     ["--http", "127.0.0.1:0", "--demo-load", "20000"],
                     "invalid --demo-load 20000; expected 0...10000 queries a second"
+                ),
+                (
+                    ["--http", "127.0.0.1:0", "--http-tls-cert", "/nonexistent.pem"],
+                    "invalid HTTPS settings: give both --http-tls-cert and --http-tls-key, or neither"
+                ),
+                (
+                    ["--http", "127.0.0.1:0", "--http-tls-cert", "/nonexistent.pem", "--http-tls-key", "/k.pem"],
+                    "invalid --http-tls-cert /nonexistent.pem; expected a readable PEM file"
+                ),
+                (
+                    ["--http", "127.0.0.1:0", "--otlp-endpoint", "collector:4318"],
+                    "invalid argument '--otlp-endpoint': value collector:4318"
                 ),
             ] {
                 let process = Process()
