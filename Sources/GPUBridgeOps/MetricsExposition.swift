@@ -39,6 +39,7 @@ extension OpsSources {
             gauge("gpubridge_pool_cached_bytes", "Pool bytes reserved and free for reuse.", d, report.pool.bytesCached)
             gauge("gpubridge_pool_reserved_bytes", "Pool bytes reserved from the driver.", d, report.pool.bytesReserved)
             gauge("gpubridge_pool_peak_in_use_bytes", "Highest pool bytes in use.", d, report.pool.peakBytesInUse)
+            gauge("gpubridge_device_kernels_loaded", "Kernels loaded on the device.", d, report.kernels.count)
             let c = report.counters
             counter("gpubridge_device_launches_total", "Kernel launches issued.", d, c.launches)
             counter("gpubridge_device_copies_total", "Copies and fills issued.", d, c.copies)
@@ -72,6 +73,16 @@ extension OpsSources {
                 calls[activation.type, default: 0] += activation.calls
                 failed[activation.type, default: 0] += activation.failedCalls
                 seconds[activation.type, default: 0] += activation.callSeconds
+            }
+            var placed: [[String]: Int] = [:]
+            for activation in actors.actors where activation.phase == "active" {
+                placed[[activation.type, activation.device ?? "none"], default: 0] += 1
+            }
+            for (key, count) in placed.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                gauge(
+                    "gpubridge_actors_placed",
+                    "Active actors by type and the device they live on (none: they hold no device memory).",
+                    [("type", key[0]), ("device", key[1])], count)
             }
             for (key, count) in byPhase.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
                 gauge(

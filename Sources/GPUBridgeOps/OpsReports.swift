@@ -15,6 +15,8 @@ public struct DeviceReport: Sendable, Hashable, Codable {
     public var pool: BufferPool.Statistics
     public var counters: DeviceCounters.Snapshot
     public var broker: DeviceBroker.DeviceState
+    /// Entry points of the kernel text loaded on the device (`Device.loadedKernels`).
+    public var kernels: [String]
 }
 
 /// The actors `/api/v1/actors` lists. A value read at one moment; any thread.
@@ -74,7 +76,7 @@ extension OpsSources {
             DeviceReport(
                 id: device.id.description, name: device.info.name, backend: device.id.backend.rawValue,
                 totalMemory: device.info.totalMemory, lost: device.lostReason, pool: device.pool.statistics,
-                counters: device.counters.snapshot, broker: states[i])
+                counters: device.counters.snapshot, broker: states[i], kernels: device.loadedKernels)
         }
     }
 

@@ -15,6 +15,16 @@ struct KernelTests {
         #expect(device.pool.statistics.bytesInUse == 0)
     }
 
+    @Test("loadedKernels lists each kernel text loaded on the device once, by entry point")
+    func loadedKernels() async throws {
+        let (device, _) = try makeOpenCLDevice()
+        #expect(device.loadedKernels.isEmpty)
+        _ = try await VectorAddRun.run(Float.self, count: 1000, on: device)
+        _ = try await VectorAddRun.run(Float.self, count: 1000, on: device)
+        _ = try await VectorAddRun.run(Int32.self, count: 1000, on: device)
+        #expect(device.loadedKernels == ["vector_add_float", "vector_add_int"])
+    }
+
     @Test("reference VectorAdd of Int32")
     func vectorAddInt32() async throws {
         let (device, _) = try makeOpenCLDevice()

@@ -122,6 +122,7 @@
                     #expect(reports[1].pool.bytesInUse >= 4096 * 4)
                     #expect(reports[1].broker.circuit == .closed)
                     #expect(reports.allSatisfy { $0.lost == nil && $0.totalMemory > 0 })
+                    #expect(reports.map(\.kernels) == [[], []])
                 }
             }
             _ = held
@@ -161,6 +162,7 @@
                     let text = String(buffer: response.body)
                     #expect(sample(text, "gpubridge_actors_active") == 2)
                     #expect(sample(text, #"gpubridge_actors{type="index",phase="active"}"#) == 2)
+                    #expect(sample(text, #"gpubridge_actors_placed{type="index",device="cpu:0"}"#) == 2)
                     #expect(sample(text, #"gpubridge_actor_calls_total{type="index"}"#) == 5)
                     #expect(sample(text, #"gpubridge_actor_call_failures_total{type="index"}"#) == 1)
                     #expect((sample(text, #"gpubridge_actor_call_seconds_total{type="index"}"#) ?? 0) > 0)

@@ -186,6 +186,12 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         }
     }
 
+    /// The entry points of the kernel text loaded on this device (compiled or read from the cache, then kept for the
+    /// device's lifetime), sorted; Swift kernels of the CPU backend are not kept and not listed. One lock.
+    public var loadedKernels: [String] {
+        programs.withLock { Set($0.values.map(\.entryPoint)) }.sorted()
+    }
+
     /// Enqueues `kernel` with `arguments` in declared order and returns at once; the completion reports the end.
     ///
     /// Checks before anything reaches the device: the launch shape against the device's limits, every buffer's
