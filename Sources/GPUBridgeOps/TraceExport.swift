@@ -113,6 +113,11 @@ public enum TraceExport {
             configuration.resourceAttributes["service.version"] = GPUBridgeVersion.string
             configuration.resourceAttributes["process.pid"] = "\(ProcessInfo.processInfo.processIdentifier)"
             if let url = settings.tracesURL { configuration.traces.otlpExporter.endpoint = url }
+            // A collector that cannot be reached holds each export until this timeout (the HTTP client keeps trying
+            // to connect), and the last flush delays the process's exit by as much: 3 s rather than swift-otel's 10
+            // (OTEL_EXPORTER_OTLP_TIMEOUT overrides it).
+            configuration.traces.otlpExporter.timeout = .seconds(3)
+            configuration.traces.batchSpanProcessor.exportTimeout = .seconds(5)
             switch settings.exportProtocol {
             case .grpc?: configuration.traces.otlpExporter.protocol = .grpc
             case .httpProtobuf?: configuration.traces.otlpExporter.protocol = .httpProtobuf
