@@ -51,7 +51,8 @@
             }
             let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
             var logger = Logger(label: "otlp-receiver")
-            logger.logLevel = .warning
+            // Stopping the receiver cancels its server, which Hummingbird logs as an error.
+            logger.logLevel = .critical
             let application = Application(
                 router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                 onServerRunning: { channel in
