@@ -64,6 +64,24 @@ extension OpsSources {
                     d + [("state", state.rawValue)], b.circuit == state ? 1 : 0)
             }
         }
+        // The kernel caches (devices of one bridge usually share one): hits by tier, and misses (compiles).
+        var caches: [ObjectIdentifier: KernelCache] = [:]
+        for device in bridge.devices { caches[ObjectIdentifier(device.cache)] = device.cache }
+        var loaded = 0, memory = 0, disk = 0, misses = 0
+        for each in caches.values {
+            let s = each.statistics
+            loaded += s.loadedHits
+            memory += s.memoryHits
+            disk += s.diskHits
+            misses += s.misses
+        }
+        for (tier, hits) in [("loaded", loaded), ("memory", memory), ("disk", disk)] {
+            counter(
+                "gpubridge_kernel_cache_hits_total",
+                "Kernel loads served by a cache: loaded on the device, a binary in memory, or on disk.",
+                [("tier", tier)], hits)
+        }
+        counter("gpubridge_kernel_cache_misses_total", "Kernel loads that ran the compiler.", [], misses)
         if let actors = actorsReport() {
             gauge("gpubridge_actors_active", "Actor instances active in this process.", [], actors.active)
             var byPhase: [[String]: Int] = [:]

@@ -52,6 +52,8 @@ public struct ActorsReport: Sendable, Hashable, Codable {
         }
     }
 
+    /// The cluster node these actors live on (`host:port@generation`); nil outside cluster mode.
+    public var node: String?
     /// Instances active in this process's actor system.
     public var active: Int
     /// Every actor of this process that has activated at least once (active or idle since), by type then key.
@@ -84,7 +86,8 @@ extension OpsSources {
     public func actorsReport() -> ActorsReport? {
         guard let actors else { return nil }
         return ActorsReport(
-            active: actors.activeCount, actors: actors.activationStatus.map(ActorsReport.Activation.init))
+            node: node?.id.description, active: actors.activeCount,
+            actors: actors.activationStatus.map(ActorsReport.Activation.init))
     }
 
     /// The node's view of the cluster; nil outside cluster mode.

@@ -2,27 +2,9 @@ import Foundation
 import GPUBridge
 import GPUBridgeActors
 import GPUBridgeCluster
+import GPUBridgeTestSupport
 import Synchronization
 import Testing
-
-/// The `gpubridge` executable the node processes run: `GPUBRIDGE_BIN`, else the one built next to the test bundle
-/// (`swift build --build-tests` builds both into the same folder).
-enum NodeBinary {
-    static let path: String? = {
-        let fm = FileManager.default
-        if let given = ProcessInfo.processInfo.environment["GPUBRIDGE_BIN"] {
-            return fm.isExecutableFile(atPath: given) ? given : nil
-        }
-        var folders = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-        folders.append(Bundle.main.bundleURL.deletingLastPathComponent())
-        folders.append(Bundle.main.bundleURL)
-        for folder in folders {
-            let candidate = folder.appendingPathComponent("gpubridge").path
-            if fm.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }()
-}
 
 extension NodeProcess {
     /// The value of the sample `name` (no labels) in the node's metrics file, if written.
@@ -38,7 +20,7 @@ extension NodeProcess {
 /// Where the multi-process cluster tests can run: a database and the built `gpubridge`.
 enum ProcessClusterEnvironment {
     static let databaseURL = ProcessInfo.processInfo.environment["GPUBRIDGE_TEST_DATABASE_URL"]
-    static let available = databaseURL != nil && NodeBinary.path != nil
+    static let available = databaseURL != nil && CLIBinary.path != nil
 }
 
 /// The certificates of one test cluster (its CA, one certificate for the nodes, one for clients) and of a rogue CA.
@@ -86,7 +68,7 @@ final class NodeProcess: Sendable {
     /// Runs `gpubridge node arguments`, through `launcher` when given (`ip netns exec NS`, which execs the node, so
     /// the process id is the node's).
     init(name: String, arguments: [String], folder: String, launcher: [String] = []) throws {
-        guard let binary = NodeBinary.path else {
+        guard let binary = CLIBinary.path else {
             throw GPUBridgeError.unsupported(feature: "gpubridge binary", backend: "tests")
         }
         self.name = name
@@ -255,7 +237,7 @@ final class ProcessCluster {
     func call(_ argumentLists: [[String]], databaseURL: String? = nil) async throws -> [(status: Int32, output: String)]
     {
         let url = try #require(databaseURL ?? ProcessClusterEnvironment.databaseURL)
-        guard let binary = NodeBinary.path, case let .mutualTLS(certificate, key, roots) = certificates.client else {
+        guard let binary = CLIBinary.path, case let .mutualTLS(certificate, key, roots) = certificates.client else {
             throw GPUBridgeError.unsupported(feature: "gpubridge binary", backend: "tests")
         }
         var running: [(Process, String)] = []

@@ -100,6 +100,8 @@ struct ProcessClusterTests {
                 let metrics = try HTTPGet.fetch(host: "127.0.0.1", port: ports[i], path: "/metrics").body
                 #expect(metrics.contains(#"gpubridge_device_info{device="cpu:0""#))
                 #expect(metrics.contains(#"node="\#(ids[i])"}"#))
+                let actors = try HTTPGet.fetch(host: "127.0.0.1", port: ports[i], path: "/api/v1/actors").body
+                #expect(actors.contains(#""node":"\#(ids[i])""#), "\(actors)")
                 let ready = try HTTPGet.fetch(host: "127.0.0.1", port: ports[i], path: "/health/ready")
                 #expect(ready.status == 200, "\(ready.body)")
             }
@@ -423,7 +425,7 @@ struct DemoCommandTests {
     /// Runs the built gpubridge with `arguments`; returns its exit status, standard output and standard error.
     static func gpubridge(_ arguments: [String]) throws -> (status: Int32, output: Data, errors: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(NodeBinary.path))
+        process.executableURL = URL(fileURLWithPath: try #require(CLIBinary.path))
         process.arguments = arguments
         let output = Pipe(), errors = Pipe()
         process.standardOutput = output
@@ -437,7 +439,7 @@ struct DemoCommandTests {
 
     @Test(
         "node --max-call-bytes outside 1...1 TiB is a usage error naming the flag, the value and the range",
-        .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+        .enabled(if: CLIBinary.path != nil, "the gpubridge executable was not built beside the tests"))
     func nodeMaxCallBytes() throws {
         for value in ["0", "-1", "\((1 << 40) + 1)"] {
             let outcome = try Self.gpubridge(["node", "--plaintext", "--max-call-bytes=\(value)"])
@@ -450,7 +452,7 @@ struct DemoCommandTests {
 
     @Test(
         "run --json: \"verified\" is the result of the check, and absent when nothing was checked",
-        .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+        .enabled(if: CLIBinary.path != nil, "the gpubridge executable was not built beside the tests"))
     func runVerifiedField() throws {
         for type in ["float32", "int32", "float64"] {
             let common = ["run", "vector-add", "--backend", "cpu", "--size", "5000", "--type", type, "--json"]
@@ -477,7 +479,7 @@ struct DemoCommandTests {
     // Runs the built gpubridge executable (swift build --build-tests builds it next to the tests).
     @Test(
         "the demo's cluster part places indexes on three nodes, survives a node's death and reports it in JSON",
-        .enabled(if: NodeBinary.path != nil, "the gpubridge executable was not built beside the tests"))
+        .enabled(if: CLIBinary.path != nil, "the gpubridge executable was not built beside the tests"))
     func demoJSON() throws {
         let (status, data, errorText) = try Self.gpubridge(
             ["demo", "--size", "4096", "--vectors", "200", "--dim", "16", "--json"])

@@ -47,6 +47,10 @@
                     #expect(
                         sample(text, "gpubridge_device_memory_total_bytes{\(d)}") == Double(device.info.totalMemory))
                     #expect(sample(text, "gpubridge_device_launches_total{\(d)}") == Double(counters.launches))
+                    let cache = device.cache.statistics
+                    #expect(sample(text, "gpubridge_kernel_cache_misses_total") == Double(cache.misses))
+                    #expect(
+                        sample(text, #"gpubridge_kernel_cache_hits_total{tier="loaded"}"#) == Double(cache.loadedHits))
                     #expect(
                         sample(text, "gpubridge_device_launches_awaited_total{\(d)}")
                             == Double(counters.launchesAwaited))
@@ -147,6 +151,7 @@
                     #expect(response.status == .ok)
                     let report = try OpsJSON.decoder().decode(ActorsReport.self, from: Data(buffer: response.body))
                     #expect(report.active == 2)
+                    #expect(report.node == nil)
                     #expect(report.actors.map { "\($0.type)/\($0.key)" } == ["index/a", "index/b"])
                     #expect(report.actors.map(\.calls) == [2, 3])
                     #expect(report.actors.map(\.failedCalls) == [1, 0])

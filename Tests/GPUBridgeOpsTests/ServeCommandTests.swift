@@ -3,15 +3,8 @@
     import GPUBridgeTestSupport
     import Testing
 
-    /// The built `gpubridge` executable next to this test bundle (`swift build --build-tests` builds both).
-    private let cli: String? = {
-        let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [folder, folder.deletingLastPathComponent()] {
-            let path = candidate.appendingPathComponent("gpubridge").path
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return nil
-    }()
+    /// The built `gpubridge` executable (`CLIBinary`).
+    private let cli = CLIBinary.path
 
     /// curl, when installed (the HTTPS test fetches with it, checking the chain against the test CA).
     private let curl: String? = ["/usr/bin/curl", "/bin/curl"].first {

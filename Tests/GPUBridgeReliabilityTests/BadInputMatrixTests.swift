@@ -344,15 +344,8 @@ struct BadInputMatrixTests {
         await baselines.check()
     }
 
-    /// The built `gpubridge` executable next to this test bundle (it is built by `swift build --build-tests`).
-    static let cli: String? = {
-        let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [folder, folder.deletingLastPathComponent()] {
-            let path = candidate.appendingPathComponent("gpubridge").path
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return nil
-    }()
+    /// The built `gpubridge` executable (`CLIBinary`).
+    static let cli = CLIBinary.path
 
     // Needs the gpubridge executable built beside the tests (always the case with `swift build --build-tests`).
     @Test(

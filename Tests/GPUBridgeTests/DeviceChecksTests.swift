@@ -1,5 +1,6 @@
 import Foundation
 import GPUBridge
+import GPUBridgeTestSupport
 import Synchronization
 import Testing
 
@@ -61,15 +62,8 @@ struct DeviceChecksTests {
     }
 }
 
-/// The built `gpubridge` executable next to this test bundle (it is built by `swift build --build-tests`).
-private let cli: String? = {
-    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [folder, folder.deletingLastPathComponent()] {
-        let path = candidate.appendingPathComponent("gpubridge").path
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    return nil
-}()
+/// The built `gpubridge` executable (`CLIBinary`).
+private let cli = CLIBinary.path
 
 /// Runs the CLI with `arguments`; returns its exit status, standard output and standard error.
 private func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
