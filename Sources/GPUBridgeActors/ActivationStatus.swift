@@ -21,4 +21,6 @@ public struct ActivationStatus: Sendable, Hashable, Codable {
     /// Total time of the calls that ended, in nanoseconds: the mean call latency over an interval is the change of
     /// this over the change of `calls - inFlight`.
     public var callNanoseconds: Int
+    /// A durable actor's journal and snapshot figures; nil for other actors.
+    public var journal: JournalStatistics?
 }

@@ -377,7 +377,8 @@ public final class EmbeddedActorSystem: DistributedActorSystem, Sendable {
             return ActivationStatus(
                 id: id, phase: lifecycle.phase, device: placements[id], activations: lifecycle.activations,
                 calls: figures.calls, inFlight: figures.inFlight, lastCall: figures.lastCall,
-                failedCalls: figures.failed, callNanoseconds: figures.nanoseconds)
+                failedCalls: figures.failed, callNanoseconds: figures.nanoseconds,
+                journal: lifecycle.journalStatistics)
         }.sorted { ($0.id.type, $0.id.key) < ($1.id.type, $1.id.key) }
     }
 

@@ -33,6 +33,8 @@ public final class ActivationLifecycle: Sendable {
         var failedCalls = 0
         /// Total time of the calls that ended, in nanoseconds (monotonic clock).
         var callNanoseconds = 0
+        /// The journal of a durable actor, once it has activated.
+        var journal: ActorJournal?
     }
 
     let state = Mutex(State())
@@ -51,6 +53,16 @@ public final class ActivationLifecycle: Sendable {
                 calls: $0.calls, inFlight: $0.inFlight, lastCall: $0.lastCall, failed: $0.failedCalls,
                 nanoseconds: $0.callNanoseconds)
         }
+    }
+
+    /// The journal figures of a durable actor (nil for other actors, and before the first activation).
+    public var journalStatistics: JournalStatistics? {
+        state.withLock { $0.journal }?.statistics
+    }
+
+    /// Records the journal a durable actor's activation writes to, for `journalStatistics`.
+    func attach(journal: ActorJournal) {
+        state.withLock { $0.journal = journal }
     }
 
     /// An activation's call counts at one moment.

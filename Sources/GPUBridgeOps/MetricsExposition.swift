@@ -107,6 +107,23 @@ extension OpsSources {
                     "gpubridge_actors", "Actors of this process that have activated, by type and phase.",
                     [("type", key[0]), ("phase", key[1])], count)
             }
+            // Durable actors' journals, summed by type.
+            var journals: [String: [Int]] = [:]
+            for activation in actors.actors {
+                guard let j = activation.journal else { continue }
+                let figures = [j.appends, j.entriesAppended, j.entriesSinceSnapshot, j.snapshots, j.duplicateCalls]
+                journals[activation.type] = zip(journals[activation.type] ?? [0, 0, 0, 0, 0], figures).map { $0 + $1 }
+            }
+            for (type, f) in journals.sorted(by: { $0.key < $1.key }) {
+                let t = [("type", type)]
+                counter("gpubridge_actor_journal_appends_total", "Journal append transactions, by actor type.", t, f[0])
+                counter("gpubridge_actor_journal_entries_total", "Mutations journaled, by actor type.", t, f[1])
+                gauge(
+                    "gpubridge_actor_journal_entries_since_snapshot", "Journal entries not yet in a snapshot.", t, f[2])
+                counter("gpubridge_actor_snapshots_total", "Snapshots committed, by actor type.", t, f[3])
+                counter(
+                    "gpubridge_actor_duplicate_calls_total", "Retried calls recognised and not applied again.", t, f[4])
+            }
             for (type, count) in calls.sorted(by: { $0.key < $1.key }) {
                 counter(
                     "gpubridge_actor_calls_total", "Calls run by this process's actors, by type.", [("type", type)],

@@ -37,6 +37,9 @@ public struct ActorsReport: Sendable, Hashable, Codable {
         public var failedCalls: Int
         /// Total time of the calls that ended, in seconds.
         public var callSeconds: Double
+        /// A durable actor's journal and snapshot figures (appends, entries since the snapshot, snapshots, retries
+        /// recognised, ...); nil for other actors.
+        public var journal: JournalStatistics?
 
         public init(_ status: ActivationStatus) {
             type = status.id.type
@@ -49,6 +52,7 @@ public struct ActorsReport: Sendable, Hashable, Codable {
             lastCall = status.lastCall
             failedCalls = status.failedCalls
             callSeconds = Double(status.callNanoseconds) / 1e9
+            journal = status.journal
         }
     }
 

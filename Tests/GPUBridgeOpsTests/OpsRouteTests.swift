@@ -142,6 +142,9 @@
             for key in ["b", "a", "b", "b"] {
                 #expect(try await system.actor(VectorIndexActor.self, key: key).vectorCount() == 0)
             }
+            #expect(
+                try await system.actor(VectorIndexActor.self, key: "b").upsert(
+                    ids: [1, 2], vectors: [Float](repeating: 0.5, count: 8)) == 2)
             // A query of the wrong dimension is refused: a failed call of "a".
             await #expect(throws: (any Error).self) {
                 try await system.actor(VectorIndexActor.self, key: "a").query([1, 2, 3], k: 1)
@@ -153,9 +156,12 @@
                     #expect(report.active == 2)
                     #expect(report.node == nil)
                     #expect(report.actors.map { "\($0.type)/\($0.key)" } == ["index/a", "index/b"])
-                    #expect(report.actors.map(\.calls) == [2, 3])
+                    #expect(report.actors.map(\.calls) == [2, 4])
                     #expect(report.actors.map(\.failedCalls) == [1, 0])
                     #expect(report.actors.allSatisfy { $0.callSeconds > 0 && $0.callSeconds < 60 })
+                    // Durable actors report their journals: "b" journaled one upsert of two rows.
+                    #expect(report.actors.map { $0.journal?.entriesAppended } == [0, 1])
+                    #expect(report.actors.map { $0.journal?.entriesSinceSnapshot } == [0, 1])
                     #expect(report.actors.allSatisfy { $0.phase == "active" && $0.device == "cpu:0" })
                     #expect(report.actors.allSatisfy { $0.activations == 1 && $0.inFlight == 0 })
                     #expect(
@@ -168,7 +174,9 @@
                     #expect(sample(text, "gpubridge_actors_active") == 2)
                     #expect(sample(text, #"gpubridge_actors{type="index",phase="active"}"#) == 2)
                     #expect(sample(text, #"gpubridge_actors_placed{type="index",device="cpu:0"}"#) == 2)
-                    #expect(sample(text, #"gpubridge_actor_calls_total{type="index"}"#) == 5)
+                    #expect(sample(text, #"gpubridge_actor_calls_total{type="index"}"#) == 6)
+                    #expect(sample(text, #"gpubridge_actor_journal_entries_total{type="index"}"#) == 1)
+                    #expect(sample(text, #"gpubridge_actor_journal_entries_since_snapshot{type="index"}"#) == 1)
                     #expect(sample(text, #"gpubridge_actor_call_failures_total{type="index"}"#) == 1)
                     #expect((sample(text, #"gpubridge_actor_call_seconds_total{type="index"}"#) ?? 0) > 0)
                 }

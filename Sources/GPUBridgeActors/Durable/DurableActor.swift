@@ -96,6 +96,7 @@ extension DurableActor {
                 epoch: claim.epoch, applied: applied, head: claim.snapshot, recent: recent,
                 replayedEntries: entries, replayedBytes: bytes,
                 rememberLimit: actorSystem.options.durability.rememberedCalls)
+            lifecycle.attach(journal: journal)
         } catch {
             await release()
             throw error
