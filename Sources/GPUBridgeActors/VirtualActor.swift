@@ -65,7 +65,7 @@ public final class ActivationLifecycle: Sendable {
         state.withLock { $0.journal = journal }
     }
 
-    /// An activation's call counts at one moment.
+    /// An activation's call counts at one moment (`callFigures`). A value; any thread.
     public struct CallFigures: Sendable, Hashable {
         public var calls: Int
         public var inFlight: Int
@@ -121,9 +121,7 @@ extension VirtualActor {
         defer {
             let elapsed = ContinuousClock.now - started
             lifecycle.state.withLock { s in
-                s.callNanoseconds +=
-                    Int(elapsed.components.seconds) * 1_000_000_000
-                    + Int(elapsed.components.attoseconds / 1_000_000_000)
+                s.callNanoseconds += Int(elapsed.nanoseconds)
                 if failed { s.failedCalls += 1 }
             }
             callEnded()

@@ -26,6 +26,7 @@ public final class RecentErrors: Sendable {
         public var counts: [String: Int]
     }
 
+    /// Entries kept; at least 1 (`init` keeps 1 when given less).
     public let capacity: Int
     private let state: Mutex<(entries: [Entry], next: Int, counts: [String: Int])>
 

@@ -1,5 +1,6 @@
 #if HTTP
     import Foundation
+    import GPUBridgeTestSupport
     import Testing
 
     extension ProcessClusterTests {
@@ -21,19 +22,11 @@
                     }, "\(node.output)")
                 let base = try #require(url)
                 #expect(base.hasPrefix("https://127.0.0.1:"))
-                let curl = Process()
-                curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-                curl.arguments = [
-                    "-sS", "--max-time", "10", "--cacert", cluster.certificates.ca, base + "/health/ready",
-                ]
-                let output = Pipe()
-                curl.standardOutput = output
-                curl.standardError = FileHandle.nullDevice
-                try curl.run()
-                let body = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                curl.waitUntilExit()
-                #expect(curl.terminationStatus == 0)
-                #expect(body.contains(#""ready":true"#), "\(body)")
+                let ready = try runProcess(
+                    "/usr/bin/curl",
+                    ["-sS", "--max-time", "10", "--cacert", cluster.certificates.ca, base + "/health/ready"])
+                #expect(ready.status == 0)
+                #expect(ready.output.contains(#""ready":true"#), "\(ready.output)")
             }
         }
     }

@@ -147,34 +147,20 @@
             #expect(shown.map { $0 > before } == true, "launches shown \(String(describing: shown)), \(before) before")
         }
 
-        /// Runs the CLI with `arguments` to its end; its exit status and standard output.
-        func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
-        }
-
         @Test(
             "serve --http-tls-cert/--http-tls-key: HTTPS with a certificate of the cluster CA; plain HTTP is not answered",
             .enabled(if: curl != nil, "needs curl"))
         func https() throws {
             let certs = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-https-\(UUID())").path
             defer { try? FileManager.default.removeItem(atPath: certs) }
-            #expect(try run(cli!, ["certs", "--out", certs, "--name", "ops"]).status == 0)
+            #expect(try runProcess(cli!, ["certs", "--out", certs, "--name", "ops"]).status == 0)
             let served = try Served(extra: [
                 "--http-tls-cert", "\(certs)/ops.pem", "--http-tls-key", "\(certs)/ops-key.pem",
             ])
             let port = try port(of: served)
             #expect(served.output.contains(#""url":"https://127.0.0.1:\#(port)""#), "\(served.output)")
             // The chain verifies against the CA that issued it (curl checks the 127.0.0.1 address in the certificate).
-            let live = try run(
+            let live = try runProcess(
                 curl!,
                 ["-sS", "--max-time", "10", "--cacert", "\(certs)/ca.pem", "https://127.0.0.1:\(port)/health/live"])
             #expect(live.status == 0)
@@ -182,8 +168,8 @@
             // Another CA's client does not trust it.
             let other = FileManager.default.temporaryDirectory.appendingPathComponent("gpubridge-https-\(UUID())").path
             defer { try? FileManager.default.removeItem(atPath: other) }
-            #expect(try run(cli!, ["certs", "--out", other]).status == 0)
-            let refused = try run(
+            #expect(try runProcess(cli!, ["certs", "--out", other]).status == 0)
+            let refused = try runProcess(
                 curl!,
                 ["-sS", "--max-time", "10", "--cacert", "\(other)/ca.pem", "https://127.0.0.1:\(port)/health/live"])
             #expect(refused.status != 0)
