@@ -1,7 +1,8 @@
 import Foundation
 import GPUBridge
 import GPUBridgeActors
-import GPUBridgeCluster
+@testable import GPUBridgeCluster
+import PostgresNIO
 import Synchronization
 import Testing
 
@@ -103,6 +104,8 @@ final class ChaosWorkload: Sendable {
     let indexKeys: [String]
     private let calls = Mutex<[ChaosCall]>([])
     private let acknowledged = Mutex<[String: Set<Int>]>([:])
+    /// Each acknowledged upsert in order: key, id, the vector count it returned, when it was acknowledged.
+    private let acknowledgements = Mutex<[(key: String, id: Int, count: Int, at: ContinuousClock.Instant)]>([])
     private let stopped = Atomic<Bool>(false)
 
     init(echoKeys: Int = 12, indexKeys: Int = 3) {
@@ -140,12 +143,13 @@ final class ChaosWorkload: Sendable {
                         while !self.stopped.load(ordering: .acquiring) {
                             id += 1
                             do {
-                                _ = try await ClusterCall.$timeout.withValue(.seconds(3)) {
+                                let count = try await ClusterCall.$timeout.withValue(.seconds(3)) {
                                     try await client.system.actor(VectorIndexActor.self, key: key).upsert(
                                         ids: [id],
                                         vectors: [Float](repeating: Float(id % 97), count: ProcessCluster.dim))
                                 }
                                 _ = self.acknowledged.withLock { $0[key, default: []].insert(id) }
+                                self.acknowledgements.withLock { $0.append((key, id, count, .now)) }
                             } catch {
                                 try? await Task.sleep(for: .milliseconds(20))
                             }
@@ -162,6 +166,13 @@ final class ChaosWorkload: Sendable {
 
     var all: [ChaosCall] { calls.withLock { $0 } }
     var acknowledgedRows: [String: Set<Int>] { acknowledged.withLock { $0 } }
+
+    /// The acknowledged upserts of `key` in order, one line each (id, returned count, seconds since `origin`).
+    func acknowledgementLog(of key: String, since origin: ContinuousClock.Instant) -> [String] {
+        acknowledgements.withLock { list in
+            list.filter { $0.key == key }.map { "id \($0.id) count \($0.count) at \($0.at - origin)" }
+        }
+    }
 
     /// Successful calls since `instant`.
     func successes(since instant: ContinuousClock.Instant) -> Int {
@@ -238,6 +249,7 @@ struct ChaosTests {
             let workload = ChaosWorkload()
             let began = ContinuousClock.now
             let run = workload.run(client)
+            defer { workload.stop() }  // a scenario that throws leaves no callers running
             // The fault comes once calls flow: every key has been served at least once.
             #expect(
                 await eventually(timeout: .seconds(30)) {
@@ -245,14 +257,16 @@ struct ChaosTests {
                         == workload.echoKeys.count
                 })
             try await fault(Scenario(cluster: cluster, nodes: nodes, ids: ids, client: client, workload: workload))
-            try await finish(cluster, client, workload)
-            await run.value
+            try await finish(cluster, client, workload, run)
         }
     }
 
     /// The checks every scenario ends with: the cluster serves every actor again, no activation served after its
-    /// successor, no acknowledged row is missing.
-    static func finish(_ cluster: ProcessCluster, _ client: ClusterNode, _ workload: ChaosWorkload) async throws {
+    /// successor, no acknowledged row is missing. The callers are stopped and waited for before the rows are read: an
+    /// upsert still in flight could otherwise be acknowledged after the read saw the index without it.
+    static func finish(
+        _ cluster: ProcessCluster, _ client: ClusterNode, _ workload: ChaosWorkload, _ run: Task<Void, Never>
+    ) async throws {
         let healed = ContinuousClock.now
         #expect(
             await eventually(timeout: .seconds(30)) {
@@ -260,6 +274,7 @@ struct ChaosTests {
             },
             "the cluster did not serve again after the fault")
         workload.stop()
+        await run.value
         let calls = workload.all
         let failed = calls.filter { $0.error != nil }
         print(
@@ -275,6 +290,45 @@ struct ChaosTests {
                 })
             let lost = workload.acknowledgedRows[key, default: []].subtracting(stored)
             #expect(lost.isEmpty, "\(key): \(lost.count) acknowledged rows lost, e.g. \(lost.sorted().prefix(5))")
+            if !lost.isEmpty { await explainLoss(of: key, stored: stored.count, in: cluster, workload) }
+        }
+    }
+
+    /// What a failed durability check needs to be understood: the acknowledgements in order, the actor's head and
+    /// journal rows in the database, and what the node processes logged about the actor.
+    static func explainLoss(
+        of key: String, stored: Int, in cluster: ProcessCluster, _ workload: ChaosWorkload
+    ) async {
+        let origin = workload.all.first?.started ?? .now
+        print("chaos: \(key): \(stored) rows stored; acknowledgements (seconds since the first call):")
+        for line in workload.acknowledgementLog(of: key, since: origin) { print("  \(line)") }
+        let name = cluster.name
+        do {
+            try await cluster.store.withConnection("explain a loss") { connection in
+                for row in try await connection.query(
+                    """
+                    SELECT epoch, token, snapshot_epoch, snapshot_seq, byte_count, updated_at::text FROM gb_actor_head
+                    WHERE cluster = \(name) AND actor_key = \(key)
+                    """, logger: cluster.store.logger
+                ).collect() {
+                    print("  head: \(try row.decode((Int64, Int64, Int64?, Int64?, Int64?, String).self))")
+                }
+                for row in try await connection.query(
+                    """
+                    SELECT seq, epoch, call_id, length(bytes) FROM gb_actor_journal
+                    WHERE cluster = \(name) AND actor_key = \(key) ORDER BY seq
+                    """, logger: cluster.store.logger
+                ).collect() {
+                    print("  journal: \(try row.decode((Int64, Int64, String?, Int32).self))")
+                }
+            }
+        } catch {
+            print("  (the database could not be read: \(error))")
+        }
+        for process in cluster.processes {
+            let lines = process.errors.split(separator: "\n").filter { $0.contains(key) }
+            print("---- \(process.name): \(lines.count) log lines about \(key) ----")
+            for line in lines.suffix(40) { print(line) }
         }
     }
 
