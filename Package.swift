@@ -1,5 +1,9 @@
 // swift-tools-version: 6.1
+import CompilerPluginSupport
 import PackageDescription
+
+/// swift-syntax is built only with the SwiftKernels trait (the sanitizer builds leave it out).
+let kernels = TargetDependencyCondition.when(traits: ["SwiftKernels"])
 
 let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
@@ -16,6 +20,7 @@ let package = Package(
         .library(name: "GPUBridgeActors", targets: ["GPUBridgeActors"]),
         .library(name: "GPUBridgeCluster", targets: ["GPUBridgeCluster"]),
         .library(name: "GPUBridgeOps", targets: ["GPUBridgeOps"]),
+        .library(name: "GPUBridgeKernels", targets: ["GPUBridgeKernels"]),
         .executable(name: "gpubridge", targets: ["gpubridge"]),
     ],
     traits: [
@@ -31,7 +36,13 @@ let package = Package(
                 OpenTelemetry trace export (swift-otel: OTLP over HTTP and gRPC) for `gpubridge node`, `serve` and \
                 `call`. Without it the spans are still made (swift-distributed-tracing) but --otlp-endpoint is refused.
                 """),
-        .default(enabledTraits: ["HTTP", "OTLP"]),
+        .trait(
+            name: "SwiftKernels",
+            description: """
+                Kernels written in Swift: the `@GPUKernel` macro (swift-syntax) in GPUBridgeKernels. Without it the \
+                module keeps its run-time types and the macro is absent.
+                """),
+        .default(enabledTraits: ["HTTP", "OTLP", "SwiftKernels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -50,6 +61,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
         .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP", "OTLPGRPC"]),
+        .package(url: "https://github.com/swiftlang/swift-syntax", from: "603.0.0"),
     ],
     targets: [
         .target(
@@ -128,6 +140,25 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .macro(
+            name: "GPUBridgeKernelMacros",
+            dependencies: [
+                .product(name: "SwiftSyntax", package: "swift-syntax", condition: kernels),
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax", condition: kernels),
+                .product(name: "SwiftSyntaxBuilder", package: "swift-syntax", condition: kernels),
+                .product(name: "SwiftOperators", package: "swift-syntax", condition: kernels),
+                .product(name: "SwiftDiagnostics", package: "swift-syntax", condition: kernels),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax", condition: kernels),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GPUBridgeKernels",
+            dependencies: [
+                "GPUBridge", .target(name: "GPUBridgeKernelMacros", condition: kernels),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "gpubridge",
             dependencies: [
@@ -192,6 +223,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
                 .product(name: "HummingbirdTesting", package: "hummingbird", condition: .when(traits: ["HTTP"])),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GPUBridgeKernelsTests",
+            dependencies: [
+                "GPUBridge", "GPUBridgeKernels", "GPUBridgeOpenCL", "GPUBridgeTestSupport",
+                .target(name: "GPUBridgeKernelMacros", condition: kernels),
+                .product(name: "SwiftParser", package: "swift-syntax", condition: kernels),
+                .product(
+                    name: "SwiftSyntaxMacroExpansion", package: "swift-syntax",
+                    condition: kernels),
             ],
             swiftSettings: strict
         ),

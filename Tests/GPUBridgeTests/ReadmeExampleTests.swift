@@ -2,7 +2,8 @@ import Foundation
 import GPUBridge
 import Testing
 
-/// The README's Swift example, run as written, and checked to be the same text as the README shows.
+/// The README's example of a CPU kernel written as a Swift closure, run as written, and checked to be the same text as
+/// the README shows.
 @Suite("README example")
 struct ReadmeExampleTests {
     @Test("runs and prints the expected values")
@@ -17,7 +18,9 @@ struct ReadmeExampleTests {
         let root = String(here[..<here.range(of: "/Tests/")!.lowerBound])
         let readme = String(decoding: try readFile(root + "/README.md"), as: UTF8.self)
         let test = String(decoding: try readFile(here), as: UTF8.self)
-        let block = readme.components(between: "```swift\n", and: "```")
+        // The second swift block: the first is the Swift kernel (GPUBridgeKernelsTests checks it).
+        let second = readme.range(of: "```swift\n").map { String(readme[$0.upperBound...]) } ?? ""
+        let block = second.components(between: "```swift\n", and: "```")
         let marked = (test.components(between: "// README-BEGIN\n", and: "        // README-END") ?? "")
             .split(separator: "\n", omittingEmptySubsequences: false)
             .map { $0.hasPrefix("        ") ? String($0.dropFirst(8)) : String($0) }

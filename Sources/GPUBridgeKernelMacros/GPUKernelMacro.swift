@@ -1,0 +1,180 @@
+#if SwiftKernels
+    import SwiftCompilerPlugin
+    import SwiftDiagnostics
+    import SwiftOperators
+    import SwiftSyntax
+    import SwiftSyntaxBuilder
+    import SwiftSyntaxMacros
+
+    /// `@GPUKernel`: a peer `KernelDefinition` named `<function>Kernel` with the portable text, the CPU kernel and the
+    /// declared parameters of one Swift function (see `GPUKernel` in GPUBridgeKernels).
+    public struct GPUKernelMacro: PeerMacro {
+        public static func expansion(
+            of node: AttributeSyntax, providingPeersOf declaration: some DeclSyntaxProtocol,
+            in context: some MacroExpansionContext
+        ) throws -> [DeclSyntax] {
+            do {
+                return [try expand(declaration)]
+            } catch let diagnostic as KernelDiagnostic {
+                context.diagnose(Diagnostic(node: diagnostic.node, message: diagnostic))
+                return []
+            }
+        }
+
+        struct Parameter {
+            var label: String?
+            var name: String
+            var type: KernelType
+        }
+
+        static func expand(_ declaration: some DeclSyntaxProtocol) throws -> DeclSyntax {
+            guard let function = declaration.as(FunctionDeclSyntax.self) else {
+                throw KernelDiagnostic(declaration, "@GPUKernel applies to a function")
+            }
+            let name = function.name.text
+            try KernelTranslator.checkName(name, at: function.name)
+            if let generics = function.genericParameterClause {
+                throw KernelDiagnostic(generics, "a kernel is not generic; write one per element type")
+            }
+            if let effects = function.signature.effectSpecifiers {
+                throw KernelDiagnostic(effects, "a kernel neither throws nor awaits")
+            }
+            if let result = function.signature.returnClause {
+                throw KernelDiagnostic(result, "a kernel returns nothing; write results to a MutableDeviceArray")
+            }
+            guard let body = function.body else { throw KernelDiagnostic(function, "a kernel needs a body") }
+            let isStatic = function.modifiers.contains { $0.name.tokenKind == .keyword(.static) }
+
+            // Parameters: the work-item first, then buffers and scalars.
+            let list = Array(function.signature.parameterClause.parameters)
+            guard let first = list.first,
+                first.type.as(IdentifierTypeSyntax.self)?.name.text == "WorkItem"
+            else {
+                throw KernelDiagnostic(
+                    function.signature.parameterClause,
+                    "the first parameter of a kernel is its WorkItem (_ item: WorkItem)"
+                )
+            }
+            let itemName = (first.secondName ?? first.firstName).text
+            var parameters: [Parameter] = []
+            for parameter in list.dropFirst() {
+                if let value = parameter.defaultValue {
+                    throw KernelDiagnostic(value, "kernel parameters have no default values")
+                }
+                let internalName = (parameter.secondName ?? parameter.firstName).text
+                try KernelTranslator.checkName(internalName, at: parameter)
+                let label = parameter.firstName.tokenKind == .wildcard ? nil : parameter.firstName.text
+                parameters.append(Parameter(label: label, name: internalName, type: try parameterType(parameter.type)))
+            }
+
+            // The body, operators folded (the parser leaves them as flat sequences).
+            let folded = try OperatorTable.standardOperators.foldAll(body) { error in
+                throw KernelDiagnostic(body, "operators could not be grouped: \(error)")
+            }
+            guard let foldedBody = folded.as(CodeBlockSyntax.self) else {
+                throw KernelDiagnostic(body, "the kernel body could not be read")
+            }
+            var translator = KernelTranslator(
+                item: itemName, parameters: Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.type) }))
+            let lines = try translator.block(foldedBody, indent: "    ")
+            let cParameters = parameters.map { "\($0.type.c) \($0.name)" }.joined(separator: ", ")
+            let text = (["GB_KERNEL \(name)(\(cParameters)) {"] + lines + ["}", ""]).joined(separator: "\n")
+
+            // The declared parameters and the CPU kernel.
+            var declared: [String] = []
+            var reads: [String] = []
+            var arguments: [String] = [itemName == "_" ? "item" : "item"]
+            for (index, parameter) in parameters.enumerated() {
+                switch parameter.type {
+                case let .buffer(element, mutable):
+                    declared.append(".buffer(\(literal(parameter.name)), \(element).self)")
+                    reads.append(
+                        "let a\(index) = \(mutable ? "MutableDeviceArray" : "DeviceArray")<\(element)>(try context.buffer(\(index), as: \(element).self))"
+                    )
+                default:
+                    guard let scalar = parameter.type.scalarCase else {
+                        throw KernelDiagnostic(
+                            function.signature, "'\(parameter.name)': Bool parameters are not allowed; pass an Int32")
+                    }
+                    declared.append(".scalar(name: \(literal(parameter.name)), type: .\(scalar))")
+                    reads.append("let a\(index) = try \(parameter.type).scalar(context, \(index))")
+                }
+                arguments.append((parameter.label.map { "\($0): " } ?? "") + "a\(index)")
+            }
+            let call = "\(name)(\(arguments.joined(separator: ", ")))"
+            let closureBody = (reads + ["try WorkItem.forEach(in: context) { item in \(call) }"]).map {
+                "        \($0)"
+            }
+            .joined(separator: "\n")
+            return """
+                \(raw: isStatic ? "static " : "")let \(raw: name)Kernel = GPUBridge.KernelDefinition(
+                    id: \(raw: literal(name)),
+                    summary: \(raw: literal("Swift kernel \(name) (@GPUKernel)")),
+                    parameters: [\(raw: declared.joined(separator: ", "))],
+                    portableText: \(raw: literal(text)),
+                    entryPoint: \(raw: literal(name)),
+                    swift: { context in
+                \(raw: closureBody)
+                    }
+                )
+                """
+        }
+
+        /// A Swift string literal of `text` (escaped, one line).
+        static func literal(_ text: String) -> String {
+            var out = "\""
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\\": out += "\\\\"
+                case "\"": out += "\\\""
+                case "\n": out += "\\n"
+                case "\t": out += "\\t"
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            return out + "\""
+        }
+
+        static func parameterType(_ type: TypeSyntax) throws -> KernelType {
+            if let identifier = type.as(IdentifierTypeSyntax.self) {
+                let name = identifier.name.text
+                if name == "DeviceArray" || name == "MutableDeviceArray" {
+                    guard let argument = identifier.genericArgumentClause?.arguments.first,
+                        identifier.genericArgumentClause?.arguments.count == 1,
+                        let elementName = argument.argument.as(IdentifierTypeSyntax.self)?.name.text,
+                        let element = KernelType.scalars[elementName], element != .bool
+                    else {
+                        throw KernelDiagnostic(type, "\(name) holds Float, Double, Int32, UInt32, Int64, UInt64 or Int")
+                    }
+                    return .buffer(element, mutable: name == "MutableDeviceArray")
+                }
+                if let scalar = KernelType.scalars[name], identifier.genericArgumentClause == nil { return scalar }
+            }
+            throw KernelDiagnostic(
+                type,
+                "kernel parameters are DeviceArray<T>, MutableDeviceArray<T> or scalars (Float, Double, Int32, UInt32, Int64, UInt64, Int)"
+            )
+        }
+    }
+
+    extension KernelTranslator {
+        /// The type of a local's annotation: a scalar.
+        func scalarType(_ type: TypeSyntax) throws -> KernelType {
+            guard let name = type.as(IdentifierTypeSyntax.self)?.name.text, let scalar = KernelType.scalars[name] else {
+                throw KernelDiagnostic(type, "locals are Float, Double, Int32, UInt32, Int64, UInt64, Int or Bool")
+            }
+            return scalar
+        }
+    }
+
+    @main
+    struct GPUBridgeKernelMacrosPlugin: CompilerPlugin {
+        let providingMacros: [any Macro.Type] = [GPUKernelMacro.self]
+    }
+#else
+    /// Built without the SwiftKernels trait: the plugin provides no macro (and swift-syntax is not built).
+    @main
+    enum GPUBridgeKernelMacrosDisabled {
+        static func main() {}
+    }
+#endif
