@@ -229,7 +229,7 @@ let package = Package(
         .testTarget(
             name: "GPUBridgeKernelsTests",
             dependencies: [
-                "GPUBridge", "GPUBridgeKernels", "GPUBridgeOpenCL", "GPUBridgeTestSupport",
+                "GPUBridge", "GPUBridgeKernels", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeTestSupport",
                 .target(name: "GPUBridgeKernelMacros", condition: kernels),
                 .product(name: "SwiftParser", package: "swift-syntax", condition: kernels),
                 .product(

@@ -83,7 +83,7 @@
             // The declared parameters and the CPU kernel.
             var declared: [String] = []
             var reads: [String] = []
-            var arguments: [String] = [itemName == "_" ? "item" : "item"]
+            var arguments: [String] = ["item"]  // the closure's WorkItem
             for (index, parameter) in parameters.enumerated() {
                 switch parameter.type {
                 case let .buffer(element, mutable):
