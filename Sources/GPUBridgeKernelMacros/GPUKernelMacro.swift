@@ -8,6 +8,9 @@
 
     /// `@GPUKernel`: a peer `KernelDefinition` named `<function>Kernel` with the portable text, the CPU kernel and the
     /// declared parameters of one Swift function (see `GPUKernel` in GPUBridgeKernels).
+    ///
+    /// Run by the compiler's plugin host, one expansion per annotated function; it holds no state. Its cost is compile
+    /// time: one pass over the function's syntax.
     public struct GPUKernelMacro: PeerMacro {
         public static func expansion(
             of node: AttributeSyntax, providingPeersOf declaration: some DeclSyntaxProtocol,

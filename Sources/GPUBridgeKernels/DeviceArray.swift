@@ -47,6 +47,9 @@ public struct MutableDeviceArray<Element: KernelElement> {
 
 /// The element and scalar types a Swift kernel may use: Float, Double, Int32, UInt32, Int64, UInt64 (and Int, which
 /// is 64-bit). Each knows how the CPU launch reads it from an argument list.
+///
+/// Conformances are the library's (the macro accepts exactly these types); `scalar` is called by the CPU launch once
+/// per call, on the thread running that call, and costs one argument lookup.
 public protocol KernelElement: BitwiseCopyable, Sendable {
     /// The scalar argument `index` of `context`, as this type.
     static func scalar(_ context: CPUKernelContext, _ index: Int) throws -> Self
