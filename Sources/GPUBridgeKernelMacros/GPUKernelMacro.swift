@@ -59,29 +59,19 @@
                 )
             }
             let itemName = (first.secondName ?? first.firstName).text
-            var parameters: [Parameter] = []
-            for parameter in list.dropFirst() {
-                if let value = parameter.defaultValue {
-                    throw KernelDiagnostic(value, "kernel parameters have no default values")
-                }
-                let internalName = (parameter.secondName ?? parameter.firstName).text
-                try KernelTranslator.checkName(internalName, at: parameter)
-                let label = parameter.firstName.tokenKind == .wildcard ? nil : parameter.firstName.text
-                parameters.append(Parameter(label: label, name: internalName, type: try parameterType(parameter.type)))
-            }
+            let parameters = try Self.parameters(of: function, dropping: 1)
 
-            // The body, operators folded (the parser leaves them as flat sequences).
-            let folded = try OperatorTable.standardOperators.foldAll(body) { error in
-                throw KernelDiagnostic(body, "operators could not be grouped: \(error)")
-            }
-            guard let foldedBody = folded.as(CodeBlockSyntax.self) else {
-                throw KernelDiagnostic(body, "the kernel body could not be read")
-            }
             var translator = KernelTranslator(
-                item: itemName, parameters: Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.type) }))
-            let lines = try translator.block(foldedBody, indent: "    ")
+                item: itemName, parameters: Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.type) }),
+                function: name)
+            let lines = try translator.translate(body)
             let cParameters = parameters.map { "\($0.type.c) \($0.name)" }.joined(separator: ", ")
             let text = (["GB_KERNEL \(name)(\(cParameters)) {"] + lines + ["}", ""]).joined(separator: "\n")
+            // With helper functions, the text is assembled where the helpers' peers are visible: at run time.
+            let portableText =
+                translator.helpers.isEmpty
+                ? literal(text)
+                : "GPUBridgeKernels.KernelHelper.program(\(literal(text)), using: [\(translator.helpers.map { "\($0)GPUFunction" }.joined(separator: ", "))])"
 
             // The declared parameters and the CPU kernel.
             var declared: [String] = []
@@ -114,13 +104,28 @@
                     id: \(raw: literal(name)),
                     summary: \(raw: literal("Swift kernel \(name) (@GPUKernel)")),
                     parameters: [\(raw: declared.joined(separator: ", "))],
-                    portableText: \(raw: literal(text)),
+                    portableText: \(raw: portableText),
                     entryPoint: \(raw: literal(name)),
                     swift: { context in
                 \(raw: closureBody)
                     }
                 )
                 """
+        }
+
+        /// The parameters of a kernel or helper after the ones `skip` drops, checked.
+        static func parameters(of function: FunctionDeclSyntax, dropping skip: Int) throws -> [Parameter] {
+            var parameters: [Parameter] = []
+            for parameter in function.signature.parameterClause.parameters.dropFirst(skip) {
+                if let value = parameter.defaultValue {
+                    throw KernelDiagnostic(value, "kernel parameters have no default values")
+                }
+                let internalName = (parameter.secondName ?? parameter.firstName).text
+                try KernelTranslator.checkName(internalName, at: parameter)
+                let label = parameter.firstName.tokenKind == .wildcard ? nil : parameter.firstName.text
+                parameters.append(Parameter(label: label, name: internalName, type: try parameterType(parameter.type)))
+            }
+            return parameters
         }
 
         /// A Swift string literal of `text` (escaped, one line).
@@ -160,7 +165,91 @@
         }
     }
 
+    /// `@GPUFunction`: a peer `KernelHelper` named `<function>GPUFunction` with the portable text of one Swift function
+    /// that kernels (and other helpers) call (see `GPUFunction` in GPUBridgeKernels).
+    ///
+    /// Run by the compiler's plugin host, one expansion per annotated function; it holds no state.
+    public struct GPUFunctionMacro: PeerMacro {
+        public static func expansion(
+            of node: AttributeSyntax, providingPeersOf declaration: some DeclSyntaxProtocol,
+            in context: some MacroExpansionContext
+        ) throws -> [DeclSyntax] {
+            do {
+                return [try expand(declaration)]
+            } catch let diagnostic as KernelDiagnostic {
+                context.diagnose(Diagnostic(node: diagnostic.node, message: diagnostic))
+                return []
+            }
+        }
+
+        static func expand(_ declaration: some DeclSyntaxProtocol) throws -> DeclSyntax {
+            guard let function = declaration.as(FunctionDeclSyntax.self) else {
+                throw KernelDiagnostic(declaration, "@GPUFunction applies to a function")
+            }
+            let name = function.name.text
+            try KernelTranslator.checkName(name, at: function.name)
+            if let generics = function.genericParameterClause {
+                throw KernelDiagnostic(generics, "a helper function is not generic; write one per type")
+            }
+            if let effects = function.signature.effectSpecifiers {
+                throw KernelDiagnostic(effects, "a helper function neither throws nor awaits")
+            }
+            guard let result = function.signature.returnClause else {
+                throw KernelDiagnostic(
+                    function.signature, "a helper function returns a value (-> Float ...); kernels write buffers")
+            }
+            guard let body = function.body else { throw KernelDiagnostic(function, "a helper function needs a body") }
+            let returns = try KernelTranslator.scalarResult(result.type)
+            let parameters = try GPUKernelMacro.parameters(of: function, dropping: 0)
+            if let buffer = parameters.first(where: { $0.type.scalarCase == nil && $0.type != .bool }) {
+                throw KernelDiagnostic(
+                    function.signature.parameterClause,
+                    "'\(buffer.name)': helper functions take scalars; index the buffer in the kernel and pass the value"
+                )
+            }
+            var translator = KernelTranslator(
+                item: "", parameters: Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.type) }),
+                returns: returns, function: name)
+            let lines = try translator.translate(body)
+            let cParameters = parameters.map { "\($0.type.c) \($0.name)" }.joined(separator: ", ")
+            let text = (["GB_DEVICE \(returns.c) \(name)(\(cParameters)) {"] + lines + ["}", ""]).joined(
+                separator: "\n")
+            let isStatic = function.modifiers.contains { $0.name.tokenKind == .keyword(.static) }
+            let uses = translator.helpers.map { "\($0)GPUFunction" }.joined(separator: ", ")
+            return """
+                \(raw: isStatic ? "static " : "")let \(raw: name)GPUFunction = GPUBridgeKernels.KernelHelper(
+                    name: \(raw: GPUKernelMacro.literal(name)), text: \(raw: GPUKernelMacro.literal(text)), uses: [\(raw: uses)])
+                """
+        }
+    }
+
     extension KernelTranslator {
+        /// Translates a function body: operators folded first (the parser leaves them as flat sequences), and a
+        /// diagnostic placed on the function's own syntax.
+        mutating func translate(_ body: CodeBlockSyntax) throws -> [String] {
+            let folded = try OperatorTable.standardOperators.foldAll(body) { error in
+                throw KernelDiagnostic(body, "operators could not be grouped: \(error)")
+            }
+            guard let foldedBody = folded.as(CodeBlockSyntax.self) else {
+                throw KernelDiagnostic(body, "the function body could not be read")
+            }
+            do {
+                return try block(foldedBody, indent: "    ")
+            } catch let diagnostic as KernelDiagnostic {
+                // The folded body is a tree of its own, unknown to the compiler: point at the same text in `body`.
+                throw diagnostic.anchored(from: folded, to: Syntax(body))
+            }
+        }
+
+        /// The result type of a helper function: a scalar.
+        static func scalarResult(_ type: TypeSyntax) throws -> KernelType {
+            guard let name = type.as(IdentifierTypeSyntax.self)?.name.text, let scalar = KernelType.scalars[name] else {
+                throw KernelDiagnostic(
+                    type, "a helper function returns Float, Double, Int32, UInt32, Int64, UInt64, Int or Bool")
+            }
+            return scalar
+        }
+
         /// The type of a local's annotation: a scalar.
         func scalarType(_ type: TypeSyntax) throws -> KernelType {
             guard let name = type.as(IdentifierTypeSyntax.self)?.name.text, let scalar = KernelType.scalars[name] else {
@@ -172,7 +261,7 @@
 
     @main
     struct GPUBridgeKernelMacrosPlugin: CompilerPlugin {
-        let providingMacros: [any Macro.Type] = [GPUKernelMacro.self]
+        let providingMacros: [any Macro.Type] = [GPUKernelMacro.self, GPUFunctionMacro.self]
     }
 #else
     /// Built without the SwiftKernels trait: the plugin provides no macro (and swift-syntax is not built).

@@ -8,9 +8,17 @@
         let item: String
         private var scopes: [[String: KernelType]]
         private var loopCounter = 0
+        /// The value type a helper function returns (`@GPUFunction`); nil in a kernel, which returns nothing.
+        let returns: KernelType?
+        /// The function being translated (a helper may not call itself).
+        let function: String
+        /// The helper functions (`@GPUFunction`) the body calls, in the order first called.
+        private(set) var helpers: [String] = []
 
-        init(item: String, parameters: [String: KernelType]) {
+        init(item: String, parameters: [String: KernelType], returns: KernelType? = nil, function: String = "") {
             self.item = item
+            self.returns = returns
+            self.function = function
             scopes = [parameters]
         }
 
@@ -97,6 +105,18 @@
                     return ["\(indent)continue;"]
                 }
                 if let jump = stmt.as(ReturnStmtSyntax.self) {
+                    if let returns {
+                        guard let value = jump.expression else {
+                            throw KernelDiagnostic(jump, "a helper function returns a \(returns)")
+                        }
+                        let (code, type) = try expression(value, expected: returns)
+                        guard type == returns else {
+                            throw KernelDiagnostic(
+                                value,
+                                "a \(type) value cannot be returned as \(returns); convert it with \(returns)(...)")
+                        }
+                        return ["\(indent)return \(code);"]
+                    }
                     if let value = jump.expression {
                         throw KernelDiagnostic(value, "a kernel returns nothing; write results to a MutableDeviceArray")
                     }
@@ -245,6 +265,9 @@
                     "this statement is not allowed in a kernel; use let/var, assignments, if, for, while, break, continue, return"
                 )
             }
+            if let call = expr.as(FunctionCallExprSyntax.self), atomicTarget(call) != nil {
+                return try expression(expr, expected: nil).0  // atomicAdd and the like, its result unused
+            }
             guard let infix = expr.as(InfixOperatorExprSyntax.self) else {
                 // A call or another expression: its own error first (a function kernels cannot call), else no effect.
                 _ = try expression(expr, expected: nil)
@@ -323,7 +346,7 @@
                 }
                 return (ra, rb, declared)
             }
-            if isLiteral(a) && !isLiteral(b) {
+            if needsContext(a) && !needsContext(b) {
                 let (rb, tb) = try expression(b, expected: nil)
                 let (ra, ta) = try expression(a, expected: tb)
                 guard ta == tb else { throw KernelDiagnostic(a, "operands must have one type (\(ta) and \(tb))") }
@@ -336,6 +359,27 @@
                     b, "operands must have one type, here \(ta) and \(tb); convert one with \(ta)(...)")
             }
             return (ra, rb, ta)
+        }
+
+        /// A literal or a helper call: its type comes from the other operand or the context.
+        private func needsContext(_ expr: ExprSyntax) -> Bool { isLiteral(expr) || isHelperCall(expr) }
+
+        private func isHelperCall(_ expr: ExprSyntax) -> Bool {
+            guard let call = expr.as(FunctionCallExprSyntax.self),
+                let name = call.calledExpression.as(DeclReferenceExprSyntax.self)?.baseName.text
+            else { return false }
+            return KernelType.scalars[name] == nil && !Self.unaryMath.contains(name)
+                && !Self.builtinCalls.contains(name)
+                && !Self.refusedCalls.contains(name)
+        }
+
+        /// The buffer and operation of `buffer.atomicAdd(i, v)` (and Min, Max), or nil when `call` is not one.
+        private func atomicTarget(_ call: FunctionCallExprSyntax) -> (buffer: String, operation: String)? {
+            guard let member = call.calledExpression.as(MemberAccessExprSyntax.self),
+                let base = member.base?.as(DeclReferenceExprSyntax.self), bufferType(of: ExprSyntax(base)) != nil,
+                ["atomicAdd", "atomicMin", "atomicMax"].contains(member.declName.baseName.text)
+            else { return nil }
+            return (base.baseName.text, member.declName.baseName.text)
         }
 
         private func isLiteral(_ expr: ExprSyntax) -> Bool {
@@ -391,7 +435,7 @@
                     throw KernelDiagnostic(ternary.condition, "the condition must be Bool")
                 }
                 var (a, b, type) = try pair(ternary.thenExpression, ternary.elseExpression)
-                if let expected, isLiteral(ternary.thenExpression), isLiteral(ternary.elseExpression) {
+                if let expected, needsContext(ternary.thenExpression), needsContext(ternary.elseExpression) {
                     (a, type) = try expression(ternary.thenExpression, expected: expected)
                     (b, _) = try expression(ternary.elseExpression, expected: expected)
                 }
@@ -489,7 +533,7 @@
                 return ("(\(a) \(op) \(b))", ta)
             case "+", "-", "*", "/", "%", "&", "|", "^", "&+", "&-", "&*":
                 var a: String, b: String, type: KernelType
-                if let expected, isLiteral(infix.leftOperand), isLiteral(infix.rightOperand) {
+                if let expected, needsContext(infix.leftOperand), needsContext(infix.rightOperand) {
                     (a, type) = try expression(infix.leftOperand, expected: expected)
                     (b, _) = try expression(infix.rightOperand, expected: expected)
                 } else {
@@ -511,6 +555,12 @@
         }
 
         static let unaryMath: Set<String> = ["sqrt", "exp", "log", "sin", "cos", "tanh", "floor", "ceil"]
+        static let builtinCalls: Set<String> = ["pow", "min", "max", "abs", "fma", "stride"]
+        /// Swift functions that are never helpers: refused by name rather than taken for a `@GPUFunction`.
+        static let refusedCalls: Set<String> = [
+            "print", "debugPrint", "dump", "assert", "assertionFailure", "precondition", "preconditionFailure",
+            "fatalError", "withUnsafePointer", "withUnsafeMutablePointer", "swap", "zip", "type", "readLine", "stride",
+        ]
 
         private mutating func call(_ call: FunctionCallExprSyntax, expected: KernelType?) throws -> (String, KernelType)
         {
@@ -518,8 +568,11 @@
                 throw KernelDiagnostic(closure, "closures are not allowed in a kernel")
             }
             let args = Array(call.arguments)
-            if let label = args.first(where: { $0.label != nil })?.label {
+            if let label = args.first(where: { $0.label != nil })?.label, !isHelperCall(ExprSyntax(call)) {
                 throw KernelDiagnostic(label, "kernel calls take unlabelled arguments")
+            }
+            if let (buffer, operation) = atomicTarget(call) {
+                return try atomic(call, buffer: buffer, operation: operation)
             }
             // item.globalID(0) and the other work-item members.
             if let member = call.calledExpression.as(MemberAccessExprSyntax.self),
@@ -569,7 +622,7 @@
             case "pow", "min", "max":
                 guard args.count == 2 else { throw KernelDiagnostic(call, "\(name) takes two values") }
                 var (a, b, type) = try pair(args[0].expression, args[1].expression)
-                if let expected, isLiteral(args[0].expression), isLiteral(args[1].expression) {
+                if let expected, needsContext(args[0].expression), needsContext(args[1].expression) {
                     (a, type) = try expression(args[0].expression, expected: expected)
                     (b, _) = try expression(args[1].expression, expected: expected)
                 }
@@ -599,11 +652,69 @@
                 }
                 return ("fma(\(a), \(b), \(c))", type)
             default:
+                guard !Self.refusedCalls.contains(name) else {
+                    throw KernelDiagnostic(
+                        call.calledExpression,
+                        "'\(name)' cannot be called in a kernel; allowed: numeric conversions, sqrt, exp, log, pow, sin, cos, tanh, abs, min, max, fma, floor, ceil, atomicAdd/Min/Max and @GPUFunction helpers"
+                    )
+                }
+                return try helperCall(call, name: name, expected: expected)
+            }
+        }
+
+        /// A call of a helper function (`@GPUFunction`): the helper's text comes with the kernel's, and Swift checks the
+        /// argument and result types against its declaration; the result's type is the context's.
+        private mutating func helperCall(_ call: FunctionCallExprSyntax, name: String, expected: KernelType?) throws
+            -> (
+                String, KernelType
+            )
+        {
+            if name == function {
+                throw KernelDiagnostic(call.calledExpression, "'\(name)' calls itself; kernels cannot recurse")
+            }
+            try Self.checkName(name, at: call.calledExpression)
+            guard let expected else {
                 throw KernelDiagnostic(
-                    call.calledExpression,
-                    "'\(name)' cannot be called in a kernel; allowed: numeric conversions, sqrt, exp, log, pow, sin, cos, tanh, abs, min, max, fma, floor, ceil"
+                    call,
+                    "the result type of '\(name)(...)' is not known here; give it one (let v: Float = \(name)(...)), and mark \(name) @GPUFunction"
                 )
             }
+            var arguments: [String] = []
+            for argument in call.arguments {
+                arguments.append(try expression(argument.expression, expected: nil).0)
+            }
+            if !helpers.contains(name) { helpers.append(name) }
+            return ("\(name)(\(arguments.joined(separator: ", ")))", expected)
+        }
+
+        /// `buffer.atomicAdd(i, v)`, `atomicMin`, `atomicMax` on a MutableDeviceArray of Int32 or UInt32: the element's
+        /// value before the operation.
+        private mutating func atomic(_ call: FunctionCallExprSyntax, buffer: String, operation: String) throws -> (
+            String, KernelType
+        ) {
+            guard case let .buffer(element, mutable)? = lookup(buffer), mutable else {
+                throw KernelDiagnostic(call.calledExpression, "\(operation) needs a MutableDeviceArray parameter")
+            }
+            guard element == .int32 || element == .uint32 else {
+                throw KernelDiagnostic(
+                    call.calledExpression,
+                    "\(operation) works on MutableDeviceArray<Int32> and <UInt32> (the widths every backend has), not \(element)"
+                )
+            }
+            let args = Array(call.arguments)
+            guard args.count == 2 else { throw KernelDiagnostic(call, "\(operation) takes an index and a value") }
+            let (index, indexType) = try expression(args[0].expression, expected: .int32)
+            guard indexType.isInteger else {
+                throw KernelDiagnostic(args[0].expression, "an index must be an integer, not \(indexType)")
+            }
+            let (value, valueType) = try expression(args[1].expression, expected: element)
+            guard valueType == element else {
+                throw KernelDiagnostic(
+                    args[1].expression,
+                    "the value must be \(element), this is \(valueType); convert it with \(element)(...)")
+            }
+            let macro = "GB_ATOMIC_\(operation.dropFirst(6).uppercased())_\(element == .int32 ? "INT" : "UINT")"
+            return ("\(macro)(&\(buffer)[\(index)], \(value))", element)
         }
     }
 #endif

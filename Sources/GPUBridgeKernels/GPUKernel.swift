@@ -1,4 +1,6 @@
-import GPUBridge
+// Importing GPUBridgeKernels imports GPUBridge too: the expansion of `@GPUKernel` names its types (KernelDefinition,
+// CPUKernelContext), and a kernel is compiled and launched with them.
+@_exported import GPUBridge
 
 #if SwiftKernels
     /// Makes a kernel of a Swift function: adds a `KernelDefinition` named after the function with `Kernel` appended

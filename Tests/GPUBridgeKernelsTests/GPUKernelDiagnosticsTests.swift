@@ -1,34 +1,7 @@
 #if SwiftKernels
-    import GPUBridgeKernelMacros
-    import SwiftParser
-    import SwiftSyntax
-    import SwiftSyntaxMacroExpansion
-    import SwiftSyntaxMacros
+    import GPUBridge
+    import GPUBridgeKernels
     import Testing
-
-    /// Expands `@GPUKernel` on the first function of `source`; returns each diagnostic's message and the text of the
-    /// node it points at, and how many declarations the expansion made.
-    func expandKernel(_ source: String) throws -> (diagnostics: [(message: String, node: String)], peers: [String]) {
-        let file = Parser.parse(source: source)
-        let function = try #require(file.statements.first?.item.as(FunctionDeclSyntax.self))
-        let attribute = try #require(function.attributes.first?.as(AttributeSyntax.self))
-        let context = BasicMacroExpansionContext()
-        let peers = try GPUKernelMacro.expansion(of: attribute, providingPeersOf: function, in: context)
-        return (
-            context.diagnostics.map { ($0.message, $0.node.trimmedDescription) }, peers.map(\.trimmedDescription)
-        )
-    }
-
-    /// A kernel with `body` and the usual parameters (a read-only and a read-write buffer, a count).
-    func kernelSource(_ body: String, signature: String? = nil) -> String {
-        """
-        @GPUKernel
-        func k(\(signature ?? "_ item: WorkItem, x: DeviceArray<Float>, y: MutableDeviceArray<Float>, n: Int32")) {
-            let i = item.globalID(0)
-            \(body)
-        }
-        """
-    }
 
     @Suite("@GPUKernel refuses what is outside the subset, at the exact syntax, saying what is allowed")
     struct GPUKernelDiagnosticsTests {
@@ -39,7 +12,27 @@
             var says: String
             /// The text of the node the error points at.
             var at: String
+            /// The macro: GPUKernel, or GPUFunction for helper functions.
+            var attribute = "GPUKernel"
             var testDescription: String { "\(at): \(says)" }
+
+            /// The whole declaration, named `name`.
+            func declaration(_ name: String) -> String {
+                if let whole = signature, whole.hasPrefix("func ") {
+                    return "@\(attribute)\n"
+                        + whole.replacingOccurrences(of: "func k", with: "func \(name)").replacingOccurrences(
+                            of: " k(x)", with: " \(name)(x)")
+                        + "\n\n\n\n"
+                }
+                return """
+                    @GPUKernel
+                    func \(name)(\(signature ?? "_ item: WorkItem, x: DeviceArray<Float>, y: MutableDeviceArray<Float>, n: Int32")) {
+                        let i = item.globalID(0)
+                        \(body)
+                    }
+
+                    """
+            }
         }
 
         static let refusals: [Refusal] = [
@@ -85,43 +78,122 @@
             Refusal(
                 body: "y[i] = 1", signature: "_ item: WorkItem, y: MutableDeviceArray<String>",
                 says: "MutableDeviceArray holds Float", at: "MutableDeviceArray<String>"),
+            Refusal(
+                body: "", signature: "func k(_ item: WorkItem) -> Float { return 1 }", says: "a kernel returns nothing",
+                at: "-> Float"),
+            Refusal(body: "", signature: "func k(_ item: WorkItem) throws { }", says: "neither throws", at: "throws"),
+            Refusal(
+                body: "", signature: "func k<T>(_ item: WorkItem, y: MutableDeviceArray<T>) { }", says: "not generic",
+                at: "<T>"),
+            Refusal(body: "x.atomicAdd(i, 1)", says: "atomicAdd needs a MutableDeviceArray", at: "x.atomicAdd"),
+            Refusal(
+                body: "y.atomicMax(i, 1)", says: "atomicMax works on MutableDeviceArray<Int32> and <UInt32>",
+                at: "y.atomicMax"),
+            Refusal(
+                body: "let v = notMarked(x[i])", says: "the result type of 'notMarked(...)'", at: "notMarked(x[i])"),
+            Refusal(
+                body: "", signature: "func k(_ x: Float) -> Float { return k(x) }", says: "calls itself", at: "k(x)",
+                attribute: "GPUFunction"),
+            Refusal(
+                body: "", signature: "func k(_ x: Float) { }", says: "a helper function returns a value",
+                at: "(_ x: Float)", attribute: "GPUFunction"),
+            Refusal(
+                body: "", signature: "func k(_ x: DeviceArray<Float>) -> Float { return 0 }",
+                says: "helper functions take scalars", at: "(_ x: DeviceArray<Float>)", attribute: "GPUFunction"),
+            Refusal(
+                body: "", signature: "func k(_ x: Float) -> Float { return Double(x) }",
+                says: "cannot be returned as Float",
+                at: "Double(x)", attribute: "GPUFunction"),
         ]
 
-        @Test("each refused construct is one error at its node", arguments: refusals)
-        func refused(_ refusal: Refusal) throws {
-            let (diagnostics, peers) = try expandKernel(kernelSource(refusal.body, signature: refusal.signature))
-            #expect(peers.isEmpty)
-            #expect(diagnostics.count == 1)
-            let first = try #require(diagnostics.first)
-            #expect(first.message.contains(refusal.says), "\(first.message)")
-            #expect(first.node == refusal.at)
-        }
+        /// Every refusal as a function `k0`, `k1` ... of one file (5 lines each, after 4 lines of imports), and what
+        /// swiftc says of it.
+        static let source =
+            "import GPUBridgeKernels\n\n\n\n" + refusals.indices.map { refusals[$0].declaration("k\($0)") }.joined()
+        static let compiled = Result { try KernelTypeChecker.check(source) }
 
-        @Test("a function that returns a value, throws, or is generic is refused at that part of its signature")
-        func signatures() throws {
-            let cases: [(String, String)] = [
-                ("func k(_ item: WorkItem) -> Float { return 1 }", "-> Float"),
-                ("func k(_ item: WorkItem) throws { }", "throws"),
-                ("func k<T>(_ item: WorkItem, y: MutableDeviceArray<T>) { }", "<T>"),
-            ]
-            for (declaration, node) in cases {
-                let (diagnostics, peers) = try expandKernel("@GPUKernel\n" + declaration)
-                #expect(peers.isEmpty)
-                #expect(diagnostics.map(\.node) == [node], "\(declaration)")
+        /// Where the error for refusal `index` must be: the first occurrence of its node's text in its body line, or
+        /// else in its signature line.
+        static func expectedPosition(_ index: Int) throws -> (line: Int, column: Int) {
+            let lines = source.split(separator: "\n", omittingEmptySubsequences: false)
+            let first = 5 + 5 * index  // the @GPUKernel line
+            for line in [first + 3, first + 1] {
+                let at = refusals[index].at.replacingOccurrences(of: "k(x)", with: "k\(index)(x)")
+                if let range = lines[line - 1].range(of: at) {
+                    return (line, lines[line - 1].distance(from: lines[line - 1].startIndex, to: range.lowerBound) + 1)
+                }
             }
+            throw KernelTypeChecker.TypeCheckError(reason: "'\(refusals[index].at)' is not in k\(index)")
         }
 
-        @Test("a kernel inside the subset expands to one KernelDefinition and no diagnostics")
-        func accepted() throws {
-            let (diagnostics, peers) = try expandKernel(kernelSource("if i < n { y[i] = x[i] * 2 }"))
-            #expect(diagnostics.isEmpty, "\(diagnostics)")
-            #expect(peers.count == 1)
-            let peer = try #require(peers.first)
-            #expect(peer.hasPrefix("let kKernel = GPUBridge.KernelDefinition("))
+        @Test("each refused construct is one compiler error at its node", arguments: refusals.indices)
+        func refused(_ index: Int) throws {
+            let result = try Self.compiled.get()
+            let refusal = Self.refusals[index]
+            let first = 5 + 5 * index
+            let mine = result.diagnostics.filter {
+                (first..<first + 5).contains($0.line)
+                    && ($0.message.hasSuffix("(from macro 'GPUKernel')")
+                        || $0.message.hasSuffix("(from macro 'GPUFunction')"))
+            }
+            #expect(mine.count == 1, "k\(index) \(refusal.at): \(mine)")
+            let diagnostic = try #require(mine.first)
+            let (line, column) = try Self.expectedPosition(index)
+            #expect(diagnostic.severity == "error")
+            #expect(diagnostic.message.contains(refusal.says), "\(diagnostic.message)")
             #expect(
-                peer.contains(#"portableText: "GB_KERNEL k(GB_GLOBAL const float* x, GB_GLOBAL float* y, int n) {\n"#))
-            #expect(peer.contains(#"y[i] = (x[i] * 2.0f);"#))
-            #expect(peer.contains("try WorkItem.forEach(in: context) { item in k(item, x: a0, y: a1, n: a2) }"))
+                (diagnostic.line, diagnostic.column) == (line, column),
+                "k\(index): at \(diagnostic.line):\(diagnostic.column), expected \(line):\(column) ('\(refusal.at)')")
         }
+
+        @Test("the compiler can place every diagnostic of the macro (none is reported without a location)")
+        func everyDiagnosticIsPlaced() throws {
+            let result = try Self.compiled.get()
+            #expect(result.status != 0)
+            #expect(!result.diagnostics.isEmpty)
+            #expect(result.diagnostics.filter { $0.line == 0 }.isEmpty, "\(result.output)")
+        }
+
+        @Test("a kernel inside the subset type-checks with only GPUBridgeKernels imported, and its peer is usable")
+        func accepted() throws {
+            let result = try KernelTypeChecker.check(
+                """
+                import GPUBridgeKernels
+
+                @GPUKernel
+                func k(_ item: WorkItem, x: DeviceArray<Float>, y: MutableDeviceArray<Float>, n: Int32) {
+                    let i = item.globalID(0)
+                    if i < n { y[i] = x[i] * 2 }
+                }
+
+                func use(_ device: Device) throws -> KernelSource {
+                    try kKernel.source(for: device.id.backend)
+                }
+                """)
+            #expect(result.status == 0, "\(result.output)")
+            #expect(result.diagnostics.isEmpty, "\(result.output)")
+        }
+
+        @Test("the peer holds the portable text, the declared parameters and the entry point")
+        func peer() throws {
+            #expect(
+                doubled2Kernel.portable?.text == """
+                    GB_KERNEL doubled2(GB_GLOBAL const float* x, GB_GLOBAL float* y, int n) {
+                        const int i = GB_GLOBAL_ID(0);
+                        if ((i < n)) {
+                            y[i] = (x[i] * 2.0f);
+                        }
+                    }
+
+                    """)
+            #expect(doubled2Kernel.portable?.entryPoint == "doubled2")
+            #expect(doubled2Kernel.parameters.count == 3)
+        }
+    }
+
+    @GPUKernel
+    func doubled2(_ item: WorkItem, x: DeviceArray<Float>, y: MutableDeviceArray<Float>, n: Int32) {
+        let i = item.globalID(0)
+        if i < n { y[i] = x[i] * 2 }
     }
 #endif

@@ -11,7 +11,9 @@
             if: (try? NVRTCCompiler.shared.get()) != nil,
             "NVRTC not found: pip install nvidia-cuda-nvrtc, or set GPUBRIDGE_NVRTC"))
     struct SwiftKernelNVRTCTests {
-        static let kernels = [saxpyKernel, doubleMathKernel, integerMixKernel, rootsKernel, addKernel]
+        static let kernels = [
+            saxpyKernel, doubleMathKernel, integerMixKernel, rootsKernel, addKernel, activateKernel, histogramKernel,
+        ]
 
         @Test("every sample kernel compiles to a cubin for sm_80 and sm_90", arguments: ["sm_80", "sm_90"])
         func cubins(architecture: String) throws {

@@ -58,4 +58,45 @@
             output[i] = Int32(h & 0xffff) - sum + steps * 1000
         }
     }
+
+    /// A helper function: called by kernels and by another helper.
+    @GPUFunction
+    func softplus(_ x: Float) -> Float {
+        if x > 20 { return x }
+        return log(1 + exp(x))
+    }
+
+    /// A helper with a labelled parameter that calls another helper.
+    @GPUFunction
+    func scaledSoftplus(_ x: Float, by factor: Float) -> Float {
+        return softplus(x) * factor
+    }
+
+    /// Calls two helpers, one of them through another.
+    @GPUKernel
+    func activate(_ item: WorkItem, v: MutableDeviceArray<Float>, factor: Float, n: Int32) {
+        let i = item.globalID(0)
+        if i < n {
+            let s: Float = scaledSoftplus(v[i], by: factor)
+            v[i] = s + softplus(-v[i])
+        }
+    }
+
+    /// Atomics: add (using the value it returns), min and max on UInt32 and Int32 elements.
+    @GPUKernel
+    func histogram(
+        _ item: WorkItem, values: DeviceArray<UInt32>, bins: MutableDeviceArray<Int32>,
+        stats: MutableDeviceArray<UInt32>, spread: MutableDeviceArray<Int32>, binCount: UInt32, n: Int32
+    ) {
+        let i = item.globalID(0)
+        if i < n {
+            let v = values[i]
+            let before = bins.atomicAdd(Int32(v % binCount), 1)
+            if before == 0 { stats.atomicAdd(2, 1) }  // bins hit
+            stats.atomicMin(0, v)
+            stats.atomicMax(1, v)
+            spread.atomicMin(0, Int32(v % 1000) - 500)
+            spread.atomicMax(1, Int32(v % 1000) - 500)
+        }
+    }
 #endif

@@ -14,6 +14,7 @@
 /// | `GB_LOCAL_SIZE(d)`, `GB_NUM_GROUPS(d)`, `GB_GLOBAL_SIZE(d)` | from `blockDim`, `gridDim` | `get_local_size` ... |
 /// | `GB_BARRIER()` | `__syncthreads()` | `barrier(CLK_LOCAL_MEM_FENCE \| CLK_GLOBAL_MEM_FENCE)` |
 /// | `GB_ATOMIC_ADD_INT(p, v)`, `GB_ATOMIC_ADD_UINT(p, v)` | `atomicAdd` | `atomic_add` |
+/// | `GB_ATOMIC_MIN_INT`/`_UINT`, `GB_ATOMIC_MAX_INT`/`_UINT` | `atomicMin`, `atomicMax` | `atomic_min`, `atomic_max` |
 /// | `GB_INFINITY` | `__int_as_float(0x7f800000)` | `INFINITY` |
 /// | `GB_EXPF`, `GB_SQRTF`, `GB_FMAXF` (float math) | `expf`, `sqrtf`, `fmaxf` | `exp`, `sqrt`, `fmax` |
 /// | `uint` | `unsigned int` | built in |
@@ -50,6 +51,10 @@ public enum PortablePrelude {
         #define GB_BARRIER() __syncthreads()
         #define GB_ATOMIC_ADD_INT(p, v) atomicAdd((int*)(p), (int)(v))
         #define GB_ATOMIC_ADD_UINT(p, v) atomicAdd((unsigned int*)(p), (unsigned int)(v))
+        #define GB_ATOMIC_MIN_INT(p, v) atomicMin((int*)(p), (int)(v))
+        #define GB_ATOMIC_MIN_UINT(p, v) atomicMin((unsigned int*)(p), (unsigned int)(v))
+        #define GB_ATOMIC_MAX_INT(p, v) atomicMax((int*)(p), (int)(v))
+        #define GB_ATOMIC_MAX_UINT(p, v) atomicMax((unsigned int*)(p), (unsigned int)(v))
         #define GB_INFINITY __int_as_float(0x7f800000)
         #define GB_MIN_INT(a, b) min((a), (b))
         #define GB_EXPF(x) expf(x)
@@ -86,6 +91,10 @@ public enum PortablePrelude {
         #define GB_BARRIER() barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
         #define GB_ATOMIC_ADD_INT(p, v) atomic_add((p), (int)(v))
         #define GB_ATOMIC_ADD_UINT(p, v) atomic_add((p), (uint)(v))
+        #define GB_ATOMIC_MIN_INT(p, v) atomic_min((p), (int)(v))
+        #define GB_ATOMIC_MIN_UINT(p, v) atomic_min((p), (uint)(v))
+        #define GB_ATOMIC_MAX_INT(p, v) atomic_max((p), (int)(v))
+        #define GB_ATOMIC_MAX_UINT(p, v) atomic_max((p), (uint)(v))
         #define GB_INFINITY INFINITY
         #define GB_MIN_INT(a, b) min((a), (b))
         #define GB_EXPF(x) exp(x)
