@@ -14,7 +14,7 @@ struct GPUBridgeCommand: AsyncParsableCommand {
         version: GPUBridgeVersion.string,
         subcommands: [
             DevicesCommand.self, KernelsCommand.self, RunCommand.self, SelfTestCommand.self, CheckCommand.self,
-            BenchCommand.self, DemoCommand.self,
+            ValidateCommand.self, BenchCommand.self, DemoCommand.self,
             ServeCommand.self, NodeCommand.self, CallCommand.self, CertsCommand.self,
         ]
     )

@@ -104,10 +104,17 @@ public final class KernelCatalog: Sendable {
     public func kernel(_ id: String, on device: Device, options: CompileOptions = CompileOptions())
         throws(GPUBridgeError) -> Kernel
     {
+        try device.compile(
+            try definition(id).source(for: device.id.backend), options: Self.options(options, for: device))
+    }
+
+    /// `options` as the catalog compiles its kernels for `device`: with `GB_CONTIGUOUS_ITEMS` defined on a device
+    /// that shares host memory and is not the CPU backend.
+    static func options(_ options: CompileOptions, for device: Device) -> CompileOptions {
         var options = options
         if device.info.capabilities.unifiedMemory, device.id.backend != .cpu {
             options.defines["GB_CONTIGUOUS_ITEMS"] = "1"
         }
-        return try device.compile(try definition(id).source(for: device.id.backend), options: options)
+        return options
     }
 }
