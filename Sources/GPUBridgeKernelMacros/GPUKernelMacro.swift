@@ -65,6 +65,19 @@
                 item: itemName, parameters: Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.type) }),
                 function: name)
             let lines = try translator.translate(body)
+            // Barriers or shared arrays: the CPU runs the body split at its barriers, a group at a time.
+            var schedule: (lines: [String], carried: [String: KernelType], uses: Set<String>)?
+            if translator.usesBarrier || !translator.sharedArrays.isEmpty, let folded = translator.foldedBody {
+                let grouped = GroupSchedule(
+                    item: itemName,
+                    parameters: Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.type) }),
+                    localTypes: translator.localTypes, sharedArrays: translator.sharedArrays)
+                do {
+                    schedule = try grouped.emit(folded)
+                } catch let diagnostic as KernelDiagnostic {
+                    throw diagnostic.anchored(from: Syntax(folded), to: Syntax(body))
+                }
+            }
             let cParameters = parameters.map { "\($0.type.c) \($0.name)" }.joined(separator: ", ")
             let text = (["GB_KERNEL \(name)(\(cParameters)) {"] + lines + ["}", ""]).joined(separator: "\n")
             // With helper functions, the text is assembled where the helpers' peers are visible: at run time.
@@ -95,10 +108,36 @@
                 arguments.append((parameter.label.map { "\($0): " } ?? "") + "a\(index)")
             }
             let call = "\(name)(\(arguments.joined(separator: ", ")))"
-            let closureBody = (reads + ["try WorkItem.forEach(in: context) { item in \(call) }"]).map {
-                "        \($0)"
+            var closureLines = reads + ["try WorkItem.forEach(in: context) { item in \(call) }"]
+            var closureParameter = "context"
+            if let schedule {
+                closureParameter = "gb_context"
+                closureLines = []
+                for (index, parameter) in parameters.enumerated() where schedule.uses.contains(parameter.name) {
+                    switch parameter.type {
+                    case let .buffer(element, mutable):
+                        closureLines.append(
+                            "let \(parameter.name) = \(mutable ? "MutableDeviceArray" : "DeviceArray")<\(element)>(try gb_context.buffer(\(index), as: \(element).self))"
+                        )
+                    default:
+                        closureLines.append(
+                            "let \(parameter.name) = try \(parameter.type).scalar(gb_context, \(index))")
+                    }
+                }
+                if !schedule.carried.isEmpty {
+                    closureLines.append(
+                        "let gb_n = gb_context.launch.groupSize.x * gb_context.launch.groupSize.y * gb_context.launch.groupSize.z"
+                    )
+                    for (carried, type) in schedule.carried.sorted(by: { $0.key < $1.key }) {
+                        closureLines.append(
+                            "var gb_\(carried) = [\(type)](repeating: \(type == .bool ? "false" : "0"), count: gb_n)")
+                    }
+                }
+                closureLines.append("try WorkItem.forEachGroup(in: gb_context) { gb_items in")
+                closureLines += schedule.lines.map { "    " + $0 }
+                closureLines.append("}")
             }
-            .joined(separator: "\n")
+            let closureBody = closureLines.map { "        \($0)" }.joined(separator: "\n")
             return """
                 \(raw: isStatic ? "static " : "")let \(raw: name)Kernel = GPUBridge.KernelDefinition(
                     id: \(raw: literal(name)),
@@ -106,7 +145,8 @@
                     parameters: [\(raw: declared.joined(separator: ", "))],
                     portableText: \(raw: portableText),
                     entryPoint: \(raw: literal(name)),
-                    swift: { context in
+                    scheduling: \(raw: schedule == nil ? ".perItem" : ".perGroup"),
+                    swift: { \(raw: closureParameter) in
                 \(raw: closureBody)
                     }
                 )
@@ -233,6 +273,7 @@
             guard let foldedBody = folded.as(CodeBlockSyntax.self) else {
                 throw KernelDiagnostic(body, "the function body could not be read")
             }
+            self.foldedBody = foldedBody
             do {
                 return try block(foldedBody, indent: "    ")
             } catch let diagnostic as KernelDiagnostic {

@@ -14,6 +14,18 @@
         let function: String
         /// The helper functions (`@GPUFunction`) the body calls, in the order first called.
         private(set) var helpers: [String] = []
+        /// Whether the body has `item.barrier()`.
+        private(set) var usesBarrier = false
+        /// The body's shared arrays (`SharedArray<T>(count: N)`), by name, and their bytes in all.
+        private(set) var sharedArrays: Set<String> = []
+        private var sharedBytes = 0
+        /// Each local's type, by the UTF-8 offset of its name in the translated body (the CPU schedule of a kernel
+        /// with barriers keeps some locals per work-item and needs their types).
+        private(set) var localTypes: [Int: KernelType] = [:]
+        /// The operator-folded body last translated (what the CPU schedule of a kernel with barriers reads).
+        var foldedBody: CodeBlockSyntax?
+        /// The most bytes of shared arrays one kernel may declare: 48 KiB, what CUDA gives without opting in.
+        static let sharedByteLimit = 48 * 1024
 
         init(item: String, parameters: [String: KernelType], returns: KernelType? = nil, function: String = "") {
             self.item = item
@@ -61,6 +73,7 @@
             try Self.checkName(name, at: node)
             if name == item { throw KernelDiagnostic(node, "'\(name)' names the work-item; choose another name") }
             scopes[scopes.count - 1][name] = type
+            localTypes[node.positionAfterSkippingLeadingTrivia.utf8Offset] = type
         }
 
         // MARK: Statements
@@ -148,6 +161,13 @@
                 guard let initializer = binding.initializer else {
                     throw KernelDiagnostic(binding, "give '\(pattern.identifier.text)' a value where it is declared")
                 }
+                if let call = initializer.value.as(FunctionCallExprSyntax.self),
+                    let generic = call.calledExpression.as(GenericSpecializationExprSyntax.self),
+                    generic.expression.as(DeclReferenceExprSyntax.self)?.baseName.text == "SharedArray"
+                {
+                    lines.append(try sharedArray(call, generic, name: pattern, constant: constant, indent: indent))
+                    continue
+                }
                 var declared: KernelType?
                 if let annotation = binding.typeAnnotation {
                     declared = try scalarType(annotation.type)
@@ -168,6 +188,48 @@
                 lines.append("\(indent)\(constant ? "const " : "")\(final.c) \(name) = \(code);")
             }
             return lines
+        }
+
+        /// `let tile = SharedArray<Float>(count: 256)`: one array per work-group, at the top level of a kernel body.
+        private mutating func sharedArray(
+            _ call: FunctionCallExprSyntax, _ generic: GenericSpecializationExprSyntax, name: IdentifierPatternSyntax,
+            constant: Bool, indent: String
+        ) throws -> String {
+            guard !item.isEmpty else {
+                throw KernelDiagnostic(call, "shared arrays belong to kernels, not helper functions")
+            }
+            guard constant else { throw KernelDiagnostic(name, "declare a SharedArray with let") }
+            guard scopes.count == 2 else {
+                throw KernelDiagnostic(
+                    call, "declare a SharedArray at the top level of the kernel body (there is one per work-group)")
+            }
+            guard generic.genericArgumentClause.arguments.count == 1,
+                let elementName = generic.genericArgumentClause.arguments.first?.argument.as(IdentifierTypeSyntax.self)?
+                    .name.text,
+                let element = KernelType.scalars[elementName], element != .bool
+            else {
+                throw KernelDiagnostic(
+                    generic.genericArgumentClause,
+                    "SharedArray holds Float, Double, Int32, UInt32, Int64, UInt64 or Int")
+            }
+            guard call.arguments.count == 1, let argument = call.arguments.first,
+                argument.label?.text == "count",
+                let literal = argument.expression.as(IntegerLiteralExprSyntax.self),
+                let count = Int(literal.literal.text.filter { $0 != "_" }), count > 0
+            else {
+                throw KernelDiagnostic(
+                    call.arguments, "a SharedArray's size is an integer literal: SharedArray<Float>(count: 256)")
+            }
+            sharedBytes += count * element.byteSize
+            guard sharedBytes <= Self.sharedByteLimit else {
+                throw KernelDiagnostic(
+                    call,
+                    "the kernel's shared arrays take \(sharedBytes) bytes; the limit is \(Self.sharedByteLimit) (48 KiB, what CUDA gives without opting in)"
+                )
+            }
+            try declare(name.identifier.text, .buffer(element, mutable: true), at: name)
+            sharedArrays.insert(name.identifier.text)
+            return "\(indent)GB_SHARED \(element.c) \(name.identifier.text)[\(count)];"
         }
 
         private mutating func ifStatement(_ branch: IfExprSyntax, indent: String) throws -> [String] {
@@ -253,7 +315,11 @@
             }
             scopes.append([:])
             defer { scopes.removeLast() }
-            try declare(name, type, at: loop.pattern)
+            if loop.pattern.is(WildcardPatternSyntax.self) {
+                scopes[scopes.count - 1][name] = type  // the counter the text needs for `for _ in`
+            } else {
+                try declare(name, type, at: loop.pattern)
+            }
             return ["\(indent)\(header) {"] + (try block(loop.body, indent: indent + "    ")) + ["\(indent)}"]
         }
 
@@ -264,6 +330,13 @@
                     expr,
                     "this statement is not allowed in a kernel; use let/var, assignments, if, for, while, break, continue, return"
                 )
+            }
+            if let call = expr.as(FunctionCallExprSyntax.self), isBarrier(call) {
+                guard call.arguments.isEmpty, call.trailingClosure == nil else {
+                    throw KernelDiagnostic(call.arguments, "\(item).barrier() takes no arguments")
+                }
+                usesBarrier = true
+                return "GB_BARRIER()"
             }
             if let call = expr.as(FunctionCallExprSyntax.self), atomicTarget(call) != nil {
                 return try expression(expr, expected: nil).0  // atomicAdd and the like, its result unused
@@ -371,6 +444,14 @@
             return KernelType.scalars[name] == nil && !Self.unaryMath.contains(name)
                 && !Self.builtinCalls.contains(name)
                 && !Self.refusedCalls.contains(name)
+        }
+
+        /// Whether `call` is `item.barrier()`.
+        func isBarrier(_ call: FunctionCallExprSyntax) -> Bool {
+            guard let member = call.calledExpression.as(MemberAccessExprSyntax.self),
+                member.base?.as(DeclReferenceExprSyntax.self)?.baseName.text == item, !item.isEmpty
+            else { return false }
+            return member.declName.baseName.text == "barrier"
         }
 
         /// The buffer and operation of `buffer.atomicAdd(i, v)` (and Min, Max), or nil when `call` is not one.
@@ -585,7 +666,8 @@
                 let name = member.declName.baseName.text
                 guard let macro = macros[name] else {
                     throw KernelDiagnostic(
-                        member.declName, "WorkItem has globalID, localID, groupID, localSize, groupCount and globalSize"
+                        member.declName,
+                        "WorkItem has globalID, localID, groupID, localSize, groupCount, globalSize and barrier() (a statement)"
                     )
                 }
                 guard args.count == 1, let d = args[0].expression.as(IntegerLiteralExprSyntax.self),
@@ -694,6 +776,10 @@
         ) {
             guard case let .buffer(element, mutable)? = lookup(buffer), mutable else {
                 throw KernelDiagnostic(call.calledExpression, "\(operation) needs a MutableDeviceArray parameter")
+            }
+            if sharedArrays.contains(buffer) {
+                throw KernelDiagnostic(
+                    call.calledExpression, "\(operation) works on MutableDeviceArray parameters, not shared arrays")
             }
             guard element == .int32 || element == .uint32 else {
                 throw KernelDiagnostic(

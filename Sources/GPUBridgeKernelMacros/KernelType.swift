@@ -52,6 +52,16 @@
             }
         }
 
+        /// Bytes per value in the kernel text.
+        var byteSize: Int {
+            switch self {
+            case .float, .int32, .uint32: return 4
+            case .double, .int64, .uint64, .int: return 8
+            case .bool: return 1
+            case .buffer: return 8
+            }
+        }
+
         var isFloating: Bool { self == .float || self == .double }
         var isInteger: Bool { [.int32, .uint32, .int64, .uint64, .int].contains(self) }
         var isNumeric: Bool { isFloating || isInteger }

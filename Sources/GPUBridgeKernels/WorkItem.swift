@@ -56,11 +56,16 @@ public struct WorkItem: Sendable, Hashable {
     /// Work-items in the launch (`GB_GLOBAL_SIZE(d)`).
     public func globalSize(_ d: Int32) -> Int32 { groupCount(d) &* localSize(d) }
 
-    /// Calls `body` once per work-item of the groups `context` holds, in order (the CPU backend's loop for a Swift
-    /// kernel without barriers). Launches whose sizes pass `Int32` are refused.
-    public static func forEach(
-        in context: CPUKernelContext, _ body: (WorkItem) throws -> Void
-    ) throws {
+    /// Waits until every work-item of the group has reached this call (`GB_BARRIER()`: `__syncthreads()` on CUDA,
+    /// `barrier(...)` on OpenCL). A statement of a `@GPUKernel` body only.
+    ///
+    /// On the CPU backend the kernel's body is split at its barriers and each part runs for every work-item of the
+    /// group before the next starts (docs/SWIFT-KERNELS.md, "Barriers on the CPU"), so this call itself is never
+    /// reached there. Called directly, outside a launch, it does nothing: the caller is a group of one.
+    @inlinable public func barrier() {}
+
+    /// Refuses launches whose sizes pass `Int32` (work-item indices are Int32 in every backend's kernel text).
+    static func checkSizes(_ context: CPUKernelContext) throws {
         let g = context.launch.groups, s = context.launch.groupSize
         for (name, value) in [("groups", g.x * g.y * g.z), ("groupSize", s.x * s.y * s.z)] where value > Int(Int32.max)
         {
@@ -68,6 +73,40 @@ public struct WorkItem: Sendable, Hashable {
                 name: "launch.\(name) of Swift kernel '\(context.kernel)'", value: "\(value)",
                 limit: "at most \(Int32.max) (work-item indices are Int32)")
         }
+    }
+
+    /// Calls `body` once per group of `context` with that group's work-items in order of their local index (x
+    /// fastest): the CPU backend's loop for a Swift kernel with barriers or shared arrays, which runs each part of
+    /// the body for all of `items` in turn. Launches whose sizes pass `Int32` are refused. The array is made once per
+    /// call and updated in place per group.
+    public static func forEachGroup(in context: CPUKernelContext, _ body: ([WorkItem]) throws -> Void) throws {
+        try checkSizes(context)
+        let g = context.launch.groups, s = context.launch.groupSize
+        let size = (x: Int32(s.x), y: Int32(s.y), z: Int32(s.z))
+        let count = (x: Int32(g.x), y: Int32(g.y), z: Int32(g.z))
+        var items: [WorkItem] = []
+        items.reserveCapacity(s.x * s.y * s.z)
+        for lz in 0..<size.z {
+            for ly in 0..<size.y {
+                for lx in 0..<size.x {
+                    items.append(WorkItem(local: (lx, ly, lz), group: (0, 0, 0), groupSize: size, groups: count))
+                }
+            }
+        }
+        for linear in context.groups {
+            let group = (Int32(linear % g.x), Int32((linear / g.x) % g.y), Int32(linear / (g.x * g.y)))
+            for index in items.indices { items[index].group = group }
+            try body(items)
+        }
+    }
+
+    /// Calls `body` once per work-item of the groups `context` holds, in order (the CPU backend's loop for a Swift
+    /// kernel without barriers). Launches whose sizes pass `Int32` are refused.
+    public static func forEach(
+        in context: CPUKernelContext, _ body: (WorkItem) throws -> Void
+    ) throws {
+        try checkSizes(context)
+        let g = context.launch.groups, s = context.launch.groupSize
         let size = (x: Int32(s.x), y: Int32(s.y), z: Int32(s.z))
         let count = (x: Int32(g.x), y: Int32(g.y), z: Int32(g.z))
         var item = WorkItem(local: (0, 0, 0), group: (0, 0, 0), groupSize: size, groups: count)

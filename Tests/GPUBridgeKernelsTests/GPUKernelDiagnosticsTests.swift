@@ -14,6 +14,8 @@
             var at: String
             /// The macro: GPUKernel, or GPUFunction for helper functions.
             var attribute = "GPUKernel"
+            /// Which occurrence of `at` in the line the error points at.
+            var occurrence = 1
             var testDescription: String { "\(at): \(says)" }
 
             /// The whole declaration, named `name`.
@@ -104,6 +106,33 @@
                 body: "", signature: "func k(_ x: Float) -> Float { return Double(x) }",
                 says: "cannot be returned as Float",
                 at: "Double(x)", attribute: "GPUFunction"),
+            Refusal(
+                body: "if i < n { item.barrier() }", says: "a barrier may stand only at the top level",
+                at: "if i < n { item.barrier() }"),
+            Refusal(
+                body: "for k in 0..<i { item.barrier() }", says: "a loop with a barrier must run the same iterations",
+                at: "0..<i"),
+            Refusal(
+                body: "item.barrier(); if i >= n { return }", says: "'return' in a kernel with barriers", at: "return"),
+            Refusal(
+                body: "for k in 0..<4 { item.barrier(); if k == 2 { break } }", says: "would leave a loop",
+                at: "break"),
+            Refusal(
+                body: "let a = n, b = i; item.barrier(); y[b] = Float(a)", says: "mixes values",
+                at: "let a = n, b = i"),
+            Refusal(
+                body: "let w = i; item.barrier(); if w > 0 { let w: Int32 = 2; y[w] = 1 }",
+                says: "'w' is kept per work-item across a barrier", at: "w", occurrence: 3),
+            Refusal(
+                body: "if i < n { let t = SharedArray<Float>(count: 4); t[0] = 1 }",
+                says: "declare a SharedArray at the top level", at: "SharedArray<Float>(count: 4)"),
+            Refusal(
+                body: "let t = SharedArray<Float>(count: Int(n)); t[0] = 1", says: "size is an integer literal",
+                at: "count: Int(n)"),
+            Refusal(
+                body: "let t = SharedArray<Double>(count: 7000); t[0] = 1", says: "the limit is 49152",
+                at: "SharedArray<Double>(count: 7000)"),
+            Refusal(body: "let b = item.barrier()", says: "barrier() (a statement)", at: "barrier"),
         ]
 
         /// Every refusal as a function `k0`, `k1` ... of one file (5 lines each, after 4 lines of imports), and what
@@ -119,7 +148,14 @@
             let first = 5 + 5 * index  // the @GPUKernel line
             for line in [first + 3, first + 1] {
                 let at = refusals[index].at.replacingOccurrences(of: "k(x)", with: "k\(index)(x)")
-                if let range = lines[line - 1].range(of: at) {
+                var text = lines[line - 1][...]
+                var found: Range<Substring.Index>?
+                for _ in 0..<refusals[index].occurrence {
+                    found = text.range(of: at)
+                    guard let range = found else { break }
+                    text = text[range.upperBound...]
+                }
+                if let range = found {
                     return (line, lines[line - 1].distance(from: lines[line - 1].startIndex, to: range.lowerBound) + 1)
                 }
             }
