@@ -163,6 +163,7 @@ let package = Package(
             name: "gpubridge",
             dependencies: [
                 "GPUBridge", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeActors", "GPUBridgeCluster", "GPUBridgeOps",
+                "GPUBridgeKernels",
                 .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -232,6 +233,8 @@ let package = Package(
                 // Not the macro target: its diagnostics are checked through swiftc and the built plugin, so
                 // swift-syntax is built once, for the plugin, not a second time for the tests.
                 "GPUBridge", "GPUBridgeKernels", "GPUBridgeOpenCL", "GPUBridgeCUDA", "GPUBridgeTestSupport",
+                // The Swift twins of the built-in kernels live in the CLI, which times them (`bench twins`).
+                "gpubridge",
             ],
             swiftSettings: strict
         ),

@@ -16,17 +16,22 @@ struct BenchCommand: AsyncParsableCommand {
             unary call of the same bytes, in plaintext and with mutual TLS: 64 B and --size bytes (default 64 MiB) round \
             trips, calls per second with 32 in flight; run once, not per device), durability (vector index upserts of \
             100 x 384 journaled to SQLite against the same without a journal, 1 and 16 in flight; then recovery of \
-            --size journaled rows, default 1 000 000), all. scripts/compare-peers runs these next to numpy and pyopencl.
+            --size journaled rows, default 1 000 000), twins (each built-in kernel's Swift twin, written with \
+            @GPUKernel, against the built-in: the same launch, launched alternately; medians and the ratio Swift / \
+            hand-written; needs the SwiftKernels trait), all. scripts/compare-peers runs these next to numpy and \
+            pyopencl.
             """
     )
 
     static let suites = [
         "stream", "launch", "alloc", "transfer", "compile", "kernels", "batching", "actors", "durability", "cluster",
-        "all",
+        "twins", "all",
     ]
 
     @Argument(
-        help: "Suite: stream, launch, alloc, transfer, compile, kernels, batching, actors, durability, cluster or all.")
+        help:
+            "Suite: stream, launch, alloc, transfer, compile, kernels, batching, actors, durability, cluster, twins or all."
+    )
     var suite: String
 
     @Option(name: .long, help: "Backend: auto, all, cpu, opencl or cuda.")
@@ -49,6 +54,11 @@ struct BenchCommand: AsyncParsableCommand {
         guard Self.suites.contains(suite) else {
             throw ValidationError("unknown suite '\(suite)'; available: \(Self.suites.joined(separator: ", "))")
         }
+        #if !SwiftKernels
+            if suite == "twins" {
+                throw ValidationError("suite 'twins' needs the SwiftKernels trait (the @GPUKernel macro)")
+            }
+        #endif
         guard backend == "all" || BackendChoice(rawValue: backend) != nil else {
             throw ValidationError("invalid --backend '\(backend)'; expected all, auto, cpu, opencl or cuda")
         }
@@ -78,6 +88,7 @@ struct BenchCommand: AsyncParsableCommand {
                 case "kernels": figures += try await suites.kernels(device)
                 case "actors": figures += try await suites.actors(device)
                 case "durability": figures += try await suites.durability(device)
+                case "twins": figures += try await suites.twins(device)
                 default: figures += try await suites.batching(device)
                 }
             }
