@@ -16,7 +16,7 @@ public struct WorkItem: Sendable, Hashable {
     /// Groups in the launch, per dimension.
     public var groups: (x: Int32, y: Int32, z: Int32)
 
-    public init(
+    @inlinable public init(
         local: (x: Int32, y: Int32, z: Int32), group: (x: Int32, y: Int32, z: Int32),
         groupSize: (x: Int32, y: Int32, z: Int32), groups: (x: Int32, y: Int32, z: Int32)
     ) {
@@ -34,7 +34,7 @@ public struct WorkItem: Sendable, Hashable {
         for v in [local.x, local.y, local.z, group.x, group.y, group.z] { hasher.combine(v) }
     }
 
-    private static func pick(_ v: (x: Int32, y: Int32, z: Int32), _ d: Int32, _ other: Int32) -> Int32 {
+    @inlinable static func pick(_ v: (x: Int32, y: Int32, z: Int32), _ d: Int32, _ other: Int32) -> Int32 {
         switch d {
         case 0: return v.x
         case 1: return v.y
@@ -44,17 +44,17 @@ public struct WorkItem: Sendable, Hashable {
     }
 
     /// Index in the whole launch along dimension `d` (`GB_GLOBAL_ID(d)`).
-    public func globalID(_ d: Int32) -> Int32 { groupID(d) &* localSize(d) &+ localID(d) }
+    @inlinable public func globalID(_ d: Int32) -> Int32 { groupID(d) &* localSize(d) &+ localID(d) }
     /// Index in the group (`GB_LOCAL_ID(d)`).
-    public func localID(_ d: Int32) -> Int32 { Self.pick(local, d, 0) }
+    @inlinable public func localID(_ d: Int32) -> Int32 { Self.pick(local, d, 0) }
     /// Index of the group (`GB_GROUP_ID(d)`).
-    public func groupID(_ d: Int32) -> Int32 { Self.pick(group, d, 0) }
+    @inlinable public func groupID(_ d: Int32) -> Int32 { Self.pick(group, d, 0) }
     /// Work-items per group (`GB_LOCAL_SIZE(d)`).
-    public func localSize(_ d: Int32) -> Int32 { Self.pick(groupSize, d, 1) }
+    @inlinable public func localSize(_ d: Int32) -> Int32 { Self.pick(groupSize, d, 1) }
     /// Groups in the launch (`GB_NUM_GROUPS(d)`).
-    public func groupCount(_ d: Int32) -> Int32 { Self.pick(groups, d, 1) }
+    @inlinable public func groupCount(_ d: Int32) -> Int32 { Self.pick(groups, d, 1) }
     /// Work-items in the launch (`GB_GLOBAL_SIZE(d)`).
-    public func globalSize(_ d: Int32) -> Int32 { groupCount(d) &* localSize(d) }
+    @inlinable public func globalSize(_ d: Int32) -> Int32 { groupCount(d) &* localSize(d) }
 
     /// Waits until every work-item of the group has reached this call (`GB_BARRIER()`: `__syncthreads()` on CUDA,
     /// `barrier(...)` on OpenCL). A statement of a `@GPUKernel` body only.
@@ -65,7 +65,7 @@ public struct WorkItem: Sendable, Hashable {
     @inlinable public func barrier() {}
 
     /// Refuses launches whose sizes pass `Int32` (work-item indices are Int32 in every backend's kernel text).
-    static func checkSizes(_ context: CPUKernelContext) throws {
+    @usableFromInline static func checkSizes(_ context: CPUKernelContext) throws {
         let g = context.launch.groups, s = context.launch.groupSize
         for (name, value) in [("groups", g.x * g.y * g.z), ("groupSize", s.x * s.y * s.z)] where value > Int(Int32.max)
         {
@@ -79,7 +79,8 @@ public struct WorkItem: Sendable, Hashable {
     /// fastest): the CPU backend's loop for a Swift kernel with barriers or shared arrays, which runs each part of
     /// the body for all of `items` in turn. Launches whose sizes pass `Int32` are refused. The array is made once per
     /// call and updated in place per group.
-    public static func forEachGroup(in context: CPUKernelContext, _ body: ([WorkItem]) throws -> Void) throws {
+    @inlinable public static func forEachGroup(in context: CPUKernelContext, _ body: ([WorkItem]) throws -> Void) throws
+    {
         try checkSizes(context)
         let g = context.launch.groups, s = context.launch.groupSize
         let size = (x: Int32(s.x), y: Int32(s.y), z: Int32(s.z))
@@ -102,7 +103,7 @@ public struct WorkItem: Sendable, Hashable {
 
     /// Calls `body` once per work-item of the groups `context` holds, in order (the CPU backend's loop for a Swift
     /// kernel without barriers). Launches whose sizes pass `Int32` are refused.
-    public static func forEach(
+    @inlinable public static func forEach(
         in context: CPUKernelContext, _ body: (WorkItem) throws -> Void
     ) throws {
         try checkSizes(context)
