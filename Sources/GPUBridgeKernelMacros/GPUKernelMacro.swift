@@ -16,12 +16,7 @@
             of node: AttributeSyntax, providingPeersOf declaration: some DeclSyntaxProtocol,
             in context: some MacroExpansionContext
         ) throws -> [DeclSyntax] {
-            do {
-                return [try expand(declaration)]
-            } catch let diagnostic as KernelDiagnostic {
-                context.diagnose(Diagnostic(node: diagnostic.node, message: diagnostic))
-                return []
-            }
+            try KernelDiagnostic.reporting(in: context) { try expand(declaration) }
         }
 
         struct Parameter {
@@ -214,12 +209,7 @@
             of node: AttributeSyntax, providingPeersOf declaration: some DeclSyntaxProtocol,
             in context: some MacroExpansionContext
         ) throws -> [DeclSyntax] {
-            do {
-                return [try expand(declaration)]
-            } catch let diagnostic as KernelDiagnostic {
-                context.diagnose(Diagnostic(node: diagnostic.node, message: diagnostic))
-                return []
-            }
+            try KernelDiagnostic.reporting(in: context) { try expand(declaration) }
         }
 
         static func expand(_ declaration: some DeclSyntaxProtocol) throws -> DeclSyntax {

@@ -1,6 +1,7 @@
 #if SwiftKernels
     import SwiftDiagnostics
     import SwiftSyntax
+    import SwiftSyntaxMacros
 
     /// A construct outside the kernel subset, at its syntax node, with what is allowed instead.
     struct KernelDiagnostic: DiagnosticMessage, Error {
@@ -33,6 +34,18 @@
                 next = candidate.parent
             }
             return KernelDiagnostic(best, message)
+        }
+
+        /// The peer `expand` makes, or none with its refusal reported to `context` (both macros' expansion).
+        static func reporting(
+            in context: some MacroExpansionContext, _ expand: () throws -> DeclSyntax
+        ) throws -> [DeclSyntax] {
+            do {
+                return [try expand()]
+            } catch let diagnostic as KernelDiagnostic {
+                context.diagnose(Diagnostic(node: diagnostic.node, message: diagnostic))
+                return []
+            }
         }
 
         var diagnosticID: MessageID { MessageID(domain: "GPUBridgeKernelMacros", id: "subset") }

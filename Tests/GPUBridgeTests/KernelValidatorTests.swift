@@ -35,7 +35,8 @@ private func vectorAddLaunch(_ n: Int) -> ValidationLaunch {
         ])
 }
 
-private let vectorAdd = try! KernelCatalog().definition("vector_add")
+/// The built-in vector_add (a lookup that cannot fail for a built-in id, but is not forced).
+private func vectorAdd() throws -> KernelDefinition { try KernelCatalog().definition("vector_add") }
 
 @Suite("KernelValidator on the CPU backend")
 struct KernelValidatorTests {
@@ -59,7 +60,7 @@ struct KernelValidatorTests {
         let device = try makeCPUDevice()
         let validator = KernelValidator()
         let add = try await validator.validate(
-            vectorAdd, reference: device, candidate: device, launch: vectorAddLaunch(10))
+            vectorAdd(), reference: device, candidate: device, launch: vectorAddLaunch(10))
         #expect(add.buffers.map(\.name) == ["c"])
         #expect(add.buffers.map(\.count) == [10])
         let topk = try await validator.validate(
@@ -82,7 +83,7 @@ struct KernelValidatorTests {
         let launch = vectorAddLaunch(n)
         let wrong = vectorAddTwin("vector_add_wrong") { i, sum in i == 137 ? sum + 1 : sum }
         let report = try await KernelValidator(seed: 11).validate(
-            reference: vectorAdd, on: device, candidate: wrong, on: device, launch: launch)
+            reference: vectorAdd(), on: device, candidate: wrong, on: device, launch: launch)
         let inputs = try launch.initialContents(seed: 11)
         let a = floats(inputs[0]), b = floats(inputs[1])
         #expect(!report.passed)
@@ -109,7 +110,7 @@ struct KernelValidatorTests {
         let launch = vectorAddLaunch(600)
         let skips = vectorAddTwin("vector_add_skips_500") { i, sum in i == 500 ? nil : sum }
         let report = try await KernelValidator(seed: 5).validate(
-            reference: vectorAdd, on: device, candidate: skips, on: device, launch: launch)
+            reference: vectorAdd(), on: device, candidate: skips, on: device, launch: launch)
         let inputs = try launch.initialContents(seed: 5)
         let a = floats(inputs[0]), b = floats(inputs[1]), prefill = floats(inputs[2])
         #expect(!report.passed)
@@ -126,14 +127,14 @@ struct KernelValidatorTests {
         let launch = vectorAddLaunch(4096)
         let nudged = vectorAddTwin("vector_add_nudged") { _, sum in sum * (1 + 1e-6) }
         let loose = try await KernelValidator().validate(
-            reference: vectorAdd, on: device, candidate: nudged, on: device, launch: launch)
+            reference: vectorAdd(), on: device, candidate: nudged, on: device, launch: launch)
         #expect(loose.passed, "\(loose)")
         let c = try #require(loose.buffers.first { $0.name == "c" })
         #expect(c.tolerance == .float32Default)
         #expect(c.maxRelativeDifference > 0)
         #expect(c.maxRelativeDifference < 2e-6)
         let strict = try await KernelValidator(tolerance: .exact).validate(
-            reference: vectorAdd, on: device, candidate: nudged, on: device, launch: launch)
+            reference: vectorAdd(), on: device, candidate: nudged, on: device, launch: launch)
         #expect(!strict.passed)
         let strictC = try #require(strict.buffers.first { $0.name == "c" })
         #expect(strictC.mismatches > 4096 / 2)
@@ -143,7 +144,7 @@ struct KernelValidatorTests {
         var perBuffer = launch
         perBuffer.arguments[2] = .buffer(.float32, count: 4096, tolerance: .exact)
         let buffer = try await KernelValidator(tolerance: .float32Default).validate(
-            reference: vectorAdd, on: device, candidate: nudged, on: device, launch: perBuffer)
+            reference: vectorAdd(), on: device, candidate: nudged, on: device, launch: perBuffer)
         #expect(!buffer.passed)
     }
 
@@ -228,7 +229,7 @@ struct KernelValidatorTests {
         ) async {
             let error = await bridgeError(
                 {
-                    try await validator.validate(vectorAdd, reference: device, candidate: device, launch: launch)
+                    try await validator.validate(vectorAdd(), reference: device, candidate: device, launch: launch)
                 }, sourceLocation: sourceLocation)
             #expect(error == expected, sourceLocation: sourceLocation)
         }
@@ -293,7 +294,7 @@ struct KernelValidatorTests {
             entryPoint: "other", swift: { _ in })
         let mismatch = await bridgeError {
             try await validator.validate(
-                reference: vectorAdd, on: device, candidate: other, on: device, launch: vectorAddLaunch(16))
+                reference: vectorAdd(), on: device, candidate: other, on: device, launch: vectorAddLaunch(16))
         }
         #expect(
             mismatch
@@ -302,7 +303,7 @@ struct KernelValidatorTests {
                     limit: "4, as the reference 'vector_add' declares"))
         let negative = await bridgeError {
             try await KernelValidator(tolerance: ValidationTolerance(absolute: 0, relative: .nan)).validate(
-                vectorAdd, reference: device, candidate: device, launch: vectorAddLaunch(16))
+                vectorAdd(), reference: device, candidate: device, launch: vectorAddLaunch(16))
         }
         #expect(negative == .invalidArgument(name: "tolerance.relative", value: "nan", limit: "a finite value >= 0"))
         #expect(device.counters.allocations == 0)
@@ -319,7 +320,7 @@ struct KernelValidatorTests {
         }
         let error = await bridgeError {
             try await KernelValidator().validate(
-                reference: vectorAdd, on: device, candidate: throwing, on: device, launch: vectorAddLaunch(100_000))
+                reference: vectorAdd(), on: device, candidate: throwing, on: device, launch: vectorAddLaunch(100_000))
         }
         #expect(error != nil)
         #expect(device.counters.allocations > 0)
