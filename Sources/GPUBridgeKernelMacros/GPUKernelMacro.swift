@@ -103,7 +103,16 @@
                 arguments.append((parameter.label.map { "\($0): " } ?? "") + "a\(index)")
             }
             let call = "\(name)(\(arguments.joined(separator: ", ")))"
-            var closureLines = reads + ["try WorkItem.forEach(in: context) { item in \(call) }"]
+            // A body that does nothing past `n` along dimension 0: the CPU loop stops at `n`.
+            let limit = translator.foldedBody.flatMap { folded in
+                BoundsGuard.limit(
+                    of: folded, item: itemName,
+                    parameters: Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.type) }))
+            }
+            let limitArgument = limit.flatMap { name in
+                parameters.firstIndex { $0.name == name }.map { ", limit: Int(a\($0))" }
+            }
+            var closureLines = reads + ["try WorkItem.forEach(in: context\(limitArgument ?? "")) { item in \(call) }"]
             var closureParameter = "context"
             if let schedule {
                 closureParameter = "gb_context"

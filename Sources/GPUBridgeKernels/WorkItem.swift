@@ -64,14 +64,27 @@ public struct WorkItem: Sendable, Hashable {
     /// reached there. Called directly, outside a launch, it does nothing: the caller is a group of one.
     @inlinable public func barrier() {}
 
-    /// Refuses launches whose sizes pass `Int32` (work-item indices are Int32 in every backend's kernel text).
+    /// Refuses launches whose sizes pass `Int32` (work-item indices are Int32 in every backend's kernel text): the
+    /// groups in all, the work-items of a group, and the work-items along each dimension (`GB_GLOBAL_SIZE(d)`).
     @usableFromInline static func checkSizes(_ context: CPUKernelContext) throws {
         let g = context.launch.groups, s = context.launch.groupSize
-        for (name, value) in [("groups", g.x * g.y * g.z), ("groupSize", s.x * s.y * s.z)] where value > Int(Int32.max)
-        {
-            throw GPUBridgeError.invalidArgument(
-                name: "launch.\(name) of Swift kernel '\(context.kernel)'", value: "\(value)",
-                limit: "at most \(Int32.max) (work-item indices are Int32)")
+        let checks: [(String, [Int])] = [
+            ("groups", [g.x, g.y, g.z]), ("groupSize", [s.x, s.y, s.z]), ("global size along x", [g.x, s.x]),
+            ("global size along y", [g.y, s.y]), ("global size along z", [g.z, s.z]),
+        ]
+        for (name, factors) in checks {
+            // The product, or nil past Int32.max (the factors are positive: `Launch` refuses others).
+            let product = factors.reduce(Int?(1)) { total, factor in
+                guard let total else { return nil }
+                let (value, overflow) = total.multipliedReportingOverflow(by: factor)
+                return overflow || value > Int(Int32.max) ? nil : value
+            }
+            if product == nil {
+                throw GPUBridgeError.invalidArgument(
+                    name: "launch \(name) of Swift kernel '\(context.kernel)'",
+                    value: factors.map(String.init).joined(separator: " x "),
+                    limit: "at most \(Int32.max) (work-item indices are Int32)")
+            }
         }
     }
 
@@ -103,23 +116,61 @@ public struct WorkItem: Sendable, Hashable {
 
     /// Calls `body` once per work-item of the groups `context` holds, in order (the CPU backend's loop for a Swift
     /// kernel without barriers). Launches whose sizes pass `Int32` are refused.
+    ///
+    /// Work-items whose global index along dimension 0 is at or past `limit` are skipped. `@GPUKernel` passes the
+    /// scalar of a body that does nothing for them (`let i = item.globalID(0)` then `if i < n { ... }` as the whole
+    /// rest, or `guard i < n else { return }`): with the loop bounded by `n` the compiler drops the body's own test
+    /// and can vectorise the loop. Pass `nil` (the default) to run every work-item.
+    ///
+    /// The loops are `while` loops over `Int32` counters, not `for` over ranges of `Int32`, which measured about 1.5
+    /// times slower here. A one-dimensional launch whose indices fit `Int32` takes a loop of its own, in which the
+    /// global index is the loop counter.
     @inlinable public static func forEach(
-        in context: CPUKernelContext, _ body: (WorkItem) throws -> Void
+        in context: CPUKernelContext, limit: Int? = nil, _ body: (WorkItem) throws -> Void
     ) throws {
         try checkSizes(context)
         let g = context.launch.groups, s = context.launch.groupSize
         let size = (x: Int32(s.x), y: Int32(s.y), z: Int32(s.z))
         let count = (x: Int32(g.x), y: Int32(g.y), z: Int32(g.z))
+        let limit = Int32(clamping: limit ?? Int.max)  // no `max(0, ...)`: the loop must see `stop <= limit`
         var item = WorkItem(local: (0, 0, 0), group: (0, 0, 0), groupSize: size, groups: count)
+        if g.y == 1, g.z == 1, s.y == 1, s.z == 1 {
+            // One dimension; `checkSizes` keeps every index below Int32.max, so `base + size.x` cannot overflow.
+            var group = Int32(context.groups.lowerBound)
+            let end = Int32(context.groups.upperBound)
+            while group < end {
+                let base = group * size.x
+                let stop = min(base + size.x, limit)
+                item.group.x = group
+                var global = base
+                while global < stop {
+                    // `global &- base` and the `&+` in `globalID` fold back to `global`.
+                    item.local.x = global &- base
+                    try body(item)
+                    global += 1
+                }
+                group += 1
+            }
+            return
+        }
         for linear in context.groups {
             item.group = (Int32(linear % g.x), Int32((linear / g.x) % g.y), Int32(linear / (g.x * g.y)))
-            for lz in 0..<size.z {
-                for ly in 0..<size.y {
-                    for lx in 0..<size.x {
+            // Work-items at or past `limit` along x: the rest of this group's rows.
+            let room = Int(limit) - Int(item.group.x) * Int(size.x)
+            let stopX = Int32(clamping: min(Int(size.x), max(0, room)))
+            var lz: Int32 = 0
+            while lz < size.z {
+                var ly: Int32 = 0
+                while ly < size.y {
+                    var lx: Int32 = 0
+                    while lx < stopX {
                         item.local = (lx, ly, lz)
                         try body(item)
+                        lx += 1
                     }
+                    ly += 1
                 }
+                lz += 1
             }
         }
     }

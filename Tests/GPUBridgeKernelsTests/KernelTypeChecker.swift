@@ -33,9 +33,12 @@
             var description: String { reason }
         }
 
-        /// Every diagnostic `swiftc -typecheck` gives for `source` (one file), in order, and the compiler's exit
-        /// status. Notes are kept; the caret lines and source excerpts are not.
-        static func check(_ source: String) throws -> (status: Int32, diagnostics: [Diagnostic], output: String) {
+        /// Every diagnostic `swiftc -typecheck` gives for `source` (one file), in order, the compiler's exit status
+        /// and its whole error output (where `-dump-macro-expansions` in `extraArguments` prints the expansions).
+        /// Notes are kept in `diagnostics`; the caret lines and source excerpts are not.
+        static func check(_ source: String, extraArguments: [String] = []) throws -> (
+            status: Int32, diagnostics: [Diagnostic], output: String
+        ) {
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "gpubridge-kernel-check-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -48,11 +51,12 @@
             }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: try swiftc())
-            process.arguments = [
-                "-typecheck", "-swift-version", "6", "-diagnostic-style", "llvm",
-                "-I", products.appendingPathComponent("Modules").path,
-                "-load-plugin-executable", "\(plugin)#GPUBridgeKernelMacros", file.path,
-            ]
+            process.arguments =
+                [
+                    "-typecheck", "-swift-version", "6", "-diagnostic-style", "llvm",
+                    "-I", products.appendingPathComponent("Modules").path,
+                    "-load-plugin-executable", "\(plugin)#GPUBridgeKernelMacros", file.path,
+                ] + extraArguments
             let errors = Pipe()
             process.standardError = errors
             process.standardOutput = FileHandle.nullDevice
