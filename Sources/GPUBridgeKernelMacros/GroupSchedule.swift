@@ -11,9 +11,13 @@
     ///   group; the others run once per work-item, in their region's loop.
     /// - A local declared at the top level and used in a later region is kept per work-item (an array indexed by the
     ///   work-item); other locals stay plain locals of their region.
-    /// - Refused (each at its syntax): a barrier inside `if` or in a loop that is not uniform, `return` anywhere in
-    ///   such a kernel, `break`/`continue` that would leave a region, an inner local that reuses the name of a
-    ///   per-work-item one, a declaration that mixes uniform and per-work-item values.
+    /// - An `if` whose condition is uniform may hold barriers, and `return`, `break` or `continue` that leave it:
+    ///   it runs at the group level (every work-item takes the same branch), as do those statements at the level of
+    ///   barriers (the whole group returns, breaks or continues).
+    /// - Refused (each at its syntax): a barrier inside an `if` or a loop that is not uniform; `return`, `break` or
+    ///   `continue` under a condition that is not uniform (they would leave a region for some work-items only); an
+    ///   inner local that reuses the name of a per-work-item one; a declaration that mixes uniform and per-work-item
+    ///   values.
     ///
     /// One instance per kernel expansion; not shared. The input is the operator-folded body; diagnostics point at it.
     struct GroupSchedule {
@@ -27,6 +31,8 @@
             case group(String)
             case items([CodeBlockItemSyntax])
             case loop(header: String, body: [Step])
+            /// A uniform `if`: every work-item of the group takes the same branch.
+            case branch(condition: String, then: [Step], otherwise: [Step]?)
         }
 
         static let uniformMembers: Set<String> = ["localSize", "groupID", "groupCount", "globalSize"]
@@ -94,8 +100,63 @@
                 if let loop = Self.loopBody(statement), containsBarrier(statement) {
                     out += barrierLevel(loop.statements)
                 }
+                if let branch = Self.ifStatement(statement), needsGroupLevel(branch) {
+                    for block in Self.blocks(of: branch) { out += barrierLevel(block.statements) }
+                }
             }
             return out
+        }
+
+        /// `if` as a statement.
+        static func ifStatement(_ statement: CodeBlockItemSyntax) -> IfExprSyntax? {
+            if let branch = statement.item.as(IfExprSyntax.self) { return branch }
+            return statement.item.as(ExpressionStmtSyntax.self)?.expression.as(IfExprSyntax.self)
+        }
+
+        /// The blocks of an `if`: its body, and those of its `else if` and `else`.
+        static func blocks(of branch: IfExprSyntax) -> [CodeBlockSyntax] {
+            switch branch.elseBody {
+            case nil: return [branch.body]
+            case let .codeBlock(block)?: return [branch.body, block]
+            case let .ifExpr(next)?: return [branch.body] + blocks(of: next)
+            }
+        }
+
+        /// Whether an `if` must run at the group level: it holds a barrier, or a `return`, `break` or `continue`
+        /// that leaves it (one not inside a loop of its own). Its condition must then be uniform.
+        func needsGroupLevel(_ branch: IfExprSyntax) -> Bool {
+            containsBarrier(branch) || !Self.leavingJumps(Syntax(branch)).isEmpty
+        }
+
+        /// The `return`, `break` and `continue` statements in `node` that are not inside a loop within `node`.
+        static func leavingJumps(_ node: Syntax) -> [Syntax] {
+            final class Jumps: SyntaxVisitor {
+                var found: [Syntax] = []
+                override func visit(_ node: ReturnStmtSyntax) -> SyntaxVisitorContinueKind {
+                    found.append(Syntax(node))
+                    return .skipChildren
+                }
+                override func visit(_ node: BreakStmtSyntax) -> SyntaxVisitorContinueKind {
+                    found.append(Syntax(node))
+                    return .skipChildren
+                }
+                override func visit(_ node: ContinueStmtSyntax) -> SyntaxVisitorContinueKind {
+                    found.append(Syntax(node))
+                    return .skipChildren
+                }
+            }
+            let jumps = Jumps(viewMode: .sourceAccurate)
+            jumps.walk(node)
+            let stop = node.id
+            return jumps.found.filter { jump in
+                if jump.is(ReturnStmtSyntax.self) { return true }
+                var current = jump.parent
+                while let ancestor = current, ancestor.id != stop {
+                    if ancestor.is(ForStmtSyntax.self) || ancestor.is(WhileStmtSyntax.self) { return false }
+                    current = ancestor.parent
+                }
+                return true
+            }
         }
 
         static func loopBody(_ statement: CodeBlockItemSyntax) -> CodeBlockSyntax? {
@@ -216,6 +277,21 @@
                     steps.append(.group(statement.trimmedDescription))
                     continue
                 }
+                if statement.item.is(ReturnStmtSyntax.self) || statement.item.is(BreakStmtSyntax.self)
+                    || statement.item.is(ContinueStmtSyntax.self)
+                {
+                    // At the group level every work-item is here: the whole group returns, breaks or continues.
+                    flush()
+                    steps.append(.group(statement.trimmedDescription))
+                    continue
+                }
+                if let branch = Self.ifStatement(statement), needsGroupLevel(branch),
+                    isUniform(branch.conditions, uniform)
+                {
+                    flush()
+                    steps.append(try self.branch(branch, uniform))
+                    continue
+                }
                 if containsBarrier(statement) {
                     flush()
                     steps.append(try loop(statement, uniform))
@@ -226,6 +302,29 @@
             }
             flush()
             return steps
+        }
+
+        /// A uniform `if` (its condition checked by the caller) and its `else if` chain.
+        private func branch(_ branch: IfExprSyntax, _ uniform: Set<String>) throws -> Step {
+            let then = try steps(branch.body.statements, uniform)
+            switch branch.elseBody {
+            case nil:
+                return .branch(condition: branch.conditions.trimmedDescription, then: then, otherwise: nil)
+            case let .codeBlock(block)?:
+                return .branch(
+                    condition: branch.conditions.trimmedDescription, then: then,
+                    otherwise: try steps(block.statements, uniform))
+            case let .ifExpr(next)?:
+                guard isUniform(next.conditions, uniform) else {
+                    throw KernelDiagnostic(
+                        next.conditions,
+                        "this 'else if' holds a barrier or leaves the kernel, so its condition must be the same in every work-item: use parameters, literals, \(item).localSize/groupID/groupCount/globalSize and top-level locals computed from them"
+                    )
+                }
+                return .branch(
+                    condition: branch.conditions.trimmedDescription, then: then,
+                    otherwise: [try self.branch(next, uniform)])
+            }
         }
 
         private func loop(_ statement: CodeBlockItemSyntax, _ uniform: Set<String>) throws -> Step {
@@ -245,51 +344,23 @@
             }
             throw KernelDiagnostic(
                 statement,
-                "a barrier may stand only at the top level of the kernel or of a loop every work-item runs alike (not inside if); move it out so every work-item reaches it"
+                "a barrier may stand only at the top level of the kernel, of a loop every work-item runs alike, or of an if whose condition is the same in every work-item (parameters, literals, \(item).localSize/groupID/groupCount/globalSize); move it out so every work-item reaches it"
             )
         }
 
         /// A statement run once per work-item in a region loop: no `return`, no `break`/`continue` out of it.
         private func checkRegionStatement(_ statement: CodeBlockItemSyntax) throws {
-            final class Jumps: SyntaxVisitor {
-                var found: [Syntax] = []
-                override func visit(_ node: ReturnStmtSyntax) -> SyntaxVisitorContinueKind {
-                    found.append(Syntax(node))
-                    return .skipChildren
-                }
-                override func visit(_ node: BreakStmtSyntax) -> SyntaxVisitorContinueKind {
-                    found.append(Syntax(node))
-                    return .skipChildren
-                }
-                override func visit(_ node: ContinueStmtSyntax) -> SyntaxVisitorContinueKind {
-                    found.append(Syntax(node))
-                    return .skipChildren
-                }
-            }
-            let jumps = Jumps(viewMode: .sourceAccurate)
-            jumps.walk(statement)
-            for jump in jumps.found {
+            for jump in Self.leavingJumps(Syntax(statement)) {
                 if jump.is(ReturnStmtSyntax.self) {
                     throw KernelDiagnostic(
                         jump,
-                        "'return' in a kernel with barriers: every work-item must reach each barrier; skip the work with if instead"
+                        "'return' in a kernel with barriers, under a condition that differs between work-items: every work-item must reach each barrier; skip the work with if instead (a return under a condition the same in every work-item is allowed)"
                     )
                 }
-                var node = jump.parent
-                var inLoop = false
-                while let current = node, current.id != statement.id {
-                    if current.is(ForStmtSyntax.self) || current.is(WhileStmtSyntax.self) {
-                        inLoop = true
-                        break
-                    }
-                    node = current.parent
-                }
-                guard inLoop else {
-                    throw KernelDiagnostic(
-                        jump,
-                        "'\(jump.firstToken(viewMode: .sourceAccurate)?.text ?? "")' would leave a loop that holds a barrier; every work-item must run its iterations alike"
-                    )
-                }
+                throw KernelDiagnostic(
+                    jump,
+                    "'\(jump.firstToken(viewMode: .sourceAccurate)?.text ?? "")' would leave a loop that holds a barrier; every work-item must run its iterations alike"
+                )
             }
         }
 
@@ -302,6 +373,7 @@
                 switch step {
                 case let .items(run): out.append(run)
                 case let .loop(_, body): out += regions(body)
+                case let .branch(_, then, otherwise): out += regions(then) + regions(otherwise ?? [])
                 case .barrier, .group: break
                 }
             }
@@ -423,6 +495,15 @@
                         groupText.append(header)
                         lines.append("\(indent)\(header) {")
                         try emit(body, indent: indent + "    ")
+                        lines.append("\(indent)}")
+                    case let .branch(condition, then, otherwise):
+                        groupText.append(condition)
+                        lines.append("\(indent)if \(condition) {")
+                        try emit(then, indent: indent + "    ")
+                        if let otherwise {
+                            lines.append("\(indent)} else {")
+                            try emit(otherwise, indent: indent + "    ")
+                        }
                         lines.append("\(indent)}")
                     }
                 }

@@ -537,6 +537,22 @@
                 return ("\(subscripted.calledExpression.trimmedDescription)[\(code)]", element)
             }
             if let call = expr.as(FunctionCallExprSyntax.self) { return try self.call(call, expected: expected) }
+            if let member = expr.as(MemberAccessExprSyntax.self), member.declName.baseName.text == "infinity" {
+                // Float.infinity, Double.infinity, or .infinity where the type is known.
+                let base = member.base.map { $0.trimmedDescription }
+                let type: KernelType? =
+                    switch base {
+                    case "Float": .float
+                    case "Double": .double
+                    case nil: expected == .float || expected == .double ? expected : nil
+                    default: nil
+                    }
+                guard let type else {
+                    throw KernelDiagnostic(
+                        member, "infinity is Float.infinity or Double.infinity (or .infinity where the type is known)")
+                }
+                return (type == .float ? "GB_INFINITY" : "((double)GB_INFINITY)", type)
+            }
             if let member = expr.as(MemberAccessExprSyntax.self) {
                 throw KernelDiagnostic(
                     member,
@@ -775,16 +791,13 @@
             String, KernelType
         ) {
             guard case let .buffer(element, mutable)? = lookup(buffer), mutable else {
-                throw KernelDiagnostic(call.calledExpression, "\(operation) needs a MutableDeviceArray parameter")
-            }
-            if sharedArrays.contains(buffer) {
                 throw KernelDiagnostic(
-                    call.calledExpression, "\(operation) works on MutableDeviceArray parameters, not shared arrays")
+                    call.calledExpression, "\(operation) needs a MutableDeviceArray parameter or a SharedArray")
             }
             guard element == .int32 || element == .uint32 else {
                 throw KernelDiagnostic(
                     call.calledExpression,
-                    "\(operation) works on MutableDeviceArray<Int32> and <UInt32> (the widths every backend has), not \(element)"
+                    "\(operation) works on elements of Int32 and UInt32 (the widths every backend has), not \(element)"
                 )
             }
             let args = Array(call.arguments)

@@ -6,7 +6,7 @@ import Synchronization
 /// Conformances are the library's; the macro accepts exactly these two types for `atomicAdd`, `atomicMin` and
 /// `atomicMax`. Each operation is one hardware atomic (add) or compare-and-swap loop (min, max) on the element, with
 /// relaxed ordering, as on the devices: it orders nothing else.
-public protocol KernelAtomicElement: KernelElement, AtomicRepresentable {
+public protocol KernelAtomicElement: KernelElement, AtomicRepresentable, FixedWidthInteger {
     /// Adds `value` (wrapping) and returns the value before.
     static func atomicAdd(_ cell: UnsafeMutablePointer<Atomic<Self>>, _ value: Self) -> Self
     /// Stores the smaller of the element and `value`; returns the value before.

@@ -47,3 +47,34 @@ final class SharedArrayStorage {
     init(_ memory: UnsafeMutableRawBufferPointer) { self.memory = memory }
     deinit { memory.deallocate() }
 }
+
+extension SharedArray where Element: KernelAtomicElement {
+    // On the CPU backend a group's work-items run in turn on one thread (`WorkItem.forEachGroup`), and each run of a
+    // group makes its own shared arrays, so no other thread can touch this memory during the update: a plain
+    // read-modify-write is the atomic operation there. On devices the macro writes the prelude's atomics.
+
+    /// Adds `value` (wrapping) to the element at `index` and returns the value before (`GB_ATOMIC_ADD_INT`/`_UINT`
+    /// on group-shared memory).
+    @inlinable @discardableResult
+    public func atomicAdd(_ index: some BinaryInteger, _ value: Element) -> Element {
+        let before = storage[Int(index)]
+        storage[Int(index)] = before &+ value
+        return before
+    }
+
+    /// Stores the smaller of the element at `index` and `value`; returns the value before.
+    @inlinable @discardableResult
+    public func atomicMin(_ index: some BinaryInteger, _ value: Element) -> Element {
+        let before = storage[Int(index)]
+        if value < before { storage[Int(index)] = value }
+        return before
+    }
+
+    /// Stores the larger of the element at `index` and `value`; returns the value before.
+    @inlinable @discardableResult
+    public func atomicMax(_ index: some BinaryInteger, _ value: Element) -> Element {
+        let before = storage[Int(index)]
+        if value > before { storage[Int(index)] = value }
+        return before
+    }
+}

@@ -24,45 +24,55 @@
             let builtin: String
             let twin: KernelDefinition
             let size: Int
-            /// Float tolerance on the CPU backend and on OpenCL (integers compare exactly whatever is set).
-            let cpu: ValidationTolerance
-            let openCL: ValidationTolerance
+            /// Float tolerance on the CPU backend and on OpenCL for buffers whose launch sets none (integers compare
+            /// exactly whatever is set); nil: the validator's float32 default.
+            let cpu: ValidationTolerance?
+            let openCL: ValidationTolerance?
             var testDescription: String { builtin }
         }
 
-        /// Elementwise kernels do the same float operations in the same order on both sides: exact. The histogram
-        /// counts are integers: exact. cosine_scores on OpenCL: the same C arithmetic in the same order, exact. On
-        /// the CPU backend the built-in sums its 64 products with 8-wide SIMD accumulators
-        /// (`CPUVectorMath.shortDot`) where the twin adds them one by one: summed in another order, each of the dot
-        /// product and the two squared norms may differ by up to 64 roundings (64 * 2^-24 of |a| |b|, |a|^2, |b|^2),
-        /// so a cosine in -1...1 by up to about 2 * 64 * 2^-24 = 7.6e-6: absolute 1e-5.
+        /// Elementwise kernels do the same float operations in the same order on both sides: exact. Integers (the
+        /// histogram's counts, top-k's indices) compare exactly. The partial sums and matmul carry their own tolerance
+        /// in `BuiltinKernelValidation` (the twins visit the input grid-stride where the built-ins take one
+        /// contiguous chunk per work-item on CPU devices). On OpenCL the twins of cosine_scores, softmax_rows and
+        /// topk_select do the built-ins' C arithmetic in the same order: exact. On the CPU backend:
+        /// - cosine_scores: the built-in sums its 64 products with 8-wide SIMD accumulators (`CPUVectorMath.shortDot`)
+        ///   where the twin adds them one by one: each of the dot product and the two squared norms may differ by up to
+        ///   64 roundings (64 * 2^-24 of |a| |b|, |a|^2, |b|^2), so a cosine in -1...1 by up to about
+        ///   2 * 64 * 2^-24 = 7.6e-6: absolute 1e-5;
+        /// - softmax_rows: the built-in's vectorised `exp` is within 2 ulp of `expf` and it sums a row in another
+        ///   order than the twin's tree: the float32 default (1e-5 absolute and relative) holds for outputs in 0...1.
         static let cases: [Case] = BuiltinSwiftTwins.all.map { builtin, twin in
-            let cosine = builtin == "cosine_scores"
-            return Case(
-                builtin: builtin, twin: twin, size: cosine ? 2001 : 100_003,
-                cpu: cosine ? ValidationTolerance(absolute: 1e-5, relative: 0) : .exact, openCL: .exact)
+            let size: Int =
+                switch builtin {
+                case "cosine_scores", "topk_select": 2001
+                case "matmul": 75
+                case "softmax_rows": 1001
+                default: 100_003
+                }
+            let cpu: ValidationTolerance? =
+                switch builtin {
+                case "cosine_scores": ValidationTolerance(absolute: 1e-5, relative: 0)
+                case "softmax_rows", "dot_partial", "sum_partial", "matmul": nil
+                default: .exact
+                }
+            let openCL: ValidationTolerance? =
+                ["dot_partial", "sum_partial", "matmul"].contains(builtin) ? nil : .exact
+            return Case(builtin: builtin, twin: twin, size: size, cpu: cpu, openCL: openCL)
         }
 
         static func builtin(_ id: String) throws -> KernelDefinition {
             try #require(BuiltinKernels.all.first { $0.id == id }, "no built-in kernel \(id)")
         }
 
-        @Test("every built-in written without GB_SHARED and GB_BARRIER has a twin; the histogram's text needs both")
+        @Test("every built-in has one twin; a twin uses shared memory and barriers exactly where its built-in does")
         func coverage() throws {
-            let plain = BuiltinKernels.all.filter { definition in
-                let text = definition.portable?.text ?? ""
-                return !text.contains("GB_SHARED") && !text.contains("GB_BARRIER")
-            }
-            #expect(plain.map(\.id).sorted() == ["cosine_scores", "saxpy", "scale", "vector_add"])
-            let twins = Set(BuiltinSwiftTwins.all.map(\.builtin))
-            for definition in plain { #expect(twins.contains(definition.id), "\(definition.id) has no twin") }
-            // The histogram twin stands in with device-memory atomics for the built-in's group-shared counts.
-            let histogram = try Self.builtin("histogram").portable?.text ?? ""
-            #expect(histogram.contains("GB_SHARED uint bucket[256]") && histogram.contains("GB_BARRIER()"))
-            #expect(twins.contains("histogram"))
-            for (_, twin) in BuiltinSwiftTwins.all {
-                let text = twin.portable?.text ?? ""
-                #expect(!text.contains("GB_SHARED") && !text.contains("GB_BARRIER"), "\(twin.id)")
+            #expect(BuiltinSwiftTwins.all.map(\.builtin).sorted() == BuiltinKernels.all.map(\.id).sorted())
+            for (id, twin) in BuiltinSwiftTwins.all {
+                let theirs = try Self.builtin(id).portable?.text ?? ""
+                let mine = twin.portable?.text ?? ""
+                #expect(theirs.contains("GB_SHARED") == mine.contains("GB_SHARED"), "\(id)")
+                #expect(theirs.contains("GB_BARRIER") == mine.contains("GB_BARRIER"), "\(id)")
             }
         }
 
@@ -95,8 +105,20 @@
                     "dot += (u * v);", "((denom > 0.0f) ? (dot / denom) : 0.0f);",
                 ],
                 "histogram": [
+                    "GB_SHARED uint bucket[256];", "GB_BARRIER();",
                     "const int end = ((n) < ((start + chunk)) ? (n) : ((start + chunk)));", "while ((i < end)) {",
-                    "GB_ATOMIC_ADD_UINT(&counts[b], 1u);",
+                    "GB_ATOMIC_ADD_UINT(&bucket[b], 1u);", "GB_ATOMIC_ADD_UINT(&counts[b1], bucket[b1]);",
+                ],
+                "dot_partial": ["GB_SHARED float scratch[256];", "acc += (x[i] * y[i]);", "GB_BARRIER();"],
+                "sum_partial": ["GB_SHARED float scratch[256];", "acc += x[i];", "GB_BARRIER();"],
+                "matmul": ["GB_SHARED float As[256];", "GB_SHARED float Bs[256];", "GB_BARRIER();"],
+                "softmax_rows": [
+                    "GB_SHARED float scratch[256];", "float m = (-GB_INFINITY);", "if ((row >= rows)) {",
+                    "return;", "GB_BARRIER();", "exp((x[(base + ((gb_long)(c1)))] - rowMax))",
+                ],
+                "topk_select": [
+                    "GB_SHARED float bestScore[256];", "GB_SHARED int bestIndex[256];", "for (int j = 0; j < k; j++) {",
+                    "scores[(base + ((gb_long)(bestIndex[0])))] = (-GB_INFINITY);",
                 ],
             ]
             for (id, twin) in BuiltinSwiftTwins.all {
@@ -122,7 +144,7 @@
             try await Self.validate(validation, on: device, tolerance: validation.openCL)
         }
 
-        static func validate(_ validation: Case, on device: Device, tolerance: ValidationTolerance) async throws {
+        static func validate(_ validation: Case, on device: Device, tolerance: ValidationTolerance?) async throws {
             let launch = try BuiltinKernelValidation.launch(validation.builtin, size: validation.size)
             let report = try await KernelValidator(seed: 11, tolerance: tolerance).validate(
                 reference: try builtin(validation.builtin), on: device, candidate: validation.twin, on: device,
@@ -131,7 +153,8 @@
             // The buffers the built-in writes are the ones compared.
             let written: [String: [String]] = [
                 "vector_add": ["c"], "saxpy": ["y"], "scale": ["y"], "cosine_scores": ["scores"],
-                "histogram": ["counts"],
+                "histogram": ["counts"], "dot_partial": ["partial"], "sum_partial": ["partial"], "matmul": ["C"],
+                "softmax_rows": ["y"], "topk_select": ["outIndex", "outScore"],
             ]
             #expect(report.buffers.map(\.name) == written[validation.builtin], "\(report)")
             #expect(report.buffers.allSatisfy { $0.count > 0 && $0.mismatches == 0 }, "\(report)")
@@ -182,7 +205,7 @@
         @Test("every twin compiles to a cubin for sm_80 and sm_90", arguments: ["sm_80", "sm_90"])
         func cubins(architecture: String) throws {
             let nvrtc = try NVRTCCompiler.shared.get()
-            #expect(BuiltinSwiftTwins.all.count == 5)
+            #expect(BuiltinSwiftTwins.all.count == BuiltinKernels.all.count)
             for (_, definition) in BuiltinSwiftTwins.all {
                 let binary = try nvrtc.compile(try definition.source(for: .cuda), architecture: architecture)
                 #expect(binary.format == "cubin", "\(definition.id)")

@@ -89,7 +89,7 @@
                 at: "<T>"),
             Refusal(body: "x.atomicAdd(i, 1)", says: "atomicAdd needs a MutableDeviceArray", at: "x.atomicAdd"),
             Refusal(
-                body: "y.atomicMax(i, 1)", says: "atomicMax works on MutableDeviceArray<Int32> and <UInt32>",
+                body: "y.atomicMax(i, 1)", says: "atomicMax works on elements of Int32 and UInt32",
                 at: "y.atomicMax"),
             Refusal(
                 body: "let v = notMarked(x[i])", says: "the result type of 'notMarked(...)'", at: "notMarked(x[i])"),
@@ -115,9 +115,6 @@
             Refusal(
                 body: "item.barrier(); if i >= n { return }", says: "'return' in a kernel with barriers", at: "return"),
             Refusal(
-                body: "for k in 0..<4 { item.barrier(); if k == 2 { break } }", says: "would leave a loop",
-                at: "break"),
-            Refusal(
                 body: "let a = n, b = i; item.barrier(); y[b] = Float(a)", says: "mixes values",
                 at: "let a = n, b = i"),
             Refusal(
@@ -133,6 +130,14 @@
                 body: "let t = SharedArray<Double>(count: 7000); t[0] = 1", says: "the limit is 49152",
                 at: "SharedArray<Double>(count: 7000)"),
             Refusal(body: "let b = item.barrier()", says: "barrier() (a statement)", at: "barrier"),
+            Refusal(
+                body: "if n > 2 { item.barrier() } else if i > 2 { item.barrier() }",
+                says: "this 'else if' holds a barrier or leaves the kernel", at: "i > 2"),
+            Refusal(
+                body: "for k in 0..<n { item.barrier(); if k == i { break } }", says: "would leave a loop",
+                at: "break"),
+            Refusal(body: "y[i] = Float.pi", says: "is not available in a kernel", at: "Float.pi"),
+            Refusal(body: "let v: Int32 = .infinity", says: "infinity is Float.infinity", at: ".infinity"),
         ]
 
         /// Every refusal as a function `k0`, `k1` ... of one file (5 lines each, after 4 lines of imports), and what

@@ -60,4 +60,36 @@
         item.barrier()
         values[item.globalID(0)] = tile[lid]
     }
+
+    /// Control flow the same in every work-item of a group, around barriers (groups of 64): groups at or past
+    /// `active` return at once; even groups reverse their elements through shared memory and odd ones rotate them
+    /// left by one (an `if`/`else` with a barrier in each branch); then each element gains 1 per round of a loop with
+    /// a barrier that a `break` ends at round `stop`.
+    @GPUKernel
+    func groupBranches(_ item: WorkItem, values: MutableDeviceArray<Float>, active: Int32, rounds: Int32, stop: Int32) {
+        let tile = SharedArray<Float>(count: 64)
+        let group = item.groupID(0)
+        if group >= active { return }
+        let lid = item.localID(0)
+        let size = item.localSize(0)
+        let gid = item.globalID(0)
+        tile[lid] = values[gid]
+        item.barrier()
+        if group % 2 == 0 {
+            let mirrored = tile[size - 1 - lid]
+            item.barrier()
+            tile[lid] = mirrored
+        } else {
+            let next = tile[(lid + 1) % size]
+            item.barrier()
+            tile[lid] = next
+        }
+        item.barrier()
+        for r in 0..<rounds {
+            if r == stop { break }
+            tile[lid] += 1
+            item.barrier()
+        }
+        values[gid] = tile[lid]
+    }
 #endif

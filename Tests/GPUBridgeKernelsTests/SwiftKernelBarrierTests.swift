@@ -95,5 +95,36 @@
                 #expect(try values.toArray() == expected, "\(device.id)")
             }
         }
+
+        @Test("uniform if/else, return and break around barriers on the CPU backend", arguments: [(3, 2), (9, 4)])
+        func branchesCPU(stop: Int32, rounds: Int32) async throws {
+            try await Self.branches(try KernelDevices.cpu(), stop: stop, rounds: rounds)
+        }
+
+        @Test(
+            "uniform if/else, return and break around barriers on OpenCL",
+            .enabled(if: KernelDevices.openCL != nil, KernelDevices.openCLReason), arguments: [(3, 2), (9, 4)])
+        func branchesOpenCL(stop: Int32, rounds: Int32) async throws {
+            try await Self.branches(try KernelDevices.openCLDevice(), stop: stop, rounds: rounds)
+        }
+
+        static func branches(_ devices: [Device], stop: Int32, rounds: Int32) async throws {
+            let groups = 7, active = 5
+            let input = (0..<64 * groups).map { Float($0) }
+            let added = Float(min(stop, rounds))
+            let expected = (0..<64 * groups).map { (index: Int) -> Float in
+                let group = index / 64, lid = index % 64
+                if group >= active { return input[index] }
+                let from = group % 2 == 0 ? 63 - lid : (lid + 1) % 64
+                return input[group * 64 + from] + added
+            }
+            for device in devices {
+                let values = try device.makeBuffer(copying: input)
+                try await launch(
+                    groupBranchesKernel, on: device, groups: groups, groupSize: 64,
+                    [.buffer(values), .int32(Int32(active)), .int32(rounds), .int32(stop)])
+                #expect(try values.toArray() == expected, "\(device.id) stop \(stop) rounds \(rounds)")
+            }
+        }
     }
 #endif

@@ -2,10 +2,10 @@
     import GPUBridge
     import GPUBridgeKernels
 
-    // Swift kernels (`@GPUKernel`) written as twins of the built-in kernels whose hand-written text
-    // (BuiltinKernelText) needs no group-shared memory and no barrier. Each has the built-in's parameter list (names,
-    // types, order) and its work distribution, so `bench twins` compares the two on the same launches and the tests
-    // (BuiltinSwiftTwinTests) hold each against its built-in with KernelValidator.
+    // Swift kernels (`@GPUKernel`) written as twins of the built-in kernels (BuiltinKernelText): here those whose text
+    // needs no group-shared memory and no barrier, in BuiltinSwiftGroupTwins.swift the others. Each has the
+    // built-in's parameter list (names, types, order) and its work distribution, so `bench twins` compares the two on
+    // the same launches and the tests (BuiltinSwiftTwinTests) hold each against its built-in with KernelValidator.
 
     /// Twin of `vector_add`: one element per work-item, guarded by `i < n`.
     @GPUKernel
@@ -57,42 +57,14 @@
         scores[Int64(q) * Int64(rows) + Int64(r)] = denom > 0 ? dot / denom : 0
     }
 
-    /// Twin of `histogram` as far as the subset allows: the same bins and the same walk over the values, but each
-    /// counted value is one atomic add on `counts` in device memory. The built-in counts into a group-shared
-    /// histogram and adds it to `counts` once per group (GB_SHARED, GB_BARRIER), which the subset does not have yet,
-    /// so this twin does more atomic work than the built-in: its speed figure measures that, not the translation.
-    ///
-    /// The walk is the built-in's `GB_FOR_EACH_ITEM` as compiled on the devices measured here (CPU devices, where
-    /// `GB_CONTIGUOUS_ITEMS` is defined): one contiguous chunk of ceil(n / global size) values per work-item. On a
-    /// GPU the built-in walks grid-stride instead; a kernel cannot see that define. A `while` loop, not
-    /// `stride(from: start, to: end, by: 1)`: the stride's step is an `Int`, so its C loop would add a 64-bit step
-    /// and test the step's sign in its condition, where the built-in's loop is `i < end; ++i`.
-    @GPUKernel
-    func swiftHistogram(
-        _ item: WorkItem, values: DeviceArray<Float>, counts: MutableDeviceArray<UInt32>, n: Int32, bins: Int32,
-        lo: Float, hi: Float
-    ) {
-        let scale = Float(bins) / (hi - lo)
-        let chunk = (n + item.globalSize(0) - 1) / item.globalSize(0)
-        let start = item.globalID(0) * chunk
-        let end = min(n, start + chunk)
-        var i = start
-        while i < end {
-            let v = values[i]
-            if v >= lo && v <= hi {
-                var b = Int32((v - lo) * scale)
-                if b >= bins { b = bins - 1 }
-                counts.atomicAdd(b, 1)
-            }
-            i += 1
-        }
-    }
-
     /// The twins, each with the id of the built-in it stands for.
     enum BuiltinSwiftTwins {
         static let all: [(builtin: String, twin: KernelDefinition)] = [
             ("vector_add", swiftVectorAddKernel), ("saxpy", swiftSaxpyKernel), ("scale", swiftScaleKernel),
-            ("cosine_scores", swiftCosineScoresKernel), ("histogram", swiftHistogramKernel),
+            ("dot_partial", swiftDotPartialKernel), ("sum_partial", swiftSumPartialKernel),
+            ("matmul", swiftMatmulKernel), ("softmax_rows", swiftSoftmaxRowsKernel),
+            ("cosine_scores", swiftCosineScoresKernel), ("topk_select", swiftTopkSelectKernel),
+            ("histogram", swiftHistogramKernel),
         ]
     }
 #endif
