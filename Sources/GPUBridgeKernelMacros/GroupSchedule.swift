@@ -35,7 +35,9 @@
             case branch(condition: String, then: [Step], otherwise: [Step]?)
         }
 
-        static let uniformMembers: Set<String> = ["localSize", "groupID", "groupCount", "globalSize"]
+        static let uniformMembers: Set<String> = [
+            "localSize", "groupID", "groupCount", "globalSize", "contiguousItems",
+        ]
 
         // MARK: Analysis
 

@@ -537,6 +537,12 @@
                 return ("\(subscripted.calledExpression.trimmedDescription)[\(code)]", element)
             }
             if let call = expr.as(FunctionCallExprSyntax.self) { return try self.call(call, expected: expected) }
+            if let member = expr.as(MemberAccessExprSyntax.self),
+                member.base?.as(DeclReferenceExprSyntax.self)?.baseName.text == item,
+                member.declName.baseName.text == "contiguousItems"
+            {
+                return ("(GB_CONTIGUOUS != 0)", .bool)
+            }
             if let member = expr.as(MemberAccessExprSyntax.self), member.declName.baseName.text == "infinity" {
                 // Float.infinity, Double.infinity, or .infinity where the type is known.
                 let base = member.base.map { $0.trimmedDescription }

@@ -56,6 +56,14 @@ public struct WorkItem: Sendable, Hashable {
     /// Work-items in the launch (`GB_GLOBAL_SIZE(d)`).
     @inlinable public func globalSize(_ d: Int32) -> Int32 { groupCount(d) &* localSize(d) }
 
+    /// Whether a loop that spreads `0..<n` over all work-items should give each work-item one contiguous chunk
+    /// (true) or walk grid-stride, `i += globalSize(0)` (false): the built-ins' `GB_FOR_EACH_ITEM`. `GB_CONTIGUOUS`
+    /// in the kernel text: 1 where the kernel is compiled with `GB_CONTIGUOUS_ITEMS` defined (`KernelCatalog` and
+    /// `KernelValidator` define it on OpenCL devices that share host memory, where chunks stream memory and strides
+    /// do not), else 0 (GPUs, where neighbouring work-items reading neighbouring elements coalesce). Always true on the
+    /// CPU backend. The same in every work-item of a launch.
+    @inlinable public var contiguousItems: Bool { true }
+
     /// Waits until every work-item of the group has reached this call (`GB_BARRIER()`: `__syncthreads()` on CUDA,
     /// `barrier(...)` on OpenCL). A statement of a `@GPUKernel` body only.
     ///

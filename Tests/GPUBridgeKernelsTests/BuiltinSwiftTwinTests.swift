@@ -106,7 +106,8 @@
                 ],
                 "histogram": [
                     "GB_SHARED uint bucket[256];", "GB_BARRIER();",
-                    "const int end = ((n) < ((start + chunk)) ? (n) : ((start + chunk)));", "while ((i < end)) {",
+                    "const int chunk = ((GB_CONTIGUOUS != 0) ? ((((n + items) - 1)) / items) : 1);",
+                    "while ((i < end)) {",
                     "GB_ATOMIC_ADD_UINT(&bucket[b], 1u);", "GB_ATOMIC_ADD_UINT(&counts[b1], bucket[b1]);",
                 ],
                 "dot_partial": ["GB_SHARED float scratch[256];", "acc += (x[i] * y[i]);", "GB_BARRIER();"],

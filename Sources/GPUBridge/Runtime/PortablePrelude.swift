@@ -66,8 +66,10 @@ public enum PortablePrelude {
         #ifdef GB_CONTIGUOUS_ITEMS
         #define GB_FOR_EACH_ITEM(i, n) for (int i = GB_GLOBAL_ID(0) * (((n) + GB_GLOBAL_SIZE(0) - 1) / GB_GLOBAL_SIZE(0)), \\
             gb_end_##i = GB_MIN_INT((n), i + (((n) + GB_GLOBAL_SIZE(0) - 1) / GB_GLOBAL_SIZE(0))); i < gb_end_##i; ++i)
+        #define GB_CONTIGUOUS 1
         #else
         #define GB_FOR_EACH_ITEM(i, n) for (int i = GB_GLOBAL_ID(0); i < (n); i += GB_GLOBAL_SIZE(0))
+        #define GB_CONTIGUOUS 0
         #endif
 
         """
@@ -113,8 +115,10 @@ public enum PortablePrelude {
         #ifdef GB_CONTIGUOUS_ITEMS
         #define GB_FOR_EACH_ITEM(i, n) for (int i = GB_GLOBAL_ID(0) * (((n) + GB_GLOBAL_SIZE(0) - 1) / GB_GLOBAL_SIZE(0)), \\
             gb_end_##i = GB_MIN_INT((n), i + (((n) + GB_GLOBAL_SIZE(0) - 1) / GB_GLOBAL_SIZE(0))); i < gb_end_##i; ++i)
+        #define GB_CONTIGUOUS 1
         #else
         #define GB_FOR_EACH_ITEM(i, n) for (int i = GB_GLOBAL_ID(0); i < (n); i += GB_GLOBAL_SIZE(0))
+        #define GB_CONTIGUOUS 0
         #endif
 
         """

@@ -7,8 +7,8 @@
     // backend each runs as the macro's split body (docs/SWIFT-KERNELS.md, "Barriers on the CPU"), not as the
     // built-in's hand-written Swift, which does the same work another way (BuiltinKernels).
 
-    /// Twin of `dot_partial`: one partial dot product per group of 256. The input is visited grid-stride (the
-    /// built-in visits one contiguous chunk per work-item on CPU devices), so a partial may differ in its last bits.
+    /// Twin of `dot_partial`: one partial dot product per group of 256, the input visited as the built-in's
+    /// `GB_FOR_EACH_ITEM` does (`item.contiguousItems`).
     @GPUKernel
     func swiftDotPartial(
         _ item: WorkItem, x: DeviceArray<Float>, y: DeviceArray<Float>, partial: MutableDeviceArray<Float>, n: Int32
@@ -16,10 +16,15 @@
         let scratch = SharedArray<Float>(count: 256)
         let lid = item.localID(0)
         var acc: Float = 0
-        var i = item.globalID(0)
-        while i < n {
+        // The built-in's GB_FOR_EACH_ITEM: a contiguous chunk per work-item on CPU devices, grid-stride elsewhere.
+        let size = item.globalSize(0)
+        let chunk = item.contiguousItems ? (n + size - 1) / size : 1
+        var i = item.contiguousItems ? item.globalID(0) * chunk : item.globalID(0)
+        let end = item.contiguousItems ? min(n, i + chunk) : n
+        let step = item.contiguousItems ? 1 : size
+        while i < end {
             acc += x[i] * y[i]
-            i += item.globalSize(0)
+            i += step
         }
         scratch[lid] = acc
         item.barrier()
@@ -32,16 +37,21 @@
         if lid == 0 { partial[item.groupID(0)] = scratch[0] }
     }
 
-    /// Twin of `sum_partial`: one partial sum per group of 256 (grid-stride, as `swiftDotPartial`).
+    /// Twin of `sum_partial`: one partial sum per group of 256, visited as `swiftDotPartial` does.
     @GPUKernel
     func swiftSumPartial(_ item: WorkItem, x: DeviceArray<Float>, partial: MutableDeviceArray<Float>, n: Int32) {
         let scratch = SharedArray<Float>(count: 256)
         let lid = item.localID(0)
         var acc: Float = 0
-        var i = item.globalID(0)
-        while i < n {
+        // The built-in's GB_FOR_EACH_ITEM: a contiguous chunk per work-item on CPU devices, grid-stride elsewhere.
+        let size = item.globalSize(0)
+        let chunk = item.contiguousItems ? (n + size - 1) / size : 1
+        var i = item.contiguousItems ? item.globalID(0) * chunk : item.globalID(0)
+        let end = item.contiguousItems ? min(n, i + chunk) : n
+        let step = item.contiguousItems ? 1 : size
+        while i < end {
             acc += x[i]
-            i += item.globalSize(0)
+            i += step
         }
         scratch[lid] = acc
         item.barrier()
@@ -183,10 +193,9 @@
     }
 
     /// Twin of `histogram`: counts in a group-shared histogram (atomic adds in shared memory), added to `counts`
-    /// once per group. The walk is the built-in's `GB_FOR_EACH_ITEM` as compiled on CPU devices
-    /// (`GB_CONTIGUOUS_ITEMS`): one contiguous chunk of ceil(n / global size) values per work-item; on a GPU the
-    /// built-in walks grid-stride instead (a kernel cannot see that define), which counts the same values. A `while`
-    /// loop, not `stride(from:to:by:)`, whose `Int` step would make the C loop add a 64-bit step and test its sign.
+    /// once per group. The walk is the built-in's `GB_FOR_EACH_ITEM` (`item.contiguousItems`): one contiguous chunk
+    /// of ceil(n / global size) values per work-item on CPU devices, grid-stride elsewhere. A `while` loop, not
+    /// `stride(from:to:by:)`, whose `Int` step would make the C loop add a 64-bit step and test its sign.
     @GPUKernel
     func swiftHistogram(
         _ item: WorkItem, values: DeviceArray<Float>, counts: MutableDeviceArray<UInt32>, n: Int32, bins: Int32,
@@ -202,9 +211,11 @@
         }
         item.barrier()
         let scale = Float(bins) / (hi - lo)
-        let chunk = (n + item.globalSize(0) - 1) / item.globalSize(0)
-        let start = item.globalID(0) * chunk
-        let end = min(n, start + chunk)
+        let items = item.globalSize(0)
+        let chunk = item.contiguousItems ? (n + items - 1) / items : 1
+        let start = item.contiguousItems ? item.globalID(0) * chunk : item.globalID(0)
+        let end = item.contiguousItems ? min(n, start + chunk) : n
+        let step = item.contiguousItems ? 1 : items
         var i = start
         while i < end {
             let v = values[i]
@@ -213,7 +224,7 @@
                 if b >= bins { b = bins - 1 }
                 bucket.atomicAdd(b, 1)
             }
-            i += 1
+            i += step
         }
         item.barrier()
         var b1 = lid
