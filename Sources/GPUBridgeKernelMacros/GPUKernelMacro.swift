@@ -88,7 +88,9 @@
             for (index, parameter) in parameters.enumerated() {
                 switch parameter.type {
                 case let .buffer(element, mutable):
-                    declared.append(".buffer(\(literal(parameter.name)), \(element).self)")
+                    declared.append(
+                        ".buffer(\(literal(parameter.name)), \(element).self, access: .\(mutable ? "readWrite" : "readOnly"))"
+                    )
                     reads.append(
                         "let a\(index) = \(mutable ? "MutableDeviceArray" : "DeviceArray")<\(element)>(try context.buffer(\(index), as: \(element).self))"
                     )

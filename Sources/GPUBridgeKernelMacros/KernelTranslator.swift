@@ -791,8 +791,8 @@
             return ("\(name)(\(arguments.joined(separator: ", ")))", expected)
         }
 
-        /// `buffer.atomicAdd(i, v)`, `atomicMin`, `atomicMax` on a MutableDeviceArray of Int32 or UInt32: the element's
-        /// value before the operation.
+        /// `buffer.atomicAdd(i, v)`, `atomicMin`, `atomicMax` on a MutableDeviceArray of Int32, UInt32 or Float (or a
+        /// SharedArray of Int32 or UInt32): the element's value before the operation.
         private mutating func atomic(_ call: FunctionCallExprSyntax, buffer: String, operation: String) throws -> (
             String, KernelType
         ) {
@@ -800,10 +800,13 @@
                 throw KernelDiagnostic(
                     call.calledExpression, "\(operation) needs a MutableDeviceArray parameter or a SharedArray")
             }
-            guard element == .int32 || element == .uint32 else {
+            let shared = sharedArrays.contains(buffer)
+            guard element == .int32 || element == .uint32 || (element == .float && !shared) else {
                 throw KernelDiagnostic(
                     call.calledExpression,
-                    "\(operation) works on elements of Int32 and UInt32 (the widths every backend has), not \(element)"
+                    shared
+                        ? "\(operation) on a SharedArray works on elements of Int32 and UInt32, not \(element)"
+                        : "\(operation) works on elements of Int32, UInt32 and Float, not \(element)"
                 )
             }
             let args = Array(call.arguments)
@@ -818,7 +821,8 @@
                     args[1].expression,
                     "the value must be \(element), this is \(valueType); convert it with \(element)(...)")
             }
-            let macro = "GB_ATOMIC_\(operation.dropFirst(6).uppercased())_\(element == .int32 ? "INT" : "UINT")"
+            let suffix = element == .int32 ? "INT" : element == .uint32 ? "UINT" : "FLOAT"
+            let macro = "GB_ATOMIC_\(operation.dropFirst(6).uppercased())_\(suffix)"
             return ("\(macro)(&\(buffer)[\(index)], \(value))", element)
         }
     }

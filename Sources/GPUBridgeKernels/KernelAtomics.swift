@@ -85,3 +85,48 @@ extension MutableDeviceArray where Element: KernelAtomicElement {
         Element.atomicMax(cell(Int(index)), value)
     }
 }
+
+extension MutableDeviceArray where Element == Float {
+    /// The element at `index` as an atomic cell of its bits. Out of range stops the process, as the subscript does.
+    @inlinable func bitsCell(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt32>> {
+        precondition(
+            index >= 0 && index < base.count, "atomic access at index \(index) of a buffer of \(base.count) elements")
+        return UnsafeMutableRawPointer(base.baseAddress! + index).assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
+    /// Replaces the element at `index` by `update(element)` while `update` returns a value, as one indivisible step
+    /// per attempt (compare-and-swap on the bits, relaxed); returns the element's value before.
+    @inlinable func exchange(_ index: Int, _ update: (Float) -> Float?) -> Float {
+        let cell = bitsCell(index)
+        var current = cell.pointee.load(ordering: .relaxed)
+        while let next = update(Float(bitPattern: current)) {
+            let (exchanged, original) = cell.pointee.weakCompareExchange(
+                expected: current, desired: next.bitPattern, ordering: .relaxed)
+            if exchanged { break }
+            current = original
+        }
+        return Float(bitPattern: current)
+    }
+
+    /// Adds `value` to the element at `index` as one indivisible step and returns the element's value before it
+    /// (`GB_ATOMIC_ADD_FLOAT`: CUDA's `atomicAdd`, a compare-and-swap loop on OpenCL and here). Concurrent adds
+    /// land in an unspecified order, so a float sum may differ between runs in its last bits, as on a GPU.
+    @inlinable @discardableResult
+    public func atomicAdd(_ index: some BinaryInteger, _ value: Float) -> Float {
+        exchange(Int(index)) { $0 + value }
+    }
+
+    /// Stores `value` in the element at `index` when it compares below the element (so a NaN is never stored), as
+    /// one indivisible step, and returns the element's value before it (`GB_ATOMIC_MIN_FLOAT`).
+    @inlinable @discardableResult
+    public func atomicMin(_ index: some BinaryInteger, _ value: Float) -> Float {
+        exchange(Int(index)) { value < $0 ? value : nil }
+    }
+
+    /// Stores `value` in the element at `index` when it compares above the element (so a NaN is never stored), as
+    /// one indivisible step, and returns the element's value before it (`GB_ATOMIC_MAX_FLOAT`).
+    @inlinable @discardableResult
+    public func atomicMax(_ index: some BinaryInteger, _ value: Float) -> Float {
+        exchange(Int(index)) { value > $0 ? value : nil }
+    }
+}

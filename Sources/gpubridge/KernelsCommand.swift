@@ -23,7 +23,8 @@ struct KernelsCommand: AsyncParsableCommand {
                 id: definition.id, summary: definition.summary,
                 parameters: definition.parameters.map { parameter in
                     switch parameter {
-                    case let .buffer(name, size, _): return "\(name): buffer (\(size)-byte elements)"
+                    case let .buffer(name, size, _, access):
+                        return "\(name): \(access.rawValue) buffer (\(size)-byte elements)"
                     case let .scalar(name, type): return "\(name): \(type.rawValue)"
                     }
                 }, backends: definition.backends.map(\.rawValue))

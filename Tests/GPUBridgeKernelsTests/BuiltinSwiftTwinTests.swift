@@ -76,15 +76,17 @@
             }
         }
 
-        @Test("each twin has its built-in's parameters: names, kinds, element and scalar types, order")
+        @Test("each twin has its built-in's parameters: names, kinds, element and scalar types, access, order")
         func signatures() throws {
             for (id, twin) in BuiltinSwiftTwins.all {
                 let builtin = try Self.builtin(id)
                 #expect(twin.parameters.count == builtin.parameters.count, "\(id)")
                 for (mine, theirs) in zip(twin.parameters, builtin.parameters) {
                     switch (mine, theirs) {
-                    case let (.buffer(name, size, _), .buffer(theirName, theirSize, _)):
-                        #expect(name == theirName && size == theirSize, "\(id): \(mine) against \(theirs)")
+                    case let (.buffer(name, size, _, access), .buffer(theirName, theirSize, _, theirAccess)):
+                        #expect(
+                            name == theirName && size == theirSize && access == theirAccess,
+                            "\(id): \(mine) against \(theirs)")
                     case let (.scalar(name, type), .scalar(theirName, theirType)):
                         #expect(name == theirName && type == theirType, "\(id): \(mine) against \(theirs)")
                     default:

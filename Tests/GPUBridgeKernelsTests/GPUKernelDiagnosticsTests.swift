@@ -89,8 +89,12 @@
                 at: "<T>"),
             Refusal(body: "x.atomicAdd(i, 1)", says: "atomicAdd needs a MutableDeviceArray", at: "x.atomicAdd"),
             Refusal(
-                body: "y.atomicMax(i, 1)", says: "atomicMax works on elements of Int32 and UInt32",
-                at: "y.atomicMax"),
+                body: "y.atomicMax(i, 1)", signature: "_ item: WorkItem, y: MutableDeviceArray<Double>",
+                says: "atomicMax works on elements of Int32, UInt32 and Float, not Double", at: "y.atomicMax"),
+            Refusal(
+                body: "let t = SharedArray<Float>(count: 4); t.atomicAdd(0, 1)",
+                says: "atomicAdd on a SharedArray works on elements of Int32 and UInt32, not Float",
+                at: "t.atomicAdd"),
             Refusal(
                 body: "let v = notMarked(x[i])", says: "the result type of 'notMarked(...)'", at: "notMarked(x[i])"),
             Refusal(

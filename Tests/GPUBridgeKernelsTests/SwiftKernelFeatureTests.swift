@@ -24,6 +24,27 @@
             #expect(text.contains("const int before = GB_ATOMIC_ADD_INT(&bins[((int)((v % binCount)))], 1);"))
             #expect(text.contains("GB_ATOMIC_MIN_UINT(&stats[0], v);"))
             #expect(text.contains("GB_ATOMIC_MAX_INT(&spread[1], (((int)((v % 1000u))) - 500));"))
+            let floats = try #require(floatAtomicsKernel.portable?.text)
+            #expect(floats.contains("GB_ATOMIC_ADD_FLOAT(&totals[0], v);"))
+            #expect(floats.contains("GB_ATOMIC_MIN_FLOAT(&totals[1], v);"))
+            #expect(floats.contains("GB_ATOMIC_MAX_FLOAT(&totals[2], v);"))
+            #expect(floats.contains("const float ticket = GB_ATOMIC_ADD_FLOAT(&totals[3], 1.0f);"))
+        }
+
+        @Test("Float atomicMin and atomicMax never store a NaN, order -0 and 0 as equal, and return the value before")
+        func floatAtomicEdges() {
+            let storage = UnsafeMutableBufferPointer<Float>.allocate(capacity: 3)
+            defer { storage.deallocate() }
+            _ = storage.initialize(from: [1, 2, 0])
+            let cells = MutableDeviceArray(storage)
+            #expect(cells.atomicMin(0, .nan) == 1)
+            #expect(cells.atomicMax(1, .nan) == 2)
+            #expect(cells.atomicMin(2, -0.0) == 0)
+            #expect(storage[2].sign == .plus)
+            #expect(cells.atomicAdd(0, 0.5) == 1)
+            #expect(cells.atomicMin(1, -3) == 2)
+            #expect(cells.atomicMax(2, .infinity) == 0)
+            #expect(Array(storage) == [1.5, -3, .infinity])
         }
 
         @Test("atomicMin and atomicMax compare UInt32 as unsigned and return the value before")
@@ -65,6 +86,38 @@
             "atomic add, min and max on OpenCL, exact",
             .enabled(if: KernelDevices.openCL != nil, KernelDevices.openCLReason))
         func atomicsOpenCL() async throws { try await Self.atomics(try KernelDevices.openCLDevice()) }
+
+        @Test("Float atomic add, min and max on the CPU backend: exact sums of integers, every ticket once")
+        func floatAtomicsCPU() async throws { try await Self.floatAtomics(try KernelDevices.cpu()) }
+
+        @Test(
+            "Float atomic add, min and max on OpenCL: exact sums of integers, every ticket once",
+            .enabled(if: KernelDevices.openCL != nil, KernelDevices.openCLReason))
+        func floatAtomicsOpenCL() async throws { try await Self.floatAtomics(try KernelDevices.openCLDevice()) }
+
+        static func floatAtomics(_ devices: [Device]) async throws {
+            let n = 50_000
+            // Integers, so every partial sum is exact (|sum| < 2^24) and the order of the adds cannot show.
+            let input = (0..<n).map { Float(Int(UInt32(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 9) % 601) - 300) }
+            let expected: [Float] = [input.reduce(0, +), input.min()!, input.max()!, Float(n)]
+            for device in devices {
+                for optimize in [true, false] {
+                    let values = try device.makeBuffer(copying: input)
+                    let totals = try device.makeBuffer(copying: [Float(0), 1e30, -1e30, 0])
+                    let tickets = try device.makeBuffer(copying: [UInt32](repeating: 7, count: n + 1))
+                    let kernel = try device.compile(
+                        try floatAtomicsKernel.source(for: device.id.backend),
+                        options: CompileOptions(optimize: optimize))
+                    try await device.launch(
+                        kernel, .covering(n, groupSize: 64),
+                        arguments: [.buffer(values), .buffer(totals), .buffer(tickets), .int32(Int32(n))])
+                    #expect(try totals.toArray() == expected, "\(device.id), optimize \(optimize)")
+                    let marks = try tickets.toArray()
+                    #expect(marks.prefix(n).allSatisfy { $0 == 8 }, "\(device.id): every ticket taken once")
+                    #expect(marks[n] == 7, "\(device.id): no ticket past n")
+                }
+            }
+        }
 
         static func atomics(_ devices: [Device]) async throws {
             let n = 200_000

@@ -13,6 +13,7 @@
     struct SwiftKernelNVRTCTests {
         static let kernels = [
             saxpyKernel, doubleMathKernel, integerMixKernel, rootsKernel, addKernel, activateKernel, histogramKernel,
+            floatAtomicsKernel,
         ]
 
         @Test("every sample kernel compiles to a cubin for sm_80 and sm_90", arguments: ["sm_80", "sm_90"])

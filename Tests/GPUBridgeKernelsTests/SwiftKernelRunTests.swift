@@ -41,9 +41,10 @@
             #expect(saxpyKernel.id == "saxpy")
             #expect(
                 saxpyKernel.parameters == [
-                    .scalar(name: "a", type: .float32), .buffer("x", Float.self), .buffer("y", Float.self),
-                    .scalar(name: "n", type: .int32),
+                    .scalar(name: "a", type: .float32), .buffer("x", Float.self, access: .readOnly),
+                    .buffer("y", Float.self, access: .readWrite), .scalar(name: "n", type: .int32),
                 ])
+            #expect(saxpyKernel.parameters.map(\.access) == [nil, .readOnly, .readWrite, nil])
             #expect(saxpyKernel.backends == [.cuda, .opencl, .cpu])
             let text = saxpyKernel.portable?.text ?? ""
             #expect(text.hasPrefix("GB_KERNEL saxpy(float a, GB_GLOBAL const float* x, GB_GLOBAL float* y, int n) {"))

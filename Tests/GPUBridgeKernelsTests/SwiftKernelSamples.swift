@@ -99,4 +99,22 @@
             spread.atomicMax(1, Int32(v % 1000) - 500)
         }
     }
+
+    /// Float atomics on a buffer: a sum, a minimum and a maximum of every value, and a counter whose values before
+    /// (each work-item's ticket) are marked in `tickets`.
+    @GPUKernel
+    func floatAtomics(
+        _ item: WorkItem, values: DeviceArray<Float>, totals: MutableDeviceArray<Float>,
+        tickets: MutableDeviceArray<UInt32>, n: Int32
+    ) {
+        let i = item.globalID(0)
+        if i < n {
+            let v = values[i]
+            totals.atomicAdd(0, v)
+            totals.atomicMin(1, v)
+            totals.atomicMax(2, v)
+            let ticket = totals.atomicAdd(3, 1)
+            tickets.atomicAdd(Int32(ticket), 1)
+        }
+    }
 #endif

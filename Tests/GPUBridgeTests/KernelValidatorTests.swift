@@ -10,11 +10,14 @@ private func floats(_ bytes: [UInt8]?) -> [Float] {
 
 /// vector_add's signature with a CPU body of our own: `c[i] = transform(i, a[i] + b[i])`, or no write where the
 /// transform returns nil.
-private func vectorAddTwin(_ id: String, _ transform: @escaping @Sendable (Int, Float) -> Float?) -> KernelDefinition {
+private func vectorAddTwin(
+    _ id: String, inputs: BufferAccess = .readWrite, _ transform: @escaping @Sendable (Int, Float) -> Float?
+) -> KernelDefinition {
     KernelDefinition(
         id: id, summary: "vector_add with a changed CPU body",
         parameters: [
-            .buffer("a", Float.self, extent: .argument(3)), .buffer("b", Float.self, extent: .argument(3)),
+            .buffer("a", Float.self, extent: .argument(3), access: inputs),
+            .buffer("b", Float.self, extent: .argument(3), access: inputs),
             .buffer("c", Float.self, extent: .argument(3)), .scalar(name: "n", type: .int32),
         ],
         portableText: nil, entryPoint: id
@@ -74,6 +77,31 @@ struct KernelValidatorTests {
             launch: vectorAddLaunch(10))
         #expect(twin.buffers.map(\.name) == ["a", "b", "c"])
         #expect(twin.passed)
+        // One whose inputs are declared read-only has only its output compared.
+        let declared = try await validator.validate(
+            reference: vectorAddTwin("twin", inputs: .readOnly, { $1 }), on: device,
+            candidate: vectorAddTwin("twin", inputs: .readOnly, { $1 }), on: device, launch: vectorAddLaunch(10))
+        #expect(declared.buffers.map(\.name) == ["c"])
+        #expect(declared.passed)
+    }
+
+    @Test("every built-in declares read-only exactly the buffers its portable text points to as const")
+    func builtinAccessMatchesText() throws {
+        var checked = 0
+        for definition in KernelCatalog().all {
+            let text = try #require(definition.portable?.text, "\(definition.id) has no portable text")
+            for parameter in definition.parameters {
+                guard let access = parameter.access else { continue }
+                let constPointer = try Regex("GB_GLOBAL const \\w+\\* GB_RESTRICT \(parameter.name)\\b")
+                let pointer = try Regex("GB_GLOBAL \\w+\\* GB_RESTRICT \(parameter.name)\\b")
+                #expect(text.contains(constPointer) || text.contains(pointer), "\(definition.id).\(parameter.name)")
+                #expect(
+                    (access == .readOnly) == text.contains(constPointer),
+                    "\(definition.id).\(parameter.name) is declared \(access.rawValue)")
+                checked += 1
+            }
+        }
+        #expect(checked >= 25)
     }
 
     @Test("a twin that writes a wrong value at element 137 is reported there, with both values")

@@ -298,7 +298,7 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
                         actual: names.actual)
                 }
                 if let declared = kernel.parameters {
-                    guard case let .buffer(name, elementSize, extent) = declared[index] else {
+                    guard case let .buffer(name, elementSize, extent, _) = declared[index] else {
                         throw .argumentMismatch(
                             kernel: kernel.name,
                             detail: "argument \(index) ('\(declared[index].name)') is a scalar, got a buffer")

@@ -20,24 +20,39 @@ public enum BufferExtent: Sendable, Hashable {
     case argument(Int)
 }
 
+/// Whether a kernel may write a buffer parameter.
+public enum BufferAccess: String, Sendable, Hashable, Codable {
+    /// The kernel only reads the buffer (`GB_GLOBAL const T*` in the portable text, `DeviceArray` in a Swift kernel).
+    case readOnly = "read-only"
+    /// The kernel may write the buffer (the default where nothing is declared).
+    case readWrite = "read-write"
+}
+
 /// A declared kernel parameter, used to check an argument list before launch.
 public enum KernelParameter: Sendable, Hashable {
-    /// A buffer whose elements have `elementSize` bytes and whose length must satisfy `extent`.
-    case buffer(name: String, elementSize: Int, extent: BufferExtent)
+    /// A buffer whose elements have `elementSize` bytes and whose length must satisfy `extent`; `access` says
+    /// whether the kernel may write it (`KernelValidator` compares only the buffers a kernel may write).
+    case buffer(name: String, elementSize: Int, extent: BufferExtent, access: BufferAccess = .readWrite)
     /// A scalar of this type.
     case scalar(name: String, type: ScalarType)
 
     /// A buffer of `Element`.
     public static func buffer<Element: BitwiseCopyable>(
-        _ name: String, _ element: Element.Type, extent: BufferExtent = .any
+        _ name: String, _ element: Element.Type, extent: BufferExtent = .any, access: BufferAccess = .readWrite
     ) -> KernelParameter {
-        .buffer(name: name, elementSize: MemoryLayout<Element>.stride, extent: extent)
+        .buffer(name: name, elementSize: MemoryLayout<Element>.stride, extent: extent, access: access)
     }
 
     public var name: String {
         switch self {
-        case let .buffer(name, _, _), let .scalar(name, _): return name
+        case let .buffer(name, _, _, _), let .scalar(name, _): return name
         }
+    }
+
+    /// The buffer's declared access, or nil for a scalar.
+    public var access: BufferAccess? {
+        if case let .buffer(_, _, _, access) = self { return access }
+        return nil
     }
 }
 

@@ -15,7 +15,8 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "vector_add", summary: "c[i] = a[i] + b[i] (float32)",
             parameters: [
-                .buffer("a", Float.self, extent: .argument(3)), .buffer("b", Float.self, extent: .argument(3)),
+                .buffer("a", Float.self, extent: .argument(3), access: .readOnly),
+                .buffer("b", Float.self, extent: .argument(3), access: .readOnly),
                 .buffer("c", Float.self, extent: .argument(3)), .scalar(name: "n", type: .int32),
             ],
             portableText: BuiltinKernelText.vectorAdd, entryPoint: "gb_vector_add"
@@ -29,7 +30,8 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "saxpy", summary: "y[i] = alpha * x[i] + y[i] (float32)",
             parameters: [
-                .buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
+                .buffer("x", Float.self, extent: .argument(3), access: .readOnly),
+                .buffer("y", Float.self, extent: .argument(3)),
                 .scalar(name: "alpha", type: .float32), .scalar(name: "n", type: .int32),
             ],
             portableText: BuiltinKernelText.saxpy, entryPoint: "gb_saxpy"
@@ -41,7 +43,8 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "scale", summary: "y[i] = alpha * x[i] (float32)",
             parameters: [
-                .buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
+                .buffer("x", Float.self, extent: .argument(3), access: .readOnly),
+                .buffer("y", Float.self, extent: .argument(3)),
                 .scalar(name: "alpha", type: .float32), .scalar(name: "n", type: .int32),
             ],
             portableText: BuiltinKernelText.scale, entryPoint: "gb_scale"
@@ -54,7 +57,8 @@ public enum BuiltinKernels {
             id: "dot_partial",
             summary: "partial[g] = sum of x[i] * y[i] over group g's share of the input (reduction stage)",
             parameters: [
-                .buffer("x", Float.self, extent: .argument(3)), .buffer("y", Float.self, extent: .argument(3)),
+                .buffer("x", Float.self, extent: .argument(3), access: .readOnly),
+                .buffer("y", Float.self, extent: .argument(3), access: .readOnly),
                 .buffer("partial", Float.self, extent: .any), .scalar(name: "n", type: .int32),
             ],
             portableText: BuiltinKernelText.dotPartial, entryPoint: "gb_dot_partial", scheduling: .perGroup
@@ -71,7 +75,8 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "sum_partial", summary: "partial[g] = sum of x[i] over group g's share of the input (reduction stage)",
             parameters: [
-                .buffer("x", Float.self, extent: .argument(2)), .buffer("partial", Float.self, extent: .any),
+                .buffer("x", Float.self, extent: .argument(2), access: .readOnly),
+                .buffer("partial", Float.self, extent: .any),
                 .scalar(name: "n", type: .int32),
             ],
             portableText: BuiltinKernelText.sumPartial, entryPoint: "gb_sum_partial", scheduling: .perGroup
@@ -86,7 +91,8 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "matmul", summary: "C[MxN] = A[MxK] * B[KxN], float32 row-major, 16x16 tiles",
             parameters: [
-                .buffer("A", Float.self, extent: .any), .buffer("B", Float.self, extent: .any),
+                .buffer("A", Float.self, extent: .any, access: .readOnly),
+                .buffer("B", Float.self, extent: .any, access: .readOnly),
                 .buffer("C", Float.self, extent: .any), .scalar(name: "M", type: .int32),
                 .scalar(name: "N", type: .int32), .scalar(name: "K", type: .int32),
             ],
@@ -98,7 +104,7 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "softmax_rows", summary: "y = softmax(x) along each row (float32, one group per row)",
             parameters: [
-                .buffer("x", Float.self, extent: .any), .buffer("y", Float.self, extent: .any),
+                .buffer("x", Float.self, extent: .any, access: .readOnly), .buffer("y", Float.self, extent: .any),
                 .scalar(name: "rows", type: .int32), .scalar(name: "cols", type: .int32),
             ],
             portableText: BuiltinKernelText.softmaxRows, entryPoint: "gb_softmax_rows", scheduling: .perGroup
@@ -116,7 +122,8 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "cosine_scores", summary: "scores[q][r] = cosine similarity of queries[q] and matrix[r]",
             parameters: [
-                .buffer("queries", Float.self, extent: .any), .buffer("matrix", Float.self, extent: .any),
+                .buffer("queries", Float.self, extent: .any, access: .readOnly),
+                .buffer("matrix", Float.self, extent: .any, access: .readOnly),
                 .buffer("scores", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
                 .scalar(name: "rows", type: .int32), .scalar(name: "dim", type: .int32),
             ],
@@ -197,7 +204,7 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "histogram", summary: "counts[b] += values in bin b of [lo, hi] (uint32 counts, at most 256 bins)",
             parameters: [
-                .buffer("values", Float.self, extent: .argument(2)),
+                .buffer("values", Float.self, extent: .argument(2), access: .readOnly),
                 .buffer("counts", UInt32.self, extent: .argument(3)),
                 .scalar(name: "n", type: .int32), .scalar(name: "bins", type: .int32),
                 .scalar(name: "lo", type: .float32), .scalar(name: "hi", type: .float32),

@@ -15,6 +15,7 @@
 /// | `GB_BARRIER()` | `__syncthreads()` | `barrier(CLK_LOCAL_MEM_FENCE \| CLK_GLOBAL_MEM_FENCE)` |
 /// | `GB_ATOMIC_ADD_INT(p, v)`, `GB_ATOMIC_ADD_UINT(p, v)` | `atomicAdd` | `atomic_add` |
 /// | `GB_ATOMIC_MIN_INT`/`_UINT`, `GB_ATOMIC_MAX_INT`/`_UINT` | `atomicMin`, `atomicMax` | `atomic_min`, `atomic_max` |
+/// | `GB_ATOMIC_ADD_FLOAT`, `_MIN_FLOAT`, `_MAX_FLOAT` (global memory) | `atomicAdd`; CAS loops | CAS loops |
 /// | `GB_INFINITY` | `__int_as_float(0x7f800000)` | `INFINITY` |
 /// | `GB_EXPF`, `GB_SQRTF`, `GB_FMAXF` (float math) | `expf`, `sqrtf`, `fmaxf` | `exp`, `sqrt`, `fmax` |
 /// | `uint` | `unsigned int` | built in |
@@ -55,6 +56,31 @@ public enum PortablePrelude {
         #define GB_ATOMIC_MIN_UINT(p, v) atomicMin((unsigned int*)(p), (unsigned int)(v))
         #define GB_ATOMIC_MAX_INT(p, v) atomicMax((int*)(p), (int)(v))
         #define GB_ATOMIC_MAX_UINT(p, v) atomicMax((unsigned int*)(p), (unsigned int)(v))
+        // Float atomics on global memory: add is the hardware's; min and max store v when it compares below (above)
+        // the element (so a NaN is never stored), by compare-and-swap on the bits. Each returns the value before.
+        __device__ __forceinline__ float gb_atomic_min_float(float* p, float v) {
+            unsigned int* a = (unsigned int*)p;
+            unsigned int old = *a;
+            while (v < __uint_as_float(old)) {
+                unsigned int assumed = old;
+                old = atomicCAS(a, assumed, __float_as_uint(v));
+                if (old == assumed) break;
+            }
+            return __uint_as_float(old);
+        }
+        __device__ __forceinline__ float gb_atomic_max_float(float* p, float v) {
+            unsigned int* a = (unsigned int*)p;
+            unsigned int old = *a;
+            while (v > __uint_as_float(old)) {
+                unsigned int assumed = old;
+                old = atomicCAS(a, assumed, __float_as_uint(v));
+                if (old == assumed) break;
+            }
+            return __uint_as_float(old);
+        }
+        #define GB_ATOMIC_ADD_FLOAT(p, v) atomicAdd((float*)(p), (float)(v))
+        #define GB_ATOMIC_MIN_FLOAT(p, v) gb_atomic_min_float((float*)(p), (float)(v))
+        #define GB_ATOMIC_MAX_FLOAT(p, v) gb_atomic_max_float((float*)(p), (float)(v))
         #define GB_INFINITY __int_as_float(0x7f800000)
         #define GB_MIN_INT(a, b) min((a), (b))
         #define GB_EXPF(x) expf(x)
@@ -97,6 +123,41 @@ public enum PortablePrelude {
         #define GB_ATOMIC_MIN_UINT(p, v) atomic_min((p), (uint)(v))
         #define GB_ATOMIC_MAX_INT(p, v) atomic_max((p), (int)(v))
         #define GB_ATOMIC_MAX_UINT(p, v) atomic_max((p), (uint)(v))
+        // Float atomics on global memory, by compare-and-swap on the bits (OpenCL 1.x has no float atomics): add,
+        // and min and max that store v when it compares below (above) the element (a NaN is never stored). Each
+        // returns the value before.
+        __attribute__((always_inline)) inline float gb_atomic_add_float(volatile __global float* p, float v) {
+            volatile __global uint* a = (volatile __global uint*)p;
+            uint old = *a;
+            for (;;) {
+                uint assumed = old;
+                old = atomic_cmpxchg(a, assumed, as_uint(as_float(assumed) + v));
+                if (old == assumed) return as_float(assumed);
+            }
+        }
+        __attribute__((always_inline)) inline float gb_atomic_min_float(volatile __global float* p, float v) {
+            volatile __global uint* a = (volatile __global uint*)p;
+            uint old = *a;
+            while (v < as_float(old)) {
+                uint assumed = old;
+                old = atomic_cmpxchg(a, assumed, as_uint(v));
+                if (old == assumed) break;
+            }
+            return as_float(old);
+        }
+        __attribute__((always_inline)) inline float gb_atomic_max_float(volatile __global float* p, float v) {
+            volatile __global uint* a = (volatile __global uint*)p;
+            uint old = *a;
+            while (v > as_float(old)) {
+                uint assumed = old;
+                old = atomic_cmpxchg(a, assumed, as_uint(v));
+                if (old == assumed) break;
+            }
+            return as_float(old);
+        }
+        #define GB_ATOMIC_ADD_FLOAT(p, v) gb_atomic_add_float((p), (float)(v))
+        #define GB_ATOMIC_MIN_FLOAT(p, v) gb_atomic_min_float((p), (float)(v))
+        #define GB_ATOMIC_MAX_FLOAT(p, v) gb_atomic_max_float((p), (float)(v))
         #define GB_INFINITY INFINITY
         #define GB_MIN_INT(a, b) min((a), (b))
         #define GB_EXPF(x) exp(x)

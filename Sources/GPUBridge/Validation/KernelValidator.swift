@@ -129,7 +129,7 @@ public struct KernelValidator: Sendable {
         for (i, (r, c)) in zip(reference.parameters, candidate.parameters).enumerated() {
             let same: Bool
             switch (r, c) {
-            case let (.buffer(_, a, _), .buffer(_, b, _)): same = a == b
+            case let (.buffer(_, a, _, _), .buffer(_, b, _, _)): same = a == b
             case let (.scalar(_, a), .scalar(_, b)): same = a == b
             default: same = false
             }
@@ -157,7 +157,7 @@ public struct KernelValidator: Sendable {
         for (index, (argument, parameter)) in zip(launch.arguments, parameters).enumerated() {
             let name = "arguments[\(index)] (\(parameter.name))"
             switch (argument, parameter) {
-            case let (.buffer(buffer), .buffer(_, elementSize, _)):
+            case let (.buffer(buffer), .buffer(_, elementSize, _, _)):
                 guard buffer.type.byteSize == elementSize else {
                     throw .invalidArgument(
                         name: "\(name) type", value: "\(buffer.type.rawValue) (\(buffer.type.byteSize)-byte elements)",
@@ -171,7 +171,7 @@ public struct KernelValidator: Sendable {
                     throw .invalidArgument(
                         name: name, value: value.description, limit: "a scalar of type \(type.rawValue)")
                 }
-            case let (.scalar(value), .buffer(_, elementSize, _)):
+            case let (.scalar(value), .buffer(_, elementSize, _, _)):
                 throw .invalidArgument(
                     name: name, value: "scalar \(value)", limit: "a buffer of \(elementSize)-byte elements")
             case let (.buffer(buffer), .scalar(_, type)):
@@ -185,7 +185,7 @@ public struct KernelValidator: Sendable {
 
     static func describe(_ parameter: KernelParameter) -> String {
         switch parameter {
-        case let .buffer(_, size, _): return "a buffer of \(size)-byte elements"
+        case let .buffer(_, size, _, access): return "a \(access.rawValue) buffer of \(size)-byte elements"
         case let .scalar(_, type): return "a scalar of type \(type.rawValue)"
         }
     }

@@ -1,12 +1,12 @@
-/// Which buffer parameters a kernel may write, read from its portable text: a pointer parameter of the entry point
-/// whose pointee is `const` (`GB_GLOBAL const float* x`) is read-only; every other buffer may be written. A definition
-/// without portable text, or whose entry point's parameter list cannot be matched one to one with its declared
-/// parameters, may write every buffer. Internal to `KernelValidator`; a pure function (any thread), one scan of the
-/// text.
+/// Which buffer parameters a kernel may write: a buffer declared `.readOnly` is not written, nor is a pointer
+/// parameter of the entry point whose pointee is `const` in the portable text (`GB_GLOBAL const float* x`); every
+/// other buffer may be written. Where the text's parameter list cannot be matched one to one with the declared
+/// parameters, only the declaration counts. Internal to `KernelValidator`; a pure function (any thread), one scan of
+/// the text.
 enum WritableParameters {
     /// For each declared parameter: true when it is a buffer the kernel may write.
     static func of(_ definition: KernelDefinition) -> [Bool] {
-        let buffers = definition.parameters.map { if case .buffer = $0 { true } else { false } }
+        let buffers = definition.parameters.map { $0.access == .readWrite }
         guard let portable = definition.portable, let declared = parameterList(portable.text, portable.entryPoint),
             declared.count == buffers.count
         else { return buffers }
