@@ -6,14 +6,14 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 
 /// The reference for the cluster benchmark: a plain grpc-swift-2 unary echo of raw bytes, nothing of ours on the path.
-private struct RawBytes: MessageSerializer, MessageDeserializer {
+struct RawBytes: MessageSerializer, MessageDeserializer {
     func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
     func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
         serializedMessageBytes.withUnsafeBytes { [UInt8]($0) }
     }
 }
 
-private struct PlainEchoService: RegistrableRPCService {
+struct PlainEchoService: RegistrableRPCService {
     static let method = MethodDescriptor(fullyQualifiedService: "bench.Echo", method: "Echo")
 
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
@@ -50,11 +50,14 @@ extension Suites {
     private func cluster(largeBytes: Int, security: ClusterSecurity, label: String) async throws -> [Figure] {
         let plainLimit = largeBytes + (1 << 20)
         // The plain server and client, with their message limits raised to carry the large buffer in one message.
+        // Flushes coalesced within one event loop tick, as the cluster's transport does (GRPCNodeTransport).
         var serverConfig = HTTP2ServerTransport.Posix.Config.defaults
+        serverConfig.connection.flushCoalescing = .init(maxFlushDelay: .zero, maxBytes: 64 * 1024)
         serverConfig.rpc.maxRequestPayloadSize = plainLimit
         serverConfig.http2.maxFrameSize = 1 << 20
         serverConfig.http2.targetWindowSize = 16 << 20
         var clientConfig = HTTP2ClientTransport.Posix.Config.defaults
+        clientConfig.connection.flushCoalescing = .init(maxFlushDelay: .zero, maxBytes: 64 * 1024)
         clientConfig.http2.maxFrameSize = 1 << 20
         clientConfig.http2.targetWindowSize = 16 << 20
         let serverSecurity: HTTP2ServerTransport.Posix.TransportSecurity
@@ -141,9 +144,11 @@ extension Suites {
             try await host.start()
             try await caller.start()
             let echo = try caller.system.actor(EchoActor.self, key: "bench")
-            figures = try await clusterFigures(
+            var measured = try await clusterFigures(
                 small: small, large: large, security: label, actorEcho: { try await echo.echo($0) },
                 plainEcho: plainEcho)
+            if case .plaintext = security { measured += try await transportFloor(small: small, tickEcho: plainEcho) }
+            figures = measured
         } catch {
             await caller.stop()
             await host.stop()
