@@ -114,6 +114,7 @@ let package = Package(
                 "GPUBridge", "GPUBridgeActors",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -215,6 +216,7 @@ let package = Package(
             dependencies: [
                 "GPUBridgeCluster", "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport",
                 "GPUBridgeActorsTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
             ],
             swiftSettings: strict

@@ -81,9 +81,9 @@ struct NodeService: RegistrableRPCService {
 
     /// Runs `request` through `handler` inside a server span that continues the caller's trace (`context`, read from
     /// the call's metadata).
-    static func serve(_ request: ClusterRequest, context: ServiceContext, handler: any NodeCallHandler) async
-        -> ClusterReply
-    {
+    static func serve(
+        _ request: ClusterRequest, context: ServiceContext, handler: any NodeCallHandler, system: String = "grpc"
+    ) async -> ClusterReply {
         await withSpan(SpanNames.serveCall, context: context, ofKind: .server) { span in
             if span.isRecording {
                 span.updateAttributes { a in
@@ -92,7 +92,7 @@ struct NodeService: RegistrableRPCService {
                     a["gpubridge.node"] = request.address.node.description
                     a["gpubridge.caller"] = request.caller
                     a["gpubridge.call.argument_bytes"] = request.call.arguments.count
-                    a["rpc.system"] = "grpc"
+                    a["rpc.system"] = system
                 }
             }
             return await handler.handle(request)

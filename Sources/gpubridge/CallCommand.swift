@@ -151,7 +151,7 @@ struct CallCommand: AsyncParsableCommand {
         let directory = PostgresActorDirectory(store: store, cluster: cluster)
         let client = try ClusterNode(
             system: system, membership: PostgresMembershipTable(store: store, cluster: cluster),
-            directory: directory, transport: try GRPCNodeTransport(security: security), options: options)
+            directory: directory, transport: try connection.transport.make(security: security), options: options)
         try await client.start()
         do {
             let result = try await ActorCallContext.$idempotencyKey.withValue(callID) { try await call(system) }

@@ -268,7 +268,7 @@ struct NodeCommand: AsyncParsableCommand {
         systemOptions.idleTimeout = s.idleTimeout
         let system = try EmbeddedActorSystem(bridge: bridge, storage: storage, options: systemOptions)
         try NodeActors.register(system, vectorDim: s.vectorDim)
-        let transport = try GRPCNodeTransport(security: s.security, limits: s.limits)
+        let transport = try connection.transport.make(security: s.security, limits: s.limits)
         let node = try ClusterNode(
             system: system, membership: membership, directory: directory, transport: transport,
             options: s.options)
@@ -320,6 +320,24 @@ struct ClusterConnectionOptions: ParsableArguments {
     var tlsCA: String?
     @Flag(name: .long, help: "No TLS (local development only; every node and client of the cluster must be plaintext).")
     var plaintext = false
+    @Option(
+        name: .long,
+        help:
+            "Wire between nodes: grpc (HTTP/2) or tcp (length-prefixed frames, lower latency); every node and client of a cluster must use the same. Default grpc."
+    )
+    var transport: TransportChoice = .grpc
+}
+
+/// The wire a node or client speaks to the others (`--transport`).
+enum TransportChoice: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case grpc, tcp
+
+    func make(security: ClusterSecurity, limits: WireLimits = WireLimits()) throws -> any NodeTransport {
+        switch self {
+        case .grpc: return try GRPCNodeTransport(security: security, limits: limits)
+        case .tcp: return try TCPNodeTransport(security: security, limits: limits)
+        }
+    }
 }
 
 /// The actor types every node hosts (a client registers the same ones to call them).

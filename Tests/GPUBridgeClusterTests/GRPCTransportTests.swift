@@ -5,8 +5,24 @@ import GPUBridgeCluster
 import GPUBridgeTestSupport
 import Testing
 
-/// One hosting node and clients in this process, over real gRPC on loopback (in-memory membership and directory).
+/// The wire transports between processes.
+enum WireKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case grpc, tcp
+
+    func transport(security: ClusterSecurity, limits: WireLimits) throws -> any NodeTransport {
+        switch self {
+        case .grpc: return try GRPCNodeTransport(security: security, limits: limits)
+        case .tcp: return try TCPNodeTransport(security: security, limits: limits)
+        }
+    }
+
+    var testDescription: String { rawValue }
+}
+
+/// One hosting node and clients in this process, over a real transport on loopback (gRPC unless another is given;
+/// in-memory membership and directory).
 struct GRPCPair {
+    let kind: WireKind
     let membership: InMemoryMembershipTable
     let directory: InMemoryActorDirectory
     let storage = InMemoryActorStorage()
@@ -14,7 +30,8 @@ struct GRPCPair {
     var node: ClusterNode!
     var clients: [ClusterNode] = []
 
-    init() throws {
+    init(_ kind: WireKind = .grpc) throws {
+        self.kind = kind
         certificates = try TestCertificates()
         membership = InMemoryMembershipTable()
         directory = InMemoryActorDirectory(membership: membership)
@@ -24,12 +41,12 @@ struct GRPCPair {
         try InProcessCluster.cpuSystem(storage: storage, register: InProcessCluster.register)
     }
 
-    mutating func start(limits: WireLimits = WireLimits()) async throws {
+    mutating func start(limits: WireLimits = WireLimits(), security: ClusterSecurity? = nil) async throws {
         var options = ClusterOptions()
         options.roundInterval = .milliseconds(100)
         node = try ClusterNode(
             system: try system(), membership: membership, directory: directory,
-            transport: try GRPCNodeTransport(security: certificates.node, limits: limits), options: options)
+            transport: try kind.transport(security: security ?? certificates.node, limits: limits), options: options)
         try await node.start()
     }
 
@@ -41,7 +58,7 @@ struct GRPCPair {
         options.roundInterval = .milliseconds(100)
         let client = try ClusterNode(
             system: try system(), membership: membership, directory: directory,
-            transport: try GRPCNodeTransport(security: security ?? certificates.client, limits: limits),
+            transport: try kind.transport(security: security ?? certificates.client, limits: limits),
             options: options)
         try await client.start()
         clients.append(client)
@@ -55,11 +72,11 @@ struct GRPCPair {
     }
 }
 
-@Suite("gRPC node transport: chunked payloads, typed errors, deadlines, mutual TLS")
+@Suite("Node transports (gRPC and TCP): large payloads, typed errors, deadlines, mutual TLS")
 struct GRPCTransportTests {
-    @Test("a 64 MiB payload crosses in chunks both ways and comes back byte for byte")
-    func largePayload() async throws {
-        var pair = try GRPCPair()
+    @Test("a 64 MiB payload crosses both ways and comes back byte for byte", arguments: WireKind.allCases)
+    func largePayload(kind: WireKind) async throws {
+        var pair = try GRPCPair(kind)
         try await pair.start()
         let client = try await pair.client()
         var random = SplitMix64(seed: 64)
@@ -79,12 +96,12 @@ struct GRPCTransportTests {
 
     @Test(
         "small chunks: payloads of every size around the chunk limit arrive whole",
-        arguments: [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
-    func chunkEdges(size: Int) async throws {
+        arguments: WireKind.allCases, [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+    func chunkEdges(kind: WireKind, size: Int) async throws {
         var limits = WireLimits()
         limits.maxMessageBytes = 128 * 1024
         limits.chunkBytes = 4096
-        var pair = try GRPCPair()
+        var pair = try GRPCPair(kind)
         try await pair.start(limits: limits)
         let client = try await pair.client(limits: limits)
         let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
@@ -95,9 +112,11 @@ struct GRPCTransportTests {
         await pair.stop()
     }
 
-    @Test("errors: Codable ones come back typed, others as RemoteActorError; a deadline cuts a slow call")
-    func errorsOverGRPC() async throws {
-        var pair = try GRPCPair()
+    @Test(
+        "errors: Codable ones come back typed, others as RemoteActorError; a deadline cuts a slow call",
+        arguments: WireKind.allCases)
+    func errorsOverGRPC(kind: WireKind) async throws {
+        var pair = try GRPCPair(kind)
         try await pair.start()
         let client = try await pair.client()
         let index = try client.actor(VectorIndexActor.self, key: "e")
@@ -128,9 +147,11 @@ struct GRPCTransportTests {
         await pair.stop()
     }
 
-    @Test("mutual TLS: another CA's certificate and plaintext are refused; the cluster's certificate works")
-    func mutualTLS() async throws {
-        var pair = try GRPCPair()
+    @Test(
+        "mutual TLS: another CA's certificate and plaintext are refused; the cluster's certificate works",
+        arguments: WireKind.allCases)
+    func mutualTLS(kind: WireKind) async throws {
+        var pair = try GRPCPair(kind)
         try await pair.start()
         let member = try await pair.client()
         #expect(try await member.actor(EchoActor.self, key: "door").echo([1, 2]) == [1, 2])
@@ -147,13 +168,15 @@ struct GRPCTransportTests {
         await pair.stop()
     }
 
-    @Test("bad TLS files and wire limits are rejected with the argument, the value and the limit")
-    func badSettings() throws {
+    @Test(
+        "bad TLS files and wire limits are rejected with the argument, the value and the limit",
+        arguments: WireKind.allCases)
+    func badSettings(kind: WireKind) throws {
         let missing = bridgeError {
-            _ = try GRPCNodeTransport(
+            _ = try kind.transport(
                 security: .mutualTLS(
                     certificate: "/nonexistent/cert.pem", privateKey: "/nonexistent/key.pem",
-                    trustRoots: "/nonexistent/ca.pem"))
+                    trustRoots: "/nonexistent/ca.pem"), limits: WireLimits())
         }
         guard case let .invalidArgument(name, value, _)? = missing else {
             Issue.record("\(String(describing: missing))"); return
@@ -161,7 +184,7 @@ struct GRPCTransportTests {
         #expect(name == "tls certificate" && value == "/nonexistent/cert.pem")
         var limits = WireLimits()
         limits.chunkBytes = 100
-        let small = bridgeError { _ = try GRPCNodeTransport(security: .plaintext, limits: limits) }
+        let small = bridgeError { _ = try kind.transport(security: .plaintext, limits: limits) }
         guard case let .invalidArgument(limitName, _, _)? = small else {
             Issue.record("\(String(describing: small))"); return
         }

@@ -212,10 +212,10 @@ final class ProcessCluster {
     }
 
     /// A client in this process: it hosts nothing, reads membership and the directory from the database and calls
-    /// the nodes over gRPC with `security` (the cluster's client certificate by default).
-    func client(security: ClusterSecurity? = nil, configure: (inout ClusterOptions) -> Void = { _ in }) async throws
-        -> ClusterNode
-    {
+    /// the nodes over `wire` (gRPC by default) with `security` (the cluster's client certificate by default).
+    func client(
+        security: ClusterSecurity? = nil, wire: WireKind = .grpc, configure: (inout ClusterOptions) -> Void = { _ in }
+    ) async throws -> ClusterNode {
         let system = try InProcessCluster.cpuSystem(storage: InMemoryActorStorage(), register: Self.registerActors)
         var options = ClusterOptions()
         options.role = .client
@@ -226,7 +226,8 @@ final class ProcessCluster {
         let node = try ClusterNode(
             system: system, membership: PostgresMembershipTable(store: store, cluster: name),
             directory: PostgresActorDirectory(store: store, cluster: name),
-            transport: try GRPCNodeTransport(security: security ?? certificates.client), options: options)
+            transport: try wire.transport(security: security ?? certificates.client, limits: WireLimits()),
+            options: options)
         try await node.start()
         clients.append(node)
         return node

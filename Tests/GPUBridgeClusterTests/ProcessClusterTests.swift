@@ -143,6 +143,26 @@ struct ProcessClusterTests {
         }
     }
 
+    @Test("--transport tcp: node processes serve an in-process client and gpubridge call processes over mutual TLS")
+    func tcpTransport() async throws {
+        try await ProcessCluster.run { cluster in
+            let started = try (0..<2).map { _ in try cluster.startNode(extra: ["--transport", "tcp"]) }
+            var ids: [NodeID] = []
+            for process in started { ids.append(try await process.waitReady()) }
+            let client = try await cluster.client(wire: .tcp)
+            for t in 0..<8 {
+                let bytes = [UInt8(t), 1, 2, 3]
+                #expect(try await client.system.actor(EchoActor.self, key: "tcp-\(t)").echo(bytes) == bytes)
+            }
+            let placed = try await cluster.directory.all().map(\.node)
+            #expect(placed.count == 8 && Set(placed).isSubset(of: Set(ids)))
+            let outcome = try await cluster.call([["echo", "tcp-0", "echo", "--text", "hi", "--transport", "tcp"]])
+            #expect(outcome.first?.status == 0, "\(outcome)")
+            #expect(outcome.first?.output.contains(#""result":"hi""#) == true, "\(outcome)")
+            #expect(try await client.system.actor(EchoActor.self, key: "tcp-0").callCount() == 2)
+        }
+    }
+
     @Test("gpubridge call: client processes racing to one key make one activation; an index's rows cross processes")
     func callProcesses() async throws {
         try await ProcessCluster.run { cluster in

@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 
 /// A valid request frame: the header `ClusterRequest.header` writes, then the arguments.
-private func requestFrame(
+func requestFrame(
     arguments: [UInt8], substitutions: [String] = [],
     target: String = "$s4echo"
 ) throws -> [UInt8] {
@@ -21,7 +21,7 @@ private func requestFrame(
 }
 
 /// `frame` with its last eight header bytes (the argument length) replaced by `claimed`.
-private func claiming(_ claimed: UInt64, header: [UInt8]) -> [UInt8] {
+func claiming(_ claimed: UInt64, header: [UInt8]) -> [UInt8] {
     var patched = header
     withUnsafeBytes(of: claimed.littleEndian) { raw in
         for i in 0..<8 { patched[patched.count - 8 + i] = raw[i] }

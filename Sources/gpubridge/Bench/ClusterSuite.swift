@@ -111,8 +111,8 @@ extension Suites {
             ) { try $0.message }
         }
 
-        // The cluster: one hosting node and one client node, in-memory membership, gRPC on loopback.
-        let membership = InMemoryMembershipTable(), directory = InMemoryActorDirectory(membership: membership)
+        // Two clusters, each of one hosting node and one client node with in-memory membership, on loopback: one over
+        // gRPC (GRPCNodeTransport), one over the TCP transport (TCPNodeTransport).
         func system() throws -> EmbeddedActorSystem {
             var options = BridgeOptions()
             options.cacheDirectory = nil
@@ -122,16 +122,22 @@ extension Suites {
             try system.register(EchoActor.self, as: "echo") { EchoActor(actorSystem: $0) }
             return system
         }
-        var nodeOptions = ClusterOptions()
-        nodeOptions.roundInterval = .seconds(1)
-        var clientOptions = nodeOptions
-        clientOptions.role = .client
-        let host = try ClusterNode(
-            system: try system(), membership: membership, directory: directory,
-            transport: try GRPCNodeTransport(security: security), options: nodeOptions)
-        let caller = try ClusterNode(
-            system: try system(), membership: membership, directory: directory,
-            transport: try GRPCNodeTransport(security: security), options: clientOptions)
+        func pair(_ transport: () throws -> any NodeTransport) throws -> (host: ClusterNode, caller: ClusterNode) {
+            let membership = InMemoryMembershipTable(), directory = InMemoryActorDirectory(membership: membership)
+            var nodeOptions = ClusterOptions()
+            nodeOptions.roundInterval = .seconds(1)
+            var clientOptions = nodeOptions
+            clientOptions.role = .client
+            let host = try ClusterNode(
+                system: try system(), membership: membership, directory: directory, transport: try transport(),
+                options: nodeOptions)
+            let caller = try ClusterNode(
+                system: try system(), membership: membership, directory: directory, transport: try transport(),
+                options: clientOptions)
+            return (host, caller)
+        }
+        let (host, caller) = try pair { try GRPCNodeTransport(security: security) }
+        let (tcpHost, tcpCaller) = try pair { try TCPNodeTransport(security: security) }
 
         var random = SplitMix64(seed: 77)
         let small = (0..<64).map { _ in UInt8(truncatingIfNeeded: random.next()) }
@@ -141,21 +147,19 @@ extension Suites {
         }
         let figures: [Figure]
         do {
-            try await host.start()
-            try await caller.start()
+            for node in [host, caller, tcpHost, tcpCaller] { try await node.start() }
             let echo = try caller.system.actor(EchoActor.self, key: "bench")
+            let tcpEcho = try tcpCaller.system.actor(EchoActor.self, key: "bench")
             var measured = try await clusterFigures(
                 small: small, large: large, security: label, actorEcho: { try await echo.echo($0) },
-                plainEcho: plainEcho)
+                tcpEcho: { try await tcpEcho.echo($0) }, plainEcho: plainEcho)
             if case .plaintext = security { measured += try await transportFloor(small: small, tickEcho: plainEcho) }
             figures = measured
         } catch {
-            await caller.stop()
-            await host.stop()
+            for node in [caller, host, tcpCaller, tcpHost] { await node.stop() }
             throw error
         }
-        await caller.stop()
-        await host.stop()
+        for node in [caller, host, tcpCaller, tcpHost] { await node.stop() }
         plain.beginGracefulShutdown()
         server.beginGracefulShutdown()
         await clientTask.value
@@ -166,6 +170,7 @@ extension Suites {
     private func clusterFigures(
         small: [UInt8], large: [UInt8], security: String,
         actorEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8],
+        tcpEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8],
         plainEcho: @escaping @Sendable ([UInt8]) async throws -> [UInt8]
     ) async throws -> [Figure] {
         let clock = ContinuousClock()
@@ -175,20 +180,26 @@ extension Suites {
         ] {
             progress.say("cluster round trip \(label), \(security)")
             var actorOK = try await actorEcho(payload) == payload
+            var tcpOK = try await tcpEcho(payload) == payload
             var plainOK = try await plainEcho(payload) == payload
-            var actorSamples: [Duration] = [], plainSamples: [Duration] = []
-            // Interleaved, so both see the same machine state.
+            var actorSamples: [Duration] = [], tcpSamples: [Duration] = [], plainSamples: [Duration] = []
+            // Interleaved, so all see the same machine state.
             for _ in 0..<rounds {
                 var t = clock.now
                 let a = try await actorEcho(payload)
                 actorSamples.append(clock.now - t)
                 t = clock.now
+                let c = try await tcpEcho(payload)
+                tcpSamples.append(clock.now - t)
+                t = clock.now
                 let p = try await plainEcho(payload)
                 plainSamples.append(clock.now - t)
                 actorOK = actorOK && a.count == payload.count
+                tcpOK = tcpOK && c.count == payload.count
                 plainOK = plainOK && p.count == payload.count
             }
             actorOK = try await actorEcho(payload) == payload && actorOK
+            tcpOK = try await tcpEcho(payload) == payload && tcpOK
             let unit = payload.count > 1 << 20 ? "ms" : "µs"
             let scale: (Double) -> Double = unit == "ms" ? { $0 * 1e3 } : { $0 * 1e6 }
             let actor = loopbackFigure(
@@ -197,8 +208,13 @@ extension Suites {
             let plain = loopbackFigure(
                 "plain gRPC unary, echo \(label)", security: security, unit: unit, size: payload.count,
                 samples: plainSamples, verified: plainOK, note: "round trip", rate: scale)
+            let tcp = loopbackFigure(
+                "remote actor call over TCP, echo \(label)", security: security, unit: unit, size: payload.count,
+                samples: tcpSamples, verified: tcpOK, note: "round trip, TCPNodeTransport", rate: scale)
             figures += [
-                actor, plain, ratio(actor, over: plain, name: "actor / plain gRPC, \(label)", note: "target <= 1.20"),
+                actor, tcp, plain,
+                ratio(actor, over: plain, name: "actor / plain gRPC, \(label)", note: "target <= 1.20"),
+                ratio(tcp, over: actor, name: "actor over TCP / actor over gRPC, \(label)"),
             ]
         }
 
@@ -222,16 +238,20 @@ extension Suites {
             }
             return (clock.now - start, ok)
         }
-        var actorSamples: [Duration] = [], plainSamples: [Duration] = []
-        var actorOK = true, plainOK = true
+        var actorSamples: [Duration] = [], tcpSamples: [Duration] = [], plainSamples: [Duration] = []
+        var actorOK = true, tcpOK = true, plainOK = true
         _ = try await throughput(actorEcho)
+        _ = try await throughput(tcpEcho)
         _ = try await throughput(plainEcho)
         for _ in 0..<max(3, repeats / 2) {
             let (a, aok) = try await throughput(actorEcho)
+            let (c, cok) = try await throughput(tcpEcho)
             let (p, pok) = try await throughput(plainEcho)
             actorSamples.append(a)
+            tcpSamples.append(c)
             plainSamples.append(p)
             actorOK = actorOK && aok
+            tcpOK = tcpOK && cok
             plainOK = plainOK && pok
         }
         let perSecond: (Double) -> Double = { Double(perSample) / $0 }
@@ -241,9 +261,13 @@ extension Suites {
         let plain = loopbackFigure(
             "plain gRPC unary, 64 B, \(inFlight) in flight", security: security, unit: "calls/s",
             size: perSample, samples: plainSamples, verified: plainOK, rate: perSecond)
+        let tcp = loopbackFigure(
+            "remote actor calls over TCP, 64 B, \(inFlight) in flight", security: security, unit: "calls/s",
+            size: perSample, samples: tcpSamples, verified: tcpOK, rate: perSecond)
         figures += [
-            actor, plain,
+            actor, tcp, plain,
             ratio(actor, over: plain, name: "actor / plain gRPC, calls/s", note: "target >= 0.83 (1 / 1.20)"),
+            ratio(tcp, over: actor, name: "actor over TCP / actor over gRPC, calls/s"),
         ]
         return figures
     }
@@ -254,7 +278,7 @@ extension Suites {
     ) -> Figure {
         let values = samples.map { rate($0.seconds) }
         return Figure(
-            suite: "cluster", name: name, device: security, deviceName: "gRPC over 127.0.0.1, \(security)", unit: unit,
+            suite: "cluster", name: name, device: security, deviceName: "loopback 127.0.0.1, \(security)", unit: unit,
             median: values.median, min: values.min() ?? .nan, max: values.max() ?? .nan, samples: values.count,
             size: size, sizeUnit: unit == "calls/s" ? "calls" : "bytes", verified: verified, note: note)
     }

@@ -1,0 +1,133 @@
+import GPUBridgeActors
+import NIOCore
+
+/// The frames of `TCPNodeTransport`: a little-endian `u32` length (the bytes after it), a kind byte, a `u64` exchange
+/// id chosen by the side that opens the exchange, then the kind's payload.
+///
+/// | kind | direction | payload |
+/// | --- | --- | --- |
+/// | call | caller → node | the trace context (`u32` count, then key and value strings), then a `ClusterRequest` |
+/// | reply | node → caller | a `ClusterReply` (its header, then its body) |
+/// | ping | prober → node | the prober's name (UTF-8) |
+/// | pong | node → prober | the node's id (`NodeID.description`, UTF-8) |
+/// | refused | node → caller | why the node did not run the call (UTF-8): malformed or larger than its limit |
+/// | unavailable | node → caller | why the node cannot answer (UTF-8): it is not running |
+///
+/// A value type; any thread.
+enum TCPFrameKind: UInt8, Sendable {
+    case call = 1
+    case reply = 2
+    case ping = 3
+    case pong = 4
+    case refused = 5
+    case unavailable = 6
+}
+
+/// What the frame decoder passes on: a whole frame, or the head of one longer than this side accepts (its body is
+/// skipped as it arrives, never buffered).
+enum TCPInbound: Sendable {
+    case frame(kind: UInt8, id: UInt64, payload: ByteBuffer)
+    case oversized(kind: UInt8, id: UInt64, bytes: Int)
+}
+
+enum TCPFrame {
+    /// Bytes before the payload: length, kind, id.
+    static let headBytes = 13
+
+    /// Room for everything of a call but its arguments (the header's strings, the trace context).
+    static let callOverheadBytes = 1 << 20
+
+    /// A frame of `kind` and `id` whose payload is `parts`, concatenated.
+    static func make(
+        _ kind: TCPFrameKind, id: UInt64, parts: [ArraySlice<UInt8>], allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
+        let payload = parts.reduce(0) { $0 + $1.count }
+        var buffer = allocator.buffer(capacity: headBytes + payload)
+        buffer.writeInteger(UInt32(truncatingIfNeeded: 9 + payload), endianness: .little)
+        buffer.writeInteger(kind.rawValue)
+        buffer.writeInteger(id, endianness: .little)
+        for part in parts { buffer.writeBytes(part) }
+        return buffer
+    }
+
+    /// A frame whose payload is `text` in UTF-8.
+    static func make(_ kind: TCPFrameKind, id: UInt64, text: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        make(kind, id: id, parts: [ArraySlice(Array(text.utf8))], allocator: allocator)
+    }
+
+    /// The largest payload that fits the `u32` length field.
+    static let maxPayloadBytes = Int(UInt32.max) - 9
+
+    /// The trace context's entries as a call frame carries them before the request.
+    static func traceContext(_ entries: [(String, String)]) throws -> [UInt8] {
+        var w = WireWriter(capacity: 128)
+        w.u32(UInt32(entries.count))
+        for (key, value) in entries {
+            try w.string(key)
+            try w.string(value)
+        }
+        return w.bytes
+    }
+
+    /// Reads the trace context a call frame starts with; at most 64 entries.
+    static func readTraceContext(_ reader: inout WireReader) throws -> [(String, String)] {
+        let count = try reader.u32()
+        guard count <= 64 else {
+            throw ClusterError.malformedMessage(what: "call", detail: "\(count) trace context entries (at most 64)")
+        }
+        var entries: [(String, String)] = []
+        for _ in 0..<count { entries.append((try reader.string(), try reader.string())) }
+        return entries
+    }
+}
+
+/// Cuts the byte stream into frames. A frame whose length is under the head or over `maxPayloadBytes` is not
+/// buffered: its head is passed on as `.oversized` (the other side answers it) and its body skipped as it arrives, so
+/// a claim allocates nothing. One instance per connection, on its event loop.
+struct TCPFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = TCPInbound
+
+    let maxPayloadBytes: Int
+    /// Bytes of an oversized frame still to skip.
+    private var skipping = 0
+
+    init(maxPayloadBytes: Int) {
+        self.maxPayloadBytes = maxPayloadBytes
+    }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if skipping > 0 {
+            let n = min(skipping, buffer.readableBytes)
+            buffer.moveReaderIndex(forwardBy: n)
+            skipping -= n
+            return skipping == 0 ? .continue : .needMoreData
+        }
+        guard buffer.readableBytes >= TCPFrame.headBytes,
+            let length = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self),
+            let kind = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self),
+            let id = buffer.getInteger(at: buffer.readerIndex + 5, endianness: .little, as: UInt64.self)
+        else { return .needMoreData }
+        guard length >= 9 else {
+            throw ClusterError.malformedMessage(what: "frame", detail: "a length of \(length) bytes (at least 9)")
+        }
+        let payload = Int(length) - 9
+        if payload > maxPayloadBytes {
+            buffer.moveReaderIndex(forwardBy: TCPFrame.headBytes)
+            skipping = payload
+            context.fireChannelRead(NIOAny(TCPInbound.oversized(kind: kind, id: id, bytes: payload)))
+            return .continue
+        }
+        guard buffer.readableBytes >= TCPFrame.headBytes + payload else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: TCPFrame.headBytes)
+        guard let body = buffer.readSlice(length: payload) else { return .needMoreData }
+        context.fireChannelRead(NIOAny(TCPInbound.frame(kind: kind, id: id, payload: body)))
+        return .continue
+    }
+
+    mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue, buffer.readableBytes > 0 {}
+        return .needMoreData
+    }
+}

@@ -1,0 +1,215 @@
+import Foundation
+import GPUBridge
+import GPUBridgeActors
+import GPUBridgeTestSupport
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import GPUBridgeCluster
+
+/// A plaintext connection that writes raw bytes to a node and reads what comes back, below `TCPNodeTransport`.
+private struct RawConnection {
+    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    static func open(_ node: NodeID) async throws -> RawConnection {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: node.host, port: node.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true))
+                }
+            }
+        return RawConnection(channel: channel)
+    }
+
+    /// Writes `bytes` and (unless told not to) closes its sending side, so the node closes the connection when it
+    /// reads the end; then reads until `count` bytes came back or the connection closed; returns what came.
+    func send(_ bytes: [UInt8], expecting count: Int, closeSending: Bool = true) async throws -> [UInt8] {
+        try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: bytes))
+            if closeSending { outbound.finish() }
+            var received: [UInt8] = []
+            for try await part in inbound {
+                received += Array(part.readableBytesView)
+                if received.count >= count { break }
+            }
+            return received
+        }
+    }
+}
+
+/// A frame as `TCPFrame` writes it: length, kind, id, payload.
+private func frame(kind: UInt8, id: UInt64, payload: [UInt8], claimedLength: UInt32? = nil) -> [UInt8] {
+    var bytes: [UInt8] = []
+    withUnsafeBytes(of: (claimedLength ?? UInt32(9 + payload.count)).littleEndian) { bytes += $0 }
+    bytes.append(kind)
+    withUnsafeBytes(of: id.littleEndian) { bytes += $0 }
+    return bytes + payload
+}
+
+/// The frames in `bytes`, as (kind, id, payload text).
+private func frames(_ bytes: [UInt8]) -> [(kind: UInt8, id: UInt64, text: String)] {
+    var out: [(UInt8, UInt64, String)] = []
+    var at = 0
+    while at + 13 <= bytes.count {
+        let length = bytes[at..<at + 4].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
+        let id = bytes[at + 5..<at + 13].withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        let end = at + 4 + Int(length)
+        guard end <= bytes.count else { break }
+        out.append((bytes[at + 4], id, String(decoding: bytes[at + 13..<end], as: UTF8.self)))
+        at = end
+    }
+    return out
+}
+
+@Suite("TCP node transport: frames a node refuses, and bytes that must not trap it")
+struct TCPTransportTests {
+    @Test("a node refuses an oversized or garbled call with the reason, and goes on serving")
+    func nodeRefusesAndServes() async throws {
+        var limits = WireLimits()
+        limits.maxMessageBytes = 128 * 1024
+        limits.chunkBytes = 4096
+        limits.maxCallBytes = 64 * 1024
+        var pair = try GRPCPair(.tcp)
+        try await pair.start(limits: limits)
+        let client = try await pair.client(limits: limits)
+        let echo = try client.actor(EchoActor.self, key: "limits")
+        #expect(try await echo.echo([1, 2, 3]) == [1, 2, 3])
+        // A sender whose limit is larger than the node's.
+        var generous = limits
+        generous.maxCallBytes = 8 << 20
+        let raw = try TCPNodeTransport(security: pair.certificates.client, limits: generous)
+        let node = pair.node.id
+        let header = try requestFrame(arguments: [])
+        // Just over the node's limit (its header read, the claim refused), and past the frame size the node
+        // buffers at all (refused from the frame's length, its body skipped as it arrives).
+        for size in [limits.maxCallBytes + 1, limits.maxCallBytes + (3 << 20)] {
+            do {
+                _ = try await raw.call(
+                    header: claiming(UInt64(size), header: header), arguments: [UInt8](repeating: 7, count: size),
+                    on: node, actor: "echo/k", timeout: .seconds(20))
+                Issue.record("a call of \(size) bytes was accepted")
+            } catch let error as ClusterError {
+                guard case let .malformedMessage(what, detail) = error else { Issue.record("\(error)"); continue }
+                #expect(what == "call to echo/k")
+                #expect(detail.contains("node \(node) refused it"), "\(detail)")
+                #expect(detail.contains("limit of \(limits.maxCallBytes) bytes"), "\(detail)")
+            }
+        }
+        // A bad magic number.
+        var garbled = header
+        garbled[1] ^= 0x55
+        do {
+            _ = try await raw.call(header: garbled, arguments: [], on: node, actor: "echo/k", timeout: .seconds(20))
+            Issue.record("a garbled call was accepted")
+        } catch let error as ClusterError {
+            #expect(
+                error
+                    == .malformedMessage(
+                        what: "call to echo/k", detail: "node \(node) refused it: malformed call: bad magic"))
+        }
+        // The same connection still carries calls, and the node still serves the same activation.
+        #expect(try await echo.echo([9, 8]) == [9, 8])
+        #expect(try await echo.callCount() == 2)
+        await raw.shutdown()
+        await pair.stop()
+    }
+
+    @Test("unknown kinds are refused by id; a frame shorter than its head closes that connection only")
+    func rawFrames() async throws {
+        // Plaintext, so raw bytes reach the frame decoder.
+        var pair = try GRPCPair(.tcp)
+        try await pair.start(security: .plaintext)
+        let node = pair.node.id
+        // An unknown kind and a ping, on one connection: each answered with its id.
+        let unknown = frame(kind: 99, id: 0xABCD, payload: [1, 2, 3])
+        let ping = frame(kind: 3, id: 7, payload: Array("raw".utf8))
+        let answers = frames(
+            try await RawConnection.open(node).send(
+                unknown + ping, expecting: 26 + "a frame of unknown kind 99".utf8.count + node.description.utf8.count))
+        #expect(answers.count == 2)
+        #expect(answers.first?.kind == 5 && answers.first?.id == 0xABCD)
+        #expect(answers.first?.text == "a frame of unknown kind 99")
+        #expect(answers.last?.kind == 4 && answers.last?.id == 7 && answers.last?.text == node.description)
+        // A length under the head: the node closes that connection (it cannot find the next frame); the sending
+        // side stays open, so the close is the node's.
+        let short = try await RawConnection.open(node).send(
+            frame(kind: 1, id: 1, payload: [], claimedLength: 3), expecting: 1, closeSending: false)
+        #expect(short.isEmpty)
+        // The node still answers pings from the transport.
+        let transport = try TCPNodeTransport(security: .plaintext)
+        #expect(try await transport.ping(node, from: "after", timeout: .seconds(10)) == node)
+        await transport.shutdown()
+        await pair.stop()
+    }
+
+    @Test("seeded random bytes and mutated frames never trap a node; it serves afterwards (300 connections)")
+    func randomBytes() async throws {
+        var pair = try GRPCPair(.tcp)
+        try await pair.start(security: .plaintext)
+        let node = pair.node.id
+        var random = SplitMix64(seed: 2024)
+        let valid = frame(kind: 1, id: 5, payload: [0, 0, 0, 0] + (try requestFrame(arguments: [1, 2, 3])))
+        for round in 0..<300 {
+            var bytes: [UInt8]
+            if round % 2 == 0 {
+                bytes = (0..<Int(random.next() % 200)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            } else {
+                bytes = valid
+                for _ in 0..<1 + Int(random.next() % 4) {
+                    bytes[Int(random.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: random.next())
+                }
+            }
+            let connection = try await RawConnection.open(node)
+            // Whatever comes back (a refusal, nothing, a closed connection) is fine; the node must not stop.
+            _ = try? await connection.send(bytes, expecting: 1)
+        }
+        let transport = try TCPNodeTransport(security: .plaintext)
+        #expect(try await transport.ping(node, from: "after", timeout: .seconds(10)) == node)
+        await transport.shutdown()
+        await pair.stop()
+    }
+
+    @Test("a deadline ends a call the node has not answered; the connection serves the next call")
+    func deadline() async throws {
+        var pair = try GRPCPair(.tcp)
+        try await pair.start()
+        let client = try await pair.client()
+        let trouble = try client.actor(TroubleActor.self, key: "slow")
+        let started = ContinuousClock.now
+        do {
+            _ = try await ClusterCall.$timeout.withValue(.milliseconds(200)) {
+                try await trouble.wait(milliseconds: 1500)
+            }
+            Issue.record("the slow call returned")
+        } catch let error as ClusterError {
+            guard case .deadlineExceeded = error else { Issue.record("\(error)"); return }
+        }
+        #expect(ContinuousClock.now - started < .seconds(1))
+        #expect(try await client.actor(EchoActor.self, key: "after").echo([4]) == [4])
+        await pair.stop()
+    }
+
+    @Test("an unreachable node is reported as such, naming it; forget drops the connection")
+    func unreachable() async throws {
+        var pair = try GRPCPair(.tcp)
+        try await pair.start(security: .plaintext)
+        let node = pair.node.id
+        let transport = try TCPNodeTransport(security: .plaintext)
+        #expect(try await transport.ping(node, from: "t", timeout: .seconds(10)) == node)
+        #expect(transport.connectedPeers == [TCPNodeTransport.key(node)])
+        transport.forget(node)
+        #expect(transport.connectedPeers.isEmpty)
+        await pair.stop()
+        do {
+            _ = try await transport.ping(node, from: "t", timeout: .seconds(5))
+            Issue.record("a stopped node answered")
+        } catch let error as ClusterError {
+            guard case let .nodeUnreachable(name, actor, _) = error else { Issue.record("\(error)"); return }
+            #expect(name == "\(node)" && actor == "ping")
+        }
+        await transport.shutdown()
+    }
+}
