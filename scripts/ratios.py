@@ -107,12 +107,15 @@ for f in list(ours):
     if f["suite"] != "cluster" or f["device"] != "plaintext" or f["unit"] == "x":
         continue
     times = f["unit"] in ("µs", "ms")
-    what = f["name"].replace("remote actor call, echo ", "actor round trip ").replace(
+    # The actor figures over the TCP transport ("remote actor call over TCP, ...") compare with the same Ray figure.
+    tcp = " over TCP" in f["name"]
+    plain_name = f["name"].replace(" over TCP", "")
+    what = plain_name.replace("remote actor call, echo ", "actor round trip ").replace(
         "plain gRPC unary, echo ", "gRPC round trip ").replace("remote actor calls, ", "actor calls/s ").replace(
         "plain gRPC unary, ", "gRPC calls/s ")
     if f["name"].startswith("remote actor"):
-        compare("plaintext", "cluster", f["name"], "ray", lower_is_better=times,
-                label=f"cluster {what}: actor vs Ray actor")
+        compare("plaintext", "cluster", f["name"], "ray", peer_name=plain_name, lower_is_better=times,
+                label=f"cluster {what}: actor{' over TCP' if tcp else ' over gRPC'} vs Ray actor")
     elif f["name"].startswith("plain gRPC"):
         compare("plaintext", "cluster", f["name"], "grpcio", lower_is_better=times,
                 label=f"cluster {what}: grpc-swift vs grpcio")
