@@ -70,7 +70,11 @@ final class TCPConnection: Sendable {
                     return true
                 }
                 if !stillWaiting { timer.cancel() }
-                if Task.isCancelled { finish(id, .failure(CancellationError())) }
+                if Task.isCancelled {
+                    // Cancelled before the frame left: it is not sent.
+                    finish(id, .failure(CancellationError()))
+                    return
+                }
                 channel.writeAndFlush(frame).whenFailure { [self] error in
                     self.finish(id, .failure(TCPExchangeFailure.closed("write failed: \(error)")))
                 }

@@ -201,30 +201,33 @@ public final class TCPNodeTransport: NodeTransport {
         }
     }
 
-    /// The connection to `node`: the one kept, or a new one (callers racing to the same node share one attempt).
+    /// The connection to `node`: the one kept, or a new one (callers racing to the same node share one attempt). A kept
+    /// connection found closed is replaced once; a new one that closes at once is returned as it is, and the exchange
+    /// on it reports why.
     private func connection(to node: NodeID) async throws -> TCPConnection {
         let key = Self.key(node)
-        let attempt = try state.withLock { s -> Task<TCPConnection, any Error> in
-            guard !s.closed else { throw TCPExchangeFailure.closed("the transport is shut down") }
-            if let existing = s.peers[key] { return existing }
-            let attempt = Task { try await self.connect(to: node) }
-            s.peers[key] = attempt
-            return attempt
-        }
-        do {
-            let connection = try await attempt.value
-            guard connection.isClosed else { return connection }
-            // Closed since: drop it (unless another caller already replaced it) and connect again.
+        for replacing in [false, true] {
+            let attempt = try state.withLock { s -> Task<TCPConnection, any Error> in
+                guard !s.closed else { throw TCPExchangeFailure.closed("the transport is shut down") }
+                if let existing = s.peers[key] { return existing }
+                let attempt = Task { try await self.connect(to: node) }
+                s.peers[key] = attempt
+                return attempt
+            }
+            let connection: TCPConnection
+            do { connection = try await attempt.value } catch {
+                state.withLock { s in
+                    if s.peers[key] == attempt { s.peers[key] = nil }
+                }
+                throw error
+            }
+            guard connection.isClosed, !replacing else { return connection }
+            // Closed since it was made: drop it (unless another caller already replaced it) and connect again.
             state.withLock { s in
                 if s.peers[key] == attempt { s.peers[key] = nil }
             }
-            return try await self.connection(to: node)
-        } catch {
-            state.withLock { s in
-                if s.peers[key] == attempt { s.peers[key] = nil }
-            }
-            throw error
         }
+        throw TCPExchangeFailure.closed("the connection closed")
     }
 
     private func connect(to node: NodeID) async throws -> TCPConnection {
