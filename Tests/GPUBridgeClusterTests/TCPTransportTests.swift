@@ -117,7 +117,7 @@ struct TCPTransportTests {
         await pair.stop()
     }
 
-    @Test("unknown kinds are refused by id; a frame shorter than its head closes that connection only")
+    @Test("unknown kinds and overlong frames are refused by id; a frame shorter than its head closes its connection")
     func rawFrames() async throws {
         // Plaintext, so raw bytes reach the frame decoder.
         var pair = try GRPCPair(.tcp)
@@ -133,6 +133,12 @@ struct TCPTransportTests {
         #expect(answers.first?.kind == 5 && answers.first?.id == 0xABCD)
         #expect(answers.first?.text == "a frame of unknown kind 99")
         #expect(answers.last?.kind == 4 && answers.last?.id == 7 && answers.last?.text == node.description)
+        // A frame longer than a frame may be (200 MiB claimed, 3 bytes sent): refused from its head, by id.
+        let long = frames(
+            try await RawConnection.open(node).send(
+                frame(kind: 1, id: 42, payload: [1, 2, 3], claimedLength: 200 << 20), expecting: 13))
+        #expect(long.first?.kind == 5 && long.first?.id == 42)
+        #expect(long.first?.text.contains("claiming \((200 << 20) - 9) bytes") == true, "\(long)")
         // A length under the head: the node closes that connection (it cannot find the next frame); the sending
         // side stays open, so the close is the node's.
         let short = try await RawConnection.open(node).send(

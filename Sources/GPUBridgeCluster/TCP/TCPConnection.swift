@@ -9,18 +9,29 @@ enum TCPExchangeFailure: Error, Sendable {
     case timedOut
     /// The answer is longer than this side accepts (its body was skipped).
     case oversized(Int)
+    /// The answer could not be read.
+    case malformed(String)
+}
+
+/// What one exchange sends: a first frame, then (for a large call) `chunks` frames built one at a time, each only once
+/// the one before it has been written, so a large value never sits in memory twice and other exchanges' frames pass
+/// between its chunks.
+struct TCPOutgoing: Sendable {
+    var head: ByteBuffer
+    var chunks = 0
+    var chunk: @Sendable (Int, ByteBufferAllocator) -> ByteBuffer = { _, allocator in allocator.buffer(capacity: 0) }
 }
 
 /// One client connection of `TCPNodeTransport` to a node: exchanges (a call and its reply, a ping and its pong) are
-/// multiplexed on it by id; each waits for the frame with its id, its timeout enforced by a timer on the connection's
+/// multiplexed on it by id; each waits for the answer with its id, its timeout enforced by a timer on the connection's
 /// event loop.
 ///
 /// Owned by the transport (one per peer, kept until the connection closes or the peer is forgotten). Any thread may
-/// start an exchange; the waiting exchanges are behind a mutex, and the handler resumes them from the event loop. A
-/// waiting exchange costs one continuation and one scheduled timer.
+/// start an exchange; the waiting exchanges are behind a mutex, and the handler completes them from the event loop. A
+/// waiting exchange costs one promise and one scheduled timer.
 final class TCPConnection: Sendable {
     private struct Waiter {
-        let continuation: CheckedContinuation<TCPInbound, any Error>
+        let promise: EventLoopPromise<TCPInbound>
         var timer: Scheduled<Void>?
     }
 
@@ -37,64 +48,67 @@ final class TCPConnection: Sendable {
         self.channel = channel
     }
 
-    /// Sends the frame `make(id)` builds and waits at most `timeout` for the frame answering it.
-    func exchange(timeout: Duration, _ make: @Sendable (UInt64, ByteBufferAllocator) -> ByteBuffer) async throws
+    /// Sends the frames `make(id)` describes and waits at most `timeout` for the answer with that id.
+    func exchange(timeout: Duration, _ make: @Sendable (UInt64, ByteBufferAllocator) -> TCPOutgoing) async throws
         -> TCPInbound
     {
         guard timeout > .zero else { throw TCPExchangeFailure.timedOut }
-        let id = state.withLock { s -> UInt64 in
+        let promise = channel.eventLoop.makePromise(of: TCPInbound.self)
+        let id = try state.withLock { s -> UInt64 in
+            if let reason = s.closed { throw TCPExchangeFailure.closed(reason) }
             s.nextID &+= 1
+            s.waiting[s.nextID] = Waiter(promise: promise, timer: nil)
             return s.nextID
         }
-        let frame = make(id, channel.allocator)
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(max(1, nanoseconds))) { [self] in
+            self.finish(id, .failure(TCPExchangeFailure.timedOut))
+        }
+        let armed = state.withLock { s -> Bool in
+            guard s.waiting[id] != nil else { return false }
+            s.waiting[id]?.timer = timer
+            return true
+        }
+        if !armed { timer.cancel() }
+        let outgoing = make(id, channel.allocator)
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TCPInbound, any Error>) in
-                let refused = state.withLock { s -> String? in
-                    if let reason = s.closed { return reason }
-                    s.waiting[id] = Waiter(continuation: continuation, timer: nil)
-                    return nil
-                }
-                if let refused {
-                    continuation.resume(throwing: TCPExchangeFailure.closed(refused))
-                    return
-                }
-                let nanoseconds =
-                    timeout.components.seconds * 1_000_000_000
-                    + timeout.components.attoseconds / 1_000_000_000
-                let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(max(1, nanoseconds))) { [self] in
-                    self.finish(id, .failure(TCPExchangeFailure.timedOut))
-                }
-                let stillWaiting = state.withLock { s -> Bool in
-                    guard s.waiting[id] != nil else { return false }
-                    s.waiting[id]?.timer = timer
-                    return true
-                }
-                if !stillWaiting { timer.cancel() }
-                if Task.isCancelled {
-                    // Cancelled before the frame left: it is not sent.
-                    finish(id, .failure(CancellationError()))
-                    return
-                }
-                channel.writeAndFlush(frame).whenFailure { [self] error in
+            if !Task.isCancelled {
+                channel.writeAndFlush(outgoing.head).whenFailure { [self] error in
                     self.finish(id, .failure(TCPExchangeFailure.closed("write failed: \(error)")))
                 }
+                // A large call's chunks, each written before the next is built; they stop once the exchange has its
+                // answer (a refusal) or has ended, and the node is told to drop what it assembled.
+                var index = 0
+                while index < outgoing.chunks, isWaiting(id) {
+                    do { try await channel.writeAndFlush(outgoing.chunk(index, channel.allocator)).get() } catch {
+                        finish(id, .failure(TCPExchangeFailure.closed("write failed: \(error)")))
+                    }
+                    index += 1
+                }
+                if index < outgoing.chunks {
+                    channel.writeAndFlush(
+                        TCPFrame.make(.abandon, id: id, parts: [], allocator: channel.allocator), promise: nil)
+                }
             }
+            return try await promise.futureResult.get()
         } onCancel: {
             finish(id, .failure(CancellationError()))
         }
     }
 
-    /// Resumes the exchange `id` (once; later results for it are dropped).
+    private func isWaiting(_ id: UInt64) -> Bool { state.withLock { $0.waiting[id] != nil } }
+
+    /// Completes the exchange `id` (once; later results for it are dropped).
     func finish(_ id: UInt64, _ result: Result<TCPInbound, any Error>) {
         guard let waiter = state.withLock({ $0.waiting.removeValue(forKey: id) }) else { return }
         waiter.timer?.cancel()
-        waiter.continuation.resume(with: result)
+        waiter.promise.completeWith(result)
     }
 
-    /// A frame arrived: it answers the exchange with its id.
+    /// An answer arrived: it completes the exchange with its id.
     func received(_ inbound: TCPInbound) {
         switch inbound {
-        case let .frame(_, id, _): finish(id, .success(inbound))
+        case let .frame(_, id, _), let .assembled(id, _): finish(id, .success(inbound))
         case let .oversized(_, id, bytes): finish(id, .failure(TCPExchangeFailure.oversized(bytes)))
         }
     }
@@ -108,29 +122,73 @@ final class TCPConnection: Sendable {
         }
         for waiter in waiters {
             waiter.timer?.cancel()
-            waiter.continuation.resume(throwing: TCPExchangeFailure.closed(reason))
+            waiter.promise.fail(TCPExchangeFailure.closed(reason))
         }
     }
 
     var isClosed: Bool { state.withLock { $0.closed != nil } }
 }
 
-/// The client end of a connection's pipeline: passes every decoded frame to its `TCPConnection`, and tells it when
-/// the connection closes or fails. Lives on the connection's event loop.
+/// The client end of a connection's pipeline: assembles replies that come in chunks, passes every answer to its
+/// `TCPConnection`, and tells it when the connection closes or fails. Lives on the connection's event loop, which alone
+/// touches its assemblies.
 final class TCPClientHandler: ChannelInboundHandler {
     typealias InboundIn = TCPInbound
 
     let connection: TCPConnection
+    let limits: WireLimits
+    private var assemblies: [UInt64: TCPAssembly<ClusterReply.Kind>] = [:]
 
-    init(connection: TCPConnection) {
+    init(connection: TCPConnection, limits: WireLimits) {
         self.connection = connection
+        self.limits = limits
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        connection.received(unwrapInboundIn(data))
+        let inbound = unwrapInboundIn(data)
+        guard case let .frame(kind, id, payload) = inbound else {
+            connection.received(inbound)
+            return
+        }
+        switch TCPFrameKind(rawValue: kind) {
+        case .replyHead:
+            do {
+                let (replyKind, length) = try payload.withUnsafeReadableBytes {
+                    try ClusterReply.parseHeader($0, maxBodyBytes: limits.maxCallBytes)
+                }
+                if length == 0 {
+                    connection.received(.assembled(id: id, reply: try ClusterReply.make(kind: replyKind, body: [])))
+                } else {
+                    assemblies[id] = TCPAssembly(expected: length, reserveAtMost: limits.chunkBytes, tag: replyKind)
+                }
+            } catch let error as ClusterError {
+                if case let .messageTooLarge(_, claimed, _) = error {
+                    connection.finish(id, .failure(TCPExchangeFailure.oversized(Int(clamping: claimed))))
+                } else {
+                    connection.finish(id, .failure(TCPExchangeFailure.malformed(error.description)))
+                }
+            } catch {
+                connection.finish(id, .failure(TCPExchangeFailure.malformed("\(error)")))
+            }
+        case .chunk:
+            guard var assembly = assemblies.removeValue(forKey: id) else { return }
+            do {
+                if try assembly.append(payload) {
+                    let reply = try ClusterReply.make(kind: assembly.tag, body: assembly.bytes)
+                    connection.received(.assembled(id: id, reply: reply))
+                } else {
+                    assemblies[id] = assembly
+                }
+            } catch {
+                connection.finish(id, .failure(TCPExchangeFailure.malformed("\(error)")))
+            }
+        default:
+            connection.received(inbound)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        assemblies = [:]
         connection.closed("the connection closed")
         context.fireChannelInactive()
     }
@@ -138,5 +196,28 @@ final class TCPClientHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         connection.closed("\(error)")
         context.close(promise: nil)
+    }
+}
+
+/// A value arriving in chunks: it grows with the bytes that come, never more than `reserveAtMost` ahead of them, and
+/// more bytes than its head announced are refused. Confined to one event loop.
+struct TCPAssembly<Tag> {
+    let expected: Int
+    let tag: Tag
+    private(set) var bytes: [UInt8] = []
+
+    init(expected: Int, reserveAtMost: Int, tag: Tag) {
+        self.expected = expected
+        self.tag = tag
+        bytes.reserveCapacity(min(expected, max(0, reserveAtMost)))
+    }
+
+    /// Appends a chunk; true once every announced byte has come.
+    mutating func append(_ chunk: ByteBuffer) throws -> Bool {
+        guard chunk.readableBytes <= expected - bytes.count else {
+            throw ClusterError.malformedMessage(what: "chunk", detail: "more than the \(expected) bytes its head said")
+        }
+        bytes.append(contentsOf: chunk.readableBytesView)
+        return bytes.count == expected
     }
 }

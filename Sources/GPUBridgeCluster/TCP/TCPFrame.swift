@@ -12,7 +12,12 @@ import NIOCore
 /// | pong | node → prober | the node's id (`NodeID.description`, UTF-8) |
 /// | refused | node → caller | why the node did not run the call (UTF-8): malformed or larger than its limit |
 /// | unavailable | node → caller | why the node cannot answer (UTF-8): it is not running |
+/// | call head | caller → node | a call whose arguments follow in chunks: the trace context, the request's header |
+/// | reply head | node → caller | a reply whose body follows in chunks: the `ClusterReply` header |
+/// | chunk | both | the next bytes of the arguments or body announced by the head with the same id |
+/// | abandon | caller → node | the caller stopped sending the call's chunks: drop what was assembled |
 ///
+/// Arguments and bodies longer than `WireLimits.chunkBytes` go as a head and chunks of at most that size.
 /// A value type; any thread.
 enum TCPFrameKind: UInt8, Sendable {
     case call = 1
@@ -21,13 +26,18 @@ enum TCPFrameKind: UInt8, Sendable {
     case pong = 4
     case refused = 5
     case unavailable = 6
+    case callHead = 7
+    case replyHead = 8
+    case chunk = 9
+    case abandon = 10
 }
 
-/// What the frame decoder passes on: a whole frame, or the head of one longer than this side accepts (its body is
-/// skipped as it arrives, never buffered).
+/// What reaches an exchange: a whole frame, the head of one longer than this side accepts (its body is skipped as it
+/// arrives, never buffered), or a reply assembled from chunks.
 enum TCPInbound: Sendable {
     case frame(kind: UInt8, id: UInt64, payload: ByteBuffer)
     case oversized(kind: UInt8, id: UInt64, bytes: Int)
+    case assembled(id: UInt64, reply: ClusterReply)
 }
 
 enum TCPFrame {

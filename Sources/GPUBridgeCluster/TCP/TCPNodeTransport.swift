@@ -90,8 +90,9 @@ public final class TCPNodeTransport: NodeTransport {
         }
     }
 
-    /// The largest frame payload either side buffers: a call's arguments (or a reply's body) and room for the rest.
-    var maxPayloadBytes: Int { min(TCPFrame.maxPayloadBytes, limits.maxCallBytes + TCPFrame.callOverheadBytes) }
+    /// The largest frame payload either side buffers: a message (arguments or a body up to a chunk, or a chunk) and
+    /// room for a call's header. Larger values cross as a head and chunks.
+    var maxPayloadBytes: Int { min(TCPFrame.maxPayloadBytes, limits.maxMessageBytes + TCPFrame.callOverheadBytes) }
 
     // MARK: Calls
 
@@ -132,9 +133,25 @@ public final class TCPNodeTransport: NodeTransport {
             InstrumentationSystem.instrument.inject(context, into: &entries, using: TraceEntriesInjector())
         }
         let trace = try TCPFrame.traceContext(entries)
+        let chunk = limits.chunkBytes
         let answer = try await exchange(on: node, actor: actor, timeout: timeout) { id, allocator in
-            TCPFrame.make(.call, id: id, parts: [trace[...], header[...], arguments[...]], allocator: allocator)
+            guard arguments.count > chunk else {
+                return TCPOutgoing(
+                    head: TCPFrame.make(
+                        .call, id: id, parts: [trace[...], header[...], arguments[...]], allocator: allocator))
+            }
+            // Arguments longer than a chunk: the header, then the arguments in chunks.
+            return TCPOutgoing(
+                head: TCPFrame.make(.callHead, id: id, parts: [trace[...], header[...]], allocator: allocator),
+                chunks: (arguments.count + chunk - 1) / chunk
+            ) { index, allocator in
+                let start = index * chunk
+                return TCPFrame.make(
+                    .chunk, id: id, parts: [arguments[start..<min(start + chunk, arguments.count)]],
+                    allocator: allocator)
+            }
         }
+        if case let .assembled(_, reply) = answer { return reply }
         guard case let .frame(kind, _, payload) = answer else {
             throw ClusterError.malformedMessage(what: "reply", detail: "no frame")
         }
@@ -157,7 +174,7 @@ public final class TCPNodeTransport: NodeTransport {
     public func ping(_ node: NodeID, from prober: String, timeout: Duration) async throws -> NodeID {
         let name = Array(prober.utf8)
         let answer = try await exchange(on: node, actor: "ping", timeout: timeout) { id, allocator in
-            TCPFrame.make(.ping, id: id, parts: [name[...]], allocator: allocator)
+            TCPOutgoing(head: TCPFrame.make(.ping, id: id, parts: [name[...]], allocator: allocator))
         }
         guard case let .frame(kind, _, payload) = answer else {
             throw ClusterError.malformedMessage(what: "pong", detail: "no frame")
@@ -175,7 +192,7 @@ public final class TCPNodeTransport: NodeTransport {
     /// `ClusterError`s.
     private func exchange(
         on node: NodeID, actor: String, timeout: Duration,
-        _ make: @escaping @Sendable (UInt64, ByteBufferAllocator) -> ByteBuffer
+        _ make: @escaping @Sendable (UInt64, ByteBufferAllocator) -> TCPOutgoing
     ) async throws -> TCPInbound {
         let clock = ContinuousClock()
         let started = clock.now
@@ -191,6 +208,8 @@ public final class TCPNodeTransport: NodeTransport {
             case let .oversized(bytes):
                 throw ClusterError.messageTooLarge(
                     what: "reply from \(node)", claimedBytes: UInt64(bytes), limitBytes: limits.maxCallBytes)
+            case let .malformed(detail):
+                throw ClusterError.malformedMessage(what: "reply from \(node)", detail: detail)
             }
         } catch let error as ClusterError {
             throw error
@@ -231,7 +250,7 @@ public final class TCPNodeTransport: NodeTransport {
     }
 
     private func connect(to node: NodeID) async throws -> TCPConnection {
-        let tls = clientTLS, maxPayload = maxPayloadBytes
+        let tls = clientTLS, maxPayload = maxPayloadBytes, limits = self.limits
         let timeout = Self.connectTimeout.components
         return try await ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -243,7 +262,7 @@ public final class TCPNodeTransport: NodeTransport {
                     if let tls { try pipeline.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: nil)) }
                     let connection = TCPConnection(channel: channel)
                     try pipeline.addHandler(ByteToMessageHandler(TCPFrameDecoder(maxPayloadBytes: maxPayload)))
-                    try pipeline.addHandler(TCPClientHandler(connection: connection))
+                    try pipeline.addHandler(TCPClientHandler(connection: connection, limits: limits))
                     return connection
                 }
             }
@@ -263,7 +282,8 @@ public final class TCPNodeTransport: NodeTransport {
                     let pipeline = channel.pipeline.syncOperations
                     if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
                     try pipeline.addHandler(ByteToMessageHandler(TCPFrameDecoder(maxPayloadBytes: maxPayload)))
-                    try pipeline.addHandler(TCPServerHandler(handler: handler, limits: limits, logger: logger))
+                    try pipeline.addHandler(
+                        TCPServerHandler(handler: handler, limits: limits, logger: logger, maxFrameBytes: maxPayload))
                 }
             }
             .bind(host: node.host, port: node.port).get()

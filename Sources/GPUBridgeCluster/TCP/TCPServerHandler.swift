@@ -21,11 +21,11 @@ struct TraceEntriesInjector: Injector {
     }
 }
 
-/// The node end of a `TCPNodeTransport` connection: answers pings at once and runs each call in a task of its own
-/// (so calls on one connection run concurrently, as gRPC streams do), writing the reply frame when it is ready. A
-/// frame it cannot read is answered `refused` with the reason, and the connection goes on; a frame longer than the
-/// limit is refused without being buffered. Lives on the connection's event loop; the tasks write through the channel,
-/// which any thread may.
+/// The node end of a `TCPNodeTransport` connection: answers pings at once, assembles calls that come in chunks, and
+/// runs each call in a task of its own (so calls on one connection run concurrently, as gRPC streams do), writing the
+/// reply when it is ready. A frame it cannot read is answered `refused` with the reason, and the connection goes on; a
+/// frame longer than the limit is refused without being buffered. Lives on the connection's event loop, which alone
+/// touches its assemblies; the tasks write through the channel, which any thread may.
 final class TCPServerHandler: ChannelInboundHandler {
     typealias InboundIn = TCPInbound
     typealias OutboundOut = ByteBuffer
@@ -33,24 +33,34 @@ final class TCPServerHandler: ChannelInboundHandler {
     let handler: any NodeCallHandler
     let limits: WireLimits
     let logger: Logger
+    let maxFrameBytes: Int
 
-    init(handler: any NodeCallHandler, limits: WireLimits, logger: Logger) {
+    init(handler: any NodeCallHandler, limits: WireLimits, logger: Logger, maxFrameBytes: Int) {
         self.handler = handler
         self.limits = limits
         self.logger = logger
+        self.maxFrameBytes = maxFrameBytes
     }
+
+    /// Calls whose arguments are still arriving in chunks, by id (at most `maxAssemblies` at once).
+    private var assemblies: [UInt64: TCPAssembly<(ClusterRequest, ServiceContext)>] = [:]
+    static let maxAssemblies = 64
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let channel = context.channel
-        switch unwrapInboundIn(data) {
-        case let .oversized(kind, id, bytes):
-            let reason = ClusterError.messageTooLarge(
-                what: kind == TCPFrameKind.call.rawValue ? "call" : "frame of kind \(kind)",
-                claimedBytes: UInt64(bytes), limitBytes: limits.maxCallBytes
-            ).description
+        func refuse(_ id: UInt64, _ reason: String) {
             context.writeAndFlush(
                 wrapOutboundOut(TCPFrame.make(.refused, id: id, text: reason, allocator: channel.allocator)),
                 promise: nil)
+        }
+        switch unwrapInboundIn(data) {
+        case .assembled:
+            return  // made by the client side only
+        case let .oversized(kind, id, bytes):
+            refuse(
+                id,
+                "a frame of kind \(kind) claiming \(bytes) bytes, more than the \(maxFrameBytes) a frame may carry "
+                    + "(WireLimits.maxMessageBytes and 1 MiB for headers; larger values go in chunks)")
         case let .frame(kind, id, payload):
             switch TCPFrameKind(rawValue: kind) {
             case .ping:
@@ -64,38 +74,85 @@ final class TCPServerHandler: ChannelInboundHandler {
                 }
                 context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
             case .call:
-                let parsed: (ClusterRequest, ServiceContext)
-                do { parsed = try Self.parse(payload, limits: limits) } catch {
-                    let reason = (error as? ClusterError)?.description ?? "malformed call: \(error)"
-                    context.writeAndFlush(
-                        wrapOutboundOut(TCPFrame.make(.refused, id: id, text: reason, allocator: channel.allocator)),
-                        promise: nil)
+                do {
+                    let (request, traceContext) = try Self.parse(payload, limits: limits)
+                    serve(request, traceContext, id: id, channel: channel)
+                } catch {
+                    refuse(id, (error as? ClusterError)?.description ?? "malformed call: \(error)")
+                }
+            case .callHead:
+                do {
+                    guard assemblies.count < Self.maxAssemblies else {
+                        throw ClusterError.malformedMessage(
+                            what: "call", detail: "more than \(Self.maxAssemblies) calls arriving at once")
+                    }
+                    let (request, traceContext, expected) = try Self.parseHead(payload, limits: limits)
+                    if expected == 0 {
+                        serve(request, traceContext, id: id, channel: channel)
+                    } else {
+                        assemblies[id] = TCPAssembly(
+                            expected: expected, reserveAtMost: limits.chunkBytes, tag: (request, traceContext))
+                    }
+                } catch {
+                    refuse(id, (error as? ClusterError)?.description ?? "malformed call: \(error)")
+                }
+            case .chunk:
+                guard var assembly = assemblies.removeValue(forKey: id) else { return }  // refused or abandoned
+                do {
+                    if try assembly.append(payload) {
+                        var (request, traceContext) = assembly.tag
+                        request.call.arguments = assembly.bytes
+                        serve(request, traceContext, id: id, channel: channel)
+                    } else {
+                        assemblies[id] = assembly
+                    }
+                } catch {
+                    refuse(id, (error as? ClusterError)?.description ?? "malformed call: \(error)")
+                }
+            case .abandon:
+                assemblies[id] = nil
+            default:
+                refuse(id, "a frame of unknown kind \(kind)")
+            }
+        }
+    }
+
+    /// Runs `request` in a task of its own and writes its reply: one frame, or a head and chunks when the body is
+    /// longer than a chunk (each chunk written before the next is made).
+    private func serve(_ request: ClusterRequest, _ traceContext: ServiceContext, id: UInt64, channel: any Channel) {
+        let handler = self.handler, logger = self.logger, chunk = limits.chunkBytes
+        Task {
+            let reply = await NodeService.serve(
+                request, context: traceContext, handler: handler, system: TCPNodeTransport.rpcSystem)
+            let header: [UInt8], body: [UInt8]
+            do { (header, body) = try reply.header() } catch {
+                logger.error("a reply could not be written", metadata: ["error": "\(error)"])
+                channel.writeAndFlush(
+                    TCPFrame.make(
+                        .refused, id: id, text: "the reply could not be written: \(error)",
+                        allocator: channel.allocator), promise: nil)
+                return
+            }
+            guard body.count > chunk else {
+                channel.writeAndFlush(
+                    TCPFrame.make(.reply, id: id, parts: [header[...], body[...]], allocator: channel.allocator),
+                    promise: nil)
+                return
+            }
+            channel.writeAndFlush(
+                TCPFrame.make(.replyHead, id: id, parts: [header[...]], allocator: channel.allocator), promise: nil)
+            var at = 0
+            while at < body.count {
+                let end = min(at + chunk, body.count)
+                do {
+                    try await channel.writeAndFlush(
+                        TCPFrame.make(.chunk, id: id, parts: [body[at..<end]], allocator: channel.allocator)
+                    ).get()
+                } catch {
+                    logger.debug("a reply's chunk could not be written", metadata: ["error": "\(error)"])
                     return
                 }
-                let (request, traceContext) = parsed
-                let handler = self.handler, logger = self.logger
-                Task {
-                    let reply = await NodeService.serve(
-                        request, context: traceContext, handler: handler, system: TCPNodeTransport.rpcSystem)
-                    let frame: ByteBuffer
-                    do {
-                        let (header, body) = try reply.header()
-                        frame = TCPFrame.make(
-                            .reply, id: id, parts: [header[...], body[...]], allocator: channel.allocator)
-                    } catch {
-                        logger.error("a reply could not be written", metadata: ["error": "\(error)"])
-                        frame = TCPFrame.make(
-                            .refused, id: id, text: "the reply could not be written: \(error)",
-                            allocator: channel.allocator)
-                    }
-                    channel.writeAndFlush(frame, promise: nil)
-                }
-            default:
-                context.writeAndFlush(
-                    wrapOutboundOut(
-                        TCPFrame.make(
-                            .refused, id: id, text: "a frame of unknown kind \(kind)", allocator: channel.allocator)),
-                    promise: nil)
+                at = end
             }
         }
     }
@@ -103,6 +160,23 @@ final class TCPServerHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("a cluster connection failed", metadata: ["error": "\(error)"])
         context.close(promise: nil)
+    }
+
+    /// A call head's payload: its trace context, then the request's header (its arguments follow in chunks); the
+    /// arguments' length is checked against `maxCallBytes` before anything is reserved for them.
+    static func parseHead(_ payload: ByteBuffer, limits: WireLimits) throws -> (ClusterRequest, ServiceContext, Int) {
+        try payload.withUnsafeReadableBytes { raw in
+            var reader = WireReader(raw)
+            let entries = try TCPFrame.readTraceContext(&reader)
+            let (request, expected) = try ClusterRequest.parseHeader(&reader, maxArgumentBytes: limits.maxCallBytes)
+            guard reader.remaining == 0 else {
+                throw ClusterError.malformedMessage(
+                    what: "call", detail: "\(reader.remaining) bytes after the header of a call in chunks")
+            }
+            var context = ServiceContext.topLevel
+            InstrumentationSystem.instrument.extract(entries, into: &context, using: TraceEntriesExtractor())
+            return (request, context, expected)
+        }
     }
 
     /// A call frame's payload: its trace context, then the request.
