@@ -5,10 +5,11 @@ import GPUBridge
 /// A value type: each node and client copies it from its options at start; any thread may read it. Checking a frame's
 /// claimed size against it costs a comparison, made before anything of that size is allocated.
 public struct WireLimits: Sendable, Hashable {
-    /// The largest gRPC message either side accepts (gRPC's usual 4 MiB).
+    /// The largest gRPC message either side accepts (gRPC's usual 4 MiB); with `TCPNodeTransport`, the largest frame
+    /// (plus 1 MiB for a call's header).
     public var maxMessageBytes = 4 * 1024 * 1024
-    /// Calls whose request is larger than this go through the streaming method, cut in chunks of this size; replies
-    /// larger than it are streamed back the same way.
+    /// Calls whose request is larger than this go through the streaming method (a head and chunk frames with
+    /// `TCPNodeTransport`), cut in chunks of this size; replies larger than it come back the same way.
     public var chunkBytes = 2 * 1024 * 1024
     /// The largest call (its arguments) or reply (its body) either side accepts, streamed or not. A frame whose header
     /// claims more is refused with `ClusterError.messageTooLarge` before anything is allocated for it, and the node

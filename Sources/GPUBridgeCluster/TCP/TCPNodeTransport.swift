@@ -16,11 +16,12 @@ import Tracing
 /// transport") for the frames and docs/PERFORMANCE.md for what it saves.
 ///
 /// Owned by one `ClusterNode` (or client); any thread may call it. Connections run on SwiftNIO's shared event loops.
-/// A call costs one frame each way (the arguments copied once into the outgoing frame, the reply once out of the
-/// incoming one) and a timer on the event loop for its deadline.
+/// A small call costs one frame each way (the arguments copied once into the outgoing frame, the reply once out of
+/// the incoming one) and a timer on the event loop for its deadline; a value longer than `WireLimits.chunkBytes`
+/// crosses as a head and chunks, made one at a time and assembled into one array on the other side.
 ///
-/// What it does not do that gRPC does: a frame is sent whole, so a large call holds the connection until its bytes
-/// are written (gRPC interleaves streams in HTTP/2 frames), and there is no flow control beyond TCP's.
+/// What it does not do that gRPC does: flow control beyond TCP's (a slow reader slows its connection's other
+/// exchanges) and per-stream priorities.
 public final class TCPNodeTransport: NodeTransport {
     public let security: ClusterSecurity
     public let limits: WireLimits
@@ -123,7 +124,8 @@ public final class TCPNodeTransport: NodeTransport {
         }
     }
 
-    /// Sends a call's header (as `ClusterRequest.header` writes it) and its arguments in one frame.
+    /// Sends a call's header (as `ClusterRequest.header` writes it) and its arguments: in one frame, or as a head and
+    /// chunks when the arguments are longer than `WireLimits.chunkBytes`.
     func call(
         header: [UInt8], arguments: [UInt8], on node: NodeID, actor: String, timeout: Duration
     ) async throws -> ClusterReply {
