@@ -7,12 +7,16 @@
 
     extension ProcessClusterTests {
         @Test(
-            "OTLP: a gpubridge call process and the node process that serves it export one trace: call, client, server, actor call, copies and kernel launches"
+            "OTLP: a gpubridge call process and the node process that serves it export one trace: call, client, server, actor call, copies and kernel launches",
+            arguments: WireKind.allCases
         )
-        func tracePropagation() async throws {
+        func tracePropagation(wire: WireKind) async throws {
             let receiver = try await OTLPReceiver()
             try await ProcessCluster.run { cluster in
-                let flags = ["--otlp-endpoint", "http://127.0.0.1:\(receiver.port)", "--otlp-protocol", "http/json"]
+                let flags = [
+                    "--otlp-endpoint", "http://127.0.0.1:\(receiver.port)", "--otlp-protocol", "http/json",
+                    "--transport", wire.rawValue,
+                ]
                 let nodes = try (0..<2).map { _ in try cluster.startNode(extra: flags) }
                 var ids: [NodeID] = []
                 for node in nodes { ids.append(try await node.waitReady()) }
@@ -45,7 +49,8 @@
                 #expect(client.service == "gpubridge-call")
                 #expect(client.parentSpanID == call.spanID)
                 #expect(client.attributes["gpubridge.node"] == host.description)
-                // The node's server span continues the client's span: the trace context crossed in the gRPC metadata.
+                // The node's server span continues the client's span: the trace context crossed in the gRPC metadata
+                // (or the TCP transport's call frame).
                 let server = try #require(spans.first { $0.name == SpanNames.serveCall }, "\(spans)")
                 #expect(server.service == "gpubridge-node")
                 #expect(server.parentSpanID == client.spanID)
