@@ -199,7 +199,7 @@ public final class TCPNodeTransport: NodeTransport {
         let clock = ContinuousClock()
         let started = clock.now
         do {
-            let connection = try await self.connection(to: node)
+            let connection = try await self.connection(to: node, within: timeout)
             return try await connection.exchange(timeout: timeout - (clock.now - started), make)
         } catch let failure as TCPExchangeFailure {
             switch failure {
@@ -225,7 +225,7 @@ public final class TCPNodeTransport: NodeTransport {
     /// The connection to `node`: the one kept, or a new one (callers racing to the same node share one attempt). A kept
     /// connection found closed is replaced once; a new one that closes at once is returned as it is, and the exchange
     /// on it reports why.
-    private func connection(to node: NodeID) async throws -> TCPConnection {
+    private func connection(to node: NodeID, within timeout: Duration) async throws -> TCPConnection {
         let key = Self.key(node)
         for replacing in [false, true] {
             let attempt = try state.withLock { s -> Task<TCPConnection, any Error> in
@@ -236,7 +236,11 @@ public final class TCPNodeTransport: NodeTransport {
                 return attempt
             }
             let connection: TCPConnection
-            do { connection = try await attempt.value } catch {
+            do { connection = try await Self.value(of: attempt, within: timeout) } catch TCPExchangeFailure.timedOut {
+                throw TCPExchangeFailure.timedOut  // the attempt goes on for the callers after this one
+            } catch is CancellationError {
+                throw CancellationError()  // likewise
+            } catch {
                 state.withLock { s in
                     if s.peers[key] == attempt { s.peers[key] = nil }
                 }
@@ -249,6 +253,39 @@ public final class TCPNodeTransport: NodeTransport {
             }
         }
         throw TCPExchangeFailure.closed("the connection closed")
+    }
+
+    /// The connection `attempt` makes, or `TCPExchangeFailure.timedOut` once `timeout` has passed (or
+    /// `CancellationError` when the caller is cancelled first), without waiting for the attempt to end: it is shared
+    /// with other callers and ends by itself within `connectTimeout`.
+    private static func value(
+        of attempt: Task<TCPConnection, any Error>, within timeout: Duration
+    ) async throws -> TCPConnection {
+        let waiter = Mutex<CheckedContinuation<TCPConnection, any Error>?>(nil)
+        let finish: @Sendable (Result<TCPConnection, any Error>) -> Void = { result in
+            waiter.withLock { slot in
+                defer { slot = nil }
+                return slot
+            }?.resume(with: result)
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiter.withLock { $0 = continuation }
+                let nanoseconds =
+                    timeout.components.seconds * 1_000_000_000
+                    + timeout.components.attoseconds / 1_000_000_000
+                let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(
+                    in: .nanoseconds(max(1, nanoseconds))
+                ) { finish(.failure(TCPExchangeFailure.timedOut)) }
+                Task {
+                    let result = await attempt.result
+                    timer.cancel()
+                    finish(result)
+                }
+            }
+        } onCancel: {
+            finish(.failure(CancellationError()))
+        }
     }
 
     private func connect(to node: NodeID) async throws -> TCPConnection {
