@@ -53,12 +53,14 @@ final class TCPConnection: Sendable {
         -> TCPInbound
     {
         guard timeout > .zero else { throw TCPExchangeFailure.timedOut }
-        let promise = channel.eventLoop.makePromise(of: TCPInbound.self)
-        let id = try state.withLock { s -> UInt64 in
+        // The promise is made only once it is registered: every registered one is completed (by the answer, the
+        // timer, a cancellation or the connection's end), and NIO stops a process that drops one.
+        let (id, promise) = try state.withLock { s -> (UInt64, EventLoopPromise<TCPInbound>) in
             if let reason = s.closed { throw TCPExchangeFailure.closed(reason) }
             s.nextID &+= 1
+            let promise = channel.eventLoop.makePromise(of: TCPInbound.self)
             s.waiting[s.nextID] = Waiter(promise: promise, timer: nil)
-            return s.nextID
+            return (s.nextID, promise)
         }
         let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(max(1, nanoseconds))) { [self] in
