@@ -217,6 +217,7 @@ let package = Package(
                 "GPUBridgeCluster", "GPUBridgeActors", "GPUBridge", "GPUBridgeTestSupport",
                 "GPUBridgeActorsTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
             ],
             swiftSettings: strict

@@ -3,6 +3,7 @@ import GPUBridge
 import GPUBridgeActors
 import GPUBridgeTestSupport
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import Testing
 
@@ -199,6 +200,24 @@ struct TCPTransportTests {
         #expect(ContinuousClock.now - started < .seconds(1))
         #expect(try await client.actor(EchoActor.self, key: "after").echo([4]) == [4])
         await pair.stop()
+    }
+
+    @Test("an exchange on a connection already closed fails with the reason, and leaves no promise unfulfilled")
+    func exchangeOnClosedConnection() async throws {
+        let connection = TCPConnection(channel: EmbeddedChannel())
+        connection.closed("the peer went away")
+        for _ in 0..<3 {
+            do {
+                _ = try await connection.exchange(timeout: .seconds(1)) { id, allocator in
+                    TCPOutgoing(head: TCPFrame.make(.ping, id: id, parts: [], allocator: allocator))
+                }
+                Issue.record("an exchange on a closed connection returned")
+            } catch let failure as TCPExchangeFailure {
+                guard case let .closed(reason) = failure else { Issue.record("\(failure)"); continue }
+                #expect(reason == "the peer went away")
+            }
+        }
+        #expect(connection.isClosed)
     }
 
     @Test("an unreachable node is reported as such, naming it; forget drops the connection")

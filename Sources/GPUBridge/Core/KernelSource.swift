@@ -20,7 +20,8 @@ public enum BufferExtent: Sendable, Hashable {
     case argument(Int)
 }
 
-/// Whether a kernel may write a buffer parameter.
+/// Whether a kernel may write a buffer parameter. A value type, part of a kernel's declared parameters: any thread
+/// may read it; it costs nothing at launch (the validator reads it to choose which buffers to compare).
 public enum BufferAccess: String, Sendable, Hashable, Codable {
     /// The kernel only reads the buffer (`GB_GLOBAL const T*` in the portable text, `DeviceArray` in a Swift kernel).
     case readOnly = "read-only"
