@@ -65,7 +65,7 @@ public enum WireCodec {
             return try rawArray(Float.self, body) as! T  // T is [Float]: checked on the line above
         case .bytes:
             guard T.self == [UInt8].self else { throw mismatch() }
-            return [UInt8](body) as! T  // T is [UInt8]
+            return try rawArray(UInt8.self, body) as! T  // T is [UInt8]
         case .data:
             guard T.self == Data.self else { throw mismatch() }
             return Data(body) as! T  // T is Data
@@ -85,12 +85,8 @@ public enum WireCodec {
                 name: "raw \(E.self) array bytes (a multiple of \(stride))",
                 expected: body.count / stride * stride, actual: body.count)
         }
-        let n = body.count / stride
-        return [E](unsafeUninitializedCapacity: n) { out, count in
-            if n > 0 {
-                UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: body.baseAddress!, byteCount: body.count)
-            }
-            count = n
+        return FreshArrays.make(E.self, count: body.count / stride) { out in
+            if let base = body.baseAddress { out.baseAddress!.copyMemory(from: base, byteCount: body.count) }
         }
     }
 }
@@ -105,8 +101,22 @@ public struct WireWriter: Sendable {
     public mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     public mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     public mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
-    public mutating func append(_ raw: UnsafeRawBufferPointer) { bytes.append(contentsOf: raw) }
-    mutating func raw<E: BitwiseCopyable>(_ values: [E]) { values.withUnsafeBytes { bytes.append(contentsOf: $0) } }
+    /// Appends `raw`. A large region that does not fit the capacity goes into a fresh array made for it
+    /// (`FreshArrays`), the bytes before it copied in front.
+    public mutating func append(_ raw: UnsafeRawBufferPointer) {
+        guard raw.count >= FreshArrays.hugePageBytes, bytes.capacity - bytes.count < raw.count else {
+            bytes.append(contentsOf: raw)
+            return
+        }
+        let before = bytes
+        bytes = FreshArrays.make(UInt8.self, count: before.count + raw.count) { out in
+            before.withUnsafeBytes {
+                if let b = $0.baseAddress { out.baseAddress!.copyMemory(from: b, byteCount: $0.count) }
+            }
+            (out.baseAddress! + before.count).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+        }
+    }
+    mutating func raw<E: BitwiseCopyable>(_ values: [E]) { values.withUnsafeBytes { append($0) } }
 
     /// A 4-byte length, then the bytes `body` appends; returns what `body` returns. Throws (and leaves the writer as
     /// it was) when `body` appends more than `UInt32.max` bytes, which a 4-byte length cannot say.

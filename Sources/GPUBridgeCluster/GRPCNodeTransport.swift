@@ -173,8 +173,7 @@ public final class GRPCNodeTransport: NodeTransport {
                     try ClusterReply.parseHeader($0, maxBodyBytes: maxBody)
                 }
                 let body = try await NodeService.assemble(
-                    what: "reply", expected: bodyBytes, initial: first.dropFirst(ClusterReply.headerSize),
-                    reserveAtMost: maxMessage
+                    what: "reply", expected: bodyBytes, initial: first.dropFirst(ClusterReply.headerSize)
                 ) { try await iterator.next() }
                 return try ClusterReply.make(kind: kind, body: body)
             }

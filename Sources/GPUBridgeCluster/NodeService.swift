@@ -55,8 +55,7 @@ struct NodeService: RegistrableRPCService {
             }
             parsed.call.arguments = try await Self.refusing {
                 try await Self.assemble(
-                    what: "call stream", expected: argumentBytes, initial: [],
-                    reserveAtMost: limits.maxMessageBytes
+                    what: "call stream", expected: argumentBytes, initial: []
                 ) { try await iterator.next() }
             }
             let reply = await Self.serve(parsed, context: request.metadata.traceContext, handler: handler)
@@ -100,11 +99,12 @@ struct NodeService: RegistrableRPCService {
     }
 
     /// The `expected` bytes of a call's arguments or a reply's body: `initial` (what came with the header), then the
-    /// chunks `next` returns. The buffer grows with the bytes that arrive, never beyond `reserveAtMost` ahead of them,
-    /// so a header's claim (already checked against `maxCallBytes`) allocates nothing by itself. More or fewer bytes
-    /// than expected are refused with `ClusterError.malformedMessage`.
+    /// chunks `next` returns. The chunks are kept as they come and copied once, when the last has come, into an array
+    /// of the exact size (`FreshArrays`), so a header's claim (already checked against `maxCallBytes`) allocates
+    /// nothing by itself and the value is not copied again as it grows. More or fewer bytes than expected are refused
+    /// with `ClusterError.malformedMessage`.
     static func assemble(
-        what: String, expected: Int, initial: ArraySlice<UInt8>, reserveAtMost: Int,
+        what: String, expected: Int, initial: ArraySlice<UInt8>,
         next: () async throws -> [UInt8]?
     ) async throws -> [UInt8] {
         guard expected >= 0, initial.count <= expected else {
@@ -112,20 +112,31 @@ struct NodeService: RegistrableRPCService {
                 what: what,
                 detail: "more than the \(max(0, expected)) bytes its header says")
         }
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(min(expected, max(0, reserveAtMost)))
-        bytes.append(contentsOf: initial)
-        while bytes.count < expected, let chunk = try await next() {
-            guard chunk.count <= expected - bytes.count else {
+        var chunks: [ArraySlice<UInt8>] = [initial]
+        var received = initial.count
+        while received < expected, let chunk = try await next() {
+            guard chunk.count <= expected - received else {
                 throw ClusterError.malformedMessage(
                     what: what, detail: "more than the \(expected) bytes its header says")
             }
-            bytes.append(contentsOf: chunk)
+            chunks.append(chunk[...])
+            received += chunk.count
         }
-        guard bytes.count == expected else {
-            throw ClusterError.malformedMessage(what: what, detail: "\(bytes.count) bytes, header says \(expected)")
+        guard received == expected else {
+            throw ClusterError.malformedMessage(what: what, detail: "\(received) bytes, header says \(expected)")
         }
-        return bytes
+        if chunks.count == 1 { return Array(initial) }
+        return FreshArrays.make(UInt8.self, count: expected) { out in
+            var at = 0
+            for chunk in chunks {
+                chunk.withUnsafeBytes { bytes in
+                    if let base = bytes.baseAddress {
+                        (out.baseAddress! + at).copyMemory(from: base, byteCount: bytes.count)
+                    }
+                    at += bytes.count
+                }
+            }
+        }
     }
 
     /// Runs `parse`; a frame it refuses becomes an `invalidArgument` status carrying the reason (the caller sees which

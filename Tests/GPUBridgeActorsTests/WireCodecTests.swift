@@ -27,6 +27,45 @@ struct WireCodecTests {
         #expect(try roundTrip(["a": 1]) == ["a": 1])
     }
 
+    @Test(
+        "values over FreshArrays.hugePageBytes go into fresh arrays: every byte arrives, after what the writer held",
+        arguments: [FreshArrays.hugePageBytes - 1, FreshArrays.hugePageBytes, FreshArrays.hugePageBytes * 2 + 12_345])
+    func largeValues(count: Int) throws {
+        let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 9) }
+        var writer = WireWriter()
+        writer.u32(0xDEAD_BEEF)
+        try writer.lengthPrefixed { w in try WireCodec.encode(bytes, into: &w) }
+        let floats = (0..<(count / 4)).map { Float($0) * 0.5 - 3 }
+        try writer.lengthPrefixed { w in try WireCodec.encode(floats, into: &w) }
+        #expect(writer.bytes.count == 4 + 4 + 1 + count + 4 + 1 + floats.count * 4)
+        let (tag, first, second, left) = try writer.bytes.withUnsafeBytes {
+            raw throws -> (UInt32, [UInt8], [Float], Int) in
+            var reader = WireReader(raw)
+            let tag = try reader.u32()
+            let first = try WireCodec.decode([UInt8].self, from: try reader.region())
+            let second = try WireCodec.decode([Float].self, from: try reader.region())
+            return (tag, first, second, reader.remaining)
+        }
+        #expect(tag == 0xDEAD_BEEF)
+        #expect(first == bytes)
+        #expect(second == floats)
+        #expect(left == 0)
+    }
+
+    @Test("FreshArrays.make hands its closure every byte of the array, large or small, and rethrows")
+    func freshArrays() throws {
+        for count in [0, 1, 4095, FreshArrays.hugePageBytes + 3] {
+            let made = FreshArrays.make(UInt32.self, count: count) { raw in
+                #expect(raw.count == count * 4)
+                for i in 0..<count { raw.storeBytes(of: UInt32(i), toByteOffset: i * 4, as: UInt32.self) }
+            }
+            #expect(made.count == count)
+            #expect(made.enumerated().allSatisfy { UInt32($0.offset) == $0.element })
+        }
+        struct Stop: Error {}
+        #expect(throws: Stop.self) { _ = try FreshArrays.make(UInt8.self, count: 16) { _ in throw Stop() } }
+    }
+
     @Test("a value read as another bulk type is refused with the tag named")
     func mismatch() throws {
         var writer = WireWriter()

@@ -118,6 +118,23 @@ struct TCPTransportTests {
         await pair.stop()
     }
 
+    @Test("an assembly keeps its chunks until the last, returns exactly the announced bytes, and refuses more")
+    func assembly() throws {
+        let value = (0..<(FreshArrays.hugePageBytes + 5_000)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 11) }
+        var assembly = TCPAssembly(expected: value.count, tag: "t")
+        var at = 0
+        for size in [1, 4096, 2 << 20, 3 << 20] where at + size < value.count {
+            #expect(try assembly.append(ByteBuffer(bytes: value[at..<at + size])) == nil)
+            at += size
+        }
+        let whole = try assembly.append(ByteBuffer(bytes: value[at...]))
+        #expect(whole == value)
+
+        var short = TCPAssembly(expected: 10, tag: "t")
+        #expect(try short.append(ByteBuffer(bytes: [UInt8](repeating: 1, count: 6))) == nil)
+        #expect(throws: ClusterError.self) { try short.append(ByteBuffer(bytes: [UInt8](repeating: 2, count: 5))) }
+    }
+
     @Test("unknown kinds and overlong frames are refused by id; a frame shorter than its head closes its connection")
     func rawFrames() async throws {
         // Plaintext, so raw bytes reach the frame decoder.

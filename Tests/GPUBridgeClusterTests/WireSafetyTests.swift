@@ -217,7 +217,7 @@ struct WireSafetyTests {
                 var next = 0
                 let assembled = try? await NodeService.assemble(
                     what: "call stream", expected: header.argumentBytes,
-                    initial: [], reserveAtMost: 4096
+                    initial: []
                 ) {
                     defer { next += 1 }
                     return next < chunks.count ? chunks[next] : nil

@@ -1,3 +1,4 @@
+import GPUBridge
 import NIOCore
 import Synchronization
 
@@ -161,7 +162,7 @@ final class TCPClientHandler: ChannelInboundHandler {
                 if length == 0 {
                     connection.received(.assembled(id: id, reply: try ClusterReply.make(kind: replyKind, body: [])))
                 } else {
-                    assemblies[id] = TCPAssembly(expected: length, reserveAtMost: limits.chunkBytes, tag: replyKind)
+                    assemblies[id] = TCPAssembly(expected: length, tag: replyKind)
                 }
             } catch let error as ClusterError {
                 if case let .messageTooLarge(_, claimed, _) = error {
@@ -175,8 +176,8 @@ final class TCPClientHandler: ChannelInboundHandler {
         case .chunk:
             guard var assembly = assemblies.removeValue(forKey: id) else { return }
             do {
-                if try assembly.append(payload) {
-                    let reply = try ClusterReply.make(kind: assembly.tag, body: assembly.bytes)
+                if let body = try assembly.append(payload) {
+                    let reply = try ClusterReply.make(kind: assembly.tag, body: body)
                     connection.received(.assembled(id: id, reply: reply))
                 } else {
                     assemblies[id] = assembly
@@ -201,25 +202,41 @@ final class TCPClientHandler: ChannelInboundHandler {
     }
 }
 
-/// A value arriving in chunks: it grows with the bytes that come, never more than `reserveAtMost` ahead of them, and
-/// more bytes than its head announced are refused. Confined to one event loop.
+/// A value arriving in chunks: the chunks are kept as they came (nothing is reserved for bytes that have not come),
+/// more bytes than its head announced are refused, and once every byte has come they are copied once into an array
+/// of the exact size (`FreshArrays`). Growing one array as the chunks came copied and faulted in about twice the value
+/// (each doubling a fresh mapping). Confined to one event loop.
 struct TCPAssembly<Tag> {
     let expected: Int
     let tag: Tag
-    private(set) var bytes: [UInt8] = []
+    private var chunks: [ByteBuffer] = []
+    private var received = 0
 
-    init(expected: Int, reserveAtMost: Int, tag: Tag) {
+    init(expected: Int, tag: Tag) {
         self.expected = expected
         self.tag = tag
-        bytes.reserveCapacity(min(expected, max(0, reserveAtMost)))
     }
 
-    /// Appends a chunk; true once every announced byte has come.
-    mutating func append(_ chunk: ByteBuffer) throws -> Bool {
-        guard chunk.readableBytes <= expected - bytes.count else {
+    /// Takes a chunk; returns the whole value once every announced byte has come, and nil before.
+    mutating func append(_ chunk: ByteBuffer) throws -> [UInt8]? {
+        guard chunk.readableBytes <= expected - received else {
             throw ClusterError.malformedMessage(what: "chunk", detail: "more than the \(expected) bytes its head said")
         }
-        bytes.append(contentsOf: chunk.readableBytesView)
-        return bytes.count == expected
+        chunks.append(chunk)
+        received += chunk.readableBytes
+        guard received == expected else { return nil }
+        let parts = chunks
+        chunks = []
+        return FreshArrays.make(UInt8.self, count: expected) { out in
+            var at = 0
+            for part in parts {
+                part.withUnsafeReadableBytes { bytes in
+                    if let base = bytes.baseAddress {
+                        (out.baseAddress! + at).copyMemory(from: base, byteCount: bytes.count)
+                    }
+                    at += bytes.count
+                }
+            }
+        }
     }
 }

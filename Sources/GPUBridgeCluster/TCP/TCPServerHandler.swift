@@ -90,8 +90,7 @@ final class TCPServerHandler: ChannelInboundHandler {
                     if expected == 0 {
                         serve(request, traceContext, id: id, channel: channel)
                     } else {
-                        assemblies[id] = TCPAssembly(
-                            expected: expected, reserveAtMost: limits.chunkBytes, tag: (request, traceContext))
+                        assemblies[id] = TCPAssembly(expected: expected, tag: (request, traceContext))
                     }
                 } catch {
                     refuse(id, (error as? ClusterError)?.description ?? "malformed call: \(error)")
@@ -99,9 +98,9 @@ final class TCPServerHandler: ChannelInboundHandler {
             case .chunk:
                 guard var assembly = assemblies.removeValue(forKey: id) else { return }  // refused or abandoned
                 do {
-                    if try assembly.append(payload) {
+                    if let arguments = try assembly.append(payload) {
                         var (request, traceContext) = assembly.tag
-                        request.call.arguments = assembly.bytes
+                        request.call.arguments = arguments
                         serve(request, traceContext, id: id, channel: channel)
                     } else {
                         assemblies[id] = assembly

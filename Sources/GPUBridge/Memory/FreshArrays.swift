@@ -1,0 +1,52 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Arrays made for large values that are written once, right after they are made: the bytes of an actor call as they
+/// are encoded, assembled from the wire and decoded.
+///
+/// A fresh array of `hugePageBytes` or more is its own anonymous mapping (glibc maps every allocation over 32 MiB),
+/// so its first write faults in every page. On Linux such an array is advised as transparent huge pages
+/// (`MADV_HUGEPAGE` over the 2 MiB-aligned part of it) before anything is written to it: the first write then faults
+/// once per 2 MiB instead of once per 4 KiB. On the measured 2-core VM that took a 64 MiB actor-call round trip over
+/// TCP from about 300 ms to about 140 ms (docs/PERFORMANCE.md, "Large values on the wire"). The advice is only
+/// advice: a kernel without transparent huge pages, or one set to `never`, ignores it and the array is made as
+/// before. `GPUBRIDGE_HUGE_PAGES=off` turns it off.
+///
+/// Stateless; any thread may call it. It costs one `madvise` system call per large array and nothing for a small one.
+package enum FreshArrays {
+    /// Arrays of at least this many bytes are advised.
+    package static let hugePageBytes = 4 << 20
+    /// False when `GPUBRIDGE_HUGE_PAGES=off` was set when the process first made a large array.
+    package static let hugePagesAdvised: Bool = {
+        guard let raw = getenv("GPUBRIDGE_HUGE_PAGES") else { return true }
+        return String(cString: raw) != "off"
+    }()
+
+    /// An array of `count` elements that `initialize` writes in full (every byte of the buffer it is given).
+    package static func make<E: BitwiseCopyable>(
+        _: E.Type = E.self, count: Int, initialize: (UnsafeMutableRawBufferPointer) throws -> Void
+    ) rethrows -> [E] {
+        try [E](unsafeUninitializedCapacity: count) { buffer, initialized in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            if raw.count >= hugePageBytes, hugePagesAdvised { adviseHugePages(raw) }
+            try initialize(raw)
+            initialized = count
+        }
+    }
+
+    /// Asks the kernel for transparent huge pages over the 2 MiB-aligned part of `region`. Ignores a refusal: the
+    /// region is usable either way.
+    private static func adviseHugePages(_ region: UnsafeMutableRawBufferPointer) {
+        #if os(Linux)
+            guard let base = region.baseAddress else { return }
+            let huge = 2 << 20
+            let start = (Int(bitPattern: base) + huge - 1) / huge * huge
+            let end = (Int(bitPattern: base) + region.count) / huge * huge
+            guard end - start >= huge, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+            _ = madvise(pointer, end - start, MADV_HUGEPAGE)
+        #endif
+    }
+}
