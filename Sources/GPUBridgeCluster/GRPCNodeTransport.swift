@@ -143,7 +143,7 @@ public final class GRPCNodeTransport: NodeTransport {
         // The caller's trace context (this call's client span) goes with the call, so the node's spans join its trace.
         let metadata = Metadata.withCurrentTraceContext()
         let chunk = limits.chunkBytes
-        let maxBody = limits.maxCallBytes, maxMessage = limits.maxMessageBytes
+        let maxBody = limits.maxCallBytes
         let streamed = arguments.count > chunk
         let requestStream: StreamingClientRequest<Pieces>
         if streamed {
