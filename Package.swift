@@ -65,9 +65,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
+        .target(name: "CGPUBridgeVectorMath"),
         .target(
             name: "GPUBridge",
             dependencies: [
+                "CGPUBridgeVectorMath",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

@@ -26,16 +26,34 @@ private func floats(_ count: Int, _ lo: Float, _ hi: Float, seed: UInt64) -> [Fl
 
 @Suite("CPU vector math: exp, sums, dot products, maxima")
 struct CPUVectorMathTests {
-    static func exp16(_ values: [Float]) -> [Float] { values.map { CPUVectorMath.exp($0) } }
+    /// e^x by the Swift reference (`exp`) or by the C loop the softmax runs (`exponentials` with no shift).
+    enum ExpPath: String, CaseIterable, Sendable { case swift, vectorLoop }
 
-    @Test("exp is within 2 ulp of expf over the normal range, every 1/64 step and at the edges")
-    func expAccuracy() {
+    static func exp16(_ values: [Float], _ path: ExpPath = .swift) -> [Float] {
+        switch path {
+        case .swift:
+            return values.map { CPUVectorMath.exp($0) }
+        case .vectorLoop:
+            var out = [Float](repeating: 12_345, count: values.count)
+            values.withUnsafeBufferPointer { x in
+                out.withUnsafeMutableBufferPointer { y in
+                    _ = CPUVectorMath.exponentials(x.baseAddress!, y.baseAddress!, count: values.count, shift: 0)
+                }
+            }
+            return out
+        }
+    }
+
+    @Test(
+        "exp is within 2 ulp of expf over the normal range, every 1/64 step and at the edges",
+        arguments: ExpPath.allCases)
+    func expAccuracy(path: ExpPath) {
         let sweep = stride(from: Float(-87.3), through: 88.72, by: 1.0 / 64).map { $0 }
         let edges: [Float] = [
             0, -0.0, 1, -1, 1e-30, -1e-30, 88.72, 88.5, 88.376, 88.377, -87.33, -87.3, 0.693_147_2, -0.693_147_2,
         ]
         let inputs = sweep + edges
-        let got = Self.exp16(inputs)
+        let got = Self.exp16(inputs, path)
         var worst = (ulps: 0, x: Float(0))
         for (i, x) in inputs.enumerated() {
             let u = ulps(got[i], expf(x))
@@ -44,9 +62,9 @@ struct CPUVectorMathTests {
         #expect(worst.ulps <= 2, "worst: \(worst.ulps) ulp at x = \(worst.x)")
     }
 
-    @Test("exp outside the range: 0 below, infinity above, NaN for NaN")
-    func expEdges() {
-        let got = Self.exp16([-87.4, -100, -.infinity, 88.73, 1000, .infinity, .nan])
+    @Test("exp outside the range: 0 below, infinity above, NaN for NaN", arguments: ExpPath.allCases)
+    func expEdges(path: ExpPath) {
+        let got = Self.exp16([-87.4, -100, -.infinity, 88.73, 1000, .infinity, .nan], path)
         #expect(got[0] == 0 && got[1] == 0 && got[2] == 0)
         #expect(got[3] == .infinity && got[4] == .infinity && got[5] == .infinity)
         #expect(got[6].isNaN)
@@ -103,5 +121,28 @@ struct CPUVectorMathTests {
             let worst = (0..<cols).map { abs(Double(y[$0]) - want[$0]) }.max() ?? 0
             #expect(worst <= 1e-6, "cols \(cols): worst difference \(worst)")
         }
+    }
+
+    @Test(
+        "a softmax row in one call, in place or not, over lengths that leave every tail, matches the double reference")
+    func softmaxRowInOneCall() {
+        for cols in [1, 15, 16, 17, 1000, 4097, 20_000] {
+            let x = floats(cols, -30, 30, seed: UInt64(cols) + 7)
+            let want = HostReference.softmax(x, rows: 1, cols: cols)
+            var y = [Float](repeating: .nan, count: cols)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer {
+                    CPUVectorMath.softmaxRow(xp.baseAddress!, $0.baseAddress!, count: cols)
+                }
+            }
+            var inPlace = x
+            inPlace.withUnsafeMutableBufferPointer {
+                CPUVectorMath.softmaxRow($0.baseAddress!, $0.baseAddress!, count: cols)
+            }
+            let worst = (0..<cols).map { abs(Double(y[$0]) - want[$0]) }.max() ?? 0
+            #expect(worst <= 1e-6, "cols \(cols): worst difference \(worst)")
+            #expect(inPlace == y, "cols \(cols): in place differs")
+        }
+        #expect(["avx512f", "x86-64-v3", "baseline"].contains(CPUVectorMath.variant))
     }
 }

@@ -114,9 +114,7 @@ public enum BuiltinKernels {
             guard let xs = x.baseAddress, let ys = y.baseAddress else { return }
             for r in context.groups where r < rows {
                 let row = xs + r * cols, out = ys + r * cols
-                let m = CPUVectorMath.maximum(row, count: cols)
-                let sum = CPUVectorMath.exponentials(row, out, count: cols, shift: m)
-                CPUVectorMath.scale(out, count: cols, by: 1 / sum)
+                CPUVectorMath.softmaxRow(row, out, count: cols)
             }
         },
         KernelDefinition(

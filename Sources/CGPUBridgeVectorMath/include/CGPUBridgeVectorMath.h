@@ -1,0 +1,26 @@
+#ifndef CGPUBRIDGE_VECTOR_MATH_H
+#define CGPUBRIDGE_VECTOR_MATH_H
+
+/// Element-wise float loops of the CPU backend's built-in kernels, in C so that on x86-64 each is compiled for
+/// AVX-512, AVX2 + FMA and the baseline, and the best one the processor has is picked when the library is loaded
+/// (`target_clones`), as numpy does for its own loops. Pure functions of their arguments; any thread may call them.
+/// `x` and `y` may be the same array (each element is read before it is written), not partly overlapping ones.
+
+/// `y[i] = e^(x[i] - shift)` for `i < count`; returns the sum of the `y` (float lanes per block, blocks added in
+/// double). e^v is 0 below -87.33654, infinity above 88.72283, NaN for NaN, and within 2 ulp of `expf` between.
+double gb_cpu_exponentials(const float *x, float *y, long count, float shift);
+
+/// The largest of `x[0 ..< count]`, skipping NaN; -infinity when `count` is 0 or every element is NaN.
+float gb_cpu_maximum(const float *x, long count);
+
+/// `y[i] *= factor` for `i < count`.
+void gb_cpu_scale(float *y, long count, float factor);
+
+/// `y = softmax(x)` over one row of `count` floats: the maximum, the exponentials shifted by it and their sum, then
+/// `y` scaled by one over the sum.
+void gb_cpu_softmax_row(const float *x, float *y, long count);
+
+/// The name of the variant the loader picked for this processor: "avx512f", "x86-64-v3" or "baseline".
+const char *gb_cpu_vector_math_variant(void);
+
+#endif

@@ -1,0 +1,111 @@
+#include "CGPUBridgeVectorMath.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
+#define GB_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#else
+#define GB_CLONES
+#endif
+
+/// Lanes of the independent accumulators: one AVX-512 register of floats.
+#define GB_LANES 16
+/// Elements summed in float before the block's sum is added in double.
+#define GB_BLOCK 4096
+
+static inline float gb_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint32_t gb_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/// e^x without branches or calls, so that a loop over it vectorises: the same Cephes-style polynomial as
+/// `CPUVectorMath.exp` (range reduction by ln 2, degree-5 polynomial, exponent by bit arithmetic).
+static inline float gb_exp(float x) {
+    const float high = 88.72283f, low = -87.33654f;
+    float clamped = x < low ? low : x;
+    clamped = clamped > high ? high : clamped;
+    // n = round(x / ln2) by the 1.5 * 2^23 trick.
+    const float magic = 12582912.0f;
+    float shifted = clamped * 1.44269504f + magic;
+    float n = shifted - magic;
+    int32_t whole = (int32_t)(gb_bits(shifted) - gb_bits(magic));
+    // x = n ln2 + r, ln2 split in two parts so that n ln2 is exact.
+    float r = clamped - n * 0.693359375f;
+    r = r - n * -2.1219444e-4f;
+    float p = 1.98756915e-4f;
+    p = p * r + 1.39819995e-3f;
+    p = p * r + 8.3334519e-3f;
+    p = p * r + 4.16657959e-2f;
+    p = p * r + 1.66666655e-1f;
+    p = p * r + 5.00000012e-1f;
+    p = p * (r * r) + r + 1.0f;
+    // 2^n by the exponent bits; n = 128 scales by 2^127 and then by 2.
+    int32_t capped = whole < 127 ? whole : 127;
+    float result = p * gb_from_bits((uint32_t)(capped + 127) << 23);
+    result = whole > 127 ? result * 2.0f : result;
+    result = x < low ? 0.0f : result;
+    result = x > high ? INFINITY : result;
+    return x != x ? x : result;
+}
+
+GB_CLONES
+double gb_cpu_exponentials(const float *x, float *y, long count, float shift) {
+    for (long i = 0; i < count; i++) y[i] = gb_exp(x[i] - shift);
+    double total = 0;
+    for (long start = 0; start < count; start += GB_BLOCK) {
+        long end = count - start < GB_BLOCK ? count : start + GB_BLOCK;
+        float lanes[GB_LANES] = {0};
+        long i = start;
+        for (; i + GB_LANES <= end; i += GB_LANES)
+            for (int j = 0; j < GB_LANES; j++) lanes[j] += y[i + j];
+        float block = 0;
+        for (int j = 0; j < GB_LANES; j++) block += lanes[j];
+        for (; i < end; i++) block += y[i];
+        total += block;
+    }
+    return total;
+}
+
+GB_CLONES
+float gb_cpu_maximum(const float *x, long count) {
+    float lanes[GB_LANES];
+    for (int j = 0; j < GB_LANES; j++) lanes[j] = -INFINITY;
+    long i = 0;
+    for (; i + GB_LANES <= count; i += GB_LANES)
+        for (int j = 0; j < GB_LANES; j++) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
+    float m = -INFINITY;
+    for (int j = 0; j < GB_LANES; j++) m = lanes[j] > m ? lanes[j] : m;
+    for (; i < count; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+GB_CLONES
+void gb_cpu_scale(float *y, long count, float factor) {
+    for (long i = 0; i < count; i++) y[i] *= factor;
+}
+
+void gb_cpu_softmax_row(const float *x, float *y, long count) {
+    float m = gb_cpu_maximum(x, count);
+    double sum = gb_cpu_exponentials(x, y, count, m);
+    gb_cpu_scale(y, count, (float)(1.0 / sum));
+}
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
+const char *gb_cpu_vector_math_variant(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512f";
+    if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3";
+    return "baseline";
+}
+#else
+const char *gb_cpu_vector_math_variant(void) { return "baseline"; }
+#endif
