@@ -144,5 +144,7 @@ struct CPUVectorMathTests {
             #expect(inPlace == y, "cols \(cols): in place differs")
         }
         #expect(["avx512f", "x86-64-v3", "baseline"].contains(CPUVectorMath.variant))
+        let line = CPUBackendProvider().discover().details.first { $0.0 == "vector loops" }?.1
+        #expect(line?.hasPrefix(CPUVectorMath.variant + " ") == true, "\(line ?? "no vector loops line")")
     }
 }

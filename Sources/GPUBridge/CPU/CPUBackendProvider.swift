@@ -1,7 +1,8 @@
 /// Finds the CPU device. Always available.
 ///
 /// Its report says which `matmul` the device runs: a `blas` line naming the CBLAS found at run time
-/// (`BLASLibrary.shared`), or why none was found and that the built-in tiled kernel is used.
+/// (`BLASLibrary.shared`), or why none was found and that the built-in tiled kernel is used; and a `vector loops`
+/// line naming the instruction set the C loops of softmax run with (`CPUVectorMath.variant`).
 public struct CPUBackendProvider: BackendProvider {
     public init() {}
     public var backend: BackendKind { .cpu }
@@ -12,6 +13,7 @@ public struct CPUBackendProvider: BackendProvider {
             details: [
                 ("cores", String(device.cores)), ("alignment", "\(CPUBackend.alignment) bytes"),
                 ("blas", Self.blasSummary(BLASLibrary.shared)),
+                ("vector loops", "\(CPUVectorMath.variant) (softmax: maximum, exp, scale)"),
             ])
     }
 
