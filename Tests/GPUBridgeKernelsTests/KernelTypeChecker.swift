@@ -55,6 +55,10 @@
                 [
                     "-typecheck", "-swift-version", "6", "-diagnostic-style", "llvm",
                     "-I", products.appendingPathComponent("Modules").path,
+                    // GPUBridge's C loops: SwiftPM hands every dependent target this module map; so does the checker.
+                    "-Xcc",
+                    "-fmodule-map-file="
+                        + products.appendingPathComponent("CGPUBridgeVectorMath.build/module.modulemap").path,
                     "-load-plugin-executable", "\(plugin)#GPUBridgeKernelMacros", file.path,
                 ] + extraArguments
             let errors = Pipe()

@@ -1,4 +1,4 @@
-import CGPUBridgeVectorMath
+internal import CGPUBridgeVectorMath
 import Glibc
 
 /// The vector loops behind the CPU backend's built-in reductions, softmax and cosine scores.
