@@ -86,7 +86,9 @@ public enum WireCodec {
                 expected: body.count / stride * stride, actual: body.count)
         }
         return FreshArrays.make(E.self, count: body.count / stride) { out in
-            if let base = body.baseAddress { out.baseAddress!.copyMemory(from: base, byteCount: body.count) }
+            if let base = body.baseAddress, let to = out.baseAddress {
+                to.copyMemory(from: base, byteCount: body.count)
+            }
         }
     }
 }
