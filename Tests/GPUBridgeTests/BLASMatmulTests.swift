@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import GPUBridgeTestSupport
 import Testing
 
@@ -41,6 +42,23 @@ struct BLASMatmulTests {
 
     /// A CPU device with five cores: twenty chunks per split launch, so chunks start and end mid-row.
     static func device() throws -> Device { try Device(backend: CPUBackend(cores: 5)) }
+
+    @Test(
+        "a launch is split into one chunk per core for perCore, up to four per core for perGroup, covering every group",
+        arguments: [(SwiftKernel.Scheduling.perCore, 5), (.perGroup, 20)])
+    func chunksPerCore(scheduling: SwiftKernel.Scheduling, chunks: Int) async throws {
+        let device = try Self.device()
+        let seen = Mutex<[Range<Int>]>([])
+        let kernel = try device.compile(
+            KernelSource(name: "record_chunks", scheduling: scheduling) { context in
+                seen.withLock { $0.append(context.groups) }
+            })
+        try await device.enqueue(kernel, Launch(groups: Extent3(103), groupSize: Extent3(4)), arguments: []).wait()
+        let ranges = seen.withLock { $0 }.sorted { $0.lowerBound < $1.lowerBound }
+        #expect(ranges.count == chunks)
+        #expect(ranges.flatMap { Array($0) } == Array(0..<103))
+        #expect(try KernelCatalog().definition("matmul").swift?.scheduling == .perCore)
+    }
 
     @Test("a chunk's tiles are covered by at most three bands, each tile exactly once")
     func bandsCoverTheChunk() {

@@ -27,7 +27,8 @@ final class CPUProgram: KernelProgram {
         let items = groupCount * (launch.groupSize.x * launch.groupSize.y * launch.groupSize.z)
         let queued = monotonicNanoseconds()
         let small = kernel.scheduling == .perItem && items <= CPUBackend.inlineWorkItems
-        let chunks = small || backend.cores == 1 ? 1 : min(groupCount, backend.cores * 4)
+        let perCore = kernel.scheduling == .perCore ? 1 : 4
+        let chunks = small || backend.cores == 1 ? 1 : min(groupCount, backend.cores * perCore)
         let completion = Completion()
         let body = kernel.body
         let name = name

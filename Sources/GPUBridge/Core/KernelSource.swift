@@ -69,8 +69,12 @@ public final class SwiftKernel: Sendable {
         /// Work grows with the number of work-items: small launches run on the calling thread, large ones are split.
         case perItem
         /// Each group may do unbounded work (grid-stride loops, reductions): any launch of two or more groups is
-        /// split across the cores.
+        /// split across the cores, in up to four chunks per core so that uneven groups balance.
         case perGroup
+        /// Like `perGroup`, but split into one chunk per core and no more: for a body whose every call has a cost of
+        /// its own beyond its groups (a library call that packs its operands, as `matmul`'s `cblas_sgemm` does).
+        /// The groups should cost the same, since no chunk can take over another's.
+        case perCore
     }
 
     public let body: Body
