@@ -4,24 +4,30 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
-#define GB_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+/// On x86-64 each loop is compiled three times (`GB_VARIANT`): for AVX-512, for AVX2 + FMA and for the baseline, from
+/// one always-inlined body, and the first call picks the best the processor has (`gb_pick`). A dispatch of our own
+/// rather than `target_clones`: clones resolve through an `ifunc`, which the dynamic loader runs before a sanitizer's
+/// runtime is ready, and that crashed the ThreadSanitizer build at load.
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define GB_X86 1
 #else
-#define GB_CLONES
+#define GB_X86 0
 #endif
+
+#define GB_INLINE static inline __attribute__((always_inline))
 
 /// Lanes of the independent accumulators: one AVX-512 register of floats.
 #define GB_LANES 16
 /// Elements summed in float before the block's sum is added in double.
 #define GB_BLOCK 4096
 
-static inline float gb_from_bits(uint32_t u) {
+GB_INLINE float gb_from_bits(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
 }
 
-static inline uint32_t gb_bits(float f) {
+GB_INLINE uint32_t gb_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
@@ -29,7 +35,7 @@ static inline uint32_t gb_bits(float f) {
 
 /// e^x without branches or calls, so that a loop over it vectorises: the same Cephes-style polynomial as
 /// `CPUVectorMath.exp` (range reduction by ln 2, degree-5 polynomial, exponent by bit arithmetic).
-static inline float gb_exp(float x) {
+GB_INLINE float gb_exp(float x) {
     const float high = 88.72283f, low = -87.33654f;
     float clamped = x < low ? low : x;
     clamped = clamped > high ? high : clamped;
@@ -57,8 +63,7 @@ static inline float gb_exp(float x) {
     return x != x ? x : result;
 }
 
-GB_CLONES
-double gb_cpu_exponentials(const float *x, float *y, long count, float shift) {
+GB_INLINE double gb_exponentials_body(const float *x, float *y, long count, float shift) {
     for (long i = 0; i < count; i++) y[i] = gb_exp(x[i] - shift);
     double total = 0;
     for (long start = 0; start < count; start += GB_BLOCK) {
@@ -75,8 +80,7 @@ double gb_cpu_exponentials(const float *x, float *y, long count, float shift) {
     return total;
 }
 
-GB_CLONES
-float gb_cpu_maximum(const float *x, long count) {
+GB_INLINE float gb_maximum_body(const float *x, long count) {
     float lanes[GB_LANES];
     for (int j = 0; j < GB_LANES; j++) lanes[j] = -INFINITY;
     long i = 0;
@@ -88,24 +92,64 @@ float gb_cpu_maximum(const float *x, long count) {
     return m;
 }
 
-GB_CLONES
-void gb_cpu_scale(float *y, long count, float factor) {
+GB_INLINE void gb_scale_body(float *y, long count, float factor) {
     for (long i = 0; i < count; i++) y[i] *= factor;
 }
 
-void gb_cpu_softmax_row(const float *x, float *y, long count) {
-    float m = gb_cpu_maximum(x, count);
-    double sum = gb_cpu_exponentials(x, y, count, m);
-    gb_cpu_scale(y, count, (float)(1.0 / sum));
+/// One compiled variant of the loops.
+typedef struct {
+    double (*exponentials)(const float *, float *, long, float);
+    float (*maximum)(const float *, long);
+    void (*scale)(float *, long, float);
+    const char *name;
+} gb_variant;
+
+#define GB_VARIANT(suffix, attributes, label)                                                                         \
+    attributes static double gb_exponentials_##suffix(const float *x, float *y, long count, float shift) {           \
+        return gb_exponentials_body(x, y, count, shift);                                                             \
+    }                                                                                                                \
+    attributes static float gb_maximum_##suffix(const float *x, long count) { return gb_maximum_body(x, count); }  \
+    attributes static void gb_scale_##suffix(float *y, long count, float factor) { gb_scale_body(y, count, factor); } \
+    static const gb_variant gb_variant_##suffix = {                                                                  \
+        gb_exponentials_##suffix, gb_maximum_##suffix, gb_scale_##suffix, label};
+
+GB_VARIANT(baseline, , "baseline")
+#if GB_X86
+GB_VARIANT(avx2, __attribute__((target("avx2,fma"))), "avx2+fma")
+GB_VARIANT(avx512, __attribute__((target("avx512f"))), "avx512f")
+#endif
+
+/// The best variant for this processor, chosen on the first call (a race between first calls picks the same one).
+static const gb_variant *gb_pick(void) {
+    static const gb_variant *chosen;
+    const gb_variant *variant = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (variant) return variant;
+    variant = &gb_variant_baseline;
+#if GB_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        variant = &gb_variant_avx512;
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        variant = &gb_variant_avx2;
+    }
+#endif
+    __atomic_store_n(&chosen, variant, __ATOMIC_RELEASE);
+    return variant;
 }
 
-#if defined(__x86_64__) && defined(__linux__) && defined(__clang__)
-const char *gb_cpu_vector_math_variant(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return "avx512f";
-    if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3";
-    return "baseline";
+double gb_cpu_exponentials(const float *x, float *y, long count, float shift) {
+    return gb_pick()->exponentials(x, y, count, shift);
 }
-#else
-const char *gb_cpu_vector_math_variant(void) { return "baseline"; }
-#endif
+
+float gb_cpu_maximum(const float *x, long count) { return gb_pick()->maximum(x, count); }
+
+void gb_cpu_scale(float *y, long count, float factor) { gb_pick()->scale(y, count, factor); }
+
+void gb_cpu_softmax_row(const float *x, float *y, long count) {
+    const gb_variant *variant = gb_pick();
+    float m = variant->maximum(x, count);
+    double sum = variant->exponentials(x, y, count, m);
+    variant->scale(y, count, (float)(1.0 / sum));
+}
+
+const char *gb_cpu_vector_math_variant(void) { return gb_pick()->name; }

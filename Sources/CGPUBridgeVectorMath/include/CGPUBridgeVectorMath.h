@@ -2,8 +2,8 @@
 #define CGPUBRIDGE_VECTOR_MATH_H
 
 /// Element-wise float loops of the CPU backend's built-in kernels, in C so that on x86-64 each is compiled for
-/// AVX-512, AVX2 + FMA and the baseline, and the best one the processor has is picked when the library is loaded
-/// (`target_clones`), as numpy does for its own loops. Pure functions of their arguments; any thread may call them.
+/// AVX-512, AVX2 + FMA and the baseline, and the best one the processor has is picked on the first call, as numpy
+/// does for its own loops. Pure functions of their arguments; any thread may call them.
 /// `x` and `y` may be the same array (each element is read before it is written), not partly overlapping ones.
 
 /// `y[i] = e^(x[i] - shift)` for `i < count`; returns the sum of the `y` (float lanes per block, blocks added in
@@ -20,7 +20,7 @@ void gb_cpu_scale(float *y, long count, float factor);
 /// `y` scaled by one over the sum.
 void gb_cpu_softmax_row(const float *x, float *y, long count);
 
-/// The name of the variant the loader picked for this processor: "avx512f", "x86-64-v3" or "baseline".
+/// The name of the variant picked for this processor: "avx512f", "avx2+fma" or "baseline".
 const char *gb_cpu_vector_math_variant(void);
 
 #endif

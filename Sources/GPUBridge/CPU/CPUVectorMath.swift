@@ -86,7 +86,7 @@ enum CPUVectorMath {
         gb_cpu_softmax_row(x, y, count)
     }
 
-    /// Which compiled variant of the C loops this processor runs: "avx512f", "x86-64-v3" or "baseline".
+    /// Which compiled variant of the C loops this processor runs: "avx512f", "avx2+fma" or "baseline".
     static var variant: String { String(cString: gb_cpu_vector_math_variant()) }
 
     /// The dot product of two short vectors `a[0 ..< count]` and `b[0 ..< count]` (a row of a matrix), in float.
