@@ -44,16 +44,19 @@ struct BLASMatmulTests {
     static func device() throws -> Device { try Device(backend: CPUBackend(cores: 5)) }
 
     @Test(
-        "a launch is split into one chunk per core for perCore, up to four per core for perGroup, covering every group",
-        arguments: [(SwiftKernel.Scheduling.perCore, 5), (.perGroup, 20)])
-    func chunksPerCore(scheduling: SwiftKernel.Scheduling, chunks: Int) async throws {
+        "perCore: one chunk per core, or one on the calling thread when small; perGroup: up to four per core",
+        arguments: [
+            (SwiftKernel.Scheduling.perCore, 512, 5), (.perGroup, 512, 20), (.perCore, 4, 1), (.perGroup, 4, 20),
+        ])
+    func chunksPerCore(scheduling: SwiftKernel.Scheduling, groupSize: Int, chunks: Int) async throws {
         let device = try Self.device()
         let seen = Mutex<[Range<Int>]>([])
         let kernel = try device.compile(
             KernelSource(name: "record_chunks", scheduling: scheduling) { context in
                 seen.withLock { $0.append(context.groups) }
             })
-        try await device.enqueue(kernel, Launch(groups: Extent3(103), groupSize: Extent3(4)), arguments: []).wait()
+        let launch = Launch(groups: Extent3(103), groupSize: Extent3(groupSize))
+        try await device.enqueue(kernel, launch, arguments: []).wait()
         let ranges = seen.withLock { $0 }.sorted { $0.lowerBound < $1.lowerBound }
         #expect(ranges.count == chunks)
         #expect(ranges.flatMap { Array($0) } == Array(0..<103))

@@ -26,7 +26,7 @@ final class CPUProgram: KernelProgram {
         let groupCount = launch.groups.x * launch.groups.y * launch.groups.z
         let items = groupCount * (launch.groupSize.x * launch.groupSize.y * launch.groupSize.z)
         let queued = monotonicNanoseconds()
-        let small = kernel.scheduling == .perItem && items <= CPUBackend.inlineWorkItems
+        let small = kernel.scheduling != .perGroup && items <= CPUBackend.inlineWorkItems
         let perCore = kernel.scheduling == .perCore ? 1 : 4
         let chunks = small || backend.cores == 1 ? 1 : min(groupCount, backend.cores * perCore)
         let completion = Completion()

@@ -71,9 +71,10 @@ public final class SwiftKernel: Sendable {
         /// Each group may do unbounded work (grid-stride loops, reductions): any launch of two or more groups is
         /// split across the cores, in up to four chunks per core so that uneven groups balance.
         case perGroup
-        /// Like `perGroup`, but split into one chunk per core and no more: for a body whose every call has a cost of
-        /// its own beyond its groups (a library call that packs its operands, as `matmul`'s `cblas_sgemm` does).
-        /// The groups should cost the same, since no chunk can take over another's.
+        /// Small launches run on the calling thread, as `perItem`; larger ones are split into one chunk per core and
+        /// no more: for a body whose every call has a cost of its own beyond its groups (a library call that packs
+        /// its operands, as `matmul`'s `cblas_sgemm` does). The groups should cost the same, since no chunk can take
+        /// over another's.
         case perCore
     }
 
