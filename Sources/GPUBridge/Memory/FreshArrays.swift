@@ -11,8 +11,8 @@
 /// freed), so its first write faults in every page. On Linux an array of `hugePageBytes` or more is advised as
 /// transparent huge pages (`MADV_HUGEPAGE` over the 2 MiB-aligned part of it) before anything is written to it: the
 /// first write then faults once per 2 MiB instead of once per 4 KiB. Pages the process already had (a block glibc
-/// reused) are not affected. On the measured 2-core VM a 64 MiB actor-call round trip over TCP took 200 to 290 ms
-/// with the advice and 340 to 420 ms without it, in alternating runs (docs/PERFORMANCE.md, "Large values on the
+/// reused) are not affected. On the measured 2-core VM a 64 MiB actor-call round trip over TCP took 200 to 295 ms
+/// with the advice and 340 to 520 ms without it, in alternating runs (docs/PERFORMANCE.md, "Large values on the
 /// wire"). The advice is only
 /// advice: a kernel without transparent huge pages, or one set to `never`, ignores it and the array is made as
 /// before. `GPUBRIDGE_HUGE_PAGES=off` turns it off.
