@@ -13,9 +13,8 @@
 /// first write then faults once per 2 MiB instead of once per 4 KiB. Pages the process already had (a block glibc
 /// reused) are not affected. On the measured 2-core VM a 64 MiB actor-call round trip over TCP took 200 to 295 ms
 /// with the advice and 340 to 520 ms without it, in alternating runs (docs/PERFORMANCE.md, "Large values on the
-/// wire"). The advice is only
-/// advice: a kernel without transparent huge pages, or one set to `never`, ignores it and the array is made as
-/// before. `GPUBRIDGE_HUGE_PAGES=off` turns it off.
+/// wire"). The advice is only advice: a kernel without transparent huge pages, or one set to `never`, ignores it and
+/// the array is made as before. `GPUBRIDGE_HUGE_PAGES=off` turns it off.
 ///
 /// Stateless; any thread may call it. It costs one `madvise` system call per large array and nothing for a small one.
 package enum FreshArrays {
