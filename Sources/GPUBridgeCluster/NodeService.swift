@@ -117,7 +117,8 @@ struct NodeService: RegistrableRPCService {
         while received < expected, let chunk = try await next() {
             guard chunk.count <= expected - received else {
                 throw ClusterError.malformedMessage(
-                    what: what, detail: "more than the \(expected) bytes its header says")
+                    what: what,
+                    detail: "\(chunk.count) bytes after \(received): more than the \(expected) bytes its header says")
             }
             chunks.append(chunk[...])
             received += chunk.count
@@ -126,17 +127,7 @@ struct NodeService: RegistrableRPCService {
             throw ClusterError.malformedMessage(what: what, detail: "\(received) bytes, header says \(expected)")
         }
         if chunks.count == 1 { return Array(initial) }
-        return FreshArrays.make(UInt8.self, count: expected) { out in
-            var at = 0
-            for chunk in chunks {
-                chunk.withUnsafeBytes { bytes in
-                    if let base = bytes.baseAddress {
-                        (out.baseAddress! + at).copyMemory(from: base, byteCount: bytes.count)
-                    }
-                    at += bytes.count
-                }
-            }
-        }
+        return FreshArrays.joining(count: expected) { copy in for chunk in chunks { chunk.withUnsafeBytes(copy) } }
     }
 
     /// Runs `parse`; a frame it refuses becomes an `invalidArgument` status carrying the reason (the caller sees which

@@ -52,7 +52,9 @@ struct WireCodecTests {
         #expect(left == 0)
     }
 
-    @Test("FreshArrays.make hands its closure every byte of the array, large or small, and rethrows")
+    @Test(
+        "FreshArrays.make hands its closure every byte of the array, large or small, and rethrows; joining copies parts in order"
+    )
     func freshArrays() throws {
         for count in [0, 1, 4095, FreshArrays.hugePageBytes + 3] {
             let made = FreshArrays.make(UInt32.self, count: count) { raw in
@@ -62,6 +64,14 @@ struct WireCodecTests {
             #expect(made.count == count)
             #expect(made.enumerated().allSatisfy { UInt32($0.offset) == $0.element })
         }
+        let parts: [[UInt8]] = [[1, 2], [], [3, 4, 5], [6]]
+        #expect(
+            FreshArrays.joining(count: 6) { copy in for p in parts { p.withUnsafeBytes(copy) } } == [1, 2, 3, 4, 5, 6])
+        #expect(FreshArrays.joining(count: 4) { copy in for p in parts { p.withUnsafeBytes(copy) } } == [1, 2, 3, 4])
+        #expect(
+            FreshArrays.joining(count: 8) { copy in for p in parts { p.withUnsafeBytes(copy) } } == [
+                1, 2, 3, 4, 5, 6, 0, 0,
+            ])
         struct Stop: Error {}
         #expect(throws: Stop.self) { _ = try FreshArrays.make(UInt8.self, count: 16) { _ in throw Stop() } }
     }

@@ -38,6 +38,24 @@ package enum FreshArrays {
         }
     }
 
+    /// One array of `count` bytes: the parts `parts` hands to its callback, copied in order. The parts must hold
+    /// `count` bytes together; bytes past `count` are not copied, and a shortfall is left zero.
+    package static func joining(
+        count: Int, _ parts: ((UnsafeRawBufferPointer) -> Void) -> Void
+    ) -> [UInt8] {
+        make(UInt8.self, count: count) { out in
+            var at = 0
+            parts { bytes in
+                let n = min(bytes.count, out.count - at)
+                if n > 0, let base = bytes.baseAddress { (out.baseAddress! + at).copyMemory(from: base, byteCount: n) }
+                at += n
+            }
+            if at < out.count {
+                (out.baseAddress! + at).initializeMemory(as: UInt8.self, repeating: 0, count: out.count - at)
+            }
+        }
+    }
+
     /// Asks the kernel for transparent huge pages over the 2 MiB-aligned part of `region`. Ignores a refusal: the
     /// region is usable either way.
     private static func adviseHugePages(_ region: UnsafeMutableRawBufferPointer) {

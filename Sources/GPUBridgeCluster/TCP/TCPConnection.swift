@@ -220,23 +220,15 @@ struct TCPAssembly<Tag> {
     /// Takes a chunk; returns the whole value once every announced byte has come, and nil before.
     mutating func append(_ chunk: ByteBuffer) throws -> [UInt8]? {
         guard chunk.readableBytes <= expected - received else {
-            throw ClusterError.malformedMessage(what: "chunk", detail: "more than the \(expected) bytes its head said")
+            throw ClusterError.malformedMessage(
+                what: "chunk",
+                detail: "\(chunk.readableBytes) bytes after \(received): more than the \(expected) bytes its head said")
         }
         chunks.append(chunk)
         received += chunk.readableBytes
         guard received == expected else { return nil }
         let parts = chunks
         chunks = []
-        return FreshArrays.make(UInt8.self, count: expected) { out in
-            var at = 0
-            for part in parts {
-                part.withUnsafeReadableBytes { bytes in
-                    if let base = bytes.baseAddress {
-                        (out.baseAddress! + at).copyMemory(from: base, byteCount: bytes.count)
-                    }
-                    at += bytes.count
-                }
-            }
-        }
+        return FreshArrays.joining(count: expected) { copy in for part in parts { part.withUnsafeReadableBytes(copy) } }
     }
 }
