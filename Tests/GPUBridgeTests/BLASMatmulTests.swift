@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 import GPUBridgeTestSupport
 import Testing
 
@@ -42,26 +41,6 @@ struct BLASMatmulTests {
 
     /// A CPU device with five cores: twenty chunks per split launch, so chunks start and end mid-row.
     static func device() throws -> Device { try Device(backend: CPUBackend(cores: 5)) }
-
-    @Test(
-        "perCore: one chunk per core, or one on the calling thread when small; perGroup: up to four per core",
-        arguments: [
-            (SwiftKernel.Scheduling.perCore, 512, 5), (.perGroup, 512, 20), (.perCore, 4, 1), (.perGroup, 4, 20),
-        ])
-    func chunksPerCore(scheduling: SwiftKernel.Scheduling, groupSize: Int, chunks: Int) async throws {
-        let device = try Self.device()
-        let seen = Mutex<[Range<Int>]>([])
-        let kernel = try device.compile(
-            KernelSource(name: "record_chunks", scheduling: scheduling) { context in
-                seen.withLock { $0.append(context.groups) }
-            })
-        let launch = Launch(groups: Extent3(103), groupSize: Extent3(groupSize))
-        try await device.enqueue(kernel, launch, arguments: []).wait()
-        let ranges = seen.withLock { $0 }.sorted { $0.lowerBound < $1.lowerBound }
-        #expect(ranges.count == chunks)
-        #expect(ranges.flatMap { Array($0) } == Array(0..<103))
-        #expect(try KernelCatalog().definition("matmul").swift?.scheduling == .perCore)
-    }
 
     @Test("a chunk's tiles are covered by at most three bands, each tile exactly once")
     func bandsCoverTheChunk() {

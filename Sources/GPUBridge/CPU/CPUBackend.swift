@@ -22,6 +22,11 @@ public final class CPUBackend: DeviceBackend {
     public static let inlineWorkItems = 1 << 15
     /// Copies and fills of at most this many bytes run on the calling thread when the queue is idle.
     public static let inlineBytes = 1 << 20
+    /// Launches of a `perByte` kernel whose buffer arguments hold at most this many bytes run in one chunk on the
+    /// calling thread when the queue is idle. Measured on a 2-core VM: the hand-off to the workers and back costs
+    /// about 40 to 50 µs, and one core reads 2 MiB in about 35 µs from its cache and 100 µs from memory, where two
+    /// cores after the hand-off take about the same (docs/PERFORMANCE.md, "Small launches on the calling thread").
+    public static let inlinePassBytes = 2 << 20
     /// The device's in-order queue.
     let queue: CPUCommandQueue
     /// Alignment of every allocation, in bytes (a cache line, and enough for any SIMD type).

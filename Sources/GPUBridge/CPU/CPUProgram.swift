@@ -4,8 +4,8 @@ import Synchronization
 /// A Swift kernel ready to run on the CPU backend.
 ///
 /// Owned by the `Kernel`s made from it; any thread may enqueue it. Each launch is one command on the backend's
-/// `CPUCommandQueue`: small launches run on the calling thread when the queue is idle, larger ones on the queue's
-/// worker, split across the cores.
+/// `CPUCommandQueue`: small launches (by work-items, or by buffer bytes for `perByte` kernels) run in one chunk on the
+/// calling thread when the queue is idle, larger ones on the queue's worker, split across the cores.
 final class CPUProgram: KernelProgram {
     let kernel: SwiftKernel
     let entryPoint: String
@@ -26,7 +26,12 @@ final class CPUProgram: KernelProgram {
         let groupCount = launch.groups.x * launch.groups.y * launch.groups.z
         let items = groupCount * (launch.groupSize.x * launch.groupSize.y * launch.groupSize.z)
         let queued = monotonicNanoseconds()
-        let small = kernel.scheduling != .perGroup && items <= CPUBackend.inlineWorkItems
+        let small =
+            switch kernel.scheduling {
+            case .perItem, .perCore: items <= CPUBackend.inlineWorkItems
+            case .perGroup: false
+            case .perByte: Self.bufferBytes(arguments) <= CPUBackend.inlinePassBytes
+            }
         let perCore = kernel.scheduling == .perCore ? 1 : 4
         let chunks = small || backend.cores == 1 ? 1 : min(groupCount, backend.cores * perCore)
         let completion = Completion()
@@ -63,6 +68,13 @@ final class CPUProgram: KernelProgram {
             }
         }
         return completion
+    }
+
+    /// The bytes of the launch's buffer arguments.
+    static func bufferBytes(_ arguments: [ResolvedArgument]) -> Int {
+        var bytes = 0
+        for case let .memory(region) in arguments { bytes += region.byteCount }
+        return bytes
     }
 
     static func wrap(_ error: any Error, _ name: String) -> GPUBridgeError {

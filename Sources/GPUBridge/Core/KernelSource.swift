@@ -76,6 +76,11 @@ public final class SwiftKernel: Sendable {
         /// its operands, as `matmul`'s `cblas_sgemm` does). The groups should cost the same, since no chunk can take
         /// over another's.
         case perCore
+        /// Work grows with the bytes of the launch's buffer arguments: one pass over them (reductions, one row per
+        /// group, histograms). When the buffers hold at most `CPUBackend.inlinePassBytes` and the queue is idle, the
+        /// launch runs in one chunk on the calling thread, since such a pass takes less than handing it to the
+        /// workers; larger ones are split as `perGroup`.
+        case perByte
     }
 
     public let body: Body

@@ -61,7 +61,7 @@ public enum BuiltinKernels {
                 .buffer("y", Float.self, extent: .argument(3), access: .readOnly),
                 .buffer("partial", Float.self, extent: .any), .scalar(name: "n", type: .int32),
             ],
-            portableText: BuiltinKernelText.dotPartial, entryPoint: "gb_dot_partial", scheduling: .perGroup
+            portableText: BuiltinKernelText.dotPartial, entryPoint: "gb_dot_partial", scheduling: .perByte
         ) { context in
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
             let partial = try context.buffer(2, as: Float.self)
@@ -79,7 +79,7 @@ public enum BuiltinKernels {
                 .buffer("partial", Float.self, extent: .any),
                 .scalar(name: "n", type: .int32),
             ],
-            portableText: BuiltinKernelText.sumPartial, entryPoint: "gb_sum_partial", scheduling: .perGroup
+            portableText: BuiltinKernelText.sumPartial, entryPoint: "gb_sum_partial", scheduling: .perByte
         ) { context in
             let x = try context.buffer(0, as: Float.self)
             let partial = try context.buffer(1, as: Float.self)
@@ -107,7 +107,7 @@ public enum BuiltinKernels {
                 .buffer("x", Float.self, extent: .any, access: .readOnly), .buffer("y", Float.self, extent: .any),
                 .scalar(name: "rows", type: .int32), .scalar(name: "cols", type: .int32),
             ],
-            portableText: BuiltinKernelText.softmaxRows, entryPoint: "gb_softmax_rows", scheduling: .perGroup
+            portableText: BuiltinKernelText.softmaxRows, entryPoint: "gb_softmax_rows", scheduling: .perByte
         ) { context in
             let x = try context.buffer(0, as: Float.self), y = try context.buffer(1, as: Float.self)
             let rows = try context.integer(2), cols = try context.integer(3)
@@ -166,7 +166,7 @@ public enum BuiltinKernels {
                 .buffer("outScore", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
                 .scalar(name: "rows", type: .int32), .scalar(name: "k", type: .int32),
             ],
-            portableText: BuiltinKernelText.topkSelect, entryPoint: "gb_topk_select", scheduling: .perGroup
+            portableText: BuiltinKernelText.topkSelect, entryPoint: "gb_topk_select", scheduling: .perByte
         ) { context in
             let scores = try context.buffer(0, as: Float.self)
             let outIndex = try context.buffer(1, as: Int32.self), outScore = try context.buffer(2, as: Float.self)
@@ -207,7 +207,7 @@ public enum BuiltinKernels {
                 .scalar(name: "n", type: .int32), .scalar(name: "bins", type: .int32),
                 .scalar(name: "lo", type: .float32), .scalar(name: "hi", type: .float32),
             ],
-            portableText: BuiltinKernelText.histogram, entryPoint: "gb_histogram", scheduling: .perGroup
+            portableText: BuiltinKernelText.histogram, entryPoint: "gb_histogram", scheduling: .perByte
         ) { context in
             let values = try context.buffer(0, as: Float.self), counts = try context.buffer(1, as: UInt32.self)
             let n = try context.integer(2), bins = try context.integer(3)
