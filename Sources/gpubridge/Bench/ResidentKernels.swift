@@ -1,7 +1,7 @@
 import GPUBridge
 
 extension Suites {
-    /// Sum, softmax and cosine top-k on inputs already in device memory: the kernels' own work (with the small
+    /// Sum, softmax, cosine top-k and matmul 512 on inputs already in device memory: the kernels' own work (with the small
     /// results read back; softmax leaves its output on the device), the figure to hold against numpy working on arrays
     /// in memory. The same sizes and inputs as the end-to-end figures; every result is checked against the host.
     func residentKernels(_ device: Device) async throws -> [Figure] {
@@ -83,6 +83,34 @@ extension Suites {
                     note: note + " (8 queries x 64 dims, k = 10)"
                 ) { 6 * Double(queryCount * dim * matrixRows) / $0 / 1e9 })
         }
+
+        // matmul 512: A and B already on the device, C left there (numpy's `a @ b` reads its operands in memory and
+        // writes a new array); C is read back once, after the samples, and checked against the host product.
+        let side = 512
+        progress.say("kernel matmul size \(side), resident, on \(device.id)")
+        let a = values.floats(side * side, -1, 1), b = values.floats(side * side, -1, 1)
+        let aBuffer = try device.makeBuffer(copying: a), bBuffer = try device.makeBuffer(copying: b)
+        let cBuffer = try device.makeBuffer(copying: [Float](repeating: .nan, count: side * side))
+        let matmul = try catalog.kernel("matmul", on: device)
+        let tiles = (side + 15) / 16
+        let matmulSamples = try await sample(repeats: repeats) {
+            try await device.launch(
+                matmul, Launch(groups: Extent3(tiles, tiles), groupSize: Extent3(16, 16)),
+                arguments: [
+                    .buffer(aBuffer), .buffer(bBuffer), .buffer(cBuffer), .int32(Int32(side)), .int32(Int32(side)),
+                    .int32(Int32(side)),
+                ])
+        }
+        let product = try cBuffer.toArray(), wanted = HostReference.matmul(a, b, m: side, n: side, k: side)
+        figures.append(
+            figure(
+                "kernels", "matmul size \(side), resident", device: device, unit: "GFLOP/s", size: side,
+                sizeUnit: "size", samples: matmulSamples,
+                verified: (0..<product.count).allSatisfy {
+                    abs(Double(product[$0]) - wanted[$0]) <= 1e-3 * (1 + abs(wanted[$0]))
+                },
+                note: "inputs already in device memory, the product left there"
+            ) { 2 * Double(side * side * side) / $0 / 1e9 })
         return figures
     }
 }
