@@ -105,13 +105,22 @@ struct ProcessClusterTests {
                 let ready = try HTTPGet.fetch(host: "127.0.0.1", port: ports[i], path: "/health/ready")
                 #expect(ready.status == 200, "\(ready.body)")
             }
-            // Any node's cluster API lists all three, Active.
-            let view = try HTTPGet.fetch(host: "127.0.0.1", port: ports[1], path: "/api/v1/cluster")
+            // Any node's cluster API lists all three, Active. It shows that node's view, read from the table once a
+            // round (300 ms here), so a node that became Active after the last read still shows as Joining there
+            // until the next round: wait a few rounds for it.
+            var view = try HTTPGet.fetch(host: "127.0.0.1", port: ports[1], path: "/api/v1/cluster")
+            func activeCount() -> Int { view.body.components(separatedBy: #""status":"Active""#).count - 1 }
+            let allActive = await eventually(timeout: .seconds(10)) {
+                guard activeCount() < 3 else { return true }
+                view = (try? HTTPGet.fetch(host: "127.0.0.1", port: ports[1], path: "/api/v1/cluster")) ?? view
+                return activeCount() == 3
+            }
+            #expect(allActive, "\(view.body)")
             #expect(view.status == 200)
             for id in ids {
                 #expect(view.body.contains(#""host":"\#(id.host)","port":\#(id.port)"#), "\(id) missing: \(view.body)")
             }
-            #expect(view.body.components(separatedBy: #""status":"Active""#).count - 1 == 3)
+            #expect(activeCount() == 3, "\(view.body)")
             // ... with each node's devices, from the shared table (what the dashboard's cluster table shows).
             #expect(view.body.components(separatedBy: #""id":"cpu:0""#).count - 1 == 3, "\(view.body)")
         }
