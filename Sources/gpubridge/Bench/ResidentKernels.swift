@@ -1,9 +1,10 @@
 import GPUBridge
 
 extension Suites {
-    /// Sum, softmax, cosine top-k and matmul 512 on inputs already in device memory: the kernels' own work (with the small
-    /// results read back; softmax leaves its output on the device), the figure to hold against numpy working on arrays
-    /// in memory. The same sizes and inputs as the end-to-end figures; every result is checked against the host.
+    /// Sum, softmax, cosine top-k and matmul 512 on inputs already in device memory: the kernels' own work (with the
+    /// small results read back; softmax and matmul leave their output on the device), the figure to hold against numpy
+    /// working on arrays in memory. The same sizes and inputs as the end-to-end figures; every result is checked
+    /// against the host.
     func residentKernels(_ device: Device) async throws -> [Figure] {
         var figures: [Figure] = []
         let catalog = KernelCatalog()
