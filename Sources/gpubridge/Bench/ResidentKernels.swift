@@ -93,6 +93,8 @@ extension Suites {
         let aBuffer = try device.makeBuffer(copying: a), bBuffer = try device.makeBuffer(copying: b)
         let cBuffer = try device.makeBuffer(copying: [Float](repeating: .nan, count: side * side))
         let matmul = try catalog.kernel("matmul", on: device)
+        // The built-in matmul's launch: one group of 16 x 16 work-items per 16 x 16 tile of C (a shape that did not
+        // cover C would fail the check below).
         let tiles = (side + 15) / 16
         let matmulSamples = try await sample(repeats: repeats) {
             try await device.launch(
