@@ -115,6 +115,30 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         return Buffer(unchecked: try makeRawBuffer(byteCount: bytes))
     }
 
+    /// A read-only buffer over the elements of `values` themselves, with no copy, on a device whose kernels address
+    /// host memory directly (the CPU backend); nil on any other device, where the caller copies as before.
+    ///
+    /// Only for kernels that read the buffer and never write it: the bytes are the array's storage, which other
+    /// copies of the array share. A launch passing it to a parameter not declared `.readOnly`, and any copy or fill
+    /// into it, fails with `invalidArgument`. The built-in operations (`Operations`) use it for their inputs, so that
+    /// on the CPU backend a sum or a matmul reads the caller's arrays in place, as numpy does, instead of uploading
+    /// them first. Cost: no allocation in the pool and no copy; one retain of the array.
+    ///
+    /// Why the storage cannot move or change while the buffer lives: the buffer's owner holds a copy of `values`, so
+    /// the storage object stays allocated (an array's elements never move while its storage lives), and its reference
+    /// count stays above one while the caller holds the array too, so a mutation through any other copy copies the
+    /// storage first instead of writing to it. Nothing writes through the owner's copy. A non-empty array's storage is
+    /// its own (only the empty array's is shared, and `values` must not be empty).
+    package func borrowBuffer<Element: BitwiseCopyable & Sendable>(_ values: [Element]) -> Buffer<Element>? {
+        guard id.backend == .cpu, !values.isEmpty else { return nil }
+        let byteCount = values.count * MemoryLayout<Element>.stride
+        let address = values.withUnsafeBytes { UInt64(UInt(bitPattern: $0.baseAddress!)) }
+        let owner = BlockOwner(
+            borrowing: DeviceRegion(handle: address, offset: 0, byteCount: byteCount), from: values)
+        return Buffer(
+            unchecked: RawBuffer(device: self, owner: owner, parent: nil, offset: 0, byteCount: byteCount))
+    }
+
     /// Allocates a buffer holding a copy of `values` (a synchronous upload).
     public func makeBuffer<Element: BitwiseCopyable>(copying values: [Element]) throws(GPUBridgeError) -> Buffer<
         Element
@@ -296,6 +320,16 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
                     throw .wrongDevice(
                         name: "argument \(index) of '\(kernel.name)'", expected: names.expected,
                         actual: names.actual)
+                }
+                if buffer.isReadOnly {
+                    guard let declared = kernel.parameters,
+                        case .buffer(_, _, _, .readOnly) = declared[index]
+                    else {
+                        throw .invalidArgument(
+                            name: "argument \(index) of '\(kernel.name)'",
+                            value: "\(buffer), read-only memory borrowed from an array",
+                            limit: "a parameter the kernel declares .readOnly")
+                    }
                 }
                 if let declared = kernel.parameters {
                     guard case let .buffer(name, elementSize, extent, _) = declared[index] else {

@@ -1,17 +1,28 @@
 import Tracing
 
-/// Owns one pool block; returns it to the pool when the last buffer or view over it goes away.
+/// Owns one pool block, and returns it to the pool when the last buffer or view over it goes away; or keeps borrowed
+/// host memory alive (`Device.borrowBuffer`), which goes back to no pool.
 final class BlockOwner: Sendable {
-    let pool: BufferPool
+    /// The pool the block came from; nil for borrowed memory.
+    let pool: BufferPool?
     let block: PoolBlock
+    /// What owns borrowed bytes (an array, whose storage they are), held as long as any buffer over them.
+    let lender: (any Sendable)?
 
     init(pool: BufferPool, block: PoolBlock) {
         self.pool = pool
         self.block = block
+        self.lender = nil
+    }
+
+    init(borrowing region: DeviceRegion, from lender: any Sendable) {
+        self.pool = nil
+        self.block = PoolBlock(region: region, requestedBytes: region.byteCount)
+        self.lender = lender
     }
 
     // The owner is the block's one holder and releases it once, so the pool cannot refuse it.
-    deinit { try? pool.release(block) }
+    deinit { if let pool { try? pool.release(block) } }
 }
 
 /// Untyped device memory: a whole pooled allocation or a view (offset + length) of one.
@@ -56,6 +67,19 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     /// Whether this buffer is a view of another.
     public var isView: Bool { parent != nil }
 
+    /// Whether the bytes are borrowed from an array (`Device.borrowBuffer`): kernels may only read them, through
+    /// parameters declared `.readOnly`, and nothing may copy or fill into them.
+    package var isReadOnly: Bool { owner.pool == nil }
+
+    /// Throws unless this buffer may be written.
+    private func checkWritable(_ name: String) throws(GPUBridgeError) {
+        guard !isReadOnly else {
+            throw .invalidArgument(
+                name: name, value: "\(self), read-only memory borrowed from an array",
+                limit: "a buffer allocated on \(device.id)")
+        }
+    }
+
     /// A view of `byteCount` bytes starting `offset` bytes into this buffer. It keeps this buffer's memory alive and
     /// can be passed to kernels; the offset must meet the device's view alignment (1 on CPU and CUDA; OpenCL's base
     /// address alignment).
@@ -79,6 +103,7 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     /// Copies `source` into this buffer at `offset` and returns when done (blocks the calling thread like
     /// `cudaMemcpy`; use `enqueueCopy(from:HostBuffer...)` for asynchronous work).
     public func copy(from source: UnsafeRawBufferPointer, toOffset offset: Int = 0) throws(GPUBridgeError) {
+        try checkWritable("destination")
         try checkRange(name: "destination", offset: offset, length: source.count, limit: byteCount)
         guard source.count > 0 else { return }
         try traced(SpanNames.copy, attributes: { copyAttributes(&$0, direction: "to_device", bytes: source.count) }) {
@@ -116,6 +141,7 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     public func enqueueCopy(from host: HostBuffer, hostOffset: Int = 0, toOffset offset: Int = 0, byteCount: Int? = nil)
         throws(GPUBridgeError) -> Completion
     {
+        try checkWritable("destination")
         let length =
             byteCount ?? min(remaining(host.byteCount, after: hostOffset), remaining(self.byteCount, after: offset))
         try checkRange(name: "host", offset: hostOffset, length: length, limit: host.byteCount)
@@ -136,6 +162,7 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     public func enqueueCopy(copying source: UnsafeRawBufferPointer, toOffset offset: Int = 0) throws(GPUBridgeError)
         -> Completion
     {
+        try checkWritable("destination")
         try checkRange(name: "destination", offset: offset, length: source.count, limit: byteCount)
         guard source.count > 0 else { return Completion(finished: .success(nil)) }
         device.metrics.bytesCopied.increment(by: source.count)
@@ -173,6 +200,7 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
             let names = Device.names(expected: device, actual: source.device)
             throw .wrongDevice(name: "source", expected: names.expected, actual: names.actual)
         }
+        try checkWritable("destination")
         let length =
             byteCount ?? min(remaining(source.byteCount, after: sourceOffset), remaining(self.byteCount, after: offset))
         try checkRange(name: "source", offset: sourceOffset, length: length, limit: source.byteCount)
@@ -189,6 +217,7 @@ public final class RawBuffer: Sendable, CustomStringConvertible {
     public func enqueueFill(pattern: [UInt8], offset: Int = 0, byteCount: Int? = nil) throws(GPUBridgeError)
         -> Completion
     {
+        try checkWritable("destination")
         guard [1, 2, 4, 8].contains(pattern.count) else {
             throw .invalidArgument(name: "pattern.count", value: String(pattern.count), limit: "1, 2, 4 or 8 bytes")
         }

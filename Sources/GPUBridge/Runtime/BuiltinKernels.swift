@@ -96,7 +96,7 @@ public enum BuiltinKernels {
                 .buffer("C", Float.self, extent: .any), .scalar(name: "M", type: .int32),
                 .scalar(name: "N", type: .int32), .scalar(name: "K", type: .int32),
             ],
-            portableText: BuiltinKernelText.matmul, entryPoint: "gb_matmul", scheduling: .perCore
+            portableText: BuiltinKernelText.matmul, entryPoint: "gb_matmul", scheduling: CPUMatmul.scheduling
         ) { context in
             // cblas_sgemm when a BLAS was found (BLASLibrary), else the hand-written tiled loop.
             try CPUMatmul.run(context)

@@ -1,4 +1,8 @@
 /// Typed operations over the built-in kernels. Each one uploads its inputs, launches, and downloads the result.
+///
+/// On the CPU backend the inputs are not uploaded: a kernel parameter declared `.readOnly` reads the caller's array
+/// in place (`Device.borrowBuffer`), as numpy reads its arrays, so a sum reads its input once instead of copying it
+/// first. Results are still read back into new arrays.
 public enum Operations {
     /// Two equal-length float vectors.
     public struct VectorPair: Sendable {
@@ -13,6 +17,20 @@ public enum Operations {
         }
     }
 
+    /// `values` as parameter `parameter` of kernel `kernel` reads them: the array itself on the CPU backend where
+    /// the catalog's definition declares that parameter `.readOnly` (no copy), otherwise a copy on the device.
+    static func input(_ values: [Float], _ kernel: String, _ parameter: Int, _ context: ExecutionContext)
+        throws(GPUBridgeError) -> Buffer<Float>
+    {
+        if context.device.id.backend == .cpu, let parameters = try? context.catalog.definition(kernel).parameters,
+            parameters.indices.contains(parameter), case .buffer(_, _, _, .readOnly) = parameters[parameter],
+            let borrowed = context.device.borrowBuffer(values)
+        {
+            return borrowed
+        }
+        return try context.device.makeBuffer(copying: values)
+    }
+
     static func checkEqual(_ name: String, _ a: Int, _ b: Int) throws(GPUBridgeError) {
         guard a == b else { throw .sizeMismatch(name: name, expected: a, actual: b) }
     }
@@ -25,7 +43,8 @@ public enum Operations {
         try checkEqual("b.count", input.a.count, input.b.count)
         let device = context.device
         let n = input.a.count
-        let a = try device.makeBuffer(copying: input.a), b = try device.makeBuffer(copying: input.b)
+        let a = try Operations.input(input.a, "vector_add", 0, context),
+            b = try Operations.input(input.b, "vector_add", 1, context)
         let c = try device.makeBuffer(of: Float.self, count: n)
         try await device.launch(
             try context.kernel("vector_add"), .covering(n),
@@ -55,7 +74,7 @@ public enum Operations {
         try checkCount("x.count", input.x.count)
         let device = context.device
         let n = input.x.count
-        let x = try device.makeBuffer(copying: input.x)
+        let x = try Operations.input(input.x, "scale", 0, context)
         let y = try device.makeBuffer(of: Float.self, count: n)
         try await device.launch(
             try context.kernel("scale"), .covering(n),
@@ -102,7 +121,8 @@ public enum Operations {
         let device = context.device
         let n = input.a.count
         let groups = try reductionGroups(n, device)
-        let x = try device.makeBuffer(copying: input.a), y = try device.makeBuffer(copying: input.b)
+        let x = try Operations.input(input.a, "dot_partial", 0, context),
+            y = try Operations.input(input.b, "dot_partial", 1, context)
         let partial = try device.makeBuffer(of: Float.self, count: groups)
         try await device.launch(
             try context.kernel("dot_partial"),
@@ -118,7 +138,7 @@ public enum Operations {
         try checkCount("x.count", input.count)
         let device = context.device
         let groups = try reductionGroups(input.count, device)
-        let x = try device.makeBuffer(copying: input)
+        let x = try Operations.input(input, "sum_partial", 0, context)
         let partial = try device.makeBuffer(of: Float.self, count: groups)
         try await device.launch(
             try context.kernel("sum_partial"),
@@ -144,7 +164,8 @@ public enum Operations {
         try checkEqual("b.count (k * n)", input.k * input.n, input.b.count)
         let device = context.device
         let tile = BuiltinKernels.tile
-        let a = try device.makeBuffer(copying: input.a), b = try device.makeBuffer(copying: input.b)
+        let a = try Operations.input(input.a, "matmul", 0, context),
+            b = try Operations.input(input.b, "matmul", 1, context)
         let c = try device.makeBuffer(of: Float.self, count: input.m * input.n)
         try await device.launch(
             try context.kernel("matmul"),
@@ -166,7 +187,7 @@ public enum Operations {
         try checkCount("cols", input.cols)
         try checkEqual("x.count (rows * cols)", input.rows * input.cols, input.x.count)
         let device = context.device
-        let x = try device.makeBuffer(copying: input.x)
+        let x = try Operations.input(input.x, "softmax_rows", 0, context)
         let y = try device.makeBuffer(of: Float.self, count: input.x.count)
         try await device.launch(
             try context.kernel("softmax_rows"),
@@ -228,8 +249,8 @@ public enum Operations {
             throw .sizeMismatch(
                 name: "queries.count and matrix.count % dim", expected: 0, actual: input.queries.count % input.dim)
         }
-        let q = try context.device.makeBuffer(copying: input.queries)
-        let m = try context.device.makeBuffer(copying: input.matrix)
+        let q = try Operations.input(input.queries, "cosine_scores", 0, context)
+        let m = try Operations.input(input.matrix, "cosine_scores", 1, context)
         return try await cosineTopK(
             queries: q, queryCount: input.queries.count / input.dim, matrix: m,
             rows: input.matrix.count / input.dim, dim: input.dim, k: input.k, context: context)
@@ -250,7 +271,7 @@ public enum Operations {
         }
         let device = context.device
         let n = input.values.count
-        let values = try device.makeBuffer(copying: input.values)
+        let values = try Operations.input(input.values, "histogram", 0, context)
         let counts = try device.makeBuffer(of: UInt32.self, count: input.bins)
         try await counts.fill(0)
         let groups = try reductionGroups(n, device)
