@@ -96,8 +96,16 @@ struct BLASMatmulTests {
         } else if openBLASInstalled {
             let library = try BLASLibrary.shared.get()
             #expect(library.openBLASConfig?.contains("OpenBLAS") == true, "\(library.summary)")
-            // The CPU backend splits launches across cores itself, so OpenBLAS is held to one thread per call.
-            #expect(library.threadsPerCall == 1)
+            // OpenBLAS keeps the thread count it started with, as numpy does: OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS
+            // or OMP_NUM_THREADS when set (in that order), else the online cores; never more than the cores nor its
+            // MAX_THREADS (64 in Debian's build). Holding it to one thread, as before, fails here on two cores or more.
+            let variables: [String] = ["OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"]
+            let setting = variables.compactMap { FileStore.environment($0).flatMap { Int($0) } }.first { $0 >= 1 }
+            let online = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+            let expected = min(setting ?? online, online, 64)
+            let threads = try #require(library.threadsPerCall)
+            #expect(threads == expected, "\(library.summary)")
+            #expect(line.contains("\(threads) thread"), "\(line)")
             #expect(line.hasPrefix("OpenBLAS") && line.contains(" at /"), "\(line)")
             // The link the loader opened is resolved to the file behind it.
             #expect(line.contains(LibrarySearch.resolved(library.path)), "\(line)")

@@ -55,6 +55,8 @@ struct CPUSchedulingTests {
             (.perByte, 4, CPUBackend.inlinePassBytes + 64, 20),
             // perItem: split by work-items.
             (.perItem, 512, 64, 20),
+            // threaded: never split; the body threads itself.
+            (.threaded, 512, 64, 1),
         ])
     func split(scheduling: SwiftKernel.Scheduling, groupSize: Int, bufferBytes: Int, chunks: Int) async throws {
         let record = try await Self.launch(scheduling, groupSize: groupSize, bufferBytes: bufferBytes)
@@ -65,8 +67,8 @@ struct CPUSchedulingTests {
     @Test(
         "small launches run in one chunk on the calling thread when the queue is idle",
         arguments: [
-            // perCore and perItem: few work-items.
-            (SwiftKernel.Scheduling.perCore, 4, 64), (.perItem, 4, 64),
+            // perCore, threaded and perItem: few work-items.
+            (SwiftKernel.Scheduling.perCore, 4, 64), (.threaded, 4, 64), (.perItem, 4, 64),
             // perByte: buffers of at most inlinePassBytes, however many work-items.
             (.perByte, 512, CPUBackend.inlinePassBytes),
         ])
@@ -79,7 +81,13 @@ struct CPUSchedulingTests {
     @Test("the built-in kernels declare the scheduling their cost follows")
     func builtinScheduling() throws {
         let catalog = KernelCatalog()
-        #expect(try catalog.definition("matmul").swift?.scheduling == .perCore)
+        // matmul: one call over the whole product where the BLAS threads each call itself, else one per core.
+        let threadedBLAS =
+            switch BLASLibrary.shared {
+            case let .success(library): (library.threadsPerCall ?? 1) > 1
+            case .failure: false
+            }
+        #expect(try catalog.definition("matmul").swift?.scheduling == (threadedBLAS ? .threaded : .perCore))
         for id in ["sum_partial", "dot_partial", "softmax_rows", "topk_select", "histogram"] {
             #expect(try catalog.definition(id).swift?.scheduling == .perByte, "\(id)")
         }

@@ -5,11 +5,13 @@ import Glibc
 /// Search order: the `GPUBRIDGE_BLAS` environment variable (a library path, or `off` to use no BLAS), then
 /// `libopenblas.so.0`, `libopenblas.so` and `libblas.so.3` (Debian's BLAS alternative: OpenBLAS, or the reference
 /// BLAS). The library must export `cblas_sgemm` with 32-bit integers (the LP64 interface every one of these names
-/// has); `openblas_get_config`, `openblas_get_num_threads` and `openblas_set_num_threads` are used when present.
+/// has); `openblas_get_config` and `openblas_get_num_threads` are used when present.
 ///
-/// Threads: the CPU backend already splits a launch across the cores, and an OpenBLAS that also threads every call
-/// runs (workers x BLAS threads) threads on the cores. So when the process-wide `shared` library is OpenBLAS it is set
-/// to one thread per call (`openblas_set_num_threads(1)`, which applies to every OpenBLAS user in the process).
+/// Threads: OpenBLAS keeps the thread count it starts with (the cores, or `OPENBLAS_NUM_THREADS`), as numpy leaves
+/// it. When that is more than one, `matmul` is declared `SwiftKernel.Scheduling.threaded`: each launch is one
+/// `cblas_sgemm` over the whole product, threaded by OpenBLAS, and the CPU backend runs one launch at a time, so
+/// the two never split the cores between them. With one thread per call (reference BLAS, or OpenBLAS held to one
+/// thread), `matmul` is `perCore`: the CPU backend runs one call per core on row bands (`CPUMatmul.scheduling`).
 ///
 /// Ownership: `shared` is loaded once per process and never unloaded. Thread safety: immutable; `sgemm` may be
 /// called from any number of threads at once. Cost: discovery is a few `dlopen`s, on first use of `shared`.
@@ -22,7 +24,6 @@ struct BLASLibrary: Sendable {
         ) -> Void
     private typealias GetConfig = @convention(c) () -> UnsafePointer<CChar>?
     private typealias GetThreads = @convention(c) () -> Int32
-    private typealias SetThreads = @convention(c) (Int32) -> Void
 
     /// `CBLAS_ORDER.CblasRowMajor`.
     static let rowMajor: Int32 = 101
@@ -34,7 +35,7 @@ struct BLASLibrary: Sendable {
     /// The library the CPU backend uses, or why there is none; found on first use.
     static let shared: Result<BLASLibrary, BLASUnavailable> = discover(
         setting: FileStore.environment("GPUBRIDGE_BLAS")
-    ).map { $0.singleThreaded() }
+    )
 
     /// The name `dlopen` was given.
     let name: String
@@ -46,8 +47,6 @@ struct BLASLibrary: Sendable {
     let threadsPerCall: Int?
     /// The addresses of the C functions, as integers so the type is `Sendable` (immutable code addresses).
     private let sgemmAddress: UInt
-    private let setThreadsAddress: UInt?
-    private let getThreadsAddress: UInt?
 
     /// `cblas_sgemm`.
     var sgemm: SGEMM {
@@ -82,27 +81,15 @@ struct BLASLibrary: Sendable {
                     config = String(cString: text)
                 }
                 let getThreads = library.address("openblas_get_num_threads").map { UInt(bitPattern: $0) }
-                let setThreads = library.address("openblas_set_num_threads").map { UInt(bitPattern: $0) }
                 return .success(
                     BLASLibrary(
                         name: candidate, path: library.path(containing: "cblas_sgemm") ?? candidate,
                         openBLASConfig: config,
                         threadsPerCall: getThreads.map { Int(unsafeBitCast($0, to: GetThreads.self)()) },
-                        sgemmAddress: UInt(bitPattern: sgemm), setThreadsAddress: setThreads,
-                        getThreadsAddress: getThreads))
+                        sgemmAddress: UInt(bitPattern: sgemm)))
             }
         }
         return .failure(BLASUnavailable(attempts: attempts))
-    }
-
-    /// This library after `openblas_set_num_threads(1)` (see the type's note on threads); itself when it cannot be set.
-    func singleThreaded() -> BLASLibrary {
-        guard let setThreadsAddress else { return self }
-        unsafeBitCast(setThreadsAddress, to: SetThreads.self)(1)
-        let threads = getThreadsAddress.map { Int(unsafeBitCast($0, to: GetThreads.self)()) }
-        return BLASLibrary(
-            name: name, path: path, openBLASConfig: openBLASConfig, threadsPerCall: threads,
-            sgemmAddress: sgemmAddress, setThreadsAddress: setThreadsAddress, getThreadsAddress: getThreadsAddress)
     }
 
     /// One line for `gpubridge devices`: what the library is and where it was found.

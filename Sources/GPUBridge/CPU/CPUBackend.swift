@@ -15,7 +15,8 @@ import Synchronization
 public final class CPUBackend: DeviceBackend {
     public let info: DeviceInfo
     public let counters = DeviceCounters()
-    /// Host threads a large launch is split across.
+    /// Host threads a large launch is split across. A `threaded` kernel's library picks its own: `matmul` on a
+    /// multi-threaded OpenBLAS uses OpenBLAS's thread count (`OPENBLAS_NUM_THREADS`), not this.
     public let cores: Int
     /// Launches with at most this many work-items run on the calling thread when the queue is idle (spreading them
     /// costs more than it saves); larger ones run on the queue's worker, split across the cores.

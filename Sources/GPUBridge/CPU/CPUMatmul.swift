@@ -29,6 +29,16 @@ enum CPUMatmul {
         }
     }
 
+    /// How the CPU backend spreads a `matmul` launch: `threaded` (one `cblas_sgemm` over the whole product) when the
+    /// library threads each call itself, `perCore` (one call per core on row bands) when it runs a call on one
+    /// thread, or when there is no library and the hand-written loop runs.
+    static var scheduling: SwiftKernel.Scheduling {
+        switch BLASLibrary.shared {
+        case let .success(library) where (library.threadsPerCall ?? 1) > 1: .threaded
+        default: .perCore
+        }
+    }
+
     /// Runs the kernel's arguments `(A, B, C, M, N, K)` over `context.groups`.
     static func run(_ context: CPUKernelContext, using implementation: Implementation = preferred)
         throws(GPUBridgeError)

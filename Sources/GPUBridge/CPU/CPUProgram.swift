@@ -5,7 +5,8 @@ import Synchronization
 ///
 /// Owned by the `Kernel`s made from it; any thread may enqueue it. Each launch is one command on the backend's
 /// `CPUCommandQueue`: small launches (by work-items, or by buffer bytes for `perByte` kernels) run in one chunk on the
-/// calling thread when the queue is idle, larger ones on the queue's worker, split across the cores.
+/// calling thread when the queue is idle, larger ones on the queue's worker, split across the cores (except `threaded`
+/// ones, whose body threads itself).
 final class CPUProgram: KernelProgram {
     let kernel: SwiftKernel
     let entryPoint: String
@@ -28,12 +29,14 @@ final class CPUProgram: KernelProgram {
         let queued = monotonicNanoseconds()
         let small =
             switch kernel.scheduling {
-            case .perItem, .perCore: items <= CPUBackend.inlineWorkItems
+            case .perItem, .perCore, .threaded: items <= CPUBackend.inlineWorkItems
             case .perGroup: false
             case .perByte: Self.bufferBytes(arguments) <= CPUBackend.inlinePassBytes
             }
         let perCore = kernel.scheduling == .perCore ? 1 : 4
-        let chunks = small || backend.cores == 1 ? 1 : min(groupCount, backend.cores * perCore)
+        let chunks =
+            small || backend.cores == 1 || kernel.scheduling == .threaded
+            ? 1 : min(groupCount, backend.cores * perCore)
         let completion = Completion()
         let body = kernel.body
         let name = name

@@ -81,6 +81,11 @@ public final class SwiftKernel: Sendable {
         /// launch runs in one chunk on the calling thread, since such a pass takes less than handing it to the
         /// workers; larger ones are split as `perGroup`.
         case perByte
+        /// The body threads itself (a library call that runs on threads of its own, as `matmul`'s `cblas_sgemm` does
+        /// on a multi-threaded OpenBLAS): every launch is one call of the body over all its groups. Small launches
+        /// (by work-items, as `perItem`) run on the calling thread, larger ones on the queue's worker; the queue runs
+        /// one launch at a time, so the library's threads have the cores to themselves.
+        case threaded
     }
 
     public let body: Body
