@@ -135,9 +135,17 @@ struct OutOfMemoryTests {
 
         // Without a footprint the broker cannot tell: the least loaded device (the tiny one, while a slot is held on
         // the other) runs out of memory after its pool's trim and retry, and the request moves on.
+        // It uploads a and b as on a discrete device (`Operations.vectorAdd` reads them in place on the CPU backend),
+        // so the tiny device's pool holds them when c does not fit.
         let unsized = Operation<Operations.VectorPair, [Float]>(name: "vector-add", kernels: ["vector_add"]) {
             context, input throws(GPUBridgeError) in
-            try await Operations.vectorAdd.run(input, on: context.device, catalog: context.catalog)
+            let device = context.device
+            let a = try device.makeBuffer(copying: input.a), b = try device.makeBuffer(copying: input.b)
+            let c = try device.makeBuffer(of: Float.self, count: input.a.count)
+            try await device.launch(
+                try context.kernel("vector_add"), .covering(input.a.count),
+                arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(Int32(input.a.count))])
+            return try c.toArray()
         }
         let busy = try #require(await bridge.broker.acquire(backends: [.cpu], excluding: [tiny.info.id]))
         let c = try await bridge.run(unsized, .init(a, b))
