@@ -33,6 +33,14 @@ struct VectorAddTests {
         #expect(try await VectorAddRun.run(Double.self, count: 100_000, on: device).mismatches == 0)
     }
 
+    @Test("an element type of the caller's own runs too (the generic path)")
+    func callersType() async throws {
+        let device = try Device(backend: CPUBackend())
+        let run = try await VectorAddRun.run(UInt16.self, count: 100_000, on: device)
+        #expect(run.mismatches == 0)
+        #expect(run.elementType == "ushort")
+    }
+
     @Test("the kernel writes what the host computes")
     func explicitValues() async throws {
         let device = try Device(backend: CPUBackend())
@@ -45,4 +53,9 @@ struct VectorAddTests {
         let out = try c.toArray()
         #expect(out == (0..<70_000).map { 1.5 + Float($0) })
     }
+}
+
+extension UInt16: ReferenceElement {
+    public static var kernelTypeName: String { "ushort" }
+    public static func sample(_ i: Int, _ salt: Int) -> UInt16 { UInt16((i &* 3 &+ salt) % 1000) }
 }

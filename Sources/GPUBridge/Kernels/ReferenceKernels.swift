@@ -126,6 +126,24 @@ public struct VectorAddRun: Sendable {
         _ element: Element.Type, count: Int, on device: Device, verify: Bool = true,
         options: CompileOptions = CompileOptions()
     ) async throws(GPUBridgeError) -> VectorAddRun {
+        // The element types this module conforms are run through calls with the concrete type, which the optimizer
+        // specialises: an unspecialised generic loop made and checked the inputs about 50 times slower (5 s of
+        // host work around 85 ms of timed phases, for 20 000 000 floats).
+        switch element {
+        case is Float.Type:
+            return try await measure(Float.self, count: count, on: device, verify: verify, options: options)
+        case is Double.Type:
+            return try await measure(Double.self, count: count, on: device, verify: verify, options: options)
+        case is Int32.Type:
+            return try await measure(Int32.self, count: count, on: device, verify: verify, options: options)
+        default:
+            return try await measure(Element.self, count: count, on: device, verify: verify, options: options)
+        }
+    }
+
+    private static func measure<Element: ReferenceElement>(
+        _ element: Element.Type, count: Int, on device: Device, verify: Bool, options: CompileOptions
+    ) async throws(GPUBridgeError) -> VectorAddRun {
         guard count >= 1, count <= Int(Int32.max) else {
             throw .invalidArgument(name: "size", value: String(count), limit: "1...\(Int32.max) elements")
         }
