@@ -6,22 +6,44 @@ enum KernelRunner {
 
     struct Outcome {
         var summary: String
+        /// The first run's time (the one checked).
         var duration: Duration
+        /// The times of the repeats after the first run, on the same inputs and catalog (empty when none were asked).
+        var repeats: [Duration] = []
         /// nil when not verified; otherwise whether the result matched the host reference.
         var verified: Bool?
         var detail: String
     }
 
     /// `size` means: elements (vector kernels, reductions, histogram), the side of square matrices (matmul),
-    /// columns of 64 rows (softmax), rows of a 64-wide matrix searched by 8 queries for k = 10 (topk).
-    static func run(_ name: String, size: Int, on device: Device, verify: Bool) async throws -> Outcome {
+    /// columns of 64 rows (softmax), rows of a 64-wide matrix searched by 8 queries for k = 10 (topk). After the first
+    /// run (verified when `verify` is set), the operation runs `repeats` more times on the same inputs, as a user
+    /// calling it in a loop would, and `Outcome.repeats` holds their times.
+    static func run(_ name: String, size: Int, on device: Device, verify: Bool, repeats: Int = 0) async throws
+        -> Outcome
+    {
+        var samples: [Duration] = []
+        var outcome = try await run(name, size: size, on: device, verify: verify, repeats: repeats, samples: &samples)
+        outcome.repeats = samples
+        return outcome
+    }
+
+    private static func run(
+        _ name: String, size: Int, on device: Device, verify: Bool, repeats: Int, samples: inout [Duration]
+    ) async throws -> Outcome {
         let catalog = KernelCatalog()
         var values = SplitMix64(seed: 7)
         let clock = ContinuousClock()
         func time<T>(_ body: () async throws -> T) async throws -> (T, Duration) {
-            let start = clock.now
+            var start = clock.now
             let result = try await body()
-            return (result, clock.now - start)
+            let first = clock.now - start
+            for _ in 0..<repeats {
+                start = clock.now
+                _ = try await body()
+                samples.append(clock.now - start)
+            }
+            return (result, first)
         }
         func relative(_ got: Double, _ want: Double) -> Bool { abs(got - want) <= 1e-4 * max(1, abs(want)) }
         switch name {
