@@ -96,11 +96,40 @@ GB_INLINE void gb_scale_body(float *y, long count, float factor) {
     for (long i = 0; i < count; i++) y[i] *= factor;
 }
 
+/// The dot product of `a` and `b` over `count` floats: GB_LANES float accumulators (one AVX-512 register), then the
+/// tail.
+GB_INLINE float gb_dot_body(const float *a, const float *b, long count) {
+    float lanes[GB_LANES] = {0};
+    long i = 0;
+    for (; i + GB_LANES <= count; i += GB_LANES)
+        for (int j = 0; j < GB_LANES; j++) lanes[j] += a[i + j] * b[i + j];
+    float dot = 0;
+    for (int j = 0; j < GB_LANES; j++) dot += lanes[j];
+    for (; i < count; i++) dot += a[i] * b[i];
+    return dot;
+}
+
+GB_INLINE void gb_row_norms_body(const float *rows, long count, long dim, float *norms) {
+    for (long r = 0; r < count; r++) norms[r] = sqrtf(gb_dot_body(rows + r * dim, rows + r * dim, dim));
+}
+
+GB_INLINE void gb_cosine_rows_body(const float *query, float queryNorm, const float *rows, const float *rowNorms,
+                                   long count, long dim, float *out) {
+    for (long r = 0; r < count; r++) {
+        float dot = gb_dot_body(query, rows + r * dim, dim);
+        float denominator = queryNorm * rowNorms[r];
+        out[r] = denominator > 0 ? dot / denominator : 0;
+    }
+}
+
 /// One compiled variant of the loops.
 typedef struct {
     double (*exponentials)(const float *, float *, long, float);
     float (*maximum)(const float *, long);
     void (*scale)(float *, long, float);
+    float (*dot)(const float *, const float *, long);
+    void (*rowNorms)(const float *, long, long, float *);
+    void (*cosineRows)(const float *, float, const float *, const float *, long, long, float *);
     const char *name;
 } gb_variant;
 
@@ -110,8 +139,23 @@ typedef struct {
     }                                                                                                                \
     attributes static float gb_maximum_##suffix(const float *x, long count) { return gb_maximum_body(x, count); }  \
     attributes static void gb_scale_##suffix(float *y, long count, float factor) { gb_scale_body(y, count, factor); } \
-    static const gb_variant gb_variant_##suffix = {                                                                  \
-        gb_exponentials_##suffix, gb_maximum_##suffix, gb_scale_##suffix, label};
+    attributes static float gb_dot_##suffix(const float *a, const float *b, long count) {                            \
+        return gb_dot_body(a, b, count);                                                                             \
+    }                                                                                                                \
+    attributes static void gb_row_norms_##suffix(const float *rows, long count, long dim, float *norms) {            \
+        gb_row_norms_body(rows, count, dim, norms);                                                                  \
+    }                                                                                                                \
+    attributes static void gb_cosine_rows_##suffix(const float *query, float queryNorm, const float *rows,          \
+                                                   const float *rowNorms, long count, long dim, float *out) {        \
+        gb_cosine_rows_body(query, queryNorm, rows, rowNorms, count, dim, out);                                      \
+    }                                                                                                                \
+    static const gb_variant gb_variant_##suffix = {gb_exponentials_##suffix,                                         \
+                                                   gb_maximum_##suffix,                                              \
+                                                   gb_scale_##suffix,                                                \
+                                                   gb_dot_##suffix,                                                  \
+                                                   gb_row_norms_##suffix,                                            \
+                                                   gb_cosine_rows_##suffix,                                          \
+                                                   label};
 
 GB_VARIANT(baseline, , "baseline")
 #if GB_X86
@@ -150,6 +194,17 @@ void gb_cpu_softmax_row(const float *x, float *y, long count) {
     float m = variant->maximum(x, count);
     double sum = variant->exponentials(x, y, count, m);
     variant->scale(y, count, (float)(1.0 / sum));
+}
+
+float gb_cpu_dot(const float *a, const float *b, long count) { return gb_pick()->dot(a, b, count); }
+
+void gb_cpu_row_norms(const float *rows, long count, long dim, float *norms) {
+    gb_pick()->rowNorms(rows, count, dim, norms);
+}
+
+void gb_cpu_cosine_rows(const float *query, float queryNorm, const float *rows, const float *rowNorms, long count,
+                        long dim, float *out) {
+    gb_pick()->cosineRows(query, queryNorm, rows, rowNorms, count, dim, out);
 }
 
 const char *gb_cpu_vector_math_variant(void) { return gb_pick()->name; }

@@ -36,7 +36,7 @@
         /// in `BuiltinKernelValidation` (the twins visit the input grid-stride where the built-ins take one
         /// contiguous chunk per work-item on CPU devices). On OpenCL the twins of cosine_scores, softmax_rows and
         /// topk_select do the built-ins' C arithmetic in the same order: exact. On the CPU backend:
-        /// - cosine_scores: the built-in sums its 64 products with 8-wide SIMD accumulators (`CPUVectorMath.shortDot`)
+        /// - cosine_scores: the built-in sums its 64 products in 16 float lanes (`gb_cpu_dot`, C)
         ///   where the twin adds them one by one: each of the dot product and the two squared norms may differ by up to
         ///   64 roundings (64 * 2^-24 of |a| |b|, |a|^2, |b|^2), so a cosine in -1...1 by up to about
         ///   2 * 64 * 2^-24 = 7.6e-6: absolute 1e-5;

@@ -1,4 +1,5 @@
 import Glibc
+import GPUBridgeTestSupport
 import Testing
 
 @testable import GPUBridge
@@ -146,5 +147,63 @@ struct CPUVectorMathTests {
         #expect(["avx512f", "avx2+fma", "baseline"].contains(CPUVectorMath.variant))
         let line = CPUBackendProvider().discover().details.first { $0.0 == "vector loops" }?.1
         #expect(line?.hasPrefix(CPUVectorMath.variant + " ") == true, "\(line ?? "no vector loops line")")
+    }
+
+    @Test("the cosine loops: row norms and cosines match a double reference, with zero rows scoring 0, at every dim")
+    func cosineRows() {
+        for dim in [1, 15, 16, 17, 64, 100] {
+            let count = 37
+            var rows = floats(count * dim, -1, 1, seed: UInt64(dim) + 5)
+            for j in 0..<dim { rows[3 * dim + j] = 0 }  // a zero row: no direction, score 0
+            let query = floats(dim, -1, 1, seed: UInt64(dim) + 77)
+            var norms = [Float](repeating: -1, count: count), out = [Float](repeating: .nan, count: count)
+            rows.withUnsafeBufferPointer { rp in
+                query.withUnsafeBufferPointer { qp in
+                    norms.withUnsafeMutableBufferPointer { np in
+                        CPUVectorMath.rowNorms(rp.baseAddress!, count: count, dim: dim, into: np.baseAddress!)
+                        let queryNorm = CPUVectorMath.shortDot(qp.baseAddress!, qp.baseAddress!, count: dim)
+                            .squareRoot()
+                        out.withUnsafeMutableBufferPointer { op in
+                            CPUVectorMath.cosineRows(
+                                query: qp.baseAddress!, norm: queryNorm, rows: rp.baseAddress!,
+                                rowNorms: UnsafePointer(np.baseAddress!), count: count, dim: dim, into: op.baseAddress!)
+                        }
+                    }
+                }
+            }
+            let queryNorm = query.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            for r in 0..<count {
+                let row = rows[(r * dim)..<(r * dim + dim)]
+                let norm = row.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+                let dot = zip(row, query).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                let want = norm > 0 ? dot / (norm * queryNorm) : 0
+                #expect(abs(Double(norms[r]) - norm) <= 1e-5 * (1 + norm), "dim \(dim) row \(r): norm \(norms[r])")
+                #expect(abs(Double(out[r]) - want) <= 1e-5, "dim \(dim) row \(r): cosine \(out[r]) want \(want)")
+            }
+            #expect(out[3] == 0)
+        }
+    }
+
+    @Test("cosine_scores refuses buffers smaller than its sizes instead of reading or writing past them")
+    func cosineScoresShortBuffers() async throws {
+        let device = try Device(backend: CPUBackend())
+        let kernel = try device.compile(KernelCatalog().definition("cosine_scores").source(for: .cpu))
+        let queryCount = 2, rows = 300, dim = 8
+        for (short, name) in [(0, "queries"), (1, "matrix"), (2, "scores")] {
+            let counts = [queryCount * dim, rows * dim, queryCount * rows]
+            let buffers = try (0..<3).map { i in
+                try device.makeBuffer(copying: [Float](repeating: 1, count: counts[i] - (i == short ? 1 : 0)))
+            }
+            let error = await bridgeError {
+                try await device.launch(
+                    kernel, Launch(groups: Extent3(2, queryCount), groupSize: Extent3(256)),
+                    arguments: buffers.map { .buffer($0) } + [
+                        .int32(Int32(queryCount)), .int32(Int32(rows)), .int32(Int32(dim)),
+                    ])
+            }
+            #expect(
+                error?.description.contains("\(name) holds \(counts[short] - 1) floats") == true,
+                "\(name): \(String(describing: error))")
+        }
     }
 }

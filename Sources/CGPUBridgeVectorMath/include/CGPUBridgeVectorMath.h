@@ -20,6 +20,18 @@ void gb_cpu_scale(float *y, long count, float factor);
 /// `y` scaled by one over the sum.
 void gb_cpu_softmax_row(const float *x, float *y, long count);
 
+/// The dot product of `a[0 ..< count]` and `b[0 ..< count]`, in float (16 lanes, then the tail).
+float gb_cpu_dot(const float *a, const float *b, long count);
+
+/// `norms[r]` = the Euclidean norm of row `r` of the row-major `count x dim` matrix `rows`, for `r < count`.
+void gb_cpu_row_norms(const float *rows, long count, long dim, float *norms);
+
+/// The cosine similarity of `query` (`dim` floats, of norm `queryNorm`) with each row of the row-major `count x dim`
+/// matrix `rows` (of norms `rowNorms`): `out[r] = dot / (queryNorm * rowNorms[r])`, or 0 where that product is not
+/// positive.
+void gb_cpu_cosine_rows(const float *query, float queryNorm, const float *rows, const float *rowNorms, long count,
+                        long dim, float *out);
+
 /// The name of the variant picked for this processor: "avx512f", "avx2+fma" or "baseline".
 const char *gb_cpu_vector_math_variant(void);
 

@@ -132,29 +132,43 @@ public enum BuiltinKernels {
             let queryCount = try context.integer(3), rows = try context.integer(4), dim = try context.integer(5)
             let blocks = context.launch.groups.x, queryGroups = context.launch.groups.y
             let size = context.launch.groupSize.x
-            guard let qs = queries.baseAddress, let ms = matrix.baseAddress else { return }
+            guard queryCount >= 0, rows >= 0, dim >= 0 else {
+                throw GPUBridgeError.argumentMismatch(
+                    kernel: context.kernel, detail: "queryCount, rows, dim = \(queryCount), \(rows), \(dim): negative")
+            }
+            for (name, buffer, needed) in [
+                ("queries", queries, queryCount * dim), ("matrix", matrix, rows * dim),
+                ("scores", scores, queryCount * rows),
+            ] where buffer.count < needed {
+                throw GPUBridgeError.argumentMismatch(
+                    kernel: context.kernel,
+                    detail: "\(name) holds \(buffer.count) floats, queryCount, rows, dim = \(queryCount), \(rows), "
+                        + "\(dim) need \(needed)")
+            }
+            guard queryCount > 0, rows > 0, let qs = queries.baseAddress, let ms = matrix.baseAddress,
+                let out = scores.baseAddress
+            else { return }
             // On the CPU a group index is read block-major (t = block * queryGroups + q), a different but equally
             // complete assignment of the same (block, query) pairs: the queries of one block of rows then run back to
             // back, so the block is read from memory once and its row norms are computed once, not once per query.
+            // The loops are C compiled per instruction set (`CPUVectorMath.cosineRows`).
             var norms = [Float](repeating: 0, count: size)
             var normsOf = -1
-            for t in context.groups {
-                let block = t / queryGroups, q = t % queryGroups
-                guard q < queryCount, block < blocks else { continue }
-                let r0 = block * size, r1 = min(rows, r0 + size)
-                if normsOf != block {
-                    for r in r0..<r1 {
-                        let row = ms + r * dim
-                        norms[r - r0] = CPUVectorMath.shortDot(row, row, count: dim).squareRoot()
+            norms.withUnsafeMutableBufferPointer { norms in
+                for t in context.groups {
+                    let block = t / queryGroups, q = t % queryGroups
+                    guard q < queryCount, block < blocks else { continue }
+                    let r0 = block * size, r1 = min(rows, r0 + size)
+                    guard r0 < r1 else { continue }
+                    if normsOf != block {
+                        CPUVectorMath.rowNorms(ms + r0 * dim, count: r1 - r0, dim: dim, into: norms.baseAddress!)
+                        normsOf = block
                     }
-                    normsOf = block
-                }
-                let query = qs + q * dim
-                let na = CPUVectorMath.shortDot(query, query, count: dim).squareRoot()
-                for r in r0..<r1 {
-                    let dot = CPUVectorMath.shortDot(query, ms + r * dim, count: dim)
-                    let denom = na * norms[r - r0]
-                    scores[q * rows + r] = denom > 0 ? dot / denom : 0
+                    let query = qs + q * dim
+                    CPUVectorMath.cosineRows(
+                        query: query, norm: CPUVectorMath.shortDot(query, query, count: dim).squareRoot(),
+                        rows: ms + r0 * dim, rowNorms: norms.baseAddress!, count: r1 - r0, dim: dim,
+                        into: out + q * rows + r0)
                 }
             }
         },
