@@ -122,6 +122,20 @@ GB_INLINE void gb_cosine_rows_body(const float *query, float queryNorm, const fl
     }
 }
 
+/// The first `i < count` with `x[i] > threshold` (never for NaN), else `count`: blocks of GB_LANES compared at once (an
+/// OR of the comparisons, which vectorises), the block with a hit then scanned one by one.
+GB_INLINE long gb_first_above_body(const float *x, long count, float threshold) {
+    long i = 0;
+    for (; i + GB_LANES <= count; i += GB_LANES) {
+        int hit = 0;
+        for (int j = 0; j < GB_LANES; j++) hit |= x[i + j] > threshold;
+        if (hit) break;
+    }
+    for (; i < count; i++)
+        if (x[i] > threshold) return i;
+    return count;
+}
+
 /// One compiled variant of the loops.
 typedef struct {
     double (*exponentials)(const float *, float *, long, float);
@@ -130,6 +144,7 @@ typedef struct {
     float (*dot)(const float *, const float *, long);
     void (*rowNorms)(const float *, long, long, float *);
     void (*cosineRows)(const float *, float, const float *, const float *, long, long, float *);
+    long (*firstAbove)(const float *, long, float);
     const char *name;
 } gb_variant;
 
@@ -149,12 +164,16 @@ typedef struct {
                                                    const float *rowNorms, long count, long dim, float *out) {        \
         gb_cosine_rows_body(query, queryNorm, rows, rowNorms, count, dim, out);                                      \
     }                                                                                                                \
+    attributes static long gb_first_above_##suffix(const float *x, long count, float threshold) {                   \
+        return gb_first_above_body(x, count, threshold);                                                             \
+    }                                                                                                                \
     static const gb_variant gb_variant_##suffix = {gb_exponentials_##suffix,                                         \
                                                    gb_maximum_##suffix,                                              \
                                                    gb_scale_##suffix,                                                \
                                                    gb_dot_##suffix,                                                  \
                                                    gb_row_norms_##suffix,                                            \
                                                    gb_cosine_rows_##suffix,                                          \
+                                                   gb_first_above_##suffix,                                          \
                                                    label};
 
 GB_VARIANT(baseline, , "baseline")
@@ -205,6 +224,10 @@ void gb_cpu_row_norms(const float *rows, long count, long dim, float *norms) {
 void gb_cpu_cosine_rows(const float *query, float queryNorm, const float *rows, const float *rowNorms, long count,
                         long dim, float *out) {
     gb_pick()->cosineRows(query, queryNorm, rows, rowNorms, count, dim, out);
+}
+
+long gb_cpu_first_above(const float *x, long count, float threshold) {
+    return gb_pick()->firstAbove(x, count, threshold);
 }
 
 const char *gb_cpu_vector_math_variant(void) { return gb_pick()->name; }

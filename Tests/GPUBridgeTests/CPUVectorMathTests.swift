@@ -206,4 +206,50 @@ struct CPUVectorMathTests {
                 "\(name): \(String(describing: error))")
         }
     }
+
+    @Test("firstAbove finds the first element strictly above the threshold in any lane or the tail, never a NaN")
+    func firstAbove() {
+        for count in [0, 1, 15, 16, 17, 33, 100] {
+            var x = [Float](repeating: 0.5, count: count)
+            for i in stride(from: 0, to: count, by: 3) { x[i] = .nan }
+            #expect(
+                x.withUnsafeBufferPointer { CPUVectorMath.firstAbove($0.baseAddress!, count: count, threshold: 0.5) }
+                    == count, "count \(count): nothing is strictly above 0.5")
+            for position in Set([0, count / 2, count - 1]) where count > 0 {
+                var y = x
+                y[position] = 0.75
+                if position + 1 < count { y[position + 1] = 2 }
+                let found = y.withUnsafeBufferPointer {
+                    CPUVectorMath.firstAbove($0.baseAddress!, count: count, threshold: 0.5)
+                }
+                #expect(found == position, "count \(count): 0.75 at \(position), found \(found)")
+            }
+        }
+    }
+
+    @Test("topk_select refuses k below 1 and buffers smaller than its sizes instead of trapping or overrunning them")
+    func topKSelectBadArguments() async throws {
+        let device = try Device(backend: CPUBackend())
+        let kernel = try device.compile(KernelCatalog().definition("topk_select").source(for: .cpu))
+        let queryCount = 2, rows = 100, k = 5
+        func launch(scores: Int, indices: Int, best: Int, k: Int) async -> GPUBridgeError? {
+            await bridgeError {
+                let s = try device.makeBuffer(copying: [Float](repeating: 1, count: scores))
+                let i = try device.makeBuffer(copying: [Int32](repeating: 0, count: indices))
+                let b = try device.makeBuffer(copying: [Float](repeating: 0, count: best))
+                try await device.launch(
+                    kernel, Launch(groups: Extent3(queryCount), groupSize: Extent3(256)),
+                    arguments: [
+                        .buffer(s), .buffer(i), .buffer(b), .int32(Int32(queryCount)), .int32(Int32(rows)),
+                        .int32(Int32(k)),
+                    ])
+            }
+        }
+        let zero = await launch(scores: queryCount * rows, indices: 1, best: 1, k: 0)
+        #expect(zero?.description.contains("k below 1") == true, "\(String(describing: zero))")
+        let short = await launch(scores: queryCount * rows - 1, indices: queryCount * k, best: queryCount * k, k: k)
+        #expect(short?.description.contains("scores holds \(queryCount * rows - 1) elements") == true)
+        let few = await launch(scores: queryCount * rows, indices: queryCount * k, best: queryCount * k - 1, k: k)
+        #expect(few?.description.contains("outScore holds \(queryCount * k - 1) elements") == true)
+    }
 }

@@ -32,6 +32,9 @@ void gb_cpu_row_norms(const float *rows, long count, long dim, float *norms);
 void gb_cpu_cosine_rows(const float *query, float queryNorm, const float *rows, const float *rowNorms, long count,
                         long dim, float *out);
 
+/// The first index `i < count` with `x[i] > threshold` (a NaN is never above), or `count` when there is none.
+long gb_cpu_first_above(const float *x, long count, float threshold);
+
 /// The name of the variant picked for this processor: "avx512f", "avx2+fma" or "baseline".
 const char *gb_cpu_vector_math_variant(void);
 

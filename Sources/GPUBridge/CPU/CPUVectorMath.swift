@@ -113,6 +113,12 @@ enum CPUVectorMath {
         gb_cpu_cosine_rows(query, queryNorm, rows, rowNorms, count, dim, out)
     }
 
+    /// The first index `i < count` with `x[i] > threshold` (never a NaN), or `count`; in C, 16 comparisons at a
+    /// time.
+    static func firstAbove(_ x: UnsafePointer<Float>, count: Int, threshold: Float) -> Int {
+        gb_cpu_first_above(x, count, threshold)
+    }
+
     /// e^x, written without branches, traps or calls so that a loop over it vectorises.
     @inline(__always)
     static func exp(_ x: Float) -> Float {

@@ -185,19 +185,38 @@ public enum BuiltinKernels {
             let scores = try context.buffer(0, as: Float.self)
             let outIndex = try context.buffer(1, as: Int32.self), outScore = try context.buffer(2, as: Float.self)
             let queryCount = try context.integer(3), rows = try context.integer(4), k = try context.integer(5)
+            guard queryCount >= 0, rows >= 0, k >= 1 else {
+                throw GPUBridgeError.argumentMismatch(
+                    kernel: context.kernel,
+                    detail: "queryCount, rows, k = \(queryCount), \(rows), \(k): k below 1 or a "
+                        + "negative size")
+            }
+            for (name, count, needed) in [
+                ("scores", scores.count, queryCount * rows), ("outIndex", outIndex.count, queryCount * k),
+                ("outScore", outScore.count, queryCount * k),
+            ] where count < needed {
+                throw GPUBridgeError.argumentMismatch(
+                    kernel: context.kernel,
+                    detail: "\(name) holds \(count) elements, queryCount, rows, k = \(queryCount), \(rows), \(k) need "
+                        + "\(needed)")
+            }
+            guard queryCount > 0, rows > 0, let all = scores.baseAddress else { return }
             // One pass per query keeping the k best so far, best first: a row enters only when it beats the k-th
             // (strictly, so of equal scores the lower index stays ahead), the same answer as k passes of "take the
-            // best, remove it". The scores are left as they are.
+            // best, remove it". The scan for the next row above the k-th is C, 16 comparisons at a time
+            // (`CPUVectorMath.firstAbove`). The scores are left as they are.
             var bestScore = [Float](repeating: -.infinity, count: k), bestIndex = [Int32](repeating: -1, count: k)
             for q in context.groups where q < queryCount {
-                let base = q * rows
+                let row = UnsafePointer(all + q * rows)
                 for j in 0..<k {
                     bestScore[j] = -.infinity
                     bestIndex[j] = -1
                 }
-                for r in 0..<rows {
-                    let s = scores[base + r]
-                    guard s > bestScore[k - 1] else { continue }
+                var r = 0
+                while true {
+                    r += CPUVectorMath.firstAbove(row + r, count: rows - r, threshold: bestScore[k - 1])
+                    guard r < rows else { break }
+                    let s = row[r]
                     var j = k - 1
                     while j > 0, s > bestScore[j - 1] {
                         bestScore[j] = bestScore[j - 1]
@@ -206,6 +225,7 @@ public enum BuiltinKernels {
                     }
                     bestScore[j] = s
                     bestIndex[j] = Int32(r)
+                    r += 1
                 }
                 for j in 0..<k {
                     outIndex[q * k + j] = bestIndex[j]
