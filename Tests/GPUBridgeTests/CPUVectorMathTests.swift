@@ -252,4 +252,22 @@ struct CPUVectorMathTests {
         let few = await launch(scores: queryCount * rows, indices: queryCount * k, best: queryCount * k - 1, k: k)
         #expect(few?.description.contains("outScore holds \(queryCount * k - 1) elements") == true)
     }
+
+    @Test("topk_select over no rows answers every query with k entries of (-1, -infinity)")
+    func topKSelectNoRows() async throws {
+        let device = try Device(backend: CPUBackend())
+        let kernel = try device.compile(KernelCatalog().definition("topk_select").source(for: .cpu))
+        let queryCount = 3, k = 2
+        let scores = try device.makeBuffer(copying: [Float](repeating: 9, count: 1))
+        let indices = try device.makeBuffer(copying: [Int32](repeating: 77, count: queryCount * k))
+        let best = try device.makeBuffer(copying: [Float](repeating: 77, count: queryCount * k))
+        try await device.launch(
+            kernel, Launch(groups: Extent3(queryCount), groupSize: Extent3(256)),
+            arguments: [
+                .buffer(scores), .buffer(indices), .buffer(best), .int32(Int32(queryCount)), .int32(0),
+                .int32(Int32(k)),
+            ])
+        #expect(try indices.toArray() == [Int32](repeating: -1, count: queryCount * k))
+        #expect(try best.toArray() == [Float](repeating: -.infinity, count: queryCount * k))
+    }
 }

@@ -200,32 +200,35 @@ public enum BuiltinKernels {
                     detail: "\(name) holds \(count) elements, queryCount, rows, k = \(queryCount), \(rows), \(k) need "
                         + "\(needed)")
             }
-            guard queryCount > 0, rows > 0, let all = scores.baseAddress else { return }
+            guard queryCount > 0 else { return }
             // One pass per query keeping the k best so far, best first: a row enters only when it beats the k-th
             // (strictly, so of equal scores the lower index stays ahead), the same answer as k passes of "take the
             // best, remove it". The scan for the next row above the k-th is C, 16 comparisons at a time
             // (`CPUVectorMath.firstAbove`). The scores are left as they are.
             var bestScore = [Float](repeating: -.infinity, count: k), bestIndex = [Int32](repeating: -1, count: k)
             for q in context.groups where q < queryCount {
-                let row = UnsafePointer(all + q * rows)
                 for j in 0..<k {
                     bestScore[j] = -.infinity
                     bestIndex[j] = -1
                 }
-                var r = 0
-                while true {
-                    r += CPUVectorMath.firstAbove(row + r, count: rows - r, threshold: bestScore[k - 1])
-                    guard r < rows else { break }
-                    let s = row[r]
-                    var j = k - 1
-                    while j > 0, s > bestScore[j - 1] {
-                        bestScore[j] = bestScore[j - 1]
-                        bestIndex[j] = bestIndex[j - 1]
-                        j -= 1
+                // With no rows, every query's k answers stay (-1, -infinity).
+                if rows > 0, let all = scores.baseAddress {
+                    let row = UnsafePointer(all + q * rows)
+                    var r = 0
+                    while true {
+                        r += CPUVectorMath.firstAbove(row + r, count: rows - r, threshold: bestScore[k - 1])
+                        guard r < rows else { break }
+                        let s = row[r]
+                        var j = k - 1
+                        while j > 0, s > bestScore[j - 1] {
+                            bestScore[j] = bestScore[j - 1]
+                            bestIndex[j] = bestIndex[j - 1]
+                            j -= 1
+                        }
+                        bestScore[j] = s
+                        bestIndex[j] = Int32(r)
+                        r += 1
                     }
-                    bestScore[j] = s
-                    bestIndex[j] = Int32(r)
-                    r += 1
                 }
                 for j in 0..<k {
                     outIndex[q * k + j] = bestIndex[j]
