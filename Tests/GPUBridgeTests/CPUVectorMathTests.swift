@@ -205,6 +205,15 @@ struct CPUVectorMathTests {
                 error?.description.contains("\(name) holds \(counts[short] - 1) floats") == true,
                 "\(name): \(String(describing: error))")
         }
+        let buffers = try [2 * 8, 300 * 8, 2 * 300].map { try device.makeBuffer(of: Float.self, count: $0) }
+        let negative = await bridgeError {
+            try await device.launch(
+                kernel, Launch(groups: Extent3(2, 2), groupSize: Extent3(256)),
+                arguments: buffers.map { .buffer($0) } + [.int32(2), .int32(300), .int32(-1)])
+        }
+        #expect(
+            negative?.description.contains("queryCount, rows, dim = 2, 300, -1: each must be at least 0") == true,
+            "\(String(describing: negative))")
     }
 
     @Test("firstAbove finds the first element strictly above the threshold in any lane or the tail, never a NaN")
@@ -246,7 +255,10 @@ struct CPUVectorMathTests {
             }
         }
         let zero = await launch(scores: queryCount * rows, indices: 1, best: 1, k: 0)
-        #expect(zero?.description.contains("k below 1") == true, "\(String(describing: zero))")
+        #expect(
+            zero?.description.contains(
+                "queryCount, rows, k = 2, 100, 0: queryCount and rows must be at least 0, k at least 1") == true,
+            "\(String(describing: zero))")
         let short = await launch(scores: queryCount * rows - 1, indices: queryCount * k, best: queryCount * k, k: k)
         #expect(short?.description.contains("scores holds \(queryCount * rows - 1) elements") == true)
         let few = await launch(scores: queryCount * rows, indices: queryCount * k, best: queryCount * k - 1, k: k)

@@ -134,7 +134,8 @@ public enum BuiltinKernels {
             let size = context.launch.groupSize.x
             guard queryCount >= 0, rows >= 0, dim >= 0 else {
                 throw GPUBridgeError.argumentMismatch(
-                    kernel: context.kernel, detail: "queryCount, rows, dim = \(queryCount), \(rows), \(dim): negative")
+                    kernel: context.kernel,
+                    detail: "queryCount, rows, dim = \(queryCount), \(rows), \(dim): each must be at least 0")
             }
             for (name, buffer, needed) in [
                 ("queries", queries, queryCount * dim), ("matrix", matrix, rows * dim),
@@ -188,8 +189,8 @@ public enum BuiltinKernels {
             guard queryCount >= 0, rows >= 0, k >= 1 else {
                 throw GPUBridgeError.argumentMismatch(
                     kernel: context.kernel,
-                    detail: "queryCount, rows, k = \(queryCount), \(rows), \(k): k below 1 or a "
-                        + "negative size")
+                    detail: "queryCount, rows, k = \(queryCount), \(rows), \(k): queryCount and rows must be at "
+                        + "least 0, k at least 1")
             }
             for (name, count, needed) in [
                 ("scores", scores.count, queryCount * rows), ("outIndex", outIndex.count, queryCount * k),
