@@ -118,21 +118,94 @@ struct TCPTransportTests {
         await pair.stop()
     }
 
-    @Test("an assembly keeps its chunks until the last, returns exactly the announced bytes, and refuses more")
-    func assembly() throws {
+    @Test(
+        "an assembly, reserved at its head or kept in pieces, returns exactly the announced bytes and refuses more",
+        arguments: [true, false])
+    func assembly(reserve: Bool) throws {
         let value = (0..<(FreshArrays.hugePageBytes + 5_000)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 11) }
-        var assembly = TCPAssembly(expected: value.count, tag: "t")
+        var assembly = TCPAssembly(expected: value.count, tag: "t", reserve: reserve)
+        #expect(assembly.reserved == reserve)
         var at = 0
         for size in [1, 4096, 2 << 20, 3 << 20] where at + size < value.count {
             #expect(try assembly.append(ByteBuffer(bytes: value[at..<at + size])) == nil)
             at += size
         }
+        #expect(try assembly.append(ByteBuffer()) == nil)
         let whole = try assembly.append(ByteBuffer(bytes: value[at...]))
         #expect(whole == value)
 
-        var short = TCPAssembly(expected: 10, tag: "t")
+        var short = TCPAssembly(expected: 10, tag: "t", reserve: reserve)
         #expect(try short.append(ByteBuffer(bytes: [UInt8](repeating: 1, count: 6))) == nil)
         #expect(throws: ClusterError.self) { try short.append(ByteBuffer(bytes: [UInt8](repeating: 2, count: 5))) }
+    }
+
+    @Test("a connection reserves at most its limit ahead of the bytes; a value done, refused or dropped gives it back")
+    func reservations() throws {
+        let limit = TCPAssemblies<Int>.reserveLimit
+        var assemblies = TCPAssemblies<Int>()
+        // Two heads that fit the limit together are reserved; a third that does not is kept in pieces instead.
+        assemblies.begin(1, expected: limit / 2, tag: 1)
+        assemblies.begin(2, expected: limit / 2, tag: 2)
+        #expect(assemblies.reservedBytes == limit)
+        assemblies.begin(3, expected: 4, tag: 3)
+        #expect(assemblies.reservedBytes == limit)
+        #expect(assemblies.count == 3)
+        // The kept value still assembles, byte for byte.
+        #expect(try assemblies.append(ByteBuffer(bytes: [1, 2]), to: 3) == nil)
+        let kept = try #require(try assemblies.append(ByteBuffer(bytes: [3, 4]), to: 3))
+        #expect(kept.0 == 3 && kept.1 == [1, 2, 3, 4])
+        // Dropping one gives its bytes back, so a new head is reserved again.
+        assemblies.drop(1)
+        #expect(assemblies.reservedBytes == limit / 2)
+        assemblies.begin(4, expected: 8, tag: 4)
+        #expect(assemblies.reservedBytes == limit / 2 + 8)
+        let done = try #require(try assemblies.append(ByteBuffer(bytes: Array(1...8)), to: 4))
+        #expect(done.0 == 4 && done.1 == Array(1...8))
+        #expect(assemblies.reservedBytes == limit / 2)
+        // Too many bytes refuse the value and give its reservation back; later bytes for it are ignored.
+        assemblies.begin(5, expected: 2, tag: 5)
+        #expect(throws: ClusterError.self) { try assemblies.append(ByteBuffer(bytes: [1, 2, 3]), to: 5) }
+        #expect(assemblies.reservedBytes == limit / 2)
+        #expect(try assemblies.append(ByteBuffer(bytes: [1]), to: 5) == nil)
+        // Unknown ids are ignored; removing all gives everything back.
+        #expect(try assemblies.append(ByteBuffer(bytes: [1]), to: 99) == nil)
+        assemblies.removeAll()
+        #expect(assemblies.reservedBytes == 0 && assemblies.count == 0)
+    }
+
+    @Test("the decoder passes a chunk frame's bytes on as they are read, and the whole frames around it")
+    func chunkPieces() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(TCPFrameDecoder(maxPayloadBytes: 1 << 20)))
+        let chunk = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let stream =
+            frame(kind: TCPFrameKind.ping.rawValue, id: 1, payload: Array("a".utf8))
+            + frame(kind: TCPFrameKind.chunk.rawValue, id: 7, payload: chunk)
+            + frame(kind: TCPFrameKind.chunk.rawValue, id: 8, payload: [])
+            + frame(kind: TCPFrameKind.pong.rawValue, id: 2, payload: Array("b".utf8))
+        // Fed in reads of 3 000 bytes, which split the heads and the chunk's payload.
+        var at = 0
+        while at < stream.count {
+            try channel.writeInbound(ByteBuffer(bytes: stream[at..<min(at + 3_000, stream.count)]))
+            at += 3_000
+        }
+        var pieces: [UInt8] = []
+        var pieceCount = 0
+        var whole: [(UInt8, UInt64, String)] = []
+        while let inbound = try channel.readInbound(as: TCPInbound.self) {
+            switch inbound {
+            case let .piece(id, bytes):
+                #expect(id == 7)
+                pieces += Array(buffer: bytes)
+                pieceCount += 1
+            case let .frame(kind, id, payload): whole.append((kind, id, String(buffer: payload)))
+            default: Issue.record("unexpected \(inbound)")
+            }
+        }
+        #expect(pieces == chunk)
+        #expect(pieceCount >= 4, "the chunk's payload came in \(pieceCount) pieces")
+        #expect(whole.map(\.0) == [TCPFrameKind.ping.rawValue, TCPFrameKind.pong.rawValue])
+        #expect(whole.map(\.1) == [1, 2] && whole.map(\.2) == ["a", "b"])
+        _ = try channel.finish()
     }
 
     @Test("unknown kinds and overlong frames are refused by id; a frame shorter than its head closes its connection")

@@ -38,6 +38,17 @@ package enum FreshArrays {
         }
     }
 
+    /// An array of `count` bytes whose contents are undefined until written, for a value that arrives in pieces and
+    /// is written in full before anything reads it (`TCPAssembly`). A large one is a fresh mapping, so its pages are
+    /// committed only as the pieces are written; it is advised as huge pages like `make`'s.
+    package static func reserve(count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            if raw.count >= hugePageBytes, hugePagesAdvised { adviseHugePages(raw) }
+            initialized = count
+        }
+    }
+
     /// One array of `count` bytes: the parts `parts` hands to its callback, copied in order. The parts must hold
     /// `count` bytes together; bytes past `count` are not copied, and a shortfall is left zero.
     package static func joining(

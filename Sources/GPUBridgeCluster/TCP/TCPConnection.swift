@@ -14,9 +14,9 @@ enum TCPExchangeFailure: Error, Sendable {
     case malformed(String)
 }
 
-/// What one exchange sends: a first frame, then (for a large call) `chunks` frames built one at a time, each only once
-/// the one before it has been written, so a large value never sits in memory twice and other exchanges' frames pass
-/// between its chunks.
+/// What one exchange sends: a first frame, then (for a large call) `chunks` frames built one at a time, each while the
+/// one before it is being written (`TCPFrame.writeInTurn`), so a large value never sits in memory twice and other
+/// exchanges' frames pass between its chunks.
 struct TCPOutgoing: Sendable {
     var head: ByteBuffer
     var chunks = 0
@@ -79,16 +79,13 @@ final class TCPConnection: Sendable {
                 channel.writeAndFlush(outgoing.head).whenFailure { [self] error in
                     self.finish(id, .failure(TCPExchangeFailure.closed("write failed: \(error)")))
                 }
-                // A large call's chunks, each written before the next is built; they stop once the exchange has its
-                // answer (a refusal) or has ended, and the node is told to drop what it assembled.
-                var index = 0
-                while index < outgoing.chunks, isWaiting(id) {
-                    do { try await channel.writeAndFlush(outgoing.chunk(index, channel.allocator)).get() } catch {
-                        finish(id, .failure(TCPExchangeFailure.closed("write failed: \(error)")))
-                    }
-                    index += 1
-                }
-                if index < outgoing.chunks {
+                // A large call's chunks, each built while the one before it is written; they stop once the exchange
+                // has its answer (a refusal) or has ended, and the node is told to drop what it assembled.
+                let (written, failure) = await TCPFrame.writeInTurn(
+                    outgoing.chunks, to: channel, goOn: { isWaiting(id) }
+                ) { outgoing.chunk($0, channel.allocator) }
+                if let failure { finish(id, .failure(TCPExchangeFailure.closed("write failed: \(failure)"))) }
+                if written < outgoing.chunks {
                     channel.writeAndFlush(
                         TCPFrame.make(.abandon, id: id, parts: [], allocator: channel.allocator), promise: nil)
                 }
@@ -113,6 +110,7 @@ final class TCPConnection: Sendable {
         switch inbound {
         case let .frame(_, id, _), let .assembled(id, _): finish(id, .success(inbound))
         case let .oversized(_, id, bytes): finish(id, .failure(TCPExchangeFailure.oversized(bytes)))
+        case .piece: return  // assembled by the handler
         }
     }
 
@@ -140,7 +138,7 @@ final class TCPClientHandler: ChannelInboundHandler {
 
     let connection: TCPConnection
     let limits: WireLimits
-    private var assemblies: [UInt64: TCPAssembly<ClusterReply.Kind>] = [:]
+    private var assemblies = TCPAssemblies<ClusterReply.Kind>()
 
     init(connection: TCPConnection, limits: WireLimits) {
         self.connection = connection
@@ -149,12 +147,16 @@ final class TCPClientHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let inbound = unwrapInboundIn(data)
-        guard case let .frame(kind, id, payload) = inbound else {
-            connection.received(inbound)
-            return
-        }
-        switch TCPFrameKind(rawValue: kind) {
-        case .replyHead:
+        switch inbound {
+        case let .piece(id, bytes):
+            do {
+                if let (kind, body) = try assemblies.append(bytes, to: id) {
+                    connection.received(.assembled(id: id, reply: try ClusterReply.make(kind: kind, body: body)))
+                }
+            } catch {
+                connection.finish(id, .failure(TCPExchangeFailure.malformed("\(error)")))
+            }
+        case let .frame(kind, id, payload) where kind == TCPFrameKind.replyHead.rawValue:
             do {
                 let (replyKind, length) = try payload.withUnsafeReadableBytes {
                     try ClusterReply.parseHeader($0, maxBodyBytes: limits.maxCallBytes)
@@ -162,7 +164,7 @@ final class TCPClientHandler: ChannelInboundHandler {
                 if length == 0 {
                     connection.received(.assembled(id: id, reply: try ClusterReply.make(kind: replyKind, body: [])))
                 } else {
-                    assemblies[id] = TCPAssembly(expected: length, tag: replyKind)
+                    assemblies.begin(id, expected: length, tag: replyKind)
                 }
             } catch let error as ClusterError {
                 if case let .messageTooLarge(_, claimed, _) = error {
@@ -173,25 +175,13 @@ final class TCPClientHandler: ChannelInboundHandler {
             } catch {
                 connection.finish(id, .failure(TCPExchangeFailure.malformed("\(error)")))
             }
-        case .chunk:
-            guard var assembly = assemblies.removeValue(forKey: id) else { return }
-            do {
-                if let body = try assembly.append(payload) {
-                    let reply = try ClusterReply.make(kind: assembly.tag, body: body)
-                    connection.received(.assembled(id: id, reply: reply))
-                } else {
-                    assemblies[id] = assembly
-                }
-            } catch {
-                connection.finish(id, .failure(TCPExchangeFailure.malformed("\(error)")))
-            }
         default:
             connection.received(inbound)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        assemblies = [:]
+        assemblies.removeAll()
         connection.closed("the connection closed")
         context.fireChannelInactive()
     }
@@ -199,36 +189,5 @@ final class TCPClientHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         connection.closed("\(error)")
         context.close(promise: nil)
-    }
-}
-
-/// A value arriving in chunks: the chunks are kept as they came (nothing is reserved for bytes that have not come),
-/// more bytes than its head announced are refused, and once every byte has come they are copied once into an array
-/// of the exact size (`FreshArrays`). Growing one array as the chunks came copied and faulted in about twice the value
-/// (each doubling a fresh mapping). Confined to one event loop.
-struct TCPAssembly<Tag> {
-    let expected: Int
-    let tag: Tag
-    private var chunks: [ByteBuffer] = []
-    private var received = 0
-
-    init(expected: Int, tag: Tag) {
-        self.expected = expected
-        self.tag = tag
-    }
-
-    /// Takes a chunk; returns the whole value once every announced byte has come, and nil before.
-    mutating func append(_ chunk: ByteBuffer) throws -> [UInt8]? {
-        guard chunk.readableBytes <= expected - received else {
-            throw ClusterError.malformedMessage(
-                what: "chunk",
-                detail: "\(chunk.readableBytes) bytes after \(received): more than the \(expected) bytes its head said")
-        }
-        chunks.append(chunk)
-        received += chunk.readableBytes
-        guard received == expected else { return nil }
-        let parts = chunks
-        chunks = []
-        return FreshArrays.joining(count: expected) { copy in for part in parts { part.withUnsafeReadableBytes(copy) } }
     }
 }

@@ -33,10 +33,13 @@ enum TCPFrameKind: UInt8, Sendable {
 }
 
 /// What reaches an exchange: a whole frame, the head of one longer than this side accepts (its body is skipped as it
-/// arrives, never buffered), or a reply assembled from chunks.
+/// arrives, never buffered), the bytes of a chunk frame as they arrive, or a reply assembled from chunks.
 enum TCPInbound: Sendable {
     case frame(kind: UInt8, id: UInt64, payload: ByteBuffer)
     case oversized(kind: UInt8, id: UInt64, bytes: Int)
+    /// The next bytes of the chunk frame with this id, as they were read: a slice of the read buffer, to be copied
+    /// before the handler returns (keeping it would make the decoder's buffer copy itself on the next read).
+    case piece(id: UInt64, bytes: ByteBuffer)
     case assembled(id: UInt64, reply: ClusterReply)
 }
 
@@ -63,6 +66,28 @@ enum TCPFrame {
     /// A frame whose payload is `text` in UTF-8.
     static func make(_ kind: TCPFrameKind, id: UInt64, text: String, allocator: ByteBufferAllocator) -> ByteBuffer {
         make(kind, id: id, parts: [ArraySlice(Array(text.utf8))], allocator: allocator)
+    }
+
+    /// Writes the `count` frames `make` builds, in order. Each is built while the one before it is being written, so
+    /// at most two are in memory at once and building overlaps the socket. Stops before building the next once
+    /// `goOn` answers false or a write failed; returns how many were written, and the failure.
+    static func writeInTurn(
+        _ count: Int, to channel: any Channel, goOn: () -> Bool, make: (Int) -> ByteBuffer
+    ) async -> (written: Int, failure: (any Error)?) {
+        var pending: EventLoopFuture<Void>?
+        var index = 0
+        while index < count, goOn() {
+            let frame = make(index)
+            if let pending {
+                do { try await pending.get() } catch { return (index - 1, error) }
+            }
+            pending = channel.writeAndFlush(frame)
+            index += 1
+        }
+        if let pending {
+            do { try await pending.get() } catch { return (index - 1, error) }
+        }
+        return (index, nil)
     }
 
     /// The largest payload that fits the `u32` length field.
@@ -93,13 +118,17 @@ enum TCPFrame {
 
 /// Cuts the byte stream into frames. A frame whose length is under the head or over `maxPayloadBytes` is not
 /// buffered: its head is passed on as `.oversized` (the other side answers it) and its body skipped as it arrives, so
-/// a claim allocates nothing. One instance per connection, on its event loop.
+/// a claim allocates nothing. A chunk frame is not buffered either: its payload is passed on in `.piece`s as it is
+/// read, so the bytes of a large value go from the read buffer straight into their assembly. One instance per
+/// connection, on its event loop.
 struct TCPFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = TCPInbound
 
     let maxPayloadBytes: Int
     /// Bytes of an oversized frame still to skip.
     private var skipping = 0
+    /// The chunk frame being passed on, and how many of its bytes are still to come.
+    private var streaming: (id: UInt64, remaining: Int)?
 
     init(maxPayloadBytes: Int) {
         self.maxPayloadBytes = maxPayloadBytes
@@ -111,6 +140,13 @@ struct TCPFrameDecoder: ByteToMessageDecoder {
             buffer.moveReaderIndex(forwardBy: n)
             skipping -= n
             return skipping == 0 ? .continue : .needMoreData
+        }
+        if let (id, remaining) = streaming {
+            let n = min(remaining, buffer.readableBytes)
+            guard n > 0, let bytes = buffer.readSlice(length: n) else { return .needMoreData }
+            streaming = remaining == n ? nil : (id, remaining - n)
+            context.fireChannelRead(NIOAny(TCPInbound.piece(id: id, bytes: bytes)))
+            return .continue
         }
         guard buffer.readableBytes >= TCPFrame.headBytes,
             let length = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self),
@@ -125,6 +161,11 @@ struct TCPFrameDecoder: ByteToMessageDecoder {
             buffer.moveReaderIndex(forwardBy: TCPFrame.headBytes)
             skipping = payload
             context.fireChannelRead(NIOAny(TCPInbound.oversized(kind: kind, id: id, bytes: payload)))
+            return .continue
+        }
+        if kind == TCPFrameKind.chunk.rawValue {
+            buffer.moveReaderIndex(forwardBy: TCPFrame.headBytes)
+            if payload > 0 { streaming = (id, payload) }
             return .continue
         }
         guard buffer.readableBytes >= TCPFrame.headBytes + payload else { return .needMoreData }

@@ -43,7 +43,7 @@ final class TCPServerHandler: ChannelInboundHandler {
     }
 
     /// Calls whose arguments are still arriving in chunks, by id (at most `maxAssemblies` at once).
-    private var assemblies: [UInt64: TCPAssembly<(ClusterRequest, ServiceContext)>] = [:]
+    private var assemblies = TCPAssemblies<(ClusterRequest, ServiceContext)>()
     static let maxAssemblies = 64
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -56,6 +56,16 @@ final class TCPServerHandler: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .assembled:
             return  // made by the client side only
+        case let .piece(id, bytes):
+            do {
+                if let ((request, traceContext), arguments) = try assemblies.append(bytes, to: id) {
+                    var request = request
+                    request.call.arguments = arguments
+                    serve(request, traceContext, id: id, channel: channel)
+                }
+            } catch {
+                refuse(id, (error as? ClusterError)?.description ?? "malformed call: \(error)")
+            }
         case let .oversized(kind, id, bytes):
             refuse(
                 id,
@@ -90,26 +100,13 @@ final class TCPServerHandler: ChannelInboundHandler {
                     if expected == 0 {
                         serve(request, traceContext, id: id, channel: channel)
                     } else {
-                        assemblies[id] = TCPAssembly(expected: expected, tag: (request, traceContext))
-                    }
-                } catch {
-                    refuse(id, (error as? ClusterError)?.description ?? "malformed call: \(error)")
-                }
-            case .chunk:
-                guard var assembly = assemblies.removeValue(forKey: id) else { return }  // refused or abandoned
-                do {
-                    if let arguments = try assembly.append(payload) {
-                        var (request, traceContext) = assembly.tag
-                        request.call.arguments = arguments
-                        serve(request, traceContext, id: id, channel: channel)
-                    } else {
-                        assemblies[id] = assembly
+                        assemblies.begin(id, expected: expected, tag: (request, traceContext))
                     }
                 } catch {
                     refuse(id, (error as? ClusterError)?.description ?? "malformed call: \(error)")
                 }
             case .abandon:
-                assemblies[id] = nil
+                assemblies.drop(id)
             default:
                 refuse(id, "a frame of unknown kind \(kind)")
             }
@@ -117,7 +114,7 @@ final class TCPServerHandler: ChannelInboundHandler {
     }
 
     /// Runs `request` in a task of its own and writes its reply: one frame, or a head and chunks when the body is
-    /// longer than a chunk (each chunk written before the next is made).
+    /// longer than a chunk (each chunk made while the one before it is written).
     private func serve(_ request: ClusterRequest, _ traceContext: ServiceContext, id: UInt64, channel: any Channel) {
         let handler = self.handler, logger = self.logger, chunk = limits.chunkBytes
         Task {
@@ -140,18 +137,15 @@ final class TCPServerHandler: ChannelInboundHandler {
             }
             channel.writeAndFlush(
                 TCPFrame.make(.replyHead, id: id, parts: [header[...]], allocator: channel.allocator), promise: nil)
-            var at = 0
-            while at < body.count {
-                let end = min(at + chunk, body.count)
-                do {
-                    try await channel.writeAndFlush(
-                        TCPFrame.make(.chunk, id: id, parts: [body[at..<end]], allocator: channel.allocator)
-                    ).get()
-                } catch {
-                    logger.debug("a reply's chunk could not be written", metadata: ["error": "\(error)"])
-                    return
-                }
-                at = end
+            let (_, failure) = await TCPFrame.writeInTurn(
+                (body.count + chunk - 1) / chunk, to: channel, goOn: { true }
+            ) { index in
+                let at = index * chunk
+                return TCPFrame.make(
+                    .chunk, id: id, parts: [body[at..<min(at + chunk, body.count)]], allocator: channel.allocator)
+            }
+            if let failure {
+                logger.debug("a reply's chunk could not be written", metadata: ["error": "\(failure)"])
             }
         }
     }
