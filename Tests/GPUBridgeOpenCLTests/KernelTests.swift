@@ -261,4 +261,89 @@ struct KernelTests {
         }
         #expect(values == expected)
     }
+
+    @Test(
+        "the portable softmax, cosine and top-k texts are refused, unlaunched, a buffer smaller than their sizes",
+        arguments: ["softmax_rows", "cosine_scores", "topk_select"])
+    func shortBuffersRefused(kernelID: String) async throws {
+        let (device, backend) = try makeOpenCLDevice()
+        let kernel = try device.compile(KernelCatalog().definition(kernelID).source(for: .opencl))
+        // Each buffer's element count for the sizes given, the sizes, and the launch.
+        let (counts, sizes, launch): ([Int], [Int32], Launch) =
+            switch kernelID {
+            case "softmax_rows": ([4 * 32, 4 * 32], [4, 32], Launch(groups: Extent3(4), groupSize: Extent3(64)))
+            case "cosine_scores":
+                ([2 * 8, 300 * 8, 2 * 300], [2, 300, 8], Launch(groups: Extent3(2, 2), groupSize: Extent3(256)))
+            default: ([2 * 100, 2 * 5, 2 * 5], [2, 100, 5], Launch(groups: Extent3(2), groupSize: Extent3(64)))
+            }
+        let names = kernel.parameters?.prefix(counts.count).map(\.name) ?? []
+        for short in counts.indices {
+            // Every buffer holds a sentinel; the short one is one element short.
+            let buffers = try counts.indices.map { i in
+                try device.makeBuffer(copying: [Float](repeating: 77, count: counts[i] - (i == short ? 1 : 0)))
+            }
+            let launchesBefore = backend.counters.launches
+            let error = await bridgeError {
+                try await device.launch(
+                    kernel, launch, arguments: buffers.map { .buffer($0) } + sizes.map { .int32($0) })
+            }
+            guard case let .argumentMismatch(name, detail) = error else {
+                Issue.record("\(kernelID), \(names[short]) short: \(String(describing: error))")
+                continue
+            }
+            #expect(name == kernelID)
+            #expect(detail.contains("('\(names[short])') holds \(counts[short] - 1) elements"), "\(detail)")
+            #expect(backend.counters.launches == launchesBefore, "\(kernelID) was launched")
+            for buffer in buffers {
+                let untouched = try buffer.toArray().allSatisfy { $0 == 77 }
+                #expect(untouched, "\(kernelID): a buffer was written")
+            }
+        }
+    }
+
+    @Test("a buffer sized by a product of counts: a negative count or an overflowing product is refused, unlaunched")
+    func productExtent() async throws {
+        let (device, backend) = try makeOpenCLDevice()
+        let kernel = try device.compile(
+            KernelSource(
+                name: "fill_box", language: .openCLC,
+                text: """
+                    __kernel void fill_box(__global float* out, const int x, const int y, const int z) {
+                        long i = get_global_id(0);
+                        if (i < (long)x * y * z) out[i] = 1.0f;
+                    }
+                    """, entryPoint: "fill_box",
+                parameters: [
+                    .buffer("out", Float.self, extent: .product([1, 2, 3])), .scalar(name: "x", type: .int32),
+                    .scalar(name: "y", type: .int32), .scalar(name: "z", type: .int32),
+                ]))
+        let out = try device.makeBuffer(copying: [Float](repeating: 0, count: 24))
+        func launch(_ x: Int32, _ y: Int32, _ z: Int32) async -> GPUBridgeError? {
+            await bridgeError {
+                try await device.launch(
+                    kernel, Launch(groups: Extent3(1), groupSize: Extent3(32)),
+                    arguments: [.buffer(out), .int32(x), .int32(y), .int32(z)])
+            }
+        }
+        try await device.launch(
+            kernel, Launch(groups: Extent3(1), groupSize: Extent3(32)),
+            arguments: [.buffer(out), .int32(2), .int32(3), .int32(4)])
+        #expect(try out.toArray() == [Float](repeating: 1, count: 24))
+        let launched = backend.counters.launches
+        let short = await launch(2, 3, 5)
+        #expect(
+            short?.description.contains(
+                "holds 24 elements (96 bytes) but the launch reaches 30 elements (x x y x z = 2 x 3 x 5)")
+                == true, "\(String(describing: short))")
+        let negative = await launch(-2, 3, -4)
+        #expect(
+            negative?.description.contains("argument 1 ('x') is -2: a count that sizes 'out' must be at least 0")
+                == true,
+            "\(String(describing: negative))")
+        let huge = await launch(.max, .max, .max)
+        #expect(
+            huge?.description.contains("the length of 'out', x x y x z, overflows") == true,
+            "\(String(describing: huge))")
+        #expect(backend.counters.launches == launched)
+    }
 }

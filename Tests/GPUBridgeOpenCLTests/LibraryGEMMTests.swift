@@ -156,7 +156,10 @@ struct LibraryGEMMTests {
             return
         }
         #expect(name == "matmul")
-        #expect(detail == "A holds 255 floats, M, N, K = 16, 16, 16 need 256", "\(detail)")
+        #expect(
+            detail
+                == "argument 0 ('A') holds 255 elements (1020 bytes) but the launch reaches 256 elements (M x K = 16 x 16)",
+            "\(detail)")
         #expect(program.libraryLaunches == 0)
         let unwritten = try c.toArray().allSatisfy { $0.isNaN }
         #expect(unwritten)

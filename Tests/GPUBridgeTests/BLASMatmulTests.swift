@@ -161,6 +161,7 @@ struct BLASMatmulTests {
                 kernel, Launch(groups: Extent3(2, 2), groupSize: Extent3(16, 16)),
                 arguments: [.buffer(a), .buffer(b), .buffer(c), .int32(Int32(m)), .int32(Int32(n)), .int32(Int32(k))])
         }
-        #expect(error?.description.contains("C holds \(m * n - 1) floats") == true, "\(String(describing: error))")
+        #expect(
+            error?.description.contains("('C') holds \(m * n - 1) elements") == true, "\(String(describing: error))")
     }
 }

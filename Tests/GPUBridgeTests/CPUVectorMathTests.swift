@@ -202,7 +202,7 @@ struct CPUVectorMathTests {
                     ])
             }
             #expect(
-                error?.description.contains("\(name) holds \(counts[short] - 1) floats") == true,
+                error?.description.contains("('\(name)') holds \(counts[short] - 1) elements") == true,
                 "\(name): \(String(describing: error))")
         }
         let buffers = try [2 * 8, 300 * 8, 2 * 300].map { try device.makeBuffer(of: Float.self, count: $0) }
@@ -212,7 +212,8 @@ struct CPUVectorMathTests {
                 arguments: buffers.map { .buffer($0) } + [.int32(2), .int32(300), .int32(-1)])
         }
         #expect(
-            negative?.description.contains("queryCount, rows, dim = 2, 300, -1: each must be at least 0") == true,
+            negative?.description.contains("argument 5 ('dim') is -1: a count that sizes 'queries' must be at least 0")
+                == true,
             "\(String(describing: negative))")
     }
 
@@ -260,9 +261,9 @@ struct CPUVectorMathTests {
                 "queryCount, rows, k = 2, 100, 0: queryCount and rows must be at least 0, k at least 1") == true,
             "\(String(describing: zero))")
         let short = await launch(scores: queryCount * rows - 1, indices: queryCount * k, best: queryCount * k, k: k)
-        #expect(short?.description.contains("scores holds \(queryCount * rows - 1) elements") == true)
+        #expect(short?.description.contains("('scores') holds \(queryCount * rows - 1) elements") == true)
         let few = await launch(scores: queryCount * rows, indices: queryCount * k, best: queryCount * k - 1, k: k)
-        #expect(few?.description.contains("outScore holds \(queryCount * k - 1) elements") == true)
+        #expect(few?.description.contains("('outScore') holds \(queryCount * k - 1) elements") == true)
     }
 
     @Test("topk_select over no rows answers every query with k entries of (-1, -infinity)")

@@ -411,15 +411,8 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         _ buffer: RawBuffer, name: String, index: Int, elementSize: Int, extent: BufferExtent,
         arguments: [KernelArgument], kernel: Kernel, launch: Launch
     ) throws(GPUBridgeError) {
-        let needed: Int
-        switch extent {
-        case .any:
-            return
-        case let .elements(n):
-            needed = n
-        case .globalSize:
-            needed = launch.globalSize?.product ?? Int.max
-        case let .argument(countIndex):
+        /// The integer scalar argument at `countIndex`, which sizes this buffer.
+        func count(_ countIndex: Int) throws(GPUBridgeError) -> Int {
             guard countIndex >= 0, countIndex < arguments.count, case let .scalar(value) = arguments[countIndex],
                 let n = value.integerValue
             else {
@@ -428,14 +421,51 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
                     detail: "the length of '\(name)' is given by argument \(countIndex), which is not an integer scalar"
                 )
             }
+            return n
+        }
+        let needed: Int
+        var reason = ""
+        switch extent {
+        case .any:
+            return
+        case let .elements(n):
             needed = n
+        case .globalSize:
+            needed = launch.globalSize?.product ?? Int.max
+        case let .argument(countIndex):
+            needed = try count(countIndex)
+        case let .product(indices):
+            var product = 1
+            var factors: [(String, Int)] = []
+            for countIndex in indices {
+                let n = try count(countIndex)
+                let factor = kernel.parameters?[countIndex].name ?? "argument \(countIndex)"
+                guard n >= 0 else {
+                    throw .argumentMismatch(
+                        kernel: kernel.name,
+                        detail:
+                            "argument \(countIndex) ('\(factor)') is \(n): a count that sizes '\(name)' must be at least 0"
+                    )
+                }
+                factors.append((factor, n))
+                let (next, overflow) = product.multipliedReportingOverflow(by: n)
+                guard !overflow else {
+                    throw .argumentMismatch(
+                        kernel: kernel.name,
+                        detail: "the length of '\(name)', \(factors.map(\.0).joined(separator: " x ")), overflows")
+                }
+                product = next
+            }
+            needed = product
+            reason =
+                " (\(factors.map(\.0).joined(separator: " x ")) = \(factors.map { String($0.1) }.joined(separator: " x ")))"
         }
         let (bytes, overflow) = needed.multipliedReportingOverflow(by: elementSize)
         guard !overflow, buffer.byteCount >= bytes else {
             throw .argumentMismatch(
                 kernel: kernel.name,
                 detail:
-                    "argument \(index) ('\(name)') holds \(buffer.byteCount / max(1, elementSize)) elements (\(buffer.byteCount) bytes) but the launch reaches \(needed) elements"
+                    "argument \(index) ('\(name)') holds \(buffer.byteCount / max(1, elementSize)) elements (\(buffer.byteCount) bytes) but the launch reaches \(needed) elements\(reason)"
             )
         }
     }

@@ -18,6 +18,9 @@ public enum BufferExtent: Sendable, Hashable {
     case globalSize
     /// At least as many elements as the integer scalar argument at this index says.
     case argument(Int)
+    /// At least the product of the integer scalar arguments at these indices (a matrix of rows x columns, say); each
+    /// of them must be at least 0, and a product that overflows is refused.
+    case product([Int])
 }
 
 /// Whether a kernel may write a buffer parameter. A value type, part of a kernel's declared parameters: any thread

@@ -91,9 +91,9 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "matmul", summary: "C[MxN] = A[MxK] * B[KxN], float32 row-major, 16x16 tiles",
             parameters: [
-                .buffer("A", Float.self, extent: .any, access: .readOnly),
-                .buffer("B", Float.self, extent: .any, access: .readOnly),
-                .buffer("C", Float.self, extent: .any), .scalar(name: "M", type: .int32),
+                .buffer("A", Float.self, extent: .product([3, 5]), access: .readOnly),
+                .buffer("B", Float.self, extent: .product([5, 4]), access: .readOnly),
+                .buffer("C", Float.self, extent: .product([3, 4])), .scalar(name: "M", type: .int32),
                 .scalar(name: "N", type: .int32), .scalar(name: "K", type: .int32),
             ],
             portableText: BuiltinKernelText.matmul, entryPoint: "gb_matmul", scheduling: CPUMatmul.scheduling
@@ -104,7 +104,8 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "softmax_rows", summary: "y = softmax(x) along each row (float32, one group per row)",
             parameters: [
-                .buffer("x", Float.self, extent: .any, access: .readOnly), .buffer("y", Float.self, extent: .any),
+                .buffer("x", Float.self, extent: .product([2, 3]), access: .readOnly),
+                .buffer("y", Float.self, extent: .product([2, 3])),
                 .scalar(name: "rows", type: .int32), .scalar(name: "cols", type: .int32),
             ],
             portableText: BuiltinKernelText.softmaxRows, entryPoint: "gb_softmax_rows", scheduling: .perByte
@@ -120,9 +121,9 @@ public enum BuiltinKernels {
         KernelDefinition(
             id: "cosine_scores", summary: "scores[q][r] = cosine similarity of queries[q] and matrix[r]",
             parameters: [
-                .buffer("queries", Float.self, extent: .any, access: .readOnly),
-                .buffer("matrix", Float.self, extent: .any, access: .readOnly),
-                .buffer("scores", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
+                .buffer("queries", Float.self, extent: .product([3, 5]), access: .readOnly),
+                .buffer("matrix", Float.self, extent: .product([4, 5]), access: .readOnly),
+                .buffer("scores", Float.self, extent: .product([3, 4])), .scalar(name: "queryCount", type: .int32),
                 .scalar(name: "rows", type: .int32), .scalar(name: "dim", type: .int32),
             ],
             portableText: BuiltinKernelText.cosineScores, entryPoint: "gb_cosine_scores"
@@ -177,8 +178,9 @@ public enum BuiltinKernels {
             id: "topk_select",
             summary: "the k best scores per query, best first, ties to the lower index (may overwrite scores)",
             parameters: [
-                .buffer("scores", Float.self, extent: .any), .buffer("outIndex", Int32.self, extent: .any),
-                .buffer("outScore", Float.self, extent: .any), .scalar(name: "queryCount", type: .int32),
+                .buffer("scores", Float.self, extent: .product([3, 4])),
+                .buffer("outIndex", Int32.self, extent: .product([3, 5])),
+                .buffer("outScore", Float.self, extent: .product([3, 5])), .scalar(name: "queryCount", type: .int32),
                 .scalar(name: "rows", type: .int32), .scalar(name: "k", type: .int32),
             ],
             portableText: BuiltinKernelText.topkSelect, entryPoint: "gb_topk_select", scheduling: .perByte
