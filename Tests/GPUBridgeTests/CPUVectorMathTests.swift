@@ -283,4 +283,20 @@ struct CPUVectorMathTests {
         #expect(try indices.toArray() == [Int32](repeating: -1, count: queryCount * k))
         #expect(try best.toArray() == [Float](repeating: -.infinity, count: queryCount * k))
     }
+
+    @Test(
+        "a direct histogram launch with bins outside 1...256 is refused instead of trapping", arguments: [0, -3, 257])
+    func histogramBins(bins: Int32) async throws {
+        let device = try Device(backend: CPUBackend())
+        let kernel = try device.compile(KernelCatalog().definition("histogram").source(for: .cpu))
+        let values = try device.makeBuffer(copying: [Float](repeating: 0.5, count: 1000))
+        let counts = try device.makeBuffer(copying: [UInt32](repeating: 7, count: 300))
+        let error = await bridgeError {
+            try await device.launch(
+                kernel, Launch(groups: Extent3(4), groupSize: Extent3(256)),
+                arguments: [.buffer(values), .buffer(counts), .int32(1000), .int32(bins), .float(0), .float(1)])
+        }
+        #expect(error?.description.contains("bins = \(bins): must be 1...256") == true, "\(String(describing: error))")
+        #expect(try counts.toArray().allSatisfy { $0 == 7 })
+    }
 }

@@ -252,6 +252,11 @@ public enum BuiltinKernels {
             let values = try context.buffer(0, as: Float.self), counts = try context.buffer(1, as: UInt32.self)
             let n = try context.integer(2), bins = try context.integer(3)
             let lo = try context.float(4), hi = try context.float(5)
+            guard (1...BuiltinKernelText.histogramMaxBins).contains(bins) else {
+                throw GPUBridgeError.argumentMismatch(
+                    kernel: context.kernel,
+                    detail: "bins = \(bins): must be 1...\(BuiltinKernelText.histogramMaxBins)")
+            }
             let scale = Float(bins) / (hi - lo)
             var local = [UInt32](repeating: 0, count: bins)
             try forEachStrided(context, n: n) { i in
