@@ -346,4 +346,53 @@ struct KernelTests {
             "\(String(describing: huge))")
         #expect(backend.counters.launches == launched)
     }
+
+    @Test("the portable texts' group shapes and scalar ranges are enforced before launch: shared arrays stay in bounds")
+    func launchLimits() async throws {
+        let (device, backend) = try makeOpenCLDevice()
+        let catalog = KernelCatalog()
+        func refusal(
+            _ id: String, _ launch: Launch, _ counts: [Int], _ scalars: [KernelArgument]
+        ) async throws -> (GPUBridgeError?, untouched: Bool) {
+            let kernel = try device.compile(catalog.definition(id).source(for: .opencl))
+            let buffers = try counts.map { try device.makeBuffer(copying: [Float](repeating: 77, count: $0)) }
+            let launched = backend.counters.launches
+            let error = await bridgeError {
+                try await device.launch(kernel, launch, arguments: buffers.map { .buffer($0) } + scalars)
+            }
+            #expect(backend.counters.launches == launched, "\(id) was launched")
+            let untouched = try buffers.allSatisfy { try $0.toArray().allSatisfy { $0 == 77 } }
+            return (error, untouched)
+        }
+        // matmul's 16 x 16 tiles: a 32 x 32 group would index past them.
+        let (tile, tileUntouched) = try await refusal(
+            "matmul", Launch(groups: Extent3(1, 1), groupSize: Extent3(32, 32)), [32 * 32, 32 * 32, 32 * 32],
+            [.int32(32), .int32(32), .int32(32)])
+        #expect(
+            tile?.description.contains("'group size of 'matmul'': value 32x32 is outside exactly 16x16") == true,
+            "\(String(describing: tile))")
+        #expect(tileUntouched)
+        // softmax's 256-element scratch: a group of 512 would write past it.
+        let (wide, wideUntouched) = try await refusal(
+            "softmax_rows", Launch(groups: Extent3(2), groupSize: Extent3(512)), [2 * 64, 2 * 64],
+            [.int32(2), .int32(64)])
+        #expect(wide?.description.contains("at most 256 work-items along x") == true, "\(String(describing: wide))")
+        #expect(wideUntouched)
+        // sum_partial writes one partial per group: 8 groups need 8.
+        let (partial, partialUntouched) = try await refusal(
+            "sum_partial", Launch(groups: Extent3(8), groupSize: Extent3(256)), [4096, 7], [.int32(4096)])
+        #expect(
+            partial?.description.contains(
+                "('partial') holds 7 elements (28 bytes) but the launch reaches 8 elements (one per group)")
+                == true, "\(String(describing: partial))")
+        #expect(partialUntouched)
+        // histogram's 256 buckets: 300 bins would count past them.
+        let (bins, binsUntouched) = try await refusal(
+            "histogram", Launch(groups: Extent3(1), groupSize: Extent3(256)), [100, 300],
+            [.int32(100), .int32(300), .float(0), .float(1)])
+        #expect(
+            bins?.description.contains("'argument 3 ('bins') of 'histogram'': value 300 is outside 1...256") == true,
+            "\(String(describing: bins))")
+        #expect(binsUntouched)
+    }
 }

@@ -11,6 +11,8 @@ public final class Kernel: Sendable, CustomStringConvertible {
     /// The kernel's name and declared parameters.
     public let name: String
     public let parameters: [KernelParameter]?
+    /// The group shape and scalar ranges its launches must keep to, where it has any.
+    public let limits: LaunchLimits?
     /// The backend's loaded program.
     public let program: any KernelProgram
 
@@ -18,6 +20,7 @@ public final class Kernel: Sendable, CustomStringConvertible {
         self.device = device
         self.name = source.name
         self.parameters = source.parameters
+        self.limits = source.limits
         self.program = program
     }
 
@@ -230,6 +233,7 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             throw .wrongDevice(name: "kernel '\(kernel.name)'", expected: names.expected, actual: names.actual)
         }
         try launch.validate(for: info)
+        try kernel.limits?.check(launch, arguments: arguments, kernel: kernel.name, parameters: kernel.parameters)
         let resolved = try resolve(arguments, for: kernel, launch: launch)
         metrics.launches.increment()
         do {
@@ -432,6 +436,9 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             needed = n
         case .globalSize:
             needed = launch.globalSize?.product ?? Int.max
+        case .groupCount:
+            needed = launch.groups.product ?? Int.max
+            reason = " (one per group)"
         case let .argument(countIndex):
             needed = try count(countIndex)
         case let .product(indices):

@@ -18,6 +18,8 @@ public enum BufferExtent: Sendable, Hashable {
     case globalSize
     /// At least as many elements as the integer scalar argument at this index says.
     case argument(Int)
+    /// At least as many elements as the launch has groups in total (one result per group).
+    case groupCount
     /// At least the product of the integer scalar arguments at these indices (a matrix of rows x columns, say); each
     /// of them must be at least 0, and a product that overflows is refused.
     case product([Int])
@@ -120,6 +122,9 @@ public struct KernelSource: Sendable {
     /// run the library in the kernel's place (see `LibraryRoutine`). Nil (the default) for a kernel that is always
     /// launched as written.
     public var routine: LibraryRoutine?
+    /// The group shape and scalar ranges a launch must keep to, where the kernel has any (`LaunchLimits`); checked
+    /// before launch like the parameters. Nil (the default): none beyond the device's own.
+    public var limits: LaunchLimits?
 
     /// A kernel written as text for a device compiler.
     public init(

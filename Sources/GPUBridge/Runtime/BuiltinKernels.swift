@@ -59,7 +59,7 @@ public enum BuiltinKernels {
             parameters: [
                 .buffer("x", Float.self, extent: .argument(3), access: .readOnly),
                 .buffer("y", Float.self, extent: .argument(3), access: .readOnly),
-                .buffer("partial", Float.self, extent: .any), .scalar(name: "n", type: .int32),
+                .buffer("partial", Float.self, extent: .groupCount), .scalar(name: "n", type: .int32),
             ],
             portableText: BuiltinKernelText.dotPartial, entryPoint: "gb_dot_partial", scheduling: .perByte
         ) { context in
@@ -71,12 +71,12 @@ public enum BuiltinKernels {
                 guard let xs = x.baseAddress, let ys = y.baseAddress else { return 0 }
                 return CPUVectorMath.dot(xs, ys, range)
             }
-        },
+        }.limited(LaunchLimits(maxGroupWidth: group)),
         KernelDefinition(
             id: "sum_partial", summary: "partial[g] = sum of x[i] over group g's share of the input (reduction stage)",
             parameters: [
                 .buffer("x", Float.self, extent: .argument(2), access: .readOnly),
-                .buffer("partial", Float.self, extent: .any),
+                .buffer("partial", Float.self, extent: .groupCount),
                 .scalar(name: "n", type: .int32),
             ],
             portableText: BuiltinKernelText.sumPartial, entryPoint: "gb_sum_partial", scheduling: .perByte
@@ -87,7 +87,7 @@ public enum BuiltinKernels {
                 guard let xs = x.baseAddress else { return 0 }
                 return CPUVectorMath.sum(xs, range)
             }
-        },
+        }.limited(LaunchLimits(maxGroupWidth: group)),
         KernelDefinition(
             id: "matmul", summary: "C[MxN] = A[MxK] * B[KxN], float32 row-major, 16x16 tiles",
             parameters: [
@@ -100,7 +100,7 @@ public enum BuiltinKernels {
         ) { context in
             // cblas_sgemm when a BLAS was found (BLASLibrary), else the hand-written tiled loop.
             try CPUMatmul.run(context)
-        }.computing(.sgemm),
+        }.computing(.sgemm).limited(LaunchLimits(groupSize: Extent3(tile, tile))),
         KernelDefinition(
             id: "softmax_rows", summary: "y = softmax(x) along each row (float32, one group per row)",
             parameters: [
@@ -117,7 +117,7 @@ public enum BuiltinKernels {
                 let row = xs + r * cols, out = ys + r * cols
                 CPUVectorMath.softmaxRow(row, out, count: cols)
             }
-        },
+        }.limited(LaunchLimits(maxGroupWidth: group)),
         KernelDefinition(
             id: "cosine_scores", summary: "scores[q][r] = cosine similarity of queries[q] and matrix[r]",
             parameters: [
@@ -238,7 +238,7 @@ public enum BuiltinKernels {
                     outScore[q * k + j] = bestScore[j]
                 }
             }
-        },
+        }.limited(LaunchLimits(maxGroupWidth: group, scalarRanges: [5: 1...Int(Int32.max)])),
         KernelDefinition(
             id: "histogram", summary: "counts[b] += values in bin b of [lo, hi] (uint32 counts, at most 256 bins)",
             parameters: [
@@ -264,7 +264,7 @@ public enum BuiltinKernels {
                 if v >= lo && v <= hi { local[min(bins - 1, Int((v - lo) * scale))] += 1 }
             }
             histogramMerge.withLock { _ in for b in 0..<bins { counts[b] &+= local[b] } }
-        },
+        }.limited(LaunchLimits(scalarRanges: [3: 1...BuiltinKernelText.histogramMaxBins])),
     ]
 
     /// Group g's share of `0 ..< n` on the CPU: one contiguous chunk of about n / groups (the GB_CONTIGUOUS_ITEMS

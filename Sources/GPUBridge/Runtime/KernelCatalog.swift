@@ -16,6 +16,8 @@ public struct KernelDefinition: Sendable {
     /// The standard routine the kernel computes, when it computes one (`KernelSource.routine`): set on the sources
     /// made for CUDA and OpenCL, where a vendor library may run in the kernel's place.
     public var routine: LibraryRoutine?
+    /// The group shape and scalar ranges its launches must keep to, on every backend (`KernelSource.limits`).
+    public var limits: LaunchLimits?
 
     public init(
         id: String, summary: String, parameters: [KernelParameter], portableText: String?, entryPoint: String,
@@ -37,6 +39,13 @@ public struct KernelDefinition: Sendable {
         return copy
     }
 
+    /// This definition with launch limits (see `LaunchLimits`).
+    public func limited(_ limits: LaunchLimits) -> KernelDefinition {
+        var copy = self
+        copy.limits = limits
+        return copy
+    }
+
     /// The backends this kernel has an implementation for.
     public var backends: [BackendKind] {
         (portable != nil ? [BackendKind.cuda, .opencl] : []) + (swift != nil ? [.cpu] : [])
@@ -49,11 +58,13 @@ public struct KernelDefinition: Sendable {
             guard let swift else { throw .unsupported(feature: "kernel '\(id)'", backend: backend.rawValue) }
             var source = KernelSource(name: id, parameters: parameters) { _ in }
             source.body = .swift(swift)
+            source.limits = limits
             return source
         case .cuda, .opencl:
             guard let portable else { throw .unsupported(feature: "kernel '\(id)'", backend: backend.rawValue) }
             var source = try portable.source(for: backend == .cuda ? .cuda : .openCLC)
             source.routine = routine
+            source.limits = limits
             return source
         }
     }
