@@ -65,10 +65,12 @@ struct CPUSchedulingTests {
     }
 
     @Test(
-        "small launches run in one chunk on the calling thread when the queue is idle",
+        "small launches, and threaded ones of any size, run in one chunk on the calling thread when the queue is idle",
         arguments: [
             // perCore, threaded and perItem: few work-items.
             (SwiftKernel.Scheduling.perCore, 4, 64), (.threaded, 4, 64), (.perItem, 4, 64),
+            // threaded: many work-items too (the body threads itself; no thread is woken for it).
+            (.threaded, 512, 64),
             // perByte: buffers of at most inlinePassBytes, however many work-items.
             (.perByte, 512, CPUBackend.inlinePassBytes),
         ])

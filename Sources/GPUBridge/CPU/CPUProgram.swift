@@ -5,8 +5,8 @@ import Synchronization
 ///
 /// Owned by the `Kernel`s made from it; any thread may enqueue it. Each launch is one command on the backend's
 /// `CPUCommandQueue`: small launches (by work-items, or by buffer bytes for `perByte` kernels) run in one chunk on the
-/// calling thread when the queue is idle, larger ones on the queue's worker, split across the cores (except `threaded`
-/// ones, whose body threads itself).
+/// calling thread when the queue is idle, larger ones on the queue's worker, split across the cores. A `threaded`
+/// launch, whose body threads itself, runs in one call on the calling thread whenever the queue is idle.
 final class CPUProgram: KernelProgram {
     let kernel: SwiftKernel
     let entryPoint: String
@@ -27,9 +27,14 @@ final class CPUProgram: KernelProgram {
         let groupCount = launch.groups.x * launch.groups.y * launch.groups.z
         let items = groupCount * (launch.groupSize.x * launch.groupSize.y * launch.groupSize.z)
         let queued = monotonicNanoseconds()
+        // A `threaded` body (one library call that threads itself) runs on the calling thread whenever the queue is
+        // idle, whatever its size: the caller is already running, and the library's helpers are running or spinning,
+        // so no thread has to be woken for it. A thread woken after a pause may be placed on a CPU that is already
+        // busy (docs/PERFORMANCE.md, "One-core phases"), and the call then runs at one core's speed.
         let small =
             switch kernel.scheduling {
-            case .perItem, .perCore, .threaded: items <= CPUBackend.inlineWorkItems
+            case .threaded: true
+            case .perItem, .perCore: items <= CPUBackend.inlineWorkItems
             case .perGroup: false
             case .perByte: Self.bufferBytes(arguments) <= CPUBackend.inlinePassBytes
             }

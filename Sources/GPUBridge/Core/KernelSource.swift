@@ -87,9 +87,10 @@ public final class SwiftKernel: Sendable {
         /// workers; larger ones are split as `perGroup`.
         case perByte
         /// The body threads itself (a library call that runs on threads of its own, as `matmul`'s `cblas_sgemm` does
-        /// on a multi-threaded OpenBLAS): every launch is one call of the body over all its groups. Small launches
-        /// (by work-items, as `perItem`) run on the calling thread, larger ones on the queue's worker; the queue runs
-        /// one launch at a time, so the library's threads have the cores to themselves.
+        /// on a multi-threaded OpenBLAS): every launch is one call of the body over all its groups. A launch runs on
+        /// the calling thread when the queue is idle (whatever its size: the caller takes part in the call as the
+        /// library's first thread, and `enqueue` returns once the call has run), otherwise on the queue's worker in
+        /// turn; the queue runs one launch at a time, so the library's threads have the cores to themselves.
         case threaded
     }
 
