@@ -372,6 +372,14 @@ struct KernelTests {
             tile?.description.contains("'group size of 'matmul'': value 32x32 is outside exactly 16x16") == true,
             "\(String(describing: tile))")
         #expect(tileUntouched)
+        // The same tile written with its unused dimension is the same shape, and runs.
+        let matmul = try device.compile(catalog.definition("matmul").source(for: .opencl))
+        let ones = try device.makeBuffer(copying: [Float](repeating: 1, count: 32 * 32))
+        let product = try device.makeBuffer(copying: [Float](repeating: 77, count: 32 * 32))
+        try await device.launch(
+            matmul, Launch(groups: Extent3(2, 2, 1), groupSize: Extent3(16, 16, 1)),
+            arguments: [.buffer(ones), .buffer(ones), .buffer(product), .int32(32), .int32(32), .int32(32)])
+        #expect(try product.toArray() == [Float](repeating: 32, count: 32 * 32))
         // softmax's 256-element scratch: a group of 512 would write past it.
         let (wide, wideUntouched) = try await refusal(
             "softmax_rows", Launch(groups: Extent3(2), groupSize: Extent3(512)), [2 * 64, 2 * 64],

@@ -446,7 +446,9 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             var factors: [(String, Int)] = []
             for countIndex in indices {
                 let n = try count(countIndex)
-                let factor = kernel.parameters?[countIndex].name ?? "argument \(countIndex)"
+                let factor =
+                    kernel.parameters.flatMap { countIndex < $0.count ? $0[countIndex].name : nil }
+                    ?? "argument \(countIndex)"
                 guard n >= 0 else {
                     throw .argumentMismatch(
                         kernel: kernel.name,

@@ -6,7 +6,8 @@
 ///
 /// A value type, part of a `KernelSource`: any thread may read it; checking it costs a few comparisons per launch.
 public struct LaunchLimits: Sendable, Hashable {
-    /// The group shape a launch must have exactly, when the kernel is written for one (a tile in shared memory).
+    /// The group shape a launch must have exactly, when the kernel is written for one (a tile in shared memory);
+    /// unused dimensions count as 1, so 16x16 and 16x16x1 are the same shape.
     public var groupSize: Extent3?
     /// The most work-items a group may have along x, when a shared array of that many elements is indexed by the
     /// local id along x; the group's y and z must then be 1.
@@ -25,7 +26,7 @@ public struct LaunchLimits: Sendable, Hashable {
     func check(
         _ launch: Launch, arguments: [KernelArgument], kernel: String, parameters: [KernelParameter]?
     ) throws(GPUBridgeError) {
-        if let shape = groupSize, launch.groupSize != shape {
+        if let shape = groupSize, launch.groupSize.components != shape.components {
             throw .invalidArgument(
                 name: "group size of '\(kernel)'", value: "\(launch.groupSize)",
                 limit: "exactly \(shape) (the tile its text is written for)")
