@@ -386,6 +386,14 @@ struct KernelTests {
             [.int32(2), .int32(64)])
         #expect(wide?.description.contains("at most 256 work-items along x") == true, "\(String(describing: wide))")
         #expect(wideUntouched)
+        // softmax's tree reduction halves the group each round: a width of 96 would leave elements out.
+        let (odd, oddUntouched) = try await refusal(
+            "softmax_rows", Launch(groups: Extent3(2), groupSize: Extent3(96)), [2 * 64, 2 * 64],
+            [.int32(2), .int32(64)])
+        #expect(
+            odd?.description.contains("'group size of 'softmax_rows'': value 96 is outside a power of two along x")
+                == true, "\(String(describing: odd))")
+        #expect(oddUntouched)
         // sum_partial writes one partial per group: 8 groups need 8.
         let (partial, partialUntouched) = try await refusal(
             "sum_partial", Launch(groups: Extent3(8), groupSize: Extent3(256)), [4096, 7], [.int32(4096)])

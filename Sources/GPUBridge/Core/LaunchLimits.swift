@@ -12,12 +12,19 @@ public struct LaunchLimits: Sendable, Hashable {
     /// The most work-items a group may have along x, when a shared array of that many elements is indexed by the
     /// local id along x; the group's y and z must then be 1.
     public var maxGroupWidth: Int?
+    /// Whether the group's width along x must be a power of two: a tree reduction that halves its step each round
+    /// (`for (s = size / 2; s > 0; s >>= 1)`) leaves elements out of any other width and answers wrongly.
+    public var powerOfTwoWidth: Bool
     /// The range each integer scalar argument must lie in, by argument index.
     public var scalarRanges: [Int: ClosedRange<Int>]
 
-    public init(groupSize: Extent3? = nil, maxGroupWidth: Int? = nil, scalarRanges: [Int: ClosedRange<Int>] = [:]) {
+    public init(
+        groupSize: Extent3? = nil, maxGroupWidth: Int? = nil, powerOfTwoWidth: Bool = false,
+        scalarRanges: [Int: ClosedRange<Int>] = [:]
+    ) {
         self.groupSize = groupSize
         self.maxGroupWidth = maxGroupWidth
+        self.powerOfTwoWidth = powerOfTwoWidth
         self.scalarRanges = scalarRanges
     }
 
@@ -37,6 +44,12 @@ public struct LaunchLimits: Sendable, Hashable {
             throw .invalidArgument(
                 name: "group size of '\(kernel)'", value: "\(launch.groupSize)",
                 limit: "at most \(width) work-items along x, and 1 along y and z (its shared arrays hold \(width))")
+        }
+        let width = launch.groupSize.x
+        if powerOfTwoWidth, width < 1 || width & (width - 1) != 0 {
+            throw .invalidArgument(
+                name: "group size of '\(kernel)'", value: "\(launch.groupSize)",
+                limit: "a power of two along x (its tree reduction halves the group each round)")
         }
         for (index, range) in scalarRanges.sorted(by: { $0.key < $1.key }) {
             let name = parameters.flatMap { index < $0.count ? $0[index].name : nil } ?? "argument \(index)"

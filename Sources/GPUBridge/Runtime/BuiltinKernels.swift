@@ -71,7 +71,7 @@ public enum BuiltinKernels {
                 guard let xs = x.baseAddress, let ys = y.baseAddress else { return 0 }
                 return CPUVectorMath.dot(xs, ys, range)
             }
-        }.limited(LaunchLimits(maxGroupWidth: group)),
+        }.limited(LaunchLimits(maxGroupWidth: group, powerOfTwoWidth: true)),
         KernelDefinition(
             id: "sum_partial", summary: "partial[g] = sum of x[i] over group g's share of the input (reduction stage)",
             parameters: [
@@ -87,7 +87,7 @@ public enum BuiltinKernels {
                 guard let xs = x.baseAddress else { return 0 }
                 return CPUVectorMath.sum(xs, range)
             }
-        }.limited(LaunchLimits(maxGroupWidth: group)),
+        }.limited(LaunchLimits(maxGroupWidth: group, powerOfTwoWidth: true)),
         KernelDefinition(
             id: "matmul", summary: "C[MxN] = A[MxK] * B[KxN], float32 row-major, 16x16 tiles",
             parameters: [
@@ -117,7 +117,7 @@ public enum BuiltinKernels {
                 let row = xs + r * cols, out = ys + r * cols
                 CPUVectorMath.softmaxRow(row, out, count: cols)
             }
-        }.limited(LaunchLimits(maxGroupWidth: group)),
+        }.limited(LaunchLimits(maxGroupWidth: group, powerOfTwoWidth: true)),
         KernelDefinition(
             id: "cosine_scores", summary: "scores[q][r] = cosine similarity of queries[q] and matrix[r]",
             parameters: [
@@ -238,7 +238,8 @@ public enum BuiltinKernels {
                     outScore[q * k + j] = bestScore[j]
                 }
             }
-        }.limited(LaunchLimits(maxGroupWidth: group, scalarRanges: [5: 1...Int(Int32.max)])),
+        }.limited(
+            LaunchLimits(maxGroupWidth: group, powerOfTwoWidth: true, scalarRanges: [5: 1...Int(Int32.max)])),
         KernelDefinition(
             id: "histogram", summary: "counts[b] += values in bin b of [lo, hi] (uint32 counts, at most 256 bins)",
             parameters: [
