@@ -499,7 +499,7 @@ public final class OpenCLBackend: DeviceBackend {
         try clCheck("clFlush", library.flush(queue.pointer))
         tracked.withLock { state in
             if state.completions.count >= state.pruneAt {
-                state.completions.removeAll { $0.isComplete }
+                state.completions.removeAll { $0.isSettled }
                 state.pruneAt = max(64, state.completions.count * 2)
             }
             state.completions.append(completion)

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import GPUBridge
 import GPUBridgeTestSupport
 import Testing
@@ -99,6 +100,30 @@ struct ConcurrencyTests {
         let failed = Completion()
         failed.complete(.failure(.notFound(kind: "kernel", name: "k")))
         #expect(await bridgeError { try await failed.wait() } == .notFound(kind: "kernel", name: "k"))
+    }
+
+    @Test("a completion is complete while what it retained is released: a pending one still holds it all")
+    func completeBeforeRelease() {
+        /// What the witness saw when it was released: nil before.
+        final class Seen: Sendable { let isComplete = Mutex<Bool?>(nil) }
+        /// Records, as it is released, whether its completion already reported itself complete.
+        final class Witness: Sendable {
+            let completion: Completion
+            let seen: Seen
+            init(_ completion: Completion, _ seen: Seen) {
+                self.completion = completion
+                self.seen = seen
+            }
+            deinit { seen.isComplete.withLock { $0 = completion.isComplete } }
+        }
+        let seen = Seen()
+        let completion = Completion()
+        completion.retain([Witness(completion, seen)])
+        #expect(!completion.isComplete)
+        #expect(seen.isComplete.withLock { $0 } == nil)
+        completion.complete(.success(nil))
+        #expect(seen.isComplete.withLock { $0 } == true)
+        #expect(completion.isComplete)
     }
 
     @Test("multi-dimensional launches visit every work-item once")

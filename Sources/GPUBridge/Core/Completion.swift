@@ -106,8 +106,15 @@ public final class Completion: Sendable {
         }
     }
 
-    /// Whether the command has finished.
+    /// Whether the command has finished. True from the moment its result is known, while what it retained is being
+    /// released and before its waiters resume: a command not complete still holds everything it retained.
     public var isComplete: Bool {
+        state.withLock { if case .pending = $0 { return false } else { return true } }
+    }
+
+    /// Whether the command has finished, what it retained has been released and its waiters resumed (a backend
+    /// that tracks completions drops only these, so a wait on the rest still covers their releases).
+    package var isSettled: Bool {
         state.withLock { if case .done = $0 { return true } else { return false } }
     }
 
