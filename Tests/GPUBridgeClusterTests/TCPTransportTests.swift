@@ -142,7 +142,8 @@ struct TCPTransportTests {
     @Test("a connection reserves at most its limit ahead of the bytes; a value done, refused or dropped gives it back")
     func reservations() throws {
         let limit = TCPAssemblies<Int>.reserveLimit
-        var assemblies = TCPAssemblies<Int>()
+        let budget = TCPReservations(limit: .max)
+        let assemblies = TCPAssemblies<Int>(budget: budget)
         // Two heads that fit the limit together are reserved; a third that does not is kept in pieces instead.
         assemblies.begin(1, expected: limit / 2, tag: 1)
         assemblies.begin(2, expected: limit / 2, tag: 2)
@@ -169,8 +170,30 @@ struct TCPTransportTests {
         #expect(try assemblies.append(ByteBuffer(bytes: [1]), to: 5) == nil)
         // Unknown ids are ignored; removing all gives everything back.
         #expect(try assemblies.append(ByteBuffer(bytes: [1]), to: 99) == nil)
+        #expect(budget.bytes == limit / 2)
         assemblies.removeAll()
         #expect(assemblies.reservedBytes == 0 && assemblies.count == 0)
+        #expect(budget.bytes == 0)
+    }
+
+    @Test("connections share the process's reservations: past it a head is kept in pieces; a closed one gives back")
+    func sharedReservations() throws {
+        let budget = TCPReservations(limit: 1000)
+        var first: TCPAssemblies<Int>? = TCPAssemblies(budget: budget)
+        let second = TCPAssemblies<Int>(budget: budget)
+        first?.begin(1, expected: 600, tag: 1)
+        second.begin(1, expected: 600, tag: 1)  // 1 200 would pass the shared 1 000: kept in pieces
+        #expect(first?.reservedBytes == 600 && second.reservedBytes == 0 && budget.bytes == 600)
+        // The value kept in pieces still assembles.
+        let value = (0..<600).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let whole = try #require(try second.append(ByteBuffer(bytes: value), to: 1))
+        #expect(whole.1 == value)
+        // The first connection goes with its value half-assembled: its reservation is given back.
+        #expect(try first?.append(ByteBuffer(bytes: value[..<300]), to: 1) == nil)
+        first = nil
+        #expect(budget.bytes == 0)
+        second.begin(2, expected: 600, tag: 2)
+        #expect(second.reservedBytes == 600 && budget.bytes == 600)
     }
 
     @Test("the decoder passes a chunk frame's bytes on as they are read, and the whole frames around it")

@@ -1,6 +1,7 @@
 import GPUBridge
 import GPUBridgeActors
 import NIOCore
+import Synchronization
 
 /// A value arriving in chunks. When its connection has room (`TCPAssemblies.reserveLimit`), the array of the announced
 /// size is made when the head comes, as a fresh mapping whose pages are committed only as bytes arrive, and each piece
@@ -69,52 +70,106 @@ struct TCPAssembly<Tag> {
     }
 }
 
-/// The values arriving in chunks on one connection, by exchange id, and the bytes reserved for them: an assembly gets
-/// its array at its head while the reserved bytes stay within `reserveLimit`, so a peer's heads can make this side
-/// hold at most that much address space beyond what the peer has sent. Confined to the connection's event loop.
-struct TCPAssemblies<Tag> {
+/// Bytes reserved for values before their bytes have arrived, over every connection that shares this budget: the
+/// process-wide one (`process`) bounds what the heads of all peers together can make a node reserve, however many
+/// connections they open. Any thread; one atomic compare-and-swap per reservation.
+final class TCPReservations: Sendable {
+    /// The budget every connection of the process shares: 1 GiB.
+    static let process = TCPReservations(limit: 1 << 30)
+
+    let limit: Int
+    private let reserved = Atomic<Int>(0)
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// The bytes reserved now.
+    var bytes: Int { reserved.load(ordering: .relaxed) }
+
+    /// Reserves `count` bytes when that stays within the limit; returns whether it did.
+    func take(_ count: Int) -> Bool {
+        var current = reserved.load(ordering: .relaxed)
+        while count <= limit - current {
+            let (exchanged, original) = reserved.compareExchange(
+                expected: current, desired: current + count, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    /// Gives back `count` bytes taken before.
+    func give(_ count: Int) {
+        reserved.subtract(count, ordering: .relaxed)
+    }
+}
+
+/// The values arriving in chunks on one connection, by exchange id, and the bytes reserved for them. An assembly gets
+/// its array at its head while this connection's reservations stay within `reserveLimit` and the process's within
+/// `TCPReservations.process`, so the heads of peers can make a node hold at most that much address space beyond what
+/// they have sent. What is reserved is given back when a value is whole, refused or dropped, and when the connection's
+/// handler goes (`deinit`).
+///
+/// Owned by one connection's handler and confined to its event loop.
+final class TCPAssemblies<Tag> {
     /// The most bytes one connection reserves for values before their bytes arrive.
     static var reserveLimit: Int { 256 << 20 }
 
+    private let budget: TCPReservations
     private var assemblies: [UInt64: TCPAssembly<Tag>] = [:]
     /// The announced sizes of the assemblies whose arrays were made at their heads.
     private(set) var reservedBytes = 0
 
+    init(budget: TCPReservations = .process) {
+        self.budget = budget
+    }
+
+    deinit { budget.give(reservedBytes) }
+
     var count: Int { assemblies.count }
 
     /// Starts the value with `id`, of `expected` bytes (a head already checked against the limits).
-    mutating func begin(_ id: UInt64, expected: Int, tag: Tag) {
+    func begin(_ id: UInt64, expected: Int, tag: Tag) {
         drop(id)
-        let reserve = expected <= Self.reserveLimit - reservedBytes
+        let reserve = expected <= Self.reserveLimit - reservedBytes && budget.take(expected)
         if reserve { reservedBytes += expected }
         assemblies[id] = TCPAssembly(expected: expected, tag: tag, reserve: reserve)
     }
 
     /// Takes the next bytes of the value with `id` (none when it is unknown: refused, abandoned or never begun);
     /// returns its tag and bytes once it is whole. A piece past the announced size drops the value and throws.
-    mutating func append(_ piece: ByteBuffer, to id: UInt64) throws -> (Tag, [UInt8])? {
+    func append(_ piece: ByteBuffer, to id: UInt64) throws -> (Tag, [UInt8])? {
         guard var assembly = assemblies.removeValue(forKey: id) else { return nil }
         let whole: [UInt8]?
         do { whole = try assembly.append(piece) } catch {
-            if assembly.reserved { reservedBytes -= assembly.expected }
+            release(assembly)
             throw error
         }
         guard let whole else {
             assemblies[id] = assembly
             return nil
         }
-        if assembly.reserved { reservedBytes -= assembly.expected }
+        release(assembly)
         return (assembly.tag, whole)
     }
 
     /// Forgets the value with `id` and what it holds.
-    mutating func drop(_ id: UInt64) {
+    func drop(_ id: UInt64) {
         guard let assembly = assemblies.removeValue(forKey: id) else { return }
-        if assembly.reserved { reservedBytes -= assembly.expected }
+        release(assembly)
     }
 
-    mutating func removeAll() {
+    /// Forgets every value (the connection has closed).
+    func removeAll() {
         assemblies = [:]
+        budget.give(reservedBytes)
         reservedBytes = 0
+    }
+
+    private func release(_ assembly: TCPAssembly<Tag>) {
+        guard assembly.reserved else { return }
+        reservedBytes -= assembly.expected
+        budget.give(assembly.expected)
     }
 }

@@ -138,7 +138,7 @@ final class TCPClientHandler: ChannelInboundHandler {
 
     let connection: TCPConnection
     let limits: WireLimits
-    private var assemblies = TCPAssemblies<ClusterReply.Kind>()
+    private let assemblies = TCPAssemblies<ClusterReply.Kind>()
 
     init(connection: TCPConnection, limits: WireLimits) {
         self.connection = connection

@@ -43,7 +43,7 @@ final class TCPServerHandler: ChannelInboundHandler {
     }
 
     /// Calls whose arguments are still arriving in chunks, by id (at most `maxAssemblies` at once).
-    private var assemblies = TCPAssemblies<(ClusterRequest, ServiceContext)>()
+    private let assemblies = TCPAssemblies<(ClusterRequest, ServiceContext)>()
     static let maxAssemblies = 64
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
