@@ -342,7 +342,9 @@ struct KernelTests {
             "\(String(describing: negative))")
         let huge = await launch(.max, .max, .max)
         #expect(
-            huge?.description.contains("the length of 'out', x x y x z, overflows") == true,
+            huge?.description.contains(
+                "the length of 'out', x x y x z = 2147483647 x 2147483647 x 2147483647, is more than 9223372036854775807 elements"
+            ) == true,
             "\(String(describing: huge))")
         #expect(backend.counters.launches == launched)
     }

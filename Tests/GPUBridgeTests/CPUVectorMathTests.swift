@@ -301,4 +301,46 @@ struct CPUVectorMathTests {
             "\(String(describing: error))")
         #expect(try counts.toArray().allSatisfy { $0 == 7 })
     }
+
+    @Test("the CPU bodies check their own sizes too, when run under a source that declares no parameters")
+    func bodiesWithoutDeclaredParameters() async throws {
+        let device = try Device(backend: CPUBackend())
+        let catalog = KernelCatalog()
+        /// The built-in's CPU body under a source with no parameters or limits: nothing is checked before launch.
+        func bare(_ id: String) throws -> Kernel {
+            let swift = try #require(try catalog.definition(id).swift)
+            return try device.compile(KernelSource(name: id, scheduling: swift.scheduling, swift: swift.body))
+        }
+        func floats(_ count: Int) throws -> KernelArgument {
+            .buffer(try device.makeBuffer(copying: [Float](repeating: 1, count: count)).raw)
+        }
+        let cosine = await bridgeError {
+            try await device.launch(
+                try bare("cosine_scores"), Launch(groups: Extent3(2, 2), groupSize: Extent3(256)),
+                arguments: [
+                    try floats(2 * 8), try floats(300 * 8 - 1), try floats(2 * 300), .int32(2), .int32(300), .int32(8),
+                ])
+        }
+        #expect(
+            cosine?.description.contains("matrix holds 2399 floats, queryCount, rows, dim = 2, 300, 8 need 2400")
+                == true,
+            "\(String(describing: cosine))")
+        let topk = await bridgeError {
+            try await device.launch(
+                try bare("topk_select"), Launch(groups: Extent3(2), groupSize: Extent3(256)),
+                arguments: [
+                    try floats(2 * 100), try floats(2 * 5), try floats(2 * 5 - 1), .int32(2), .int32(100), .int32(5),
+                ])
+        }
+        #expect(
+            topk?.description.contains("outScore holds 9 elements, queryCount, rows, k = 2, 100, 5 need 10") == true,
+            "\(String(describing: topk))")
+        let histogram = await bridgeError {
+            try await device.launch(
+                try bare("histogram"), Launch(groups: Extent3(1), groupSize: Extent3(256)),
+                arguments: [try floats(100), try floats(300), .int32(100), .int32(0), .float(0), .float(1)])
+        }
+        #expect(
+            histogram?.description.contains("bins = 0: must be 1...256") == true, "\(String(describing: histogram))")
+    }
 }

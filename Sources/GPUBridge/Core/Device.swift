@@ -411,6 +411,11 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
         }
     }
 
+    /// "M x K = 16 x 16": the names of a product's factors, then their values.
+    private static func product(_ factors: [(name: String, value: Int)]) -> String {
+        factors.map(\.name).joined(separator: " x ") + " = " + factors.map { String($0.value) }.joined(separator: " x ")
+    }
+
     private func checkExtent(
         _ buffer: RawBuffer, name: String, index: Int, elementSize: Int, extent: BufferExtent,
         arguments: [KernelArgument], kernel: Kernel, launch: Launch
@@ -443,7 +448,7 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
             needed = try count(countIndex)
         case let .product(indices):
             var product = 1
-            var factors: [(String, Int)] = []
+            var factors: [(name: String, value: Int)] = []
             for countIndex in indices {
                 let n = try count(countIndex)
                 let factor =
@@ -461,13 +466,12 @@ public final class Device: Sendable, CustomStringConvertible, Hashable {
                 guard !overflow else {
                     throw .argumentMismatch(
                         kernel: kernel.name,
-                        detail: "the length of '\(name)', \(factors.map(\.0).joined(separator: " x ")), overflows")
+                        detail: "the length of '\(name)', \(Self.product(factors)), is more than \(Int.max) elements")
                 }
                 product = next
             }
             needed = product
-            reason =
-                " (\(factors.map(\.0).joined(separator: " x ")) = \(factors.map { String($0.1) }.joined(separator: " x ")))"
+            reason = " (\(Self.product(factors)))"
         }
         let (bytes, overflow) = needed.multipliedReportingOverflow(by: elementSize)
         guard !overflow, buffer.byteCount >= bytes else {

@@ -7,6 +7,9 @@ import Synchronization
 public enum BuiltinKernels {
     static let group = BuiltinKernelText.reductionGroupSize
     static let tile = BuiltinKernelText.matmulTile
+    /// The launches a portable text with a `group`-element scratch array and a tree reduction over it allows: groups
+    /// of at most `group` work-items along x, a power of two.
+    static let treeReduction = LaunchLimits(maxGroupWidth: group, powerOfTwoWidth: true)
     /// Serialises the CPU histogram's merge of per-chunk counts into the shared result.
     private static let histogramMerge = Mutex(())
 
@@ -71,7 +74,7 @@ public enum BuiltinKernels {
                 guard let xs = x.baseAddress, let ys = y.baseAddress else { return 0 }
                 return CPUVectorMath.dot(xs, ys, range)
             }
-        }.limited(LaunchLimits(maxGroupWidth: group, powerOfTwoWidth: true)),
+        }.limited(treeReduction),
         KernelDefinition(
             id: "sum_partial", summary: "partial[g] = sum of x[i] over group g's share of the input (reduction stage)",
             parameters: [
@@ -87,7 +90,7 @@ public enum BuiltinKernels {
                 guard let xs = x.baseAddress else { return 0 }
                 return CPUVectorMath.sum(xs, range)
             }
-        }.limited(LaunchLimits(maxGroupWidth: group, powerOfTwoWidth: true)),
+        }.limited(treeReduction),
         KernelDefinition(
             id: "matmul", summary: "C[MxN] = A[MxK] * B[KxN], float32 row-major, 16x16 tiles",
             parameters: [
@@ -117,7 +120,7 @@ public enum BuiltinKernels {
                 let row = xs + r * cols, out = ys + r * cols
                 CPUVectorMath.softmaxRow(row, out, count: cols)
             }
-        }.limited(LaunchLimits(maxGroupWidth: group, powerOfTwoWidth: true)),
+        }.limited(treeReduction),
         KernelDefinition(
             id: "cosine_scores", summary: "scores[q][r] = cosine similarity of queries[q] and matrix[r]",
             parameters: [
